@@ -1,0 +1,63 @@
+"""Test-run environment: isolated ROS 2 (own domain, localhost discovery, temp log dir),
+headless MuJoCo, and fixtures for real rclpy over loopback."""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+
+import pytest
+
+# Set before anything creates a DDS participant or a GL context.
+_RUN_DIR = tempfile.mkdtemp(prefix="vlm_agent_test_")
+os.environ["ROS_DOMAIN_ID"] = os.environ.get("VLM_AGENT_TEST_DOMAIN_ID") or str(random.Random(os.getpid()).randint(1, 100))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOG_DIR"] = os.path.join(_RUN_DIR, "ros_log")
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from vlm_agent.ros_env import configure_ros_environment  # noqa: E402
+
+configure_ros_environment()
+
+
+@pytest.fixture
+def ros_context():
+    """An initialised rclpy Context of its own, shut down after the test."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    if context.ok():
+        rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def ros_executor(ros_context):
+    """A SingleThreadedExecutor on `ros_context`; nodes added to it are destroyed after the test."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=ros_context)
+    yield executor
+    for node in list(executor.get_nodes()):
+        executor.remove_node(node)
+        node.destroy_node()
+    executor.shutdown()
+
+
+@pytest.fixture
+def ros_node(ros_context, ros_executor):
+    """A plain helper node for test publishers/subscribers, already added to `ros_executor`."""
+    from rclpy.node import Node
+
+    node = Node(f"test_helper_{os.getpid()}", context=ros_context)
+    ros_executor.add_node(node)
+    return node
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return tmp_path

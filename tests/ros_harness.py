@@ -1,0 +1,90 @@
+"""Helpers for tests that use real rclpy over loopback (tests may import rclpy; the package core may not).
+
+* `spin_until(executor, predicate, timeout)`: spin until a condition holds.
+* `wait_for_subscribers(pub, n)` / `wait_for_publishers(sub, n)`: discovery in LOCALHOST mode takes
+  ~2 s, so always wait for the match before publishing.
+* `NodeProcess`: start a node (console_script module) in a second process with the test's ROS
+  environment, and stop it with SIGINT, checking it exits cleanly.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+DEFAULT_TIMEOUT_S = 15.0
+
+
+def spin_until(executor, predicate, timeout: float = DEFAULT_TIMEOUT_S, step: float = 0.02) -> bool:
+    """Spin `executor` until `predicate()` is true; returns False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=step)
+    return bool(predicate())
+
+
+def wait_for_subscribers(publisher, count: int = 1, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if publisher.get_subscription_count() >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def wait_for_publishers(subscription, count: int = 1, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subscription.get_publisher_count() >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class NodeProcess:
+    """A node running in its own process: `python -m vlm_agent.nodes.<name> --ros-args ...`.
+
+    Use as a context manager; on exit it sends SIGINT, waits, and records the exit code and output.
+    """
+
+    def __init__(self, module: str, ros_args: list[str] | None = None, env: dict | None = None, args: list[str] | None = None):
+        self.module = module
+        cmd = [sys.executable, "-m", module] + list(args or [])
+        if ros_args:
+            cmd += ["--ros-args"] + list(ros_args)
+        self.cmd = cmd
+        self.env = dict(os.environ if env is None else env)
+        self.proc: subprocess.Popen | None = None
+        self.output = ""
+        self.returncode: int | None = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.output, _ = self.proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.output, _ = self.proc.communicate()
+                self.output += "\n[killed after SIGINT timeout]"
+        else:
+            self.output, _ = self.proc.communicate()
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False

@@ -1,0 +1,1 @@
+"""Policy logic: prompts, action grammars and parsers, replanning loops (no ROS)."""

@@ -1,0 +1,1 @@
+"""Safety logic: limits, watchdogs, e-stop, obstacle stop (pure logic; the node is in nodes/)."""

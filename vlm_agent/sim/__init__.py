@@ -1,0 +1,1 @@
+"""Embedded MuJoCo simulator (Python side): worlds, episodes, oracles, metrics (no ROS)."""

@@ -1,0 +1,1 @@
+"""The robot skill API, its simulator implementation and the code sandbox (no ROS)."""
