@@ -1,0 +1,45 @@
+"""The package builds with `colcon build` as on a robot with ROS 2 from apt (ament_python):
+console scripts under lib/vlm_agent (what `ros2 run`/`ros2 launch` look for), launch/config
+files and package.xml under share/vlm_agent, and the ament index marker."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COLCON = Path(sys.executable).parent / "colcon"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not COLCON.exists(), reason="colcon is not installed in this environment")
+def test_colcon_build_installs_nodes_and_share_files(tmp_path):
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
+    src = tmp_path / "ws" / "src" / "vlm_agent"
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    result = subprocess.run(
+        [str(COLCON), "build", "--packages-select", "vlm_agent", "--event-handlers", "console_cohesion-"],
+        cwd=tmp_path / "ws",
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    install = tmp_path / "ws" / "install" / "vlm_agent"
+    from vlm_agent.nodes import available_nodes
+
+    scripts = {p.name for p in (install / "lib" / "vlm_agent").iterdir()}
+    assert set(available_nodes()) | {"vlm-agent"} <= scripts
+    share = install / "share" / "vlm_agent"
+    assert (share / "package.xml").is_file()
+    assert (install / "share" / "ament_index" / "resource_index" / "packages" / "vlm_agent").is_file()
+    for launch_file in (ROOT / "launch").glob("*.py"):
+        assert (share / "launch" / launch_file.name).is_file()
+    for config in (ROOT / "config").glob("*.yaml"):
+        assert (share / "config" / config.name).is_file()
