@@ -1,0 +1,70 @@
+"""Configuration of the NaVid-style video navigation model (instruction + egocentric RGB video only).
+
+NaVid (Zhang et al., RSS 2024) encodes every past frame into 4 tokens and the current frame into 64,
+separated by `[HIS]`/`[OBS]`, and asks the LM after `[NAV]` for the next primitive(s). Ours adds what
+the project's CPU experiment showed a tiny model needs to ground the instruction: FiLM layers that
+let the instruction scale/shift the vision features *before* pooling (see docs/models.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..embodied_vlm.configuration_embodied_vlm import EmbodiedVLMConfig
+
+
+@dataclasses.dataclass
+class NavidConfig(EmbodiedVLMConfig):
+    """NaVid fields on top of `EmbodiedVLMConfig`.
+
+    Fields:
+        current_grid_size: the current frame is pooled to this square grid (8 -> 64 tokens).
+        history_grid_size: each history frame is pooled to this grid (2 -> 4 tokens).
+        max_history_frames: cap on history frames fed to the LM; longer histories are uniformly
+            subsampled from the cache (first and latest frames always kept), so per-step cost stays flat.
+        film_layers: instruction-conditioned FiLM blocks over the vision grid (0 disables grounding).
+        his_token_id, obs_token_id, nav_token_id: separator ids.
+        forward_values_cm, turn_values_deg: the values the constrained decoder may emit.
+        max_primitives: primitives per call (NaVid's grammar allows up to 3).
+    """
+
+    current_grid_size: int = 8
+    history_grid_size: int = 2
+    max_history_frames: int = 16
+    film_layers: int = 2
+    his_token_id: int = 6
+    obs_token_id: int = 7
+    nav_token_id: int = 8
+    forward_values_cm: list = dataclasses.field(default_factory=lambda: [25])
+    turn_values_deg: list = dataclasses.field(default_factory=lambda: [30])
+    max_primitives: int = 3
+    model_type: str = "navid"
+
+    def __post_init__(self):
+        super().__post_init__()
+        owner = type(self).__name__
+        g = self.grid_size
+        for name in ("current_grid_size", "history_grid_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1 or g % v:
+                raise ValueError(f"{owner}.{name}: {v!r} must be a positive divisor of the vision grid size {g}")
+        for name, lo, hi in (("max_history_frames", 1, 4096), ("film_layers", 0, 16), ("max_primitives", 1, 3)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{owner}.{name}: {v!r} must be an int in [{lo}, {hi}]")
+        vocab = self.text_config.vocab_size
+        for name in ("his_token_id", "obs_token_id", "nav_token_id"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v < vocab:
+                raise ValueError(f"{owner}.{name}: {v!r} must be an int in [0, {vocab})")
+        for name, hi in (("forward_values_cm", 500), ("turn_values_deg", 180)):
+            v = getattr(self, name)
+            if not v or not all(isinstance(x, int) and 0 < x <= hi for x in v):
+                raise ValueError(f"{owner}.{name}: {v!r} must be a non-empty list of ints in (0, {hi}]")
+
+    @property
+    def current_tokens(self) -> int:
+        return self.current_grid_size ** 2
+
+    @property
+    def history_tokens_per_frame(self) -> int:
+        return self.history_grid_size ** 2

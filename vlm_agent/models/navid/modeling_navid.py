@@ -1,0 +1,158 @@
+"""NaVid-style navigation VLM on the embodied core.
+
+Data flow for one step (shapes for the defaults: 64 px, patch 8, grid 8, D_v vision, D LM width):
+    instruction ids (T,) -> mean LM embedding -> FiLM parameters (film_layers x 2 x D_v)
+    frame (3, 64, 64) -> vision_encoder -> (64, D_v) -> FiLM grounding -> grid (8, 8, D_v)
+        current frame: pool to 8x8 -> projector -> 64 tokens (64, D)
+        history frame: pool to 2x2 -> projector -> 4 tokens  (4, D), computed ONCE and cached
+    <s> instr [HIS] <img>*4k [OBS] <img>*64 [NAV] -> causal LM -> primitive text
+
+Why FiLM: the project's CPU experiment (FINDINGS.md) showed that a small policy given the
+instruction only as LM tokens (late fusion) ignores it and stops at any object; letting instruction
+words scale/shift vision channels made it ground colour and shape. We apply FiLM *after* the
+swappable vision encoder (so accelerated pixel-only encoders still fit) and *before* pooling (so the
+4 history tokens already say where instruction-relevant things were).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..embodied_vlm.modeling_embodied_vlm import EmbodiedVLMModel
+from .configuration_navid import NavidConfig
+
+
+class FiLMBlock(nn.Module):
+    """Residual FiLM'd MLP over grid features plus a depthwise 3x3 conv for spatial context.
+
+    x (B, g, g, D) and (gamma, beta) (B, D) -> (B, g, g, D).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 2 * dim)
+        self.fc2 = nn.Linear(2 * dim, dim)
+        self.spatial = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x) * (1 + gamma[:, None, None, :]) + beta[:, None, None, :]
+        x = x + self.fc2(F.gelu(self.fc1(h)))
+        return x + self.spatial(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class NavidModel(EmbodiedVLMModel):
+    config_class = NavidConfig
+
+    def __init__(self, config: NavidConfig):
+        super().__init__(config)
+        dv, d = config.vision_config.hidden_size, config.text_config.hidden_size
+        self.film_blocks = nn.ModuleList(FiLMBlock(dv) for _ in range(config.film_layers))
+        # Zero-initialised last layer: FiLM starts as the identity and learns to modulate.
+        self.instruction_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * dv * config.film_layers)) if config.film_layers else None
+        if self.instruction_film is not None:
+            nn.init.zeros_(self.instruction_film[-1].weight)
+            nn.init.zeros_(self.instruction_film[-1].bias)
+
+    # -- instruction and frames --------------------------------------------------------------
+    def instruction_condition(self, instruction_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """instruction_ids (B, T) (+ mask (B, T), 1 = real) -> condition (B, D): mean token embedding."""
+        emb = self.language_model.get_input_embeddings()(instruction_ids)
+        if mask is None:
+            return emb.mean(1)
+        m = mask.to(emb.dtype).unsqueeze(-1)
+        return (emb * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def ground(self, vision_features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """vision_features (B, N, D_v), condition (B, D) or (1, D) -> grounded grid (B, g, g, D_v)."""
+        b, n, dv = vision_features.shape
+        g = self.config.grid_size
+        x = vision_features.reshape(b, g, g, dv)
+        if self.instruction_film is None:
+            return x
+        film = self.instruction_film(condition).expand(b, -1).reshape(b, self.config.film_layers, 2, dv)
+        for i, block in enumerate(self.film_blocks):
+            x = block(x, film[:, i, 0], film[:, i, 1])
+        return x
+
+    def frame_tokens(self, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """grounded grid (B, g, g, D_v) -> (current tokens (B, 64, D), history tokens (B, 4, D))."""
+        c = self.config
+        x = grid.permute(0, 3, 1, 2)
+        cur = F.adaptive_avg_pool2d(x, c.current_grid_size).flatten(2).transpose(1, 2)
+        his = F.adaptive_avg_pool2d(x, c.history_grid_size).flatten(2).transpose(1, 2)
+        return self.multi_modal_projector(cur), self.multi_modal_projector(his)
+
+    def encode_frames(self, pixel_values: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixel_values (B, 3, S, S), condition (B or 1, D) -> (current (B, 64, D), history (B, 4, D))."""
+        return self.frame_tokens(self.ground(self.get_vision_features(pixel_values), condition))
+
+    # -- training ------------------------------------------------------------------------------
+    def forward_train(self, batch: dict) -> torch.Tensor:
+        """Loss over a batch built by `vlm_agent.models.navid.training.collate_episodes`.
+
+        batch: pixel_values (F, 3, S, S) all frames of the batch's episodes; frame_episode (F,);
+            instruction_ids/instruction_mask (E, T); input_ids/attention_mask/labels (B, L);
+            feature_index (M,) indices into [history tokens of all frames (F*4) | current (F*64)]
+            in placeholder order; loss_weight (B,) per-sample weights.
+        Returns the weighted mean token cross-entropy over answer tokens.
+        """
+        cond = self.instruction_condition(batch["instruction_ids"], batch["instruction_mask"])[batch["frame_episode"]]
+        cur, his = self.encode_frames(batch["pixel_values"], cond)
+        d = cur.shape[-1]
+        table = torch.cat([his.reshape(-1, d), cur.reshape(-1, d)])
+        feats = table[batch["feature_index"]]
+        embeds = self.embed_multimodal(batch["input_ids"], feats)
+        out = self.language_model.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"])
+        hidden = out.last_hidden_state[:, :-1]
+        labels = batch["labels"][:, 1:]
+        sel = labels != -100
+        logits = self.language_model.lm_head(hidden[sel])
+        tok_loss = F.cross_entropy(logits, labels[sel], reduction="none")
+        weights = batch["loss_weight"][:, None].expand_as(labels)[sel]
+        return (tok_loss * weights).sum() / weights.sum()
+
+    # -- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_constrained(self, inputs_embeds: torch.Tensor, trie: dict, max_new_tokens: int = 48) -> list[int]:
+        """Greedy decoding restricted to the grammar trie: at each step only tokens that keep the output
+        a prefix of a valid answer are allowed; forced tokens (one child) are fed without a decision.
+        inputs_embeds (1, L, D). Returns the answer token ids ending in EOS."""
+        lm = self.language_model
+        out = lm(inputs_embeds=inputs_embeds, use_cache=True)
+        past, logits = out.past_key_values, out.logits[0, -1]
+        node, produced, pending = trie, [], []
+        while node and len(produced) < max_new_tokens:
+            if pending:  # feed forced tokens in one call, then decide
+                o = lm(input_ids=torch.tensor([pending]), past_key_values=past, use_cache=True)
+                past, logits, pending = o.past_key_values, o.logits[0, -1], []
+            allowed = list(node)
+            tok = allowed[0] if len(allowed) == 1 else allowed[int(torch.argmax(logits[allowed]))]
+            produced.append(tok)
+            node = node[tok]
+            if node:
+                pending.append(tok)
+            # Walk forced chains without running the LM.
+            while len(node) == 1 and len(produced) < max_new_tokens:
+                (tok,) = node
+                produced.append(tok)
+                node = node[tok]
+                if node:
+                    pending.append(tok)
+        return produced
+
+    @torch.no_grad()
+    def generate_greedy(self, inputs_embeds: torch.Tensor, max_new_tokens: int = 48) -> list[int]:
+        """Unconstrained greedy decoding until EOS or `max_new_tokens` (the parser judges the text)."""
+        lm = self.language_model
+        out = lm(inputs_embeds=inputs_embeds, use_cache=True)
+        past, logits, produced = out.past_key_values, out.logits[0, -1], []
+        for _ in range(max_new_tokens):
+            tok = int(torch.argmax(logits))
+            produced.append(tok)
+            if tok == self.config.eos_token_id:
+                break
+            o = lm(input_ids=torch.tensor([[tok]]), past_key_values=past, use_cache=True)
+            past, logits = o.past_key_values, o.logits[0, -1]
+        return produced

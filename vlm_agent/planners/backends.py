@@ -1,0 +1,346 @@
+"""Model backends behind one interface for the NaVid planner.
+
+Every backend turns (instruction, history frames, current frame) into raw text; the planner parses
+it with the same strict grammar whatever produced it.
+
+    backend.reset(instruction)   new episode (instruction already validated)
+    backend.observe(rgb)         add a history frame (H, W, 3) uint8
+    backend.generate(rgb) -> str raw text for the current frame
+
+Backends: `BuiltinNavidBackend` (the project's NaVid model: history frames encoded once and cached as
+4 tokens each), `TransformersBackend` (any `AutoModelForImageTextToText` + its processor), and
+`RemoteBackend` (an OpenAI-compatible `/v1/chat/completions` server: vLLM, SGLang, TGI, Ollama or
+`vlm-agent serve`). Failures raise `BackendError` / `BackendTimeoutError`; they never return text
+that could be mistaken for a command.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import time
+
+import numpy as np
+
+from .navid_prompt import chat_prompt
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(RuntimeError):
+    """The backend failed (crashed, unreachable, malformed reply)."""
+
+
+class BackendTimeoutError(BackendError, TimeoutError):
+    """The backend did not answer in time (after retries)."""
+
+
+def _fingerprint(rgb: np.ndarray) -> bytes:
+    return hashlib.blake2b(rgb.tobytes(), digest_size=16).digest() + str(rgb.shape).encode()
+
+
+def _check_frame(rgb) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or 0 in rgb.shape:
+        raise ValueError(f"expected an RGB frame (H, W, 3) uint8, got {getattr(rgb, 'shape', None)} {getattr(rgb, 'dtype', type(rgb).__name__)}")
+    return rgb
+
+
+class BuiltinNavidBackend:
+    """The built-in NaVid model with a per-episode token cache.
+
+    history_mode "cached" (default): each observed frame is encoded once, its 4 history tokens kept;
+    at most `max_history_frames` cached frames (uniformly subsampled) are fed to the LM, so per-step
+    cost is nearly flat. "reencode": keeps the frames and re-encodes every one of them at every step
+    with no cap (what a naive video VLM does; used only as the benchmark baseline).
+    """
+
+    def __init__(self, model_dir: str, max_history_frames: int = 0, decoding: str = "constrained", history_mode: str = "cached", max_new_tokens: int = 48, device: str = "cpu"):
+        import torch
+
+        from vlm_agent.models.embodied_vlm.processing_embodied_vlm import load_tokenizer
+        from vlm_agent.models.navid.modeling_navid import NavidModel
+        from vlm_agent.models.navid.processing_navid import NavidProcessor
+
+        if decoding not in ("constrained", "greedy"):
+            raise ValueError(f"decoding must be 'constrained' or 'greedy', got {decoding!r}")
+        if history_mode not in ("cached", "reencode"):
+            raise ValueError(f"history_mode must be 'cached' or 'reencode', got {history_mode!r}")
+        self._torch = torch
+        self.model = NavidModel.from_pretrained(model_dir, device=device)
+        self.processor = NavidProcessor(load_tokenizer(model_dir), self.model.config)
+        self.device = device
+        self.decoding, self.history_mode, self.max_new_tokens = decoding, history_mode, max_new_tokens
+        self.max_history_frames = max_history_frames or self.model.config.max_history_frames
+        self.name = f"builtin:{model_dir}"
+        self._instruction_ids: list[int] | None = None
+
+    def reset(self, instruction: str) -> None:
+        torch = self._torch
+        self._instruction_ids = self.processor.encode_instruction(instruction)
+        with torch.no_grad():
+            ids = torch.tensor([self._instruction_ids], device=self.device)
+            self._condition = self.model.instruction_condition(ids)
+        self._history: list = []  # cached: (4, D) tokens per frame; reencode: pixel tensors
+        self._last: tuple[bytes, object, object] | None = None
+
+    def _require_reset(self):
+        if self._instruction_ids is None:
+            raise RuntimeError("call reset(instruction) before observe/generate")
+
+    def _encode(self, rgb: np.ndarray):
+        """One frame -> (current tokens (64, D), history tokens (4, D)); the last frame is memoised so
+        `plan(rgb)` followed by `observe(rgb)` encodes it once."""
+        key = _fingerprint(rgb)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1], self._last[2]
+        with self._torch.no_grad():
+            pixels = self.processor.image_processor(rgb).to(self.device)
+            cur, his = self.model.encode_frames(pixels, self._condition)
+        self._last = (key, cur[0], his[0])
+        return cur[0], his[0]
+
+    def observe(self, rgb: np.ndarray) -> None:
+        self._require_reset()
+        _check_frame(rgb)
+        if self.history_mode == "cached":
+            self._history.append(self._encode(rgb)[1])
+        else:
+            self._history.append(self.processor.image_processor(rgb))
+
+    @property
+    def history_length(self) -> int:
+        return len(getattr(self, "_history", []))
+
+    def _history_tokens(self):
+        torch = self._torch
+        if not self._history:
+            return None, 0
+        if self.history_mode == "cached":
+            from vlm_agent.models.navid.processing_navid import select_history
+
+            idx = select_history(len(self._history), self.max_history_frames)
+            return torch.cat([self._history[i] for i in idx]), len(idx)
+        pixels = torch.cat(self._history).to(self.device)
+        _, his = self.model.encode_frames(pixels, self._condition)
+        return his.reshape(-1, his.shape[-1]), len(self._history)
+
+    def generate(self, rgb: np.ndarray) -> str:
+        self._require_reset()
+        _check_frame(rgb)
+        torch = self._torch
+        with torch.no_grad():
+            cur, _ = self._encode(rgb)
+            his, k = self._history_tokens()
+            feats = cur if his is None else torch.cat([his, cur])
+            ids = torch.tensor([self.processor.prompt_ids(self._instruction_ids, k)], device=self.device)
+            embeds = self.model.embed_multimodal(ids, feats)
+            if self.decoding == "constrained":
+                out = self.model.generate_constrained(embeds, self.processor.grammar_trie(), self.max_new_tokens)
+            else:
+                out = self.model.generate_greedy(embeds, self.max_new_tokens)
+        return self.processor.tokenizer.decode(out, skip_special_tokens=True)
+
+
+class _ImageHistory:
+    """History frames for chat backends, downscaled for transport and uniformly subsampled."""
+
+    def __init__(self, max_images: int, max_side: int = 256):
+        self.max_images, self.max_side = max_images, max_side
+        self.frames: list[np.ndarray] = []
+
+    def add(self, rgb: np.ndarray) -> None:
+        from PIL import Image
+
+        h, w = rgb.shape[:2]
+        scale = self.max_side / max(h, w)
+        if scale < 1:
+            rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR))
+        self.frames.append(rgb)
+
+    def selected(self) -> list[np.ndarray]:
+        if not self.frames or self.max_images == 0:
+            return []
+        from vlm_agent.models.navid.processing_navid import select_history
+
+        return [self.frames[i] for i in select_history(len(self.frames), self.max_images)]
+
+
+class TransformersBackend:
+    """Any transformers image-text-to-text model directory (Qwen2.5-VL, SmolVLM, LLaVA, ...).
+
+    Loads with `AutoModelForImageTextToText` and `AutoProcessor` (processors whose video processor
+    needs torchvision are rebuilt without it), formats `chat_prompt` through the processor's chat
+    template, decodes greedily. Its text goes through the same strict parser.
+    """
+
+    def __init__(self, model_dir: str, history_images: int = 4, max_new_tokens: int = 32, device: str = "cpu"):
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        self._torch = torch
+        self.model = AutoModelForImageTextToText.from_pretrained(model_dir).to(device).eval()
+        self.processor = load_image_text_processor(model_dir)
+        self.history = _ImageHistory(history_images)
+        self.max_new_tokens, self.device = max_new_tokens, device
+        self.name = f"transformers:{model_dir}"
+        self._instruction: str | None = None
+
+    def reset(self, instruction: str) -> None:
+        self._instruction = instruction
+        self.history.frames.clear()
+
+    def observe(self, rgb: np.ndarray) -> None:
+        self.history.add(_check_frame(rgb))
+
+    def generate(self, rgb: np.ndarray) -> str:
+        from PIL import Image
+
+        if self._instruction is None:
+            raise RuntimeError("call reset(instruction) before generate")
+        images = [Image.fromarray(f) for f in self.history.selected() + [_check_frame(rgb)]]
+        content = [{"type": "image"} for _ in images] + [{"type": "text", "text": chat_prompt(self._instruction, len(images) - 1)}]
+        text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=text, images=images, return_tensors="pt").to(self.device)
+        with self._torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[0, inputs["input_ids"].shape[1]:]
+        return self.processor.batch_decode(new[None], skip_special_tokens=True)[0]
+
+
+def load_image_text_processor(model_dir: str):
+    """`AutoProcessor.from_pretrained`, except for processors whose video processor imports
+    torchvision (Qwen2-VL family, SmolVLM/Idefics3): those are assembled from their image processor
+    and tokenizer only (transformers 5.x)."""
+    import json
+    import os
+
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    cfg_path = os.path.join(model_dir, "processor_config.json")
+    proc_class = None
+    if os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            proc_class = json.load(f).get("processor_class")
+    with open(os.path.join(model_dir, "config.json")) as f:
+        model_type = json.load(f).get("model_type")
+    video_free = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor", "idefics3": None}
+    if model_type in video_free:
+        import transformers
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        image_processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
+        cls_name = video_free[model_type] or proc_class or "Idefics3Processor"
+        cls = getattr(transformers, cls_name)
+        sub = type(f"{cls_name}NoVideo", (cls,), {"attributes": ["image_processor", "tokenizer"], "video_processor_class": None})
+        return _build_without_video(sub, image_processor, tokenizer, model_dir)
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(model_dir)
+
+
+def _build_without_video(cls, image_processor, tokenizer, model_dir):
+    import inspect
+    import json
+    import os
+
+    kwargs = {}
+    cfg_path = os.path.join(model_dir, "processor_config.json")
+    if os.path.isfile(cfg_path):
+        with open(cfg_path) as f:
+            saved = json.load(f)
+        params = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in saved.items() if k in params and k not in ("image_processor", "tokenizer", "video_processor")}
+    template_path = os.path.join(model_dir, "chat_template.jinja")
+    if "chat_template" not in kwargs and os.path.isfile(template_path):
+        with open(template_path) as f:
+            kwargs["chat_template"] = f.read()
+    return cls(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+
+
+def encode_image_data_url(rgb: np.ndarray, fmt: str = "png") -> str:
+    """(H, W, 3) uint8 -> 'data:image/png;base64,...' (PNG is lossless; JPEG is smaller)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG" if fmt.lower() in ("jpg", "jpeg") else "PNG", **({"quality": 90} if fmt.lower() in ("jpg", "jpeg") else {}))
+    mime = "jpeg" if fmt.lower() in ("jpg", "jpeg") else "png"
+    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class RemoteBackend:
+    """OpenAI-compatible chat-completions client with base64 images, a timeout and retries.
+
+    Retries connection errors, timeouts, HTTP 429 and 5xx with exponential backoff; other 4xx and
+    malformed replies raise `BackendError` at once. `timeout_s` bounds each attempt.
+    """
+
+    def __init__(self, base_url: str, model: str, timeout_s: float = 10.0, retries: int = 2, api_key: str = "", history_images: int = 4, max_tokens: int = 32, image_format: str = "png", backoff_s: float = 0.2, transport=None):
+        import httpx
+
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"remote base_url must start with http:// or https://, got {base_url!r}")
+        self._httpx = httpx
+        self.url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith("/v1") else "/v1/chat/completions")
+        self.model, self.timeout_s, self.retries, self.backoff_s = model, timeout_s, retries, backoff_s
+        self.max_tokens, self.image_format = max_tokens, image_format
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport)
+        self.history = _ImageHistory(history_images)
+        self.name = f"remote:{self.url}#{model}"
+        self._instruction: str | None = None
+
+    def reset(self, instruction: str) -> None:
+        self._instruction = instruction
+        self.history.frames.clear()
+
+    def observe(self, rgb: np.ndarray) -> None:
+        self.history.add(_check_frame(rgb))
+
+    def request_body(self, rgb: np.ndarray) -> dict:
+        if self._instruction is None:
+            raise RuntimeError("call reset(instruction) before generate")
+        images = self.history.selected() + [_check_frame(rgb)]
+        content = [{"type": "text", "text": chat_prompt(self._instruction, len(images) - 1)}]
+        content += [{"type": "image_url", "image_url": {"url": encode_image_data_url(im, self.image_format)}} for im in images]
+        return {"model": self.model, "messages": [{"role": "user", "content": content}], "max_tokens": self.max_tokens, "temperature": 0.0, "stream": False}
+
+    def generate(self, rgb: np.ndarray) -> str:
+        httpx = self._httpx
+        body = self.request_body(rgb)
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = self._client.post(self.url, json=body)
+            except httpx.TimeoutException as exc:
+                last = BackendTimeoutError(f"{self.name}: no answer within {self.timeout_s:g} s (attempt {attempt + 1}/{self.retries + 1})")
+                last.__cause__ = exc
+                continue
+            except httpx.TransportError as exc:
+                last = BackendError(f"{self.name}: {type(exc).__name__}: {exc} (attempt {attempt + 1}/{self.retries + 1})")
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = BackendError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]}")
+                continue
+            if resp.status_code != 200:
+                raise BackendError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]}")
+            return _completion_text(resp, self.name)
+        log.warning("remote backend gave up after %d attempts: %s", self.retries + 1, last)
+        raise last
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _completion_text(resp, name: str) -> str:
+    try:
+        content = resp.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise BackendError(f"{name}: malformed chat-completions reply: {resp.text[:200]!r}") from exc
+    if isinstance(content, list):  # content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        raise BackendError(f"{name}: reply content is {type(content).__name__}, not text")
+    return content

@@ -1,0 +1,130 @@
+"""NaVid-style navigation planner: instruction + egocentric RGB video -> 1..3 NavPrimitives.
+
+    planner = NavidPlanner(NavidPlannerConfig(backend="builtin", model_dir="checkpoints/navid_tiny"))
+    planner.reset("go to the red ball")      # validates the instruction (ValueError if bad)
+    result = planner.plan(rgb)                # PlanResult(raw_text, primitives, latency_s, error)
+    planner.observe(rgb)                      # the frame becomes history for later calls
+
+Unparsable model text becomes `[stop]` with `error` set and a logged warning; backend failures
+(`BackendError`, `BackendTimeoutError`, anything the model raises) propagate so the caller stops the
+robot. Thread-safe: one lock serialises reset/observe/plan (the ROS node calls them off-executor).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+
+from vlm_agent.config import ConfigBase, param
+
+from .navid_grammar import parse_primitives
+from .navid_prompt import validate_instruction
+from .primitives import NavPrimitive
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_tiny")
+
+
+@dataclasses.dataclass
+class NavidPlannerConfig(ConfigBase):
+    """Settings of `NavidPlanner` (also the planner node's ROS parameters)."""
+
+    backend: str = param("builtin", "model backend: builtin (the project's NaVid model), transformers (any image-text-to-text dir), remote (OpenAI-compatible server)", choices=("builtin", "transformers", "remote"))
+    model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_tiny")
+    remote_url: str = param("http://127.0.0.1:8000/v1", "base URL of the OpenAI-compatible server (remote backend)")
+    remote_model: str = param("navid_tiny", "model name sent to the remote server")
+    remote_api_key: str = param("", "bearer token for the remote server (empty = none)")
+    timeout_s: float = param(10.0, "remote request timeout per attempt, seconds", min=0.05, max=600.0)
+    retries: int = param(2, "remote retries after the first attempt (timeouts, connection errors, 429/5xx)", min=0, max=10)
+    max_history_frames: int = param(0, "history frames fed to the builtin LM (uniform subsample of the cache); 0 = the model's default", min=0, max=4096)
+    history_images: int = param(4, "history images sent to transformers/remote backends per call", min=0, max=64)
+    decoding: str = param("constrained", "builtin decoding: constrained (grammar trie) or greedy (free text, parsed strictly)", choices=("constrained", "greedy"))
+    max_new_tokens: int = param(48, "generation limit in tokens", min=4, max=512)
+    max_instruction_chars: int = param(500, "longest accepted instruction", min=1, max=10000)
+    max_primitives: int = param(3, "primitives accepted per call", min=1, max=3)
+    max_forward_cm: float = param(100.0, "largest forward step accepted from the model, cm", min=1.0, max=500.0)
+    max_turn_deg: float = param(180.0, "largest turn accepted from the model, degrees", min=1.0, max=180.0)
+    device: str = param("cpu", "torch device for local backends")
+    num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
+
+    def resolved_model_dir(self) -> str:
+        return self.model_dir or DEFAULT_CHECKPOINT
+
+
+@dataclasses.dataclass
+class PlanResult:
+    """One planning call. primitives: 1..3 (a single stop when the text was unparsable).
+    latency_s: wall time of the backend call plus parsing. error: None, or why it became a stop."""
+
+    raw_text: str
+    primitives: list[NavPrimitive]
+    latency_s: float
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"raw_text": self.raw_text, "primitives": [p.to_dict() for p in self.primitives], "latency_s": self.latency_s, "error": self.error}
+
+
+def make_backend(config: NavidPlannerConfig):
+    from . import backends
+
+    if config.num_threads and config.backend != "remote":
+        import torch
+
+        torch.set_num_threads(config.num_threads)
+    if config.backend == "builtin":
+        model_dir = config.resolved_model_dir()
+        if not os.path.isfile(os.path.join(model_dir, "config.json")):
+            raise FileNotFoundError(f"NaVid model directory {model_dir} has no config.json (train one with `vlm-agent train` or pass model_dir)")
+        return backends.BuiltinNavidBackend(model_dir, config.max_history_frames, config.decoding, max_new_tokens=config.max_new_tokens, device=config.device)
+    if config.backend == "transformers":
+        if not config.model_dir or not os.path.isdir(config.model_dir):
+            raise FileNotFoundError(f"transformers backend needs model_dir of a local model directory, got {config.model_dir!r}")
+        return backends.TransformersBackend(config.model_dir, config.history_images, min(config.max_new_tokens, 64), config.device)
+    return backends.RemoteBackend(config.remote_url, config.remote_model, config.timeout_s, config.retries, config.remote_api_key, config.history_images, min(config.max_new_tokens, 64))
+
+
+class NavidPlanner:
+    """Instruction + video -> primitives through any backend and the strict grammar (see module doc)."""
+
+    def __init__(self, config: NavidPlannerConfig | None = None, backend=None):
+        self.config = config or NavidPlannerConfig()
+        self.backend = backend if backend is not None else make_backend(self.config)
+        self._lock = threading.Lock()
+        self.instruction: str | None = None
+        self.steps = 0
+
+    def reset(self, instruction: str) -> None:
+        """Start an episode. Raises ValueError for empty, too long or control-character instructions."""
+        text = validate_instruction(instruction, self.config.max_instruction_chars)
+        with self._lock:
+            self.backend.reset(text)
+            self.instruction, self.steps = text, 0
+
+    def observe(self, rgb: np.ndarray) -> None:
+        """Add `rgb` (H, W, 3) uint8 to the history (encoded once by the builtin backend)."""
+        with self._lock:
+            self._require_instruction()
+            self.backend.observe(rgb)
+
+    def plan(self, rgb: np.ndarray) -> PlanResult:
+        """Plan from the current frame `rgb` (H, W, 3) uint8 and the history so far."""
+        with self._lock:
+            self._require_instruction()
+            t0 = time.perf_counter()
+            raw = self.backend.generate(rgb)
+            parsed = parse_primitives(raw, self.config.max_primitives, self.config.max_forward_cm, self.config.max_turn_deg)
+            latency = time.perf_counter() - t0
+            self.steps += 1
+        if parsed.error:
+            log.warning("NaVid output unparsable, stopping: %s", parsed.error)
+        return PlanResult(raw if isinstance(raw, str) else repr(raw), list(parsed.primitives), latency, parsed.error)
+
+    def _require_instruction(self):
+        if self.instruction is None:
+            raise RuntimeError("NavidPlanner: call reset(instruction) first")
