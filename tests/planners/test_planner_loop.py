@@ -1,0 +1,149 @@
+"""Planning-loop state machine and the plan/executor-state wire formats (no ROS)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlm_agent.planners.planner_loop import (
+    FINISHED,
+    IDLE,
+    PLANNING,
+    READY,
+    WAITING,
+    ExecutorState,
+    PlanMessage,
+    PlannerLoop,
+)
+from vlm_agent.planners.primitives import NavPrimitive
+
+F, L, S = NavPrimitive.forward(), NavPrimitive.turn_left(), NavPrimitive.stop()
+
+
+def test_plan_message_round_trip_and_contract_keys():
+    plan = PlanMessage(3, "go to the red ball", 2, "move forward 25 cm", (F, L), 0.12, None)
+    data = json.loads(plan.to_json())
+    assert set(data) == {"plan_id", "instruction", "step", "raw_text", "primitives", "latency_s", "error"}
+    assert data["primitives"] == [{"kind": "forward", "value": 25.0}, {"kind": "turn_left", "value": 30.0}]
+    assert PlanMessage.from_json(plan.to_json()) == plan
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"step": 0, "primitives": []}', "plan_id"),
+        ('{"plan_id": "1", "step": 0, "primitives": []}', "plan_id"),
+        ('{"plan_id": true, "step": 0, "primitives": []}', "plan_id"),
+        ('{"plan_id": 1, "step": 0, "primitives": {}}', "primitives"),
+        ('{"plan_id": 1, "step": 0, "primitives": [{"kind": "fly", "value": 1}]}', "primitives\\[0\\]"),
+        ('{"plan_id": 1, "step": 0, "primitives": [{"kind": "forward", "value": -5}]}', "primitives\\[0\\]"),
+        ('{"plan_id": 1, "step": 0, "primitives": [{"kind": "forward", "value": "25"}]}', "value"),
+        ('{"plan_id": 1, "step": 0, "primitives": [{"kind": "forward", "value": NaN}]}', "primitives\\[0\\]"),
+        ('{"plan_id": 1, "step": 0, "primitives": [], "latency_s": Infinity}', "latency_s"),
+        ("x" * 70000, "too long"),
+    ],
+)
+def test_malformed_plans_raise_with_the_reason(text, match):
+    with pytest.raises(ValueError, match=match):
+        PlanMessage.from_json(text)
+
+
+def test_executor_state_round_trip_and_validation():
+    s = ExecutorState(4, "aborted", "timeout")
+    assert ExecutorState.from_json(s.to_json()) == s
+    with pytest.raises(ValueError, match="state"):
+        ExecutorState.from_json('{"plan_id": 1, "state": "flying"}')
+
+
+def test_loop_plans_waits_for_the_executor_and_replans():
+    loop = PlannerLoop()
+    assert loop.next_request(have_frame=True) is None  # no instruction
+    loop.start_episode("go to the red ball")
+    assert loop.next_request(have_frame=False) is None  # no frame yet
+    req = loop.next_request(have_frame=True)
+    assert req.step == 0 and loop.state == PLANNING
+    assert loop.next_request(have_frame=True) is None  # one call at a time
+    plan = loop.on_result(req, "move forward 25 cm", [F], 0.1, None)
+    assert plan.primitives == (F,) and plan.plan_id == req.plan_id and loop.state == WAITING
+    assert loop.next_request(True) is None
+    loop.on_executor_state(ExecutorState(req.plan_id - 1, "done", "completed"))  # an older plan: ignored
+    assert loop.state == WAITING
+    loop.on_executor_state(ExecutorState(req.plan_id, "executing"))
+    assert loop.state == WAITING
+    loop.on_executor_state(ExecutorState(req.plan_id, "done", "completed"))
+    assert loop.state == READY
+    req2 = loop.next_request(True)
+    assert req2.step == 1 and req2.plan_id == req.plan_id + 1
+
+
+def test_stop_in_the_plan_finishes_the_episode():
+    loop = PlannerLoop()
+    loop.start_episode("x")
+    req = loop.next_request(True)
+    plan = loop.on_result(req, "move forward 25 cm, stop", [F, S], 0.1, None)
+    assert plan.error is None and loop.state == FINISHED and loop.finish_reason == "stop"
+    assert loop.next_request(True) is None
+
+
+@pytest.mark.parametrize("how", ["raised", "timeout", "garbage", "empty"])
+def test_model_failures_publish_a_stop_plan_with_the_error(how):
+    loop = PlannerLoop()
+    loop.start_episode("x")
+    req = loop.next_request(True)
+    if how == "raised":
+        plan = loop.on_failure(req, "RuntimeError: CUDA out of memory")
+    elif how == "timeout":
+        plan = loop.on_failure(req, "model timed out after 2 s", latency_s=2.0)
+    elif how == "garbage":  # the parser turned garbage into [stop] with an error
+        plan = loop.on_result(req, "banana banana", [S], 0.1, "unknown word 'banana'")
+    else:
+        plan = loop.on_result(req, "", [], 0.1, None)
+    assert plan.primitives == (S,) and plan.error
+    assert loop.state == FINISHED and loop.finish_reason == plan.error
+    loop.start_episode("again")  # the node keeps running: a new instruction starts over
+    assert loop.next_request(True).step == 0
+
+
+def test_late_result_of_a_replaced_episode_is_discarded():
+    loop = PlannerLoop()
+    loop.start_episode("old")
+    old = loop.next_request(True)
+    loop.start_episode("new")
+    assert loop.next_request(True) is None  # the worker is still busy with the old call
+    assert loop.on_result(old, "move forward 25 cm", [F], 0.1, None) is None
+    req = loop.next_request(True)
+    assert req.instruction == "new" and req.step == 0
+
+
+def test_rejected_instruction_ends_the_episode_with_a_stop_plan():
+    loop = PlannerLoop()
+    loop.start_episode("old")
+    req = loop.next_request(True)
+    plan = loop.reject_instruction("", "instruction is empty")
+    assert plan.primitives == (S,) and "instruction is empty" in plan.error and loop.state == IDLE
+    assert loop.on_result(req, "move forward 25 cm", [F], 0.1, None) is None
+    assert loop.next_request(True) is None
+
+
+def test_aborts_replan_then_give_up():
+    loop = PlannerLoop(max_consecutive_aborts=2)
+    loop.start_episode("x")
+    for i in range(2):
+        req = loop.next_request(True)
+        loop.on_result(req, "move forward 25 cm", [F], 0.1, None)
+        loop.on_executor_state(ExecutorState(req.plan_id, "aborted", "timeout"))
+    assert loop.state == FINISHED and "2 plans aborted" in loop.finish_reason
+
+
+def test_step_limit_forces_a_stop_plan():
+    loop = PlannerLoop(max_steps=2)
+    loop.start_episode("x")
+    for _ in range(2):
+        req = loop.next_request(True)
+        loop.on_result(req, "turn left 30 degrees", [L], 0.1, None)
+        loop.on_executor_state(ExecutorState(req.plan_id, "done", "completed"))
+    assert loop.next_request(True) is None
+    plan = loop.step_limit_plan()
+    assert plan.primitives == (S,) and "step limit" in plan.error and loop.state == FINISHED
