@@ -223,6 +223,9 @@ class NavEnv:
         self._path_length += travelled
         self._trajectory.append((x, y, yaw))
         self._sync_base()
+        if self.held is not None:  # a held object rides along with the gripper
+            mujoco.mj_kinematics(self.model, self.data)
+            self._set_object(self.held, tuple(self.grasp_point()))
         self._update_progress()
 
     def _update_progress(self):
@@ -429,6 +432,17 @@ class NavEnv:
     def _invalidate_fields(self):
         self._fields.clear()
         self._grid = None
+
+    def manip_metrics(self) -> dict:
+        """Manipulation success: the moved object rests on the destination (object or furniture) and
+        is not held."""
+        self._require_episode()
+        if self.episode.suite != "manip":
+            raise ValueError(f"manip_metrics(): episode {self.episode.episode_id} is not a manipulation episode")
+        target, dest = self.episode.goal_objects[:2]
+        obj = self.world.object(target)
+        success = self.held is None and obj.support == dest
+        return {"success": float(success), "support": obj.support, "path_length": self._path_length}
 
     def joint_state(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         """(names, positions rad|m, velocities rad/s|m/s) of the arm and gripper joints."""

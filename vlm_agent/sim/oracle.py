@@ -44,11 +44,15 @@ class NavOracle:
             return NavPrimitive.stop()
         return self._best_move(goal)
 
-    def action_scores(self, goal: str | None = None) -> dict[int, float]:
+    def move_towards(self, goal: str, radius: float = 0.75) -> NavPrimitive:
+        """The best forward/turn primitive towards any object or furniture piece (never stop)."""
+        return self._best_move(goal, radius)
+
+    def action_scores(self, goal: str | None = None, radius: float = 0.75) -> dict[int, float]:
         """Score of each candidate turn count k (positive = left), lower is better (for inspection/tests)."""
         env = self.env
         goal = goal or env.current_goal
-        field = env.cost_field(goal)
+        field = env.cost_field(goal, radius=radius)
         grid = env.grid
         x, y, yaw = env.pose
         step_m = self.forward_cm / 100.0
@@ -69,8 +73,8 @@ class NavOracle:
             scores[k] = score
         return scores
 
-    def _best_move(self, goal: str) -> NavPrimitive:
-        scores = self.action_scores(goal)
+    def _best_move(self, goal: str, radius: float = 0.75) -> NavPrimitive:
+        scores = self.action_scores(goal, radius)
         k = min(scores, key=lambda kk: (scores[kk], abs(kk), -kk))
         if k == 0:
             return NavPrimitive.forward(self.forward_cm)
