@@ -1,0 +1,163 @@
+"""motion_executor node over real rclpy against a kinematic base: plans, stop, malformed input, faults."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.ros_harness import spin_until, wait_for_publishers, wait_for_subscribers
+
+pytestmark = pytest.mark.ros
+
+
+class Rig:
+    def __init__(self, context, executor):
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.node import Node
+        from std_msgs.msg import String
+
+        from tests.helpers.kinematic_base import KinematicBase
+        from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS
+        from vlm_agent.nodes.motion_executor import STATE_QOS, MotionExecutorNode
+
+        self.executor = executor
+        self.exec_node = MotionExecutorNode(context=context)
+        self.node = Node("motion_test_helper", context=context)
+        executor.add_node(self.exec_node)
+        executor.add_node(self.node)
+        self.base = KinematicBase(self.node)
+        self.states: list[dict] = []
+        self.goals: list = []
+        self.String = String
+        self.plan_pub = self.node.create_publisher(String, "/vlm_agent/plan", LATCHED_QOS)
+        self.state_sub = self.node.create_subscription(String, "/vlm_agent/executor/state", lambda m: self.states.append(json.loads(m.data)), STATE_QOS)
+        self.goal_sub = self.node.create_subscription(PoseStamped, "/goal_pose", self.goals.append, COMMAND_QOS)
+        assert wait_for_subscribers(self.plan_pub) and wait_for_publishers(self.state_sub)
+        assert wait_for_subscribers(self.base.odom_pub) and wait_for_publishers(self.base.cmd_sub)
+        self.next_id = 100
+
+    def send(self, primitives, raw=None) -> int:
+        self.next_id += 1
+        data = raw if raw is not None else json.dumps(
+            {"plan_id": self.next_id, "instruction": "test", "step": 0, "raw_text": "", "primitives": primitives, "latency_s": 0.0, "error": None}
+        )
+        self.plan_pub.publish(self.String(data=data))
+        return self.next_id
+
+    def final_state(self, plan_id, timeout=10.0):
+        ok = spin_until(self.executor, lambda: any(s["plan_id"] == plan_id and s["state"] in ("done", "aborted") for s in self.states), timeout=timeout, step=0.01)
+        assert ok, self.states[-5:]
+        return next(s for s in self.states if s["plan_id"] == plan_id and s["state"] in ("done", "aborted"))
+
+    def spin(self, seconds):
+        spin_until(self.executor, lambda: False, timeout=seconds, step=0.01)
+
+
+@pytest.fixture(scope="module")
+def rig():
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    r = Rig(context, executor)
+    yield r
+    for node in list(executor.get_nodes()):
+        executor.remove_node(node)
+        node.destroy_node()
+    executor.shutdown()
+    rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def fresh(rig):
+    rig.base.odom_override = None
+    rig.base.publish = True
+    rig.spin(0.2)
+    return rig
+
+
+def test_forward_then_turn_closed_loop_on_odom(fresh):
+    base = fresh.base
+    x0, y0, yaw0 = base.x, base.y, base.yaw
+    pid = fresh.send([{"kind": "forward", "value": 25}, {"kind": "turn_left", "value": 30}])
+    state = fresh.final_state(pid)
+    assert state["state"] == "done" and state["reason"] == "completed"
+    assert any(s["plan_id"] == pid and s["state"] == "executing" for s in fresh.states)
+    assert math.hypot(base.x - x0, base.y - y0) == pytest.approx(0.25, abs=0.03)
+    assert math.degrees(math.remainder(base.yaw - yaw0, 2 * math.pi)) == pytest.approx(30.0, abs=4.0)
+    fresh.spin(0.3)
+    assert base.cmd == (0.0, 0.0)  # it came to rest and said so
+
+
+def test_stop_primitive_ends_with_reason_stop(fresh):
+    pid = fresh.send([{"kind": "stop", "value": 0}])
+    assert fresh.final_state(pid) == {"plan_id": pid, "state": "done", "reason": "stop"}
+
+
+def test_malformed_plan_is_ignored_and_stops_motion(fresh):
+    base = fresh.base
+    pid = fresh.send([{"kind": "forward", "value": 100}])
+    assert spin_until(fresh.executor, lambda: base.cmd[0] > 0.1, timeout=5)
+    fresh.send(None, raw="{this is not json")
+    state = fresh.final_state(pid)
+    assert state["state"] == "aborted" and "malformed plan" in state["reason"]
+    fresh.spin(0.3)
+    assert base.cmd == (0.0, 0.0)
+    assert int(fresh.exec_node.health.key_values()["dropped.malformed_plan"]) >= 1
+    n = len(base.commands)
+    fresh.send(None, raw='{"plan_id": 1, "step": 0, "primitives": [{"kind": "fly"}]}')  # idle: nothing moves
+    fresh.spin(0.4)
+    assert all(c == (0.0, 0.0) for c in base.commands[n:])
+
+
+def test_nan_odometry_aborts_and_zeroes(fresh):
+    base = fresh.base
+    pid = fresh.send([{"kind": "forward", "value": 100}])
+    assert spin_until(fresh.executor, lambda: base.cmd[0] > 0.1, timeout=5)
+    base.odom_override = (float("nan"), 0.0, 0.0)
+    state = fresh.final_state(pid)
+    assert state["state"] == "aborted" and "non-finite odometry" in state["reason"]
+    fresh.spin(0.2)
+    assert base.cmd == (0.0, 0.0)
+
+
+def test_dead_odometry_aborts(fresh):
+    base = fresh.base
+    pid = fresh.send([{"kind": "turn_right", "value": 90}])
+    assert spin_until(fresh.executor, lambda: base.cmd[1] < -0.1, timeout=5)
+    base.publish = False
+    state = fresh.final_state(pid)
+    assert state["state"] == "aborted" and "odometry stale" in state["reason"]
+    fresh.spin(0.2)
+    assert base.cmd == (0.0, 0.0)
+
+
+def test_new_plan_preempts_the_running_one(fresh):
+    first = fresh.send([{"kind": "forward", "value": 100}])
+    assert spin_until(fresh.executor, lambda: fresh.base.cmd[0] > 0.1, timeout=5)
+    second = fresh.send([{"kind": "turn_left", "value": 30}])
+    assert fresh.final_state(first) == {"plan_id": first, "state": "aborted", "reason": f"preempted by plan {second}"}
+    assert fresh.final_state(second)["state"] == "done"
+
+
+def test_goal_pose_mode_sends_nav2_goals(fresh):
+    from rclpy.parameter import Parameter
+
+    node = fresh.exec_node
+    assert not fresh.goals  # velocity mode (the earlier tests) sends no goals
+    assert node.set_parameters([Parameter("mode", value="goal_pose")])[0].successful
+    try:
+        base = fresh.base
+        pid = fresh.send([{"kind": "forward", "value": 50}])
+        assert spin_until(fresh.executor, lambda: len(fresh.goals) >= 1, timeout=5)
+        goal = fresh.goals[-1]
+        assert goal.header.frame_id == "odom"
+        assert math.hypot(goal.pose.position.x - base.x, goal.pose.position.y - base.y) == pytest.approx(0.5, abs=0.02)
+        assert all(c == (0.0, 0.0) for c in base.commands[-3:])  # no velocity output in this mode
+        base.x, base.y = goal.pose.position.x, goal.pose.position.y  # "Nav2" drives there
+        assert fresh.final_state(pid)["state"] == "done"
+    finally:
+        node.set_parameters([Parameter("mode", value="velocity")])

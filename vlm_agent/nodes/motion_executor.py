@@ -1,0 +1,193 @@
+"""motion_executor: runs plans from `/vlm_agent/plan` closed-loop on `/odom`.
+
+Velocity mode (default): publishes `/vlm_agent/cmd_vel_raw` (Twist) at `control_rate_hz`; the safety
+supervisor gates it onto `/cmd_vel`. Goal-pose mode: publishes the target of each primitive on
+`/goal_pose` (PoseStamped, in the frame of the pose source, normally `odom`; point `odom_topic` at a
+map-frame Odometry source to send `map` goals) for Nav2, and still judges completion on the pose.
+
+Reports `{"plan_id", "state": idle|executing|done|aborted, "reason"}` on `/vlm_agent/executor/state`
+(latched). A malformed plan is logged and ignored, and any motion in progress is aborted: when the
+planner's intent cannot be read, stopping is the only safe reading. The plan subscription is
+volatile on purpose: a restarted executor must not replay the last latched plan.
+The control logic is `vlm_agent.skills.motion.MotionExecutor` (plain Python, unit-tested).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from geometry_msgs.msg import PoseStamped, Twist
+from nav_msgs.msg import Odometry
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from vlm_agent.config import param
+from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS, AgentNode, run_node
+from vlm_agent.planners.planner_loop import ExecutorState, PlanMessage
+from vlm_agent.skills.motion import ABORTED, DONE, EXECUTING, IDLE, MotionConfig, MotionExecutor, Pose2D
+
+NODE_CLASS = "MotionExecutorNode"
+
+# Latched like LATCHED_QOS, but 10 deep: "aborted (preempted)" and "executing" of the next plan go
+# out back to back, and a depth-1 history would let a slow reader miss the first.
+STATE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+@dataclass
+class MotionExecutorNodeConfig(MotionConfig):
+    """MotionConfig (profile, tolerances, timeouts, mode) plus the node's topics and rates."""
+
+    plan_topic: str = param("/vlm_agent/plan", "plans to execute (std_msgs/String JSON)", read_only=True)
+    state_topic: str = param("/vlm_agent/executor/state", "execution state (std_msgs/String JSON, latched)", read_only=True)
+    odom_topic: str = param("/odom", "pose source (nav_msgs/Odometry)", read_only=True)
+    cmd_topic: str = param("/vlm_agent/cmd_vel_raw", "velocity output (Twist) for the safety supervisor", read_only=True)
+    goal_topic: str = param("/goal_pose", "goal output (PoseStamped) in goal_pose mode", read_only=True)
+    control_rate_hz: float = param(20.0, "control loop rate", min=1.0, max=200.0)
+    idle_zero_s: float = param(0.5, "keep sending zero this long after a plan ends, then go quiet", min=0.0, max=10.0)
+
+
+def _core_config(config: MotionExecutorNodeConfig) -> MotionConfig:
+    return MotionConfig(**{k: getattr(config, k) for k in MotionConfig.__dataclass_fields__})
+
+
+def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
+    """Yaw (rad, about +z) of a unit quaternion; NaN in gives NaN out."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+class MotionExecutorNode(AgentNode):
+    def __init__(self, **kwargs):
+        super().__init__("motion_executor", MotionExecutorNodeConfig, **kwargs)
+        cfg = self.config
+        self.executor_core = MotionExecutor(_core_config(cfg))
+        self._pose: Pose2D | None = None
+        self._pose_time: float | None = None
+        self._pose_frame = "odom"
+        self._reported = (None, IDLE, "")
+        self._ended_at: float | None = None
+        self._last_twist = (0.0, 0.0)
+        self._cmd_pub = self.create_publisher(Twist, cfg.cmd_topic, COMMAND_QOS)
+        self._goal_pub = self.create_publisher(PoseStamped, cfg.goal_topic, COMMAND_QOS)
+        self._state_pub = self.create_publisher(String, cfg.state_topic, STATE_QOS)
+        self.create_subscription(String, cfg.plan_topic, self._on_plan, COMMAND_QOS)
+        self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
+        self._timer = self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer)
+        self._publish_state(ExecutorState(0, IDLE, "started"))
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _on_plan(self, msg: String) -> None:
+        self.health.tick("plan")
+        try:
+            plan = PlanMessage.from_json(msg.data)
+            if not plan.primitives:
+                raise ValueError("plan has no primitives")
+        except ValueError as exc:
+            self.health.drop("malformed_plan", str(exc))
+            self.get_logger().error(f"malformed plan ignored: {exc}")
+            if self.executor_core.state == EXECUTING:
+                self._end(f"malformed plan received ({exc}); stopped")
+            return
+        core = self.executor_core
+        if core.state == EXECUTING:
+            core.cancel(f"preempted by plan {plan.plan_id}")
+            self._report()
+        if plan.error:
+            self.get_logger().warning(f"plan {plan.plan_id} carries an error: {plan.error}")
+        try:
+            core.start(plan.plan_id, list(plan.primitives))
+        except ValueError as exc:
+            self.health.drop("invalid_plan", str(exc))
+            self.get_logger().error(f"plan {plan.plan_id} refused: {exc}")
+            self._publish_state(ExecutorState(plan.plan_id, ABORTED, f"plan refused: {exc}"))
+            return
+        self._ended_at = None
+        self.get_logger().info(f"plan {plan.plan_id}: {', '.join(p.to_text() for p in plan.primitives)}")
+        self._on_timer()  # start now, and report "executing" (or "done" for a bare stop) at once
+
+    def _on_odom(self, msg: Odometry) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        # Non-finite values are kept as they are: the core aborts on them with the reason.
+        self._pose = Pose2D(float(p.x), float(p.y), yaw_from_quaternion(q.x, q.y, q.z, q.w))
+        self._pose_time = time.monotonic()
+        self._pose_frame = msg.header.frame_id or "odom"
+        self.health.tick("odom")
+
+    # -- control ------------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        cmd = self.executor_core.update(self._pose, self._pose_time, now)
+        if cmd.goal is not None and self.config.mode == "goal_pose":
+            self._publish_goal(cmd.goal)
+        if cmd.state == EXECUTING:
+            if self.config.mode == "velocity":
+                self._publish_twist(cmd.linear_x, cmd.angular_z)
+        else:
+            if self._ended_at is None and self._last_twist != (0.0, 0.0):
+                self._ended_at = now  # motion just ended (done, aborted or preempted by a stop)
+            if self._ended_at is not None and now - self._ended_at <= self.config.idle_zero_s:
+                self._publish_twist(0.0, 0.0)  # the supervisor sees the commander come to rest
+        self._report()
+
+    def _end(self, reason: str) -> None:
+        self.executor_core.cancel(reason)
+        self._publish_twist(0.0, 0.0)
+        self._ended_at = time.monotonic()
+        self._report()
+
+    def _report(self) -> None:
+        core = self.executor_core
+        current = (core.plan_id, core.state, core.reason)
+        if current != self._reported and core.plan_id is not None:
+            self._publish_state(ExecutorState(core.plan_id, core.state, core.reason))
+            if core.state == ABORTED:
+                self.get_logger().warning(f"plan {core.plan_id} aborted: {core.reason}")
+                self.health.drop("aborted", core.reason)
+            elif core.state == DONE:
+                self.get_logger().info(f"plan {core.plan_id} done: {core.reason}")
+        self._reported = current
+
+    def _publish_state(self, state: ExecutorState) -> None:
+        self._state_pub.publish(String(data=state.to_json()))
+        self.health.set("state", state.state)
+        self.health.set("plan_id", state.plan_id)
+        self.health.set("reason", state.reason)
+        self.health.set_level(self.health.WARN if state.state == ABORTED else self.health.OK, f"{state.state} {state.reason}".strip())
+
+    def _publish_twist(self, v: float, w: float) -> None:
+        msg = Twist()
+        msg.linear.x, msg.angular.z = float(v), float(w)
+        self._cmd_pub.publish(msg)
+        self._last_twist = (float(v), float(w))
+        self.health.tick("cmd_vel_raw")
+
+    def _publish_goal(self, goal: Pose2D) -> None:
+        msg = PoseStamped()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self._pose_frame
+        msg.pose.position.x, msg.pose.position.y = goal.x, goal.y
+        msg.pose.orientation.z, msg.pose.orientation.w = math.sin(goal.yaw / 2.0), math.cos(goal.yaw / 2.0)
+        self._goal_pub.publish(msg)
+        self.health.tick("goal_pose")
+
+    def on_config_changed(self, old, new) -> None:
+        self.executor_core.set_config(_core_config(new))
+        if new.control_rate_hz != old.control_rate_hz:
+            self._timer.cancel()
+            self.destroy_timer(self._timer)
+            self._timer = self.create_timer(1.0 / new.control_rate_hz, self._on_timer)
+
+    def status_extra(self) -> dict[str, str]:
+        core = self.executor_core
+        current = core.current
+        return {"primitive": current.to_text() if current else "", "mode": self.config.mode}
+
+
+def main(args=None):
+    return run_node(MotionExecutorNode, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
