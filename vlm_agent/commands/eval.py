@@ -1,0 +1,85 @@
+"""vlm-agent eval: score a policy on the embedded simulator's nav / manip / seg suites."""
+from __future__ import annotations
+
+HELP = "evaluate a policy on the embedded simulator (nav SR/SPL/NE/OSR/TL, manip success, seg mIoU/cIoU)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--suite", required=True, choices=["nav", "manip", "seg"])
+    parser.add_argument("--policy", default="oracle", help="registered policy name (oracle, random, colour, navid, ...)")
+    parser.add_argument("--model", default=None, help="model directory for learned policies")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
+    parser.add_argument("--json", default=None, help="write the results (and per-episode metrics) to this JSON file")
+    parser.add_argument("--video", default=None, help="directory for a contact sheet PNG and an animated GIF per episode")
+    parser.add_argument("--ros", action="store_true", help="run the episodes through the mujoco_sim node and real ROS topics")
+    parser.add_argument("--width", type=int, default=128, help="camera width (px)")
+    parser.add_argument("--height", type=int, default=128, help="camera height (px)")
+    parser.add_argument("--fov", type=float, default=60.0, help="vertical field of view (degrees)")
+    parser.add_argument("--shadows", action="store_true", help="render shadows (slower)")
+
+
+def run(args) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episodes
+    from vlm_agent.sim.evaluation import EvalResult, evaluate
+    from vlm_agent.sim.policies import make_policy
+
+    if args.episodes < 1:
+        raise ValueError("--episodes must be >= 1")
+    console = Console(stderr=True)
+    config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,
+                       render_depth=args.suite == "nav")
+    episodes = make_episodes(args.suite, args.split, args.episodes, args.seed)
+    env = NavEnv(config)
+    policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed)
+    if args.ros:
+        try:
+            from vlm_agent.nodes.eval_client import run_ros_episodes
+        except ImportError as exc:
+            raise ValueError(f"--ros needs vlm_agent.nodes.eval_client (the ROS evaluation client): {exc}") from exc
+        out = run_ros_episodes(episodes, policy, suite=args.suite, policy_name=args.policy, config=config,
+                               video_dir=args.video)
+        result = out if isinstance(out, EvalResult) else EvalResult(**out)
+    else:
+        bar = tqdm(total=len(episodes), desc=f"eval {args.suite}/{args.policy}", unit="ep", file=None)
+        successes = []
+
+        def progress(i, m):
+            successes.append(m.get("success", m.get("iou", 0.0)))
+            bar.set_postfix(score=f"{sum(successes) / len(successes):.2f}")
+            bar.update(1)
+
+        result = evaluate(args.suite, policy, episodes, env, policy_name=args.policy, split=args.split, seed=args.seed,
+                          video_dir=args.video, progress=progress)
+        bar.close()
+    env.close()
+    table = Table(title=f"{args.suite} / {args.policy} / {args.split} ({result.episodes} episodes, seed {args.seed})")
+    table.add_column("metric")
+    table.add_column("all", justify="right")
+    held = result.metrics.get("held_out")
+    if held:
+        table.add_column(f"held-out targets ({held['episodes']})", justify="right")
+    for k, v in result.metrics.items():
+        if k == "held_out":
+            continue
+        row = [k, f"{v:.3f}"]
+        if held:
+            row.append(f"{held.get(k, float('nan')):.3f}")
+        table.add_row(*row)
+    table.add_row("env_steps_per_second", f"{result.env_steps_per_second:.1f}", *([""] if held else []))
+    Console().print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_json_dict(), f, indent=2, default=float)
+        console.print(f"wrote {args.json}")
+    if args.video:
+        console.print(f"wrote contact sheets and GIFs to {args.video}/")
+    return 0
