@@ -1,0 +1,281 @@
+"""mujoco_sim: the embedded MuJoCo simulator as a ROS 2 node (a drop-in for the robot's drivers).
+
+Publishes (topic contract): `/camera/color/image_raw` (rgb8), `/camera/color/camera_info`,
+`/camera/depth/image_rect_raw` (32FC1, metres), `/odom` (frame `odom`, child `base_link`),
+`/joint_states`, `/clock` (sim time; stamps on every message are sim time).
+Subscribes: `/cmd_vel` (Twist: linear.x m/s, angular.z rad/s; non-finite commands are dropped with
+a logged reason; commands older than `cmd_vel_timeout_s` decay to zero), `/arm_controller/joint_trajectory`
+(JointTrajectory, interpolated over `time_from_start`), `/gripper/command` (Float64, 0 open .. 1 closed).
+Services: `/mujoco_sim/reset` (Trigger: load the episode chosen by `suite`, `split`, `episode_seed`,
+`episode_index`; message = JSON with the episode and its instruction), `/mujoco_sim/result`
+(Trigger: message = JSON metrics of the current episode, scored as if the robot stopped now).
+With `publish_instruction`, the instruction goes out on `/vlm_agent/instruction` (latched) after reset.
+The simulation itself is `vlm_agent.sim.env.NavEnv` (plain Python).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from vlm_agent.config import ConfigBase, param
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
+
+NODE_CLASS = "MujocoSimNode"
+
+
+@dataclass
+class MujocoSimConfig(ConfigBase):
+    """Episode choice, camera, rates and limits of the simulator node."""
+
+    suite: str = param("nav", "episode suite loaded by reset", choices=("nav", "manip", "seg"))
+    split: str = param("val", "episode split", choices=("train", "val", "test"))
+    episode_seed: int = param(0, "seed of the episode list", min=0)
+    episode_index: int = param(0, "index of the episode in that list", min=0, max=100000)
+    width: int = param(320, "camera width (px)", min=16, max=1280)
+    height: int = param(240, "camera height (px)", min=16, max=960)
+    vertical_fov_deg: float = param(60.0, "camera vertical field of view (deg)", min=20.0, max=120.0)
+    shadows: bool = param(False, "render shadows (slow in software GL)")
+    physics_rate_hz: float = param(50.0, "simulation tick rate in sim time (odom, joint_states, clock)", min=5.0, max=1000.0)
+    camera_rate_hz: float = param(10.0, "camera publish rate in sim time", min=0.5, max=60.0)
+    real_time_factor: float = param(1.0, "sim seconds per wall second", min=0.05, max=20.0)
+    cmd_vel_timeout_s: float = param(0.5, "a /cmd_vel older than this (sim time) is treated as zero", min=0.05, max=10.0)
+    max_linear_mps: float = param(1.0, "base speed limit (m/s); larger commands are clipped", min=0.0, max=5.0)
+    max_angular_radps: float = param(2.0, "base turn-rate limit (rad/s)", min=0.0, max=10.0)
+    publish_instruction: bool = param(True, "publish the episode instruction on /vlm_agent/instruction after reset")
+    reset_on_start: bool = param(True, "load the configured episode at start-up")
+    odom_frame: str = param("odom", "odometry frame", read_only=True)
+    base_frame: str = param("base_link", "robot base frame", read_only=True)
+    camera_frame: str = param("camera_color_optical_frame", "camera optical frame", read_only=True)
+
+
+class MujocoSimNode(AgentNode):
+    def __init__(self, **kwargs):
+        super().__init__("mujoco_sim", MujocoSimConfig, **kwargs)
+        from vlm_agent.sim.env import NavEnv, SimConfig  # heavy (MuJoCo, GL) and ROS-free
+
+        c = self.config
+        self.env = NavEnv(SimConfig(width=c.width, height=c.height, vertical_fov_deg=c.vertical_fov_deg, shadows=c.shadows))
+        self.sim_time = 0.0
+        self._cmd = (0.0, 0.0)
+        self._cmd_stamp = -math.inf
+        self._trajectory = None  # (start sim time, [(t, positions)])
+        self._next_camera = 0.0
+        self.pub_rgb = self.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR_QOS)
+        self.pub_depth = self.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_QOS)
+        self.pub_odom = self.create_publisher(Odometry, "/odom", SENSOR_QOS)
+        self.pub_joints = self.create_publisher(JointState, "/joint_states", SENSOR_QOS)
+        self.pub_clock = self.create_publisher(Clock, "/clock", 10)
+        self.pub_instruction = self.create_publisher(String, "/vlm_agent/instruction", LATCHED_QOS)
+        self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, COMMAND_QOS)
+        self.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", self._on_trajectory, COMMAND_QOS)
+        self.create_subscription(Float64, "/gripper/command", self._on_gripper, COMMAND_QOS)
+        self.create_service(Trigger, "/mujoco_sim/reset", self._on_reset)
+        self.create_service(Trigger, "/mujoco_sim/result", self._on_result)
+        if c.reset_on_start:
+            self.reset_episode()
+        self._timer = self.create_timer(1.0 / (c.physics_rate_hz * c.real_time_factor), self._tick)
+
+    # -- episodes -------------------------------------------------------------------------------
+    def reset_episode(self) -> dict:
+        from vlm_agent.sim.episodes import make_episode
+
+        c = self.config
+        episode = make_episode(c.suite, c.split, c.episode_seed, c.episode_index)
+        self.env.reset(episode)
+        self._cmd, self._cmd_stamp, self._trajectory = (0.0, 0.0), -math.inf, None
+        self._next_camera = self.sim_time
+        info = {
+            "episode_id": episode.episode_id,
+            "suite": episode.suite,
+            "split": episode.split,
+            "task": episode.task,
+            "instruction": episode.instruction,
+            "start_pose": list(episode.start_pose),
+            "episode": episode.to_dict(),
+        }
+        if c.publish_instruction:
+            self.pub_instruction.publish(String(data=episode.instruction))
+        self.health.set("episode", episode.episode_id)
+        self.get_logger().info(f"episode {episode.episode_id}: {episode.instruction}")
+        return info
+
+    def _on_reset(self, request, response):
+        try:
+            response.message = json.dumps(self.reset_episode())
+            response.success = True
+        except Exception as exc:  # noqa: BLE001 (a bad episode choice must not kill the simulator)
+            response.success, response.message = False, f"reset failed: {exc}"
+            self.get_logger().error(response.message)
+        return response
+
+    def _on_result(self, request, response):
+        if self.env.episode is None:
+            response.success, response.message = False, "no episode loaded; call /mujoco_sim/reset"
+            return response
+        if self.env.episode.suite == "nav":
+            metrics = self.env.metrics(assume_stopped=True)
+        elif self.env.episode.suite == "manip":
+            metrics = self.env.manip_metrics()
+        else:
+            metrics = {}
+        metrics.update(episode_id=self.env.episode.episode_id, pose=list(self.env.pose), sim_time=self.sim_time)
+        response.success, response.message = True, json.dumps(metrics)
+        return response
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        v, w = msg.linear.x, msg.angular.z
+        others = (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y)
+        if not all(math.isfinite(x) for x in (v, w) + others):
+            self.health.drop("non_finite_cmd_vel", f"v={v} w={w}")
+            self.get_logger().warning(f"dropping /cmd_vel with non-finite values (v={v}, w={w}); keeping the previous command")
+            return
+        c = self.config
+        self._cmd = (max(-c.max_linear_mps, min(c.max_linear_mps, v)), max(-c.max_angular_radps, min(c.max_angular_radps, w)))
+        self._cmd_stamp = self.sim_time
+        self.health.tick("cmd_vel")
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        from vlm_agent.sim.env import ARM_JOINTS
+
+        names = list(msg.joint_names)
+        if not msg.points or not set(names) >= set(ARM_JOINTS):
+            self.health.drop("bad_trajectory", f"joints {names}, {len(msg.points)} points")
+            self.get_logger().warning(f"dropping trajectory: need points for {ARM_JOINTS}, got joints {names} and {len(msg.points)} points")
+            return
+        idx = [names.index(j) for j in ARM_JOINTS]
+        points = []
+        for p in msg.points:
+            pos = [float(p.positions[i]) if i < len(p.positions) else math.nan for i in idx]
+            t = p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+            if not all(math.isfinite(x) for x in pos + [t]):
+                self.health.drop("bad_trajectory", "non-finite positions or times")
+                self.get_logger().warning("dropping trajectory with non-finite positions or times")
+                return
+            points.append((t, pos))
+        points.sort(key=lambda tp: tp[0])
+        start_pos = [float(x) for x in self.env.data.ctrl[self.env._act[:4]]]
+        self._trajectory = (self.sim_time, [(0.0, start_pos)] + points)
+
+    def _on_gripper(self, msg: Float64) -> None:
+        if not math.isfinite(msg.data):
+            self.health.drop("non_finite_gripper", str(msg.data))
+            self.get_logger().warning(f"dropping /gripper/command {msg.data}")
+            return
+        if self.env.episode is not None:
+            self.env.set_gripper(min(1.0, max(0.0, msg.data)))
+
+    # -- simulation loop -------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self.env.episode is None:
+            return
+        t0 = time.perf_counter()
+        c = self.config
+        dt = 1.0 / c.physics_rate_hz
+        if self.sim_time - self._cmd_stamp > c.cmd_vel_timeout_s:
+            self._cmd = (0.0, 0.0)
+        v, w = self._cmd
+        if v or w:
+            self.env.step_velocity(v, w, dt)
+        self._follow_trajectory()
+        self.env.step_physics(dt)
+        self.sim_time += dt
+        stamp = self._stamp()
+        self.pub_clock.publish(Clock(clock=stamp))
+        self._publish_odom(stamp, v, w)
+        self._publish_joints(stamp)
+        if self.sim_time + 1e-9 >= self._next_camera:
+            self._next_camera += 1.0 / c.camera_rate_hz
+            self._publish_camera(stamp)
+        self.health.latency("tick", time.perf_counter() - t0)
+        self.health.tick("tick")
+
+    def _follow_trajectory(self):
+        if self._trajectory is None:
+            return
+        start, points = self._trajectory
+        t = self.sim_time - start
+        if t >= points[-1][0]:
+            self.env.set_arm_targets(points[-1][1])
+            self._trajectory = None
+            return
+        for (t0, p0), (t1, p1) in zip(points, points[1:]):
+            if t0 <= t <= t1:
+                a = (t - t0) / (t1 - t0) if t1 > t0 else 1.0
+                self.env.set_arm_targets([x0 + a * (x1 - x0) for x0, x1 in zip(p0, p1)])
+                return
+
+    def _stamp(self):
+        from builtin_interfaces.msg import Time
+
+        sec = int(self.sim_time)
+        return Time(sec=sec, nanosec=int(round((self.sim_time - sec) * 1e9)) % 1_000_000_000)
+
+    def _publish_odom(self, stamp, v, w):
+        x, y, yaw = self.env.pose
+        msg = Odometry()
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.config.odom_frame
+        msg.child_frame_id = self.config.base_frame
+        msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+        msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        msg.twist.twist.linear.x, msg.twist.twist.angular.z = v, w
+        # exact kinematic odometry: small, non-zero covariances keep fusion filters well conditioned
+        msg.pose.covariance[0] = msg.pose.covariance[7] = 1e-4
+        msg.pose.covariance[35] = 1e-4
+        msg.twist.covariance[0] = msg.twist.covariance[35] = 1e-4
+        self.pub_odom.publish(msg)
+
+    def _publish_joints(self, stamp):
+        names, pos, vel = self.env.joint_state()
+        msg = JointState()
+        msg.header.stamp = stamp
+        msg.name = list(names)
+        msg.position = [float(p) for p in pos]
+        msg.velocity = [float(v) for v in vel]
+        self.pub_joints.publish(msg)
+
+    def _publish_camera(self, stamp):
+        from vlm_agent.sensors.camera_info import intrinsics_to_camera_info
+        from vlm_agent.sensors.image_conversion import numpy_to_image
+
+        t0 = time.perf_counter()
+        rgb, depth = self.env.render()
+        frame = self.config.camera_frame
+        img = numpy_to_image(rgb, "rgb8")
+        img.header.stamp, img.header.frame_id = stamp, frame
+        self.pub_rgb.publish(img)
+        d = numpy_to_image(depth, "32FC1")
+        d.header.stamp, d.header.frame_id = stamp, frame
+        self.pub_depth.publish(d)
+        info = intrinsics_to_camera_info(self.env.camera_intrinsics(), stamp=stamp)
+        info.header.frame_id = frame
+        self.pub_info.publish(info)
+        self.health.latency("render", time.perf_counter() - t0)
+        self.health.tick("camera")
+
+    def status_extra(self) -> dict[str, str]:
+        return {"sim_time_s": f"{self.sim_time:.2f}", "pose": "%.2f %.2f %.2f" % self.env.pose if self.env.episode else ""}
+
+    def destroy_node(self):
+        self.env.close()
+        return super().destroy_node()
+
+
+def main(args=None):
+    return run_node(MujocoSimNode, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
