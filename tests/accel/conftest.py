@@ -1,0 +1,49 @@
+"""Tiny SigLIP/CLIP vision towers built from configs (no downloads) and their ONNX exports.
+
+Exports cost ~1-3 s each on the shared 2-core machine, so they are session-scoped and reused.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def tiny_vision_config(kind: str, image_size: int = 32, patch_size: int = 8):
+    from transformers import CLIPVisionConfig, SiglipVisionConfig
+
+    cls = SiglipVisionConfig if kind == "siglip" else CLIPVisionConfig
+    return cls(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=image_size, patch_size=patch_size)
+
+
+def tiny_vision_model(kind: str, seed: int = 0):
+    from transformers import CLIPVisionModel, SiglipVisionModel
+
+    torch.manual_seed(seed)
+    cls = SiglipVisionModel if kind == "siglip" else CLIPVisionModel
+    return cls(tiny_vision_config(kind)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip():
+    return tiny_vision_model("siglip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    return tiny_vision_model("clip", seed=1)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One engine/ONNX cache for the session: tests that build the same model share the export."""
+    return str(tmp_path_factory.mktemp("engine_cache"))
+
+
+@pytest.fixture(scope="session")
+def siglip_onnx(tiny_siglip, tmp_path_factory):
+    from vlm_agent.accel.onnx_export import export_onnx
+    from vlm_agent.accel.tower import resolve_source
+
+    module, info = resolve_source(tiny_siglip)
+    path = tmp_path_factory.mktemp("onnx") / "siglip.onnx"
+    return export_onnx(module, info, path)

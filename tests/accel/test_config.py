@@ -1,0 +1,57 @@
+"""EncoderBackendConfig validation: the field every image-encoding node embeds."""
+from __future__ import annotations
+
+import pytest
+
+from vlm_agent.accel.config import BACKENDS, FALLBACK_ORDER, EncoderBackendConfig
+
+
+def test_defaults_are_valid_and_cache_dir_expands(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/robot")
+    cfg = EncoderBackendConfig()
+    assert cfg.backend == "onnxruntime" and cfg.device == "cpu" and cfg.precision == "fp32"
+    assert cfg.cache_dir == "/home/robot/.cache/vlm_agent/engines"
+
+
+def test_fallback_order_is_fixed_and_covers_every_backend():
+    assert FALLBACK_ORDER == ("tensorrt", "onnxruntime", "torch")
+    assert set(FALLBACK_ORDER) == set(BACKENDS)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "openvino"}, "not one of"),
+        ({"device": "gpu"}, "cpu, cuda or cuda:N"),
+        ({"device": "cuda:x"}, "cpu, cuda or cuda:N"),
+        ({"backend": "tensorrt", "device": "cpu"}, "needs device cuda"),
+        ({"precision": "fp16", "device": "cpu"}, "fp16 needs device cuda"),
+        ({"backend": "torch", "device": "cuda", "precision": "int8", "calib_file": "x.npz"}, "only available with backend"),
+        ({"backend": "tensorrt", "device": "cuda", "precision": "int8"}, "needs calib_file"),
+        ({"opt_batch": 9, "max_batch": 8}, "exceeds max_batch"),
+        ({"onnx_opset": 13}, "below the minimum"),
+        ({"max_batch": 0}, "below the minimum"),
+        ({"num_threads": 1.5}, "expected int"),
+    ],
+)
+def test_invalid_combinations_name_the_problem(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EncoderBackendConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"backend": "tensorrt", "device": "cuda:1", "precision": "int8", "calib_file": "frames.npz"},
+        {"backend": "torch", "device": "cpu", "precision": "bf16"},
+        {"backend": "onnxruntime", "device": "cuda", "precision": "fp16"},
+    ],
+)
+def test_valid_combinations(kwargs):
+    assert EncoderBackendConfig(**kwargs).to_dict()["device"] == kwargs["device"]
+
+
+def test_from_ros_style_dict_rejects_typos():
+    assert EncoderBackendConfig.from_dict({"backend": "torch", "num_threads": 2}).num_threads == 2
+    with pytest.raises(ValueError, match="unknown keys"):
+        EncoderBackendConfig.from_dict({"backnd": "torch"})

@@ -1,0 +1,90 @@
+"""Configuration of the vision-encoder backend: the one dataclass every image-encoding node embeds.
+
+Kept free of torch/onnxruntime/tensorrt imports so nodes and the CLI can build and validate it
+cheaply (parameter declaration happens before any model is loaded).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from vlm_agent.config import ConfigBase, param
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+# Fixed fallback order: each backend falls back only to the ones after it. TensorRT is the
+# fastest where it exists (Jetson, NVIDIA dGPU), ONNX Runtime runs everywhere pip runs, PyTorch
+# is the reference that always works when the weights are there.
+FALLBACK_ORDER = ("tensorrt", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+DEFAULT_OPSET = 18
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclasses.dataclass
+class EncoderBackendConfig(ConfigBase):
+    """How a node runs its vision encoder. Embed it (or its fields) in a node config.
+
+    Fields:
+        backend: requested backend; when it cannot run here the factory walks `FALLBACK_ORDER`
+            from it (tensorrt -> onnxruntime -> torch) and logs why each step was skipped.
+        device: "cpu", "cuda" or "cuda:N". ONNX Runtime on "cuda" prefers its TensorRT, then CUDA
+            execution provider, whichever `onnxruntime.get_available_providers()` lists.
+        precision: fp32 everywhere; fp16/bf16 for PyTorch on CUDA (bf16 also on CPU); fp16/int8 for
+            TensorRT (native or the ORT TensorRT EP). INT8 needs `calib_file`. A backend that cannot
+            run the precision counts as unavailable, so the request falls back (e.g. bf16 ->
+            torch) instead of silently changing numerics.
+        engine_cache_dir: where exported ONNX files, TensorRT engines and timing caches are kept,
+            keyed by content hashes so a changed model never reuses a stale engine.
+        fallback: False makes an unavailable backend an error instead of a logged fallback (CI and
+            benchmarks use it so they measure what they claim).
+        onnx_opset: ONNX opset for export. 18 is what torch's dynamo exporter targets natively and
+            is parsed by TensorRT 10 (JetPack 6); LayerNormalization needs >= 17.
+        max_batch: largest batch the TensorRT optimisation profile accepts (larger batches are
+            split into chunks); ONNX Runtime and PyTorch accept any batch.
+        opt_batch: batch size TensorRT tunes kernels for (a robot encodes 1 frame at a time).
+        num_threads: intra-op threads for ONNX Runtime / PyTorch on CPU; 0 keeps the library
+            default (all cores). Set it on shared machines (Jetson CPU also runs ROS).
+        calib_file: .npz/.npy of frames for INT8 calibration: uint8 (N,H,W,3) RGB frames recorded
+            from the robot or the sim, or float32 (N,3,H,W) pixel_values already normalised.
+        calib_batch_size: frames per calibration batch.
+        workspace_mb: TensorRT builder workspace limit (MiB); Orin Nano wants <= 1024.
+    """
+
+    backend: str = param("onnxruntime", "vision encoder backend", choices=BACKENDS)
+    device: str = param("cpu", "device for the vision encoder: cpu, cuda or cuda:N")
+    precision: str = param("fp32", "compute precision of the vision encoder", choices=PRECISIONS)
+    engine_cache_dir: str = param("~/.cache/vlm_agent/engines", "cache of exported ONNX files and TensorRT engines")
+    fallback: bool = param(True, "fall back tensorrt -> onnxruntime -> torch when the backend is unavailable")
+    onnx_opset: int = param(DEFAULT_OPSET, "ONNX opset used for export", min=17, max=21)
+    max_batch: int = param(8, "largest TensorRT batch (optimisation profile max)", min=1, max=256)
+    opt_batch: int = param(1, "batch size TensorRT optimises for", min=1, max=256)
+    num_threads: int = param(0, "CPU intra-op threads for the encoder (0 = library default)", min=0, max=256)
+    calib_file: str = param("", "INT8 calibration frames (.npz/.npy), uint8 NHWC or float32 NCHW")
+    calib_batch_size: int = param(8, "frames per INT8 calibration batch", min=1, max=256)
+    workspace_mb: int = param(2048, "TensorRT builder workspace limit in MiB", min=64, max=65536)
+
+    def __post_init__(self):
+        super().__post_init__()
+        name = type(self).__name__
+        if not _DEVICE_RE.match(self.device):
+            raise ValueError(f"{name}.device: '{self.device}' is not cpu, cuda or cuda:N")
+        if self.opt_batch > self.max_batch:
+            raise ValueError(f"{name}.opt_batch: {self.opt_batch} exceeds max_batch {self.max_batch}")
+        if self.backend == "tensorrt" and self.device == "cpu":
+            raise ValueError(f"{name}: backend 'tensorrt' needs device cuda (TensorRT runs on NVIDIA GPUs only)")
+        if self.precision == "int8":
+            if self.backend == "torch":
+                raise ValueError(f"{name}: precision int8 is only available with backend tensorrt or onnxruntime (TensorRT EP)")
+            if self.device == "cpu":
+                raise ValueError(f"{name}: precision int8 needs device cuda (TensorRT)")
+            if not self.calib_file:
+                raise ValueError(f"{name}: precision int8 needs calib_file (frames recorded from the robot or the sim)")
+        if self.precision == "fp16" and self.device == "cpu":
+            # PyTorch fp16 on CPU is emulated and slower than fp32; ORT CPU has no fp16 kernels.
+            raise ValueError(f"{name}: precision fp16 needs device cuda (use fp32 or bf16 on cpu)")
+
+    @property
+    def cache_dir(self) -> str:
+        """`engine_cache_dir` with `~` and environment variables expanded."""
+        return os.path.expandvars(os.path.expanduser(self.engine_cache_dir))
