@@ -61,6 +61,12 @@ class MujocoSimConfig(ConfigBase):
 class MujocoSimNode(AgentNode):
     def __init__(self, **kwargs):
         super().__init__("mujoco_sim", MujocoSimConfig, **kwargs)
+        if self.get_parameter("use_sim_time").value:
+            # This node is the clock source: on sim time its own timers would wait for itself.
+            from rclpy.parameter import Parameter
+
+            self.get_logger().warning("mujoco_sim publishes /clock; ignoring use_sim_time:=true for itself")
+            self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, False)])
         from vlm_agent.sim.env import NavEnv, SimConfig  # heavy (MuJoCo, GL) and ROS-free
 
         c = self.config
