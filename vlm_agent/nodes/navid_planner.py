@@ -1,0 +1,288 @@
+"""navid_planner: instruction + camera video -> NaVid plans on `/vlm_agent/plan`, replanning after each.
+
+Subscribes `/camera/color/image_raw` (SensorDataQoS; any colour encoding), `/vlm_agent/instruction`
+(std_msgs/String), `/odom` (for status) and `/vlm_agent/executor/state`; publishes `/vlm_agent/plan`
+(std_msgs/String JSON, see `vlm_agent.planners.planner_loop`, latched).
+
+* Frames enter a `FrameHistory` sampled every `history_period_s`; before each model call the frames
+  sampled since the last call are `observe()`d, then `plan()` runs on the newest frame, which must
+  have arrived after the executor finished the previous plan (never plan from a frame taken while
+  the robot was still moving).
+* The model (load, reset, observe, plan) runs on one worker thread; callbacks only queue work and
+  read results in a 20 Hz tick, so the executor thread never blocks on the model.
+* A call that raises, or runs longer than `model_timeout_s`, publishes a stop plan carrying the
+  error; the episode ends, the node keeps running, and a new instruction starts over (a hung call
+  keeps the worker busy: the next episode starts planning when it returns).
+* Unparsable output is a stop (the parser's error is in the plan); a bad instruction is logged and
+  answered with a stop plan, so nothing moves.
+The loop logic is `vlm_agent.planners.planner_loop.PlannerLoop` (plain Python, unit-tested).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import queue
+import time
+from dataclasses import dataclass
+
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from vlm_agent.config import param
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
+from vlm_agent.nodes.motion_executor import STATE_QOS
+from vlm_agent.planners.navid import NavidPlannerConfig
+from vlm_agent.planners.navid_prompt import validate_instruction
+from vlm_agent.planners.planner_loop import FINISHED, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
+from vlm_agent.sensors.frame_history import FrameHistory
+
+NODE_CLASS = "NavidPlannerNode"
+
+
+@dataclass
+class NavidPlannerNodeConfig(NavidPlannerConfig):
+    """NavidPlannerConfig (backend, model, grammar limits) plus the node's topics, history and loop limits."""
+
+    camera_topic: str = param("/camera/color/image_raw", "colour camera (Image)", read_only=True)
+    instruction_topic: str = param("/vlm_agent/instruction", "task instructions (String); each message starts an episode", read_only=True)
+    odom_topic: str = param("/odom", "odometry (for status)", read_only=True)
+    plan_topic: str = param("/vlm_agent/plan", "plans out (String JSON, latched)", read_only=True)
+    executor_state_topic: str = param("/vlm_agent/executor/state", "executor reports in (String JSON)", read_only=True)
+    history_period_s: float = param(0.5, "minimum spacing of history frames, seconds", min=0.0, max=60.0)
+    history_max_frames: int = param(64, "most frames kept in the node's history", min=2, max=10000)
+    model_timeout_s: float = param(10.0, "a model call running longer than this becomes a stop plan", min=0.05, max=600.0)
+    max_frame_age_s: float = param(1.0, "plan only from a frame that arrived at most this long ago", min=0.05, max=60.0)
+    max_steps: int = param(100, "plans per episode before a forced stop", min=1, max=100000)
+    max_consecutive_aborts: int = param(3, "aborted plans in a row before the episode ends", min=1, max=1000)
+
+
+def _planner_config(config: NavidPlannerNodeConfig) -> NavidPlannerConfig:
+    return NavidPlannerConfig(**{k: getattr(config, k) for k in NavidPlannerConfig.__dataclass_fields__})
+
+
+class NavidPlannerNode(AgentNode):
+    """Args (besides rclpy's): `planner`, an object with NavidPlanner's reset/observe/plan, used instead
+    of building one from the parameters (tests, other model families)."""
+
+    def __init__(self, planner=None, **kwargs):
+        super().__init__("navid_planner", NavidPlannerNodeConfig, **kwargs)
+        cfg = self.config
+        self.loop = PlannerLoop(max_steps=cfg.max_steps, max_consecutive_aborts=cfg.max_consecutive_aborts)
+        self.history = FrameHistory(cfg.history_max_frames, cfg.history_period_s)
+        self._planner = planner
+        self._model_error: str | None = None
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="navid_model")
+        self._jobs: list[concurrent.futures.Future] = []
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._call_started: float | None = None
+        self._last_frame_arrival = -math.inf
+        self._ready_since = -math.inf
+        self._last_observed_stamp = -math.inf
+        self._pose = None
+        self._episode_token = 0
+        self._plan_pub = self.create_publisher(String, cfg.plan_topic, LATCHED_QOS)
+        self.create_subscription(Image, cfg.camera_topic, self._on_image, SENSOR_QOS)
+        self.create_subscription(String, cfg.instruction_topic, self._on_instruction, COMMAND_QOS)
+        self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
+        self.create_subscription(String, cfg.executor_state_topic, self._on_executor_state, STATE_QOS)
+        self._tick_timer = self.create_timer(0.05, self._tick)
+        if self._planner is None:
+            self._submit(self._load_model)
+
+    # -- worker jobs (run on the model thread) -------------------------------------------------
+    def _load_model(self):
+        from vlm_agent.planners.navid import NavidPlanner
+
+        t0 = time.perf_counter()
+        self._planner = NavidPlanner(_planner_config(self.config))
+        return ("loaded", time.perf_counter() - t0)
+
+    def _reset_job(self, token: int, instruction: str):
+        self._require_planner()
+        self._planner.reset(instruction)
+        return ("reset", token, instruction)
+
+    def _plan_job(self, request: PlanRequest, pending, current):
+        self._require_planner()
+        for frame in pending:
+            self._planner.observe(frame.image)
+        result = self._planner.plan(current.image)
+        self._planner.observe(current.image)
+        return ("plan", request, result, current.stamp_s)
+
+    def _require_planner(self):
+        if self._planner is None:
+            raise RuntimeError(f"model unavailable: {self._model_error or 'not loaded'}")
+
+    def _submit(self, fn, *args, tag=None):
+        future = self._worker.submit(fn, *args)
+        self._jobs.append(future)
+        future.add_done_callback(lambda f: self._results.put((tag, f)))
+        return future
+
+    # -- callbacks (executor thread; never block) ---------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.health.tick("camera")
+        if self.history.add_message(msg):
+            self._last_frame_arrival = time.monotonic()
+        else:
+            self.health.drop("frame", self.history.drops.last_reason)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._pose = msg.pose.pose
+        self.health.tick("odom")
+
+    def _on_instruction(self, msg: String) -> None:
+        self.health.tick("instruction")
+        try:
+            text = validate_instruction(msg.data, self.config.max_instruction_chars)
+        except ValueError as exc:
+            self._reject(msg.data if isinstance(msg.data, str) else "", str(exc))
+            return
+        self._episode_token += 1
+        self.get_logger().info(f"instruction (episode {self.loop.episode + 1}): {text!r}")
+        self.history.clear()
+        self._last_observed_stamp = -math.inf
+        self._ready_since = time.monotonic()
+        self.loop.start_episode(text)
+        self._submit(self._reset_job, self._episode_token, text, tag="reset")
+
+    def _on_executor_state(self, msg: String) -> None:
+        try:
+            state = ExecutorState.from_json(msg.data)
+        except ValueError as exc:
+            self.health.drop("executor_state", str(exc))
+            return
+        before = self.loop.state
+        self.loop.on_executor_state(state)
+        if self.loop.state != before:
+            self._ready_since = time.monotonic()  # the next plan needs a frame from after this moment
+            if self.loop.state == FINISHED:
+                self.get_logger().info(f"episode finished: {self.loop.finish_reason}")
+
+    # -- the tick: results, timeouts, new requests ---------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        while not self._results.empty():
+            tag, future = self._results.get()
+            self._handle(tag, future)
+        self._jobs = [j for j in self._jobs if not j.done()]
+        request = self.loop.in_flight
+        if request is not None and self._call_started is not None and now - self._call_started > self.config.model_timeout_s:
+            elapsed = now - self._call_started
+            self._call_started = None
+            self.health.drop("model_timeout", f"{elapsed:.1f} s")
+            self._publish(self.loop.on_failure(request, f"model timed out after {elapsed:.1f} s (limit {self.config.model_timeout_s:g} s)", elapsed))
+        limit_plan = self.loop.step_limit_plan()
+        if limit_plan is not None:
+            self._publish(limit_plan)
+        if self._jobs:  # the worker is busy (loading, resetting, or a call that timed out)
+            return
+        latest = self.history.latest()
+        fresh = (
+            latest is not None
+            and self._last_frame_arrival > self._ready_since
+            and now - self._last_frame_arrival <= self.config.max_frame_age_s
+        )
+        request = self.loop.next_request(have_frame=fresh)
+        if request is None:
+            return
+        pending = [f for f in self.history.frames()[:-1] if f.stamp_s > self._last_observed_stamp]
+        self._call_started = now
+        self._submit(self._plan_job, request, pending, latest, tag="plan")
+
+    def _handle(self, tag, future) -> None:
+        exc = future.exception()
+        if tag is None:  # model load
+            if exc is not None:
+                self._model_error = f"{type(exc).__name__}: {exc}"
+                self.health.set_level(self.health.ERROR, f"model unavailable: {self._model_error}")
+                self.get_logger().error(f"could not load the model: {self._model_error}")
+            else:
+                self.health.set("model_load_s", f"{future.result()[1]:.2f}")
+                self.get_logger().info(f"model loaded in {future.result()[1]:.2f} s ({self.config.backend})")
+            return
+        if tag == "reset":
+            if exc is not None:
+                if isinstance(exc, ValueError):
+                    self._reject(self.loop.instruction, str(exc))
+                else:
+                    self._fail_episode(f"model reset failed: {type(exc).__name__}: {exc}")
+            return
+        request = self.loop.in_flight
+        self._call_started = None
+        if exc is not None:
+            # The request this job served is the one in flight (one call at a time), unless it timed out.
+            if request is not None:
+                self.health.drop("model_error", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"model call failed, stopping: {type(exc).__name__}: {exc}")
+                self._publish(self.loop.on_failure(request, f"model error: {type(exc).__name__}: {exc}"))
+            return
+        _, job_request, result, stamp = future.result()
+        self._last_observed_stamp = max(self._last_observed_stamp, stamp)
+        self.health.latency("model", result.latency_s)
+        try:
+            plan = self.loop.on_result(job_request, result.raw_text, result.primitives, result.latency_s, result.error)
+        except (TypeError, ValueError, AttributeError) as err:  # a planner object that broke its contract
+            plan = self.loop.on_failure(job_request, f"bad planner result: {err}")
+        if plan is None:
+            self.get_logger().info(f"discarded a late result for plan {job_request.plan_id}")
+        self._publish(plan)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _reject(self, instruction: str, reason: str) -> None:
+        self.health.drop("bad_instruction", reason)
+        self.get_logger().error(f"instruction rejected, robot stays stopped: {reason}")
+        self._publish(self.loop.reject_instruction(instruction, reason))
+
+    def _fail_episode(self, reason: str) -> None:
+        self.get_logger().error(reason)
+        self.loop.cancel(reason)
+        self.loop.last_plan_id += 1
+        from vlm_agent.planners.primitives import NavPrimitive
+
+        self._publish(PlanMessage(self.loop.last_plan_id, self.loop.instruction, self.loop.step, "", (NavPrimitive.stop(),), 0.0, reason))
+
+    def _publish(self, plan: PlanMessage | None) -> None:
+        if plan is None:
+            return
+        self._plan_pub.publish(String(data=plan.to_json()))
+        self.health.tick("plan")
+        self.health.set("last_plan", ", ".join(p.to_text() for p in plan.primitives))
+        self.health.set("last_raw_text", plan.raw_text[:200])
+        if plan.error:
+            self.health.set_level(self.health.WARN, f"stop plan: {plan.error}")
+            self.get_logger().warning(f"plan {plan.plan_id} is a stop: {plan.error}")
+        else:
+            self.health.set_level(self.health.OK, "ok")
+            self.get_logger().info(
+                f"plan {plan.plan_id} step {plan.step}: {', '.join(p.to_text() for p in plan.primitives)} ({plan.latency_s * 1e3:.0f} ms)"
+            )
+
+    def status_extra(self) -> dict[str, str]:
+        values = {
+            "loop_state": self.loop.state,
+            "episode": str(self.loop.episode),
+            "step": str(self.loop.step),
+            "instruction": self.loop.instruction[:120],
+            "finish_reason": self.loop.finish_reason,
+            "history_frames": str(len(self.history)),
+            "model": "loaded" if self._planner is not None else (self._model_error or "loading"),
+        }
+        if self._pose is not None:
+            values["pose"] = f"{self._pose.position.x:.2f},{self._pose.position.y:.2f}"
+        return values
+
+    def destroy_node(self):
+        # A hung model call cannot be interrupted; do not wait for it on shutdown.
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        return super().destroy_node()
+
+
+def main(args=None):
+    return run_node(NavidPlannerNode, args=args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
