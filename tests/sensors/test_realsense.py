@@ -19,7 +19,7 @@ DEPTH = CameraIntrinsics(W, H, 50.0, 50.0, 32.0, 24.0)
 
 def colour_frame(k: int) -> np.ndarray:
     img = np.zeros((H, W, 3), np.uint8)
-    img[..., 0] = k
+    img[..., 0] = k % 256
     img[..., 1] = np.arange(W, dtype=np.uint8)[None, :]
     img[..., 2] = np.arange(H, dtype=np.uint8)[:, None]
     return img
