@@ -49,6 +49,20 @@ class CollisionModel:
             d = min(d, float(np.min(np.hypot(c[:, 0] - x, c[:, 1] - y) - c[:, 2])))
         return max(d, 0.0) if d != math.inf else d
 
+    def clearances(self, points: np.ndarray) -> np.ndarray:
+        """Vectorised `clearance` for (N, 2) points -> (N,) metres (inf with no obstacles)."""
+        p = np.asarray(points, np.float64).reshape(-1, 2)
+        d = np.full(len(p), np.inf)
+        if len(self.boxes):
+            b = self.boxes
+            dx = np.maximum(np.maximum(b[None, :, 0] - p[:, :1], p[:, :1] - b[None, :, 2]), 0.0)
+            dy = np.maximum(np.maximum(b[None, :, 1] - p[:, 1:], p[:, 1:] - b[None, :, 3]), 0.0)
+            d = np.minimum(d, np.hypot(dx, dy).min(axis=1))
+        if len(self.circles):
+            c = self.circles
+            d = np.minimum(d, (np.hypot(c[None, :, 0] - p[:, :1], c[None, :, 1] - p[:, 1:]) - c[None, :, 2]).min(axis=1))
+        return np.maximum(d, 0.0)
+
     def free(self, x: float, y: float, radius: float = ROBOT_RADIUS) -> bool:
         return self.clearance(x, y) > radius
 
@@ -59,15 +73,15 @@ class CollisionModel:
         if distance <= 0:
             return x, y, 0.0, False
         n = max(1, int(math.ceil(distance / step)))
-        c, s = math.cos(yaw), math.sin(yaw)
-        last = (x, y, 0.0)
-        for k in range(1, n + 1):
-            t = distance * k / n
-            px, py = x + c * t, y + s * t
-            if not self.free(px, py, radius):
-                return last[0], last[1], last[2], True
-            last = (px, py, t)
-        return last[0], last[1], last[2], False
+        t = distance * np.arange(1, n + 1) / n
+        pts = np.stack([x + math.cos(yaw) * t, y + math.sin(yaw) * t], axis=1)
+        blocked = np.nonzero(self.clearances(pts) <= radius)[0]
+        if len(blocked) == 0:
+            return float(pts[-1, 0]), float(pts[-1, 1]), float(t[-1]), False
+        k = int(blocked[0])
+        if k == 0:
+            return x, y, 0.0, True
+        return float(pts[k - 1, 0]), float(pts[k - 1, 1]), float(t[k - 1]), True
 
 
 class GridMap:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from vlm_agent.planners.primitives import FORWARD_STEP_CM, TURN_STEP_DEG, NavPrimitive
+from vlm_agent.sim.world import ROBOT_RADIUS
 
 
 class NavOracle:
@@ -58,19 +61,24 @@ class NavOracle:
         step_m = self.forward_cm / 100.0
         turn = math.radians(self.turn_deg)
         n_turns = int(round(360.0 / self.turn_deg))
+        ks = np.arange(-(n_turns // 2) + 1, n_turns // 2 + 1)
+        # All candidate rays at once: k turns, then `lookahead_steps` forward steps along the new heading,
+        # sampled every 5 cm; a ray stops at its last free sample (what env.step's sweep does).
+        n = int(math.ceil(self.lookahead_steps * step_m / 0.05))
+        t = self.lookahead_steps * step_m * np.arange(1, n + 1) / n
+        headings = yaw + ks * turn
+        px = x + np.cos(headings)[:, None] * t[None, :]
+        py = y + np.sin(headings)[:, None] * t[None, :]
+        free = env.collision.clearances(np.stack([px.ravel(), py.ravel()], 1)).reshape(px.shape) > ROBOT_RADIUS
+        n_free = np.where(free.all(axis=1), n, np.argmin(free, axis=1))  # samples before the first blocked one
         scores = {}
-        for k in range(-(n_turns // 2) + 1, n_turns // 2 + 1):
-            heading = yaw + k * turn
-            px, py, moved = x, y, 0.0
-            for _ in range(self.lookahead_steps):
-                px, py, travelled, blocked = env.collision.sweep(px, py, heading, step_m)
-                moved += travelled
-                if blocked:
-                    break
-            score = grid.sample(field, px, py) + self.turn_cost_m * abs(k)
+        for row, k in enumerate(ks):
+            m = int(n_free[row])
+            ex, ey, moved = (x, y, 0.0) if m == 0 else (px[row, m - 1], py[row, m - 1], t[m - 1])
+            score = grid.sample(field, ex, ey) + self.turn_cost_m * abs(int(k))
             if moved < 0.5 * step_m:
                 score += 1.0  # going nowhere is worse than any real move
-            scores[k] = score
+            scores[int(k)] = score
         return scores
 
     def _best_move(self, goal: str, radius: float = 0.75) -> NavPrimitive:
