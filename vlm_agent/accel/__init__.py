@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_tower": "tower",
     "make_encoder": "factory",
     "backend_chain": "factory",
+    "attach_encoder": "factory",
     "EncoderUnavailableError": "factory",
     "export_onnx": "onnx_export",
     "read_tower_info": "onnx_export",

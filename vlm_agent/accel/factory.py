@@ -177,3 +177,36 @@ def _build(name: str, cfg: EncoderBackendConfig, device: str, precision: str, to
         onnx_file(), device=device, precision=precision, cache_dir=cfg.cache_dir, max_batch=cfg.max_batch,
         opt_batch=cfg.opt_batch, workspace_mb=cfg.workspace_mb, calib_file=cfg.calib_file, calib_batch_size=cfg.calib_batch_size,
     )
+
+
+def attach_encoder(model, config: EncoderBackendConfig | None = None, **overrides) -> VisionEncoder:
+    """Run `model`'s vision tower through the configured backend: the one call a planner/node needs.
+
+    model: an embodied model with `.vision_tower` and `set_vision_encoder` (`EmbodiedVLMModel` and
+    its subclasses). The encoder is built from the model's own tower (exported/cached for ONNX
+    Runtime and TensorRT) and installed with `model.set_vision_encoder`; with the torch backend at
+    fp32 on the model's device the built-in tower is kept as is (no wrapper, identical numerics).
+    Returns the encoder (its `fallback_reasons` say what differs from the request).
+    """
+    if not callable(getattr(model, "set_vision_encoder", None)):
+        raise TypeError(f"{type(model).__name__} has no set_vision_encoder(); expected an EmbodiedVLMModel")
+    cfg = (config or EncoderBackendConfig()).replace(**overrides)
+    tower = model.vision_tower
+    param = next(tower.parameters())
+    model_device = "cpu" if param.device.type == "cpu" else f"cuda:{param.device.index or 0}"
+    if cfg.precision != "fp32" or _norm_device(cfg.device) != model_device:
+        import copy
+
+        # The torch backend casts/moves the module it runs; never do that to the model's own tower
+        # (its dtype/device define the checkpoint the model saves).
+        tower = copy.deepcopy(tower)
+    enc = make_encoder(tower, config=cfg)
+    if enc.backend == "torch" and enc.precision == "fp32" and _norm_device(enc.device) == model_device:
+        model.set_vision_encoder(None)
+    else:
+        model.set_vision_encoder(enc)
+    return enc
+
+
+def _norm_device(device: str) -> str:
+    return "cuda:0" if device == "cuda" else device

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -82,7 +83,8 @@ def export_onnx(
     t0 = time.perf_counter()
     # The exporter prints progress lines to stdout and its optimiser logs every rewrite at INFO;
     # keep both out of CLI output, node logs and test logs.
-    with contextlib.redirect_stdout(io.StringIO()), _quiet_loggers(), torch.no_grad():
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_loggers(), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecation notices
         program = torch.onnx.export(
             module,
             (example,),
@@ -114,7 +116,8 @@ def _quiet_loggers(names=("onnx_ir", "onnxscript", "torch.onnx", "torch.export")
     saved = {n: logging.getLogger(n).level for n in names}
     try:
         for n in names:
-            logging.getLogger(n).setLevel(logging.WARNING)
+            # torch.onnx warns about every absent torchvision op on each export: ERROR only there.
+            logging.getLogger(n).setLevel(logging.ERROR if n == "torch.onnx" else logging.WARNING)
         yield
     finally:
         for n, level in saved.items():

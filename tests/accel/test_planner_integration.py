@@ -1,0 +1,76 @@
+"""Planners switch encoder backend without code changes: NaVid with torch vs ONNX Runtime encoders."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vlm_agent.accel import attach_encoder
+
+
+@pytest.fixture(scope="module")
+def navid_dir(tmp_path_factory):
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
+    from vlm_agent.models.navid.modeling_navid import NavidModel
+    from vlm_agent.models.registry import make_config
+
+    tok = train_tokenizer()
+    cfg = make_config("navid", vocab_size=int(math.ceil(len(tok) / 64) * 64), image_size=64, patch_size=8, vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=1, heads=4, film_layers=1)
+    torch.manual_seed(0)
+    model = NavidModel(cfg).eval()
+    # Random FiLM output weights: the zero init would make grounding the identity and hide a wrong path.
+    torch.nn.init.normal_(model.instruction_film[-1].weight, std=0.05)
+    d = tmp_path_factory.mktemp("navid")
+    model.save_pretrained(d, tokenizer=tok)
+    return str(d)
+
+
+def _planner(model_dir):
+    from vlm_agent.planners.backends import BuiltinNavidBackend
+    from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig
+
+    return NavidPlanner(NavidPlannerConfig(), backend=BuiltinNavidBackend(model_dir, decoding="greedy", max_new_tokens=12))
+
+
+def test_navid_planner_same_output_with_torch_and_onnxruntime_encoders(navid_dir, cache_dir):
+    ref, acc = _planner(navid_dir), _planner(navid_dir)
+    enc = attach_encoder(acc.backend.model, backend="onnxruntime", engine_cache_dir=cache_dir)
+    assert enc.backend == "onnxruntime" and enc.fallback_reasons == []
+    calls = []
+    original = enc._encode
+    enc._encode = lambda x: calls.append(x.shape) or original(x)  # proves the planner goes through ORT
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
+    for p in (ref, acc):
+        p.reset("go to the red ball")
+    for frame in frames:
+        a, b = ref.plan(frame), acc.plan(frame)
+        assert a.raw_text == b.raw_text and a.primitives == b.primitives
+        ref.observe(frame)
+        acc.observe(frame)
+    assert len(calls) == len(frames)
+
+    # The features behind those plans agree to ONNX Runtime's precision, history tokens included.
+    px = acc.backend.processor.image_processor(frames)
+    cond = acc.backend._condition
+    with torch.no_grad():
+        cur_a, his_a = ref.backend.model.encode_frames(px, cond)
+        cur_b, his_b = acc.backend.model.encode_frames(px, cond)
+    assert float((cur_a - cur_b).abs().max()) < 1e-4 and float((his_a - his_b).abs().max()) < 1e-4
+
+
+def test_torch_backend_keeps_the_builtin_tower_and_saving_is_unaffected(navid_dir, tmp_path):
+    from vlm_agent.models.navid.modeling_navid import NavidModel
+
+    model = NavidModel.from_pretrained(navid_dir)
+    enc = attach_encoder(model, backend="torch")
+    assert enc.backend == "torch" and model.vision_encoder is model.vision_tower
+    attach_encoder(model, backend="onnxruntime", engine_cache_dir=str(tmp_path / "c"))
+    assert model.vision_encoder is not model.vision_tower
+    model.save_pretrained(tmp_path / "saved")  # the external encoder is not part of the checkpoint
+    assert NavidModel.from_pretrained(tmp_path / "saved") is not None
+    with pytest.raises(TypeError, match="set_vision_encoder"):
+        attach_encoder(torch.nn.Linear(2, 2))
