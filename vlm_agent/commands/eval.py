@@ -20,6 +20,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("--shadows", action="store_true", help="render shadows (slower)")
 
 
+def _run_ros(args, episodes, policy, config):
+    """The same episodes through the real graph (mujoco_sim + motion_executor + safety_supervisor),
+    driven by the control area's `vlm_agent.nodes.eval_client.run_ros_episodes`."""
+    import inspect
+    import time
+
+    from vlm_agent.sim.evaluation import EvalResult
+    from vlm_agent.sim.metrics import aggregate_manip, aggregate_nav, aggregate_seg
+
+    try:
+        from vlm_agent.nodes.eval_client import run_ros_episodes
+    except ImportError as exc:
+        raise ValueError(f"--ros needs vlm_agent.nodes.eval_client.run_ros_episodes (the ROS evaluation client): {exc}") from exc
+    offered = {"suite": args.suite, "policy_name": args.policy, "config": config, "video_dir": args.video, "split": args.split, "seed": args.seed}
+    params = inspect.signature(run_ros_episodes).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in offered.items() if accepts_any or k in params}
+    t0 = time.perf_counter()
+    out = run_ros_episodes(episodes, policy, **kwargs)
+    wall = time.perf_counter() - t0
+    if isinstance(out, EvalResult):
+        return out
+    per = out.get("per_episode", []) if isinstance(out, dict) else list(out)
+    agg = {"nav": aggregate_nav, "manip": aggregate_manip, "seg": aggregate_seg}[args.suite]
+    metrics = agg(per) if per else {k: v for k, v in out.items() if isinstance(v, (int, float))}
+    steps = sum(int(m.get("steps", 1)) for m in per) if per else int(out.get("env_steps", 0))
+    return EvalResult(args.suite, args.policy, args.split, args.seed, len(episodes), metrics, per, steps, wall)
+
+
 def run(args) -> int:
     import json
 
@@ -41,13 +70,7 @@ def run(args) -> int:
     env = NavEnv(config)
     policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed)
     if args.ros:
-        try:
-            from vlm_agent.nodes.eval_client import run_ros_episodes
-        except ImportError as exc:
-            raise ValueError(f"--ros needs vlm_agent.nodes.eval_client (the ROS evaluation client): {exc}") from exc
-        out = run_ros_episodes(episodes, policy, suite=args.suite, policy_name=args.policy, config=config,
-                               video_dir=args.video)
-        result = out if isinstance(out, EvalResult) else EvalResult(**out)
+        result = _run_ros(args, episodes, policy, config)
     else:
         bar = tqdm(total=len(episodes), desc=f"eval {args.suite}/{args.policy}", unit="ep", file=None)
         successes = []
