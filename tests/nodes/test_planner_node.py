@@ -207,3 +207,22 @@ def test_callbacks_stay_responsive_while_the_model_runs(rig):
         assert len(ticks) > 10 and gaps.max() < 0.3, gaps.max()
     finally:
         rig.node.destroy_timer(timer)
+
+
+def test_a_latched_instruction_starts_exactly_one_episode(rig):
+    """A transient-local publisher (like the simulator's) reaches both instruction subscriptions."""
+    from vlm_agent.nodes.base import LATCHED_QOS
+
+    rig.backend.script, rig.backend.calls = ["stop"], 0
+    pub = rig.node.create_publisher(rig.String, "/vlm_agent/instruction", LATCHED_QOS)
+    try:
+        assert wait_for_subscribers(pub, 2)
+        before = rig.planner_node.loop.episode
+        rig.plans.clear()
+        pub.publish(rig.String(data="go to the blue box"))
+        rig.wait_plan(_is_stop)
+        rig.spin(0.5)
+        assert rig.planner_node.loop.episode == before + 1
+        assert rig.backend.instructions[-1] == "go to the blue box" and rig.backend.calls == 1
+    finally:
+        rig.node.destroy_publisher(pub)

@@ -83,7 +83,14 @@ class NavidPlannerNode(AgentNode):
         self._episode_token = 0
         self._plan_pub = self.create_publisher(String, cfg.plan_topic, LATCHED_QOS)
         self.create_subscription(Image, cfg.camera_topic, self._on_image, SENSOR_QOS)
-        self.create_subscription(String, cfg.instruction_topic, self._on_instruction, COMMAND_QOS)
+        # Two subscriptions: a volatile one matches every publisher (`ros2 topic pub`, scripts); a
+        # transient-local one also receives an instruction latched before this node started (the
+        # simulator publishes the episode's instruction at reset). A latched sample arrives on both;
+        # `_on_instruction` drops the second copy. (Volatile publishers log an incompatible-QoS
+        # warning against the latched subscription; that is expected.)
+        self._last_instruction: tuple[str, str, float] | None = None
+        self.create_subscription(String, cfg.instruction_topic, lambda m: self._on_instruction(m, "volatile"), COMMAND_QOS)
+        self.create_subscription(String, cfg.instruction_topic, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
         self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
         self.create_subscription(String, cfg.executor_state_topic, self._on_executor_state, STATE_QOS)
         self._tick_timer = self.create_timer(0.05, self._tick)
@@ -133,7 +140,12 @@ class NavidPlannerNode(AgentNode):
         self._pose = msg.pose.pose
         self.health.tick("odom")
 
-    def _on_instruction(self, msg: String) -> None:
+    def _on_instruction(self, msg: String, via: str = "volatile") -> None:
+        now = time.monotonic()
+        last = self._last_instruction
+        if last is not None and last[0] == msg.data and last[1] != via and now - last[2] < 1.0:
+            return  # the same latched sample through the other subscription
+        self._last_instruction = (msg.data, via, now)
         self.health.tick("instruction")
         try:
             text = validate_instruction(msg.data, self.config.max_instruction_chars)
