@@ -159,3 +159,14 @@ def test_callback_and_reset():
     sync.reset()  # e.g. a bag looped: time goes back
     sync.add("depth", 0.5, "d2")
     assert sync.add("color", 0.499, "c2")[0]["depth"] == "d2"
+
+
+def test_flush_emits_the_pending_sets_at_end_of_input():
+    sync = ApproximateTimeSynchronizer(("color", "depth"), slop_s=0.01, max_wait_s=10.0)
+    sync.add("depth", 1.0, "d0")
+    assert sync.add("color", 1.002, "c0") == []  # waiting: a later depth frame could be closer
+    sync.add("color", 2.0, "c1")  # no partner will ever come
+    sync.add("depth", 0.5, "late")  # older than nothing consumed yet: queued, then discarded
+    out = sync.flush()
+    assert [(s["color"], s["depth"]) for s in out] == [("c0", "d0")]
+    assert sync.drops.counts["unmatched"] == 1 and sum(sync.queue_lengths().values()) == 0

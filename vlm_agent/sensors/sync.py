@@ -150,13 +150,35 @@ class ApproximateTimeSynchronizer:
                 callback(synced)
         return out
 
-    def _match(self) -> list[SyncedSet]:
+    def flush(self) -> list[SyncedSet]:
+        """End of input (a recording's end): take every partner choice as final and emit what matches.
+
+        Reference messages left without partners within slop are dropped as `unmatched`; partner
+        messages left over are discarded. Afterwards the queues are empty.
+        """
+        with self._lock:
+            out = self._match(end_of_input=True)
+            for stream, queue in self._queues.items():
+                if stream == self.reference:
+                    for item in queue:
+                        self.drops.drop("unmatched", f"{stream} {item.stamp_s:.6f}: input ended")
+                else:
+                    self.discarded += len(queue)
+                if queue:
+                    self._consumed[stream] = max(self._consumed[stream], queue[-1].stamp_s)
+                queue.clear()
+        for synced in out:
+            for callback in self._callbacks:
+                callback(synced)
+        return out
+
+    def _match(self, end_of_input: bool = False) -> list[SyncedSet]:
         out = []
         slop, ref_queue = self.config.slop_s, self._queues[self.reference]
         while ref_queue:
             ref = ref_queue[0]
             t = ref.stamp_s
-            timed_out = ref_queue[-1].stamp_s - t >= self.config.max_wait_s and len(ref_queue) > 1
+            timed_out = end_of_input or (ref_queue[-1].stamp_s - t >= self.config.max_wait_s and len(ref_queue) > 1)
             chosen: dict[str, int] = {}
             waiting = unmatched = False
             for stream in self.streams:
