@@ -55,3 +55,22 @@ def test_from_ros_style_dict_rejects_typos():
     assert EncoderBackendConfig.from_dict({"backend": "torch", "num_threads": 2}).num_threads == 2
     with pytest.raises(ValueError, match="unknown keys"):
         EncoderBackendConfig.from_dict({"backnd": "torch"})
+
+
+def test_encoder_params_embed_in_a_node_config_and_map_to_the_backend_config():
+    from dataclasses import dataclass
+
+    from vlm_agent.accel.config import EncoderParams
+    from vlm_agent.config import field_types, param
+
+    @dataclass
+    class PlannerConfig(EncoderParams):
+        model_dir: str = param("", "model directory")
+
+    cfg = PlannerConfig.from_dict({"encoder_backend": "tensorrt", "encoder_device": "cuda", "encoder_precision": "fp16", "model_dir": "m"})
+    enc = cfg.encoder_config()
+    assert (enc.backend, enc.device, enc.precision, enc.fallback) == ("tensorrt", "cuda", "fp16", True)
+    # Every field is a flat ROS-parameter type, so nodes can declare them like their own.
+    assert all(t in (bool, int, float, str) for t in field_types(PlannerConfig).values())
+    with pytest.raises(ValueError, match="needs device cuda"):
+        PlannerConfig(encoder_backend="tensorrt")

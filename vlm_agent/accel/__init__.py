@@ -14,6 +14,7 @@ import importlib
 
 _EXPORTS = {
     "EncoderBackendConfig": "config",
+    "EncoderParams": "config",
     "BACKENDS": "config",
     "FALLBACK_ORDER": "config",
     "PRECISIONS": "config",

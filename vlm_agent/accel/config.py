@@ -88,3 +88,44 @@ class EncoderBackendConfig(ConfigBase):
     def cache_dir(self) -> str:
         """`engine_cache_dir` with `~` and environment variables expanded."""
         return os.path.expandvars(os.path.expanduser(self.engine_cache_dir))
+
+
+@dataclasses.dataclass
+class EncoderParams(ConfigBase):
+    """The encoder backend as flat, `encoder_`-prefixed fields, for node/planner configs to inherit.
+
+    ROS parameters are flat, so a node config cannot nest `EncoderBackendConfig`; instead it
+    inherits these fields (`class NavidPlannerConfig(EncoderParams): ...`) and calls
+    `encoder_config()` when it builds its model:
+
+        enc = vlm_agent.accel.attach_encoder(model, config.encoder_config())
+
+    In YAML: `encoder_backend: tensorrt`, `encoder_device: cuda`, `encoder_precision: fp16`.
+    Field meanings are those of `EncoderBackendConfig` (same defaults, same validation).
+    """
+
+    encoder_backend: str = param("onnxruntime", "vision encoder backend (falls back tensorrt -> onnxruntime -> torch)", choices=BACKENDS)
+    encoder_device: str = param("cpu", "vision encoder device: cpu, cuda or cuda:N")
+    encoder_precision: str = param("fp32", "vision encoder precision", choices=PRECISIONS)
+    encoder_cache_dir: str = param("~/.cache/vlm_agent/engines", "exported ONNX files and TensorRT engines")
+    encoder_fallback: bool = param(True, "fall back when the encoder backend is unavailable (logged) instead of failing")
+    encoder_num_threads: int = param(0, "CPU threads of the vision encoder (0 = library default)", min=0, max=256)
+    encoder_max_batch: int = param(8, "largest TensorRT batch", min=1, max=256)
+    encoder_calib_file: str = param("", "INT8 calibration frames (.npz/.npy) for encoder_precision int8")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.encoder_config()  # cross-field checks (e.g. tensorrt needs cuda) fail at config time
+
+    def encoder_config(self) -> EncoderBackendConfig:
+        return EncoderBackendConfig(
+            backend=self.encoder_backend,
+            device=self.encoder_device,
+            precision=self.encoder_precision,
+            engine_cache_dir=self.encoder_cache_dir,
+            fallback=self.encoder_fallback,
+            num_threads=self.encoder_num_threads,
+            max_batch=self.encoder_max_batch,
+            opt_batch=1,
+            calib_file=self.encoder_calib_file,
+        )
