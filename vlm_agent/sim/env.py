@@ -14,9 +14,7 @@ on the floor. Images: rgb (H, W, 3) uint8; depth (H, W) float32 metres along the
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +90,6 @@ class NavEnv:
         self.episode: Episode | None = None
         self.world: WorldSpec | None = None
         self.steps_taken = 0  # env steps (primitives or velocity commands) since reset, for throughput stats
-        self._step_time = 0.0
 
     # -- episode lifecycle ------------------------------------------------------------------
     def reset(self, episode: Episode) -> NavObservation:
@@ -154,7 +151,6 @@ class NavEnv:
         self._require_episode()
         if not isinstance(primitive, NavPrimitive):
             raise TypeError(f"step() takes a NavPrimitive, got {type(primitive).__name__}")
-        t0 = time.perf_counter()
         collided = False
         if self.done:
             return self.observation(render)
@@ -171,7 +167,6 @@ class NavEnv:
         self.steps_taken += 1
         if self.step_count >= self.max_steps:
             self.done = True
-        self._step_time += time.perf_counter() - t0
         obs = self.observation(render)
         obs.collided = collided
         return obs

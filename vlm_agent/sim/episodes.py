@@ -156,7 +156,7 @@ def _pair(rng, split: str, want_held_out: bool) -> tuple[str, str]:
             return pair
 
 
-def _free_spot(rng, world: WorldSpec, collision, others: list[ObjectSpec], room: int | None = None, clear=0.55, tries=200,
+def _free_spot(rng, world: WorldSpec, others: list[ObjectSpec], room: int | None = None, clear=0.55, tries=200,
                near=None, near_range=(0.0, 99.0)):
     """A floor point with `clear` m to walls/furniture and 0.7 m to `others`; optionally in `room`
     and at a distance within `near_range` of point `near`."""
@@ -269,7 +269,7 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
     template, phr = _pick_template(rng, task, split)
     room_start = None
     if task == "goto":
-        spot = _free_spot(rng, world, None, objects)
+        spot = _free_spot(rng, world, objects)
         if spot is None:
             return None
         target = _new_object(next(names), colour, shape, *spot)
@@ -283,7 +283,7 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
         table = tables[int(rng.integers(len(tables)))]
         spot = None
         for _ in range(100):
-            s = _free_spot(rng, world, None, objects, room=world.room_of(table.centre[0], table.centre[1]), tries=5)
+            s = _free_spot(rng, world, objects, room=world.room_of(table.centre[0], table.centre[1]), tries=5)
             if s and _point_box(s[0], s[1], table) < 0.75:
                 spot = s
                 break
@@ -293,7 +293,7 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
         objects.append(target)
         decoy = None
         for _ in range(50):
-            s = _free_spot(rng, world, None, objects, tries=5)
+            s = _free_spot(rng, world, objects, tries=5)
             if s and all(_point_box(s[0], s[1], b) > 1.5 for b in tables):
                 decoy = _new_object(next(names), colour, shape, *s)
                 break
@@ -305,8 +305,8 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
     elif task == "room":
         room_start = int(rng.integers(2))
         other = 1 - room_start
-        s1 = _free_spot(rng, world, None, objects, room=other)
-        s0 = _free_spot(rng, world, None, objects, room=room_start)
+        s1 = _free_spot(rng, world, objects, room=other)
+        s0 = _free_spot(rng, world, objects, room=room_start)
         if s1 is None or s0 is None:
             return None
         target = _new_object(next(names), colour, shape, *s1)
@@ -319,7 +319,7 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
         while (rc, rs) == (colour, shape):
             rc, rs = _pair(rng, split, False)
         objects = [o for o in objects if (o.colour, o.shape) != (rc, rs)]
-        start_xy = _free_spot(rng, world, None, objects, clear=0.6)
+        start_xy = _free_spot(rng, world, objects, clear=0.6)
         if start_xy is None:
             return None
         built = None
@@ -349,14 +349,14 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
         text = template.format(t=_label(target), rel=side, r=_label(ref))
         start = (start_xy[0], start_xy[1], float(yaw + rng.uniform(-0.3, 0.3)))
     else:  # sequence
-        s1 = _free_spot(rng, world, None, objects)
+        s1 = _free_spot(rng, world, objects)
         if s1 is None:
             return None
         first = _new_object(next(names), colour, shape, *s1)
         objects.append(first)
         c2, sh2 = _pair(rng, split, False)
         objects = [o for o in objects if (o.colour, o.shape) != (c2, sh2) or o is first]
-        s2 = _free_spot(rng, world, None, objects)
+        s2 = _free_spot(rng, world, objects)
         if s2 is None or (c2, sh2) == (colour, shape) or math.hypot(s2[0] - s1[0], s2[1] - s1[1]) < 2.0:
             return None
         second = _new_object(next(names), c2, sh2, *s2)
@@ -406,7 +406,7 @@ def _manip_episode(rng, split, scene_seed) -> Episode | None:
     if split == "train" and (colour, shape) in HELD_OUT_PAIRS:
         return None
     objects = [o for o in objects if (o.colour, o.shape) != (colour, shape)]
-    spot = _free_spot(rng, world, None, objects, clear=0.6)
+    spot = _free_spot(rng, world, objects, clear=0.6)
     if spot is None:
         return None
     target = _new_object(next(names), colour, shape, *spot)
@@ -420,7 +420,7 @@ def _manip_episode(rng, split, scene_seed) -> Episode | None:
         while (dcolour, dshape) in HELD_OUT_PAIRS or dcolour == colour:
             dcolour = str(rng.choice(list(COLOURS)))
         objects = [o for o in objects if (o.colour, o.shape) != (dcolour, dshape)]
-        spot = _free_spot(rng, world, None, objects, clear=0.6)
+        spot = _free_spot(rng, world, objects, clear=0.6)
         if spot is None:
             return None
         dest = _new_object(next(names), dcolour, dshape, *spot)
@@ -454,7 +454,7 @@ def _seg_episode(rng, split, scene_seed) -> Episode | None:
     objects = [o for o in world.objects if (o.colour, o.shape) != (colour, shape)]
     names = iter(f"obj_{k}" for k in range(100, 200))
     template, phr = _pick_template(rng, task, split)
-    start_xy = _free_spot(rng, world, None, objects, clear=0.6)
+    start_xy = _free_spot(rng, world, objects, clear=0.6)
     if start_xy is None:
         return None
     for _ in range(60):

@@ -6,6 +6,8 @@ planner should produce, with objects named the way the instruction names them:
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from vlm_agent.skills.api import SkillCall
@@ -41,7 +43,7 @@ class RandomManipPolicy:
 
     def reset(self, episode=None) -> None:
         if episode is not None:
-            self.rng = np.random.default_rng(abs(hash(episode.episode_id)) % (2**32))
+            self.rng = np.random.default_rng(zlib.crc32(episode.episode_id.encode()))
 
     def act(self, obs=None) -> list[SkillCall]:
         world = self.env.world

@@ -10,6 +10,7 @@ Privileged policies (the oracles) use `env`; learned ones ignore it.
 from __future__ import annotations
 
 import importlib
+import zlib
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class RandomNavPolicy:
 
     def reset(self, episode=None) -> None:
         if episode is not None:
-            self.rng = np.random.default_rng(abs(hash(episode.episode_id)) % (2**32))
+            self.rng = np.random.default_rng(zlib.crc32(episode.episode_id.encode()))
 
     def act(self, obs) -> NavPrimitive:
         if self.rng.random() < self.p_stop:
@@ -97,7 +98,7 @@ class RandomSegPolicy:
 
     def reset(self, episode=None) -> None:
         if episode is not None:
-            self.rng = np.random.default_rng(abs(hash(episode.episode_id)) % (2**32))
+            self.rng = np.random.default_rng(zlib.crc32(episode.episode_id.encode()))
 
     def act(self, obs) -> np.ndarray:
         h, w = obs.rgb.shape[:2]

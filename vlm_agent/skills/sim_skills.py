@@ -12,7 +12,6 @@ import math
 import numpy as np
 
 from vlm_agent.sim.env import ARM_STOW
-from vlm_agent.sim.world import OBJECT_SIZE
 from vlm_agent.skills.api import SkillAPI, SkillError, SkillResult
 
 SHOULDER_OFFSET = (0.10, 0.0, 0.28)  # m, shoulder joint in base_link
