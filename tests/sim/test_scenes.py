@@ -70,3 +70,14 @@ def test_lighting_and_floor_vary_by_seed_and_are_deterministic():
     assert a.lighting != b.lighting
     assert generate_world(1).lighting == a.lighting
     assert world_to_mjcf(generate_world(5)) == world_to_mjcf(generate_world(5))
+
+
+def test_committed_default_scene_matches_generator_and_loads():
+    from pathlib import Path
+
+    from vlm_agent.sim.mjcf import default_scene_xml
+
+    path = Path(__file__).resolve().parents[2] / "sim" / "mujoco" / "scene_default.xml"
+    assert path.read_text() == default_scene_xml(), "stale: run python -m vlm_agent.sim.mjcf"
+    model = mujoco.MjModel.from_xml_path(str(path))
+    assert model.ncam == 1 and model.nu == 6

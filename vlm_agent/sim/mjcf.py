@@ -47,7 +47,7 @@ def _f(values) -> str:
     return " ".join(f"{float(v):.5g}" for v in values)
 
 
-def world_to_mjcf(world: WorldSpec) -> str:
+def world_to_mjcf(world: WorldSpec) -> str:  # noqa: C901 (one flat builder reads best)
     """The MJCF XML string of `world` with the robot included; objects at their spec positions."""
     lt = world.lighting
     x_min, y_min, x_max, y_max = world.bounds
@@ -115,7 +115,8 @@ def world_to_mjcf(world: WorldSpec) -> str:
     actuator = ET.SubElement(root, "actuator")
     for el in _robot_parts()["actuator"]:
         actuator.append(el)
-    return ET.tostring(root, encoding="unicode")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
 
 
 class ModelCache:
@@ -150,3 +151,17 @@ class ModelCache:
 
 
 MODEL_CACHE = ModelCache()
+
+
+def default_scene_xml() -> str:
+    """The MJCF of the `mujoco_sim` node's default episode (nav/val/seed 0/index 0), robot included."""
+    from vlm_agent.sim.episodes import make_episode
+
+    return world_to_mjcf(make_episode("nav", "val", 0, 0).world())
+
+
+if __name__ == "__main__":
+    # python -m vlm_agent.sim.mjcf: refresh sim/mujoco/scene_default.xml (open it in MuJoCo's viewer)
+    out = Path(__file__).resolve().parents[2] / "sim" / "mujoco" / "scene_default.xml"
+    out.write_text(default_scene_xml())
+    print(f"wrote {out}")
