@@ -114,6 +114,10 @@ def test_compressed_colour_without_depth_and_malformed_frames(tmp_path):
 def test_missing_topics_and_bad_config(tmp_path):
     rec = str(tmp_path / "run.mcap")
     write_recording(rec)
+    summary = build_dataset(rec, str(tmp_path / "ds_no_odom"), DatasetConfig(odom_topic="", depth_topic=""), progress=False)
+    assert summary["frames"] == 30 and not summary["odometry"]
+    ep = next(load_episodes(str(tmp_path / "ds_no_odom")))
+    assert np.isnan(ep["odom"]).all() and np.all(ep["rgb"][5] == 5)
     with pytest.raises(ValueError, match="no '/camera/x'"):
         build_dataset(rec, str(tmp_path / "ds"), DatasetConfig(color_topic="/camera/x"), progress=False)
     with pytest.raises(ValueError, match="image_width"):

@@ -4,7 +4,7 @@
 ROS 2 MCAP with the same topics) and writes time-aligned samples:
 
 * frames: colour (`sensor_msgs/Image` any colour encoding, or `CompressedImage`) synchronised with
-  odometry and, when recorded and wanted, depth, by `ApproximateTimeSynchronizer` on header
+  odometry and depth when they were recorded (and depth is wanted), by `ApproximateTimeSynchronizer` on header
   stamps (slop `slop_s`), then downsampled to at most one frame per `sample_period_s`;
 * for each frame, looked up by **log time** (when the recorder saw it; the text and Twist topics
   carry no header): the instruction in effect, the plan in effect, the *next* plan published
@@ -15,7 +15,7 @@ ROS 2 MCAP with the same topics) and writes time-aligned samples:
 
 Layout of `out_dir`:
 * `shard_00000.npz` ...: `rgb` (N, H, W, 3) uint8, `depth_mm` (N, H, W) uint16 (if depth),
-  `odom` (N, 5) float32 [x m, y m, yaw rad, vx m/s, wz rad/s] in `odom`, `cmd_raw` and `cmd`
+  `odom` (N, 5) float32 [x m, y m, yaw rad, vx m/s, wz rad/s] in `odom` (NaN without odometry), `cmd_raw` and `cmd`
   (N, 2) float32 [vx m/s, wz rad/s] (NaN = none yet), `stamp_s` (N,) float64, `episode` (N,) int32;
 * `frames.jsonl`: per frame {shard, row, stamp_s, log_time_s, episode, instruction, plan, next_plan};
 * `episodes.jsonl`: per episode {episode, instruction, frames, start_s, end_s};
@@ -95,6 +95,17 @@ class _Timeline:
         return self.values[i] if i < len(self.values) else None
 
 
+@dataclass
+class _Single:
+    """A colour frame standing alone (recordings without odometry and depth)."""
+
+    stamp_s: float
+    color: tuple
+
+    def __getitem__(self, key):
+        return self.color
+
+
 def _header_stamp(msg, log_time_ns: int) -> float:
     try:
         stamp = stamp_to_seconds(msg.header.stamp)
@@ -166,10 +177,10 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
     config = config or DatasetConfig()
     reader = RecordingReader(recording)
     topics = reader.topics()
-    for needed in (config.color_topic, config.odom_topic):
-        if needed not in topics:
-            raise ValueError(f"{recording}: no '{needed}' in the recording (topics: {', '.join(sorted(topics))})")
-    with_depth = bool(config.depth_topic) and config.depth_topic in topics
+    if topics.get(config.color_topic, {}).get("count", 0) == 0:
+        raise ValueError(f"{recording}: no '{config.color_topic}' messages in the recording (topics: {', '.join(sorted(topics))})")
+    with_depth = bool(config.depth_topic) and topics.get(config.depth_topic, {}).get("count", 0) > 0
+    with_odom = bool(config.odom_topic) and topics.get(config.odom_topic, {}).get("count", 0) > 0
     os.makedirs(out_dir, exist_ok=True)
     drops: Counter[str] = Counter()
     malformed_examples: list[str] = []
@@ -190,9 +201,13 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
         episode_of_time.add(t, i)
 
     # Pass 2: frames, synchronised.
-    streams = ("color", "odom", "depth") if with_depth else ("color", "odom")
-    sync = ApproximateTimeSynchronizer(streams, slop_s=config.slop_s, queue_size=200, max_wait_s=max(1.0, 10 * config.slop_s))
-    stream_of = {config.color_topic: "color", config.odom_topic: "odom"}
+    streams = ("color",) + (("odom",) if with_odom else ()) + (("depth",) if with_depth else ())
+    sync = None
+    if len(streams) > 1:
+        sync = ApproximateTimeSynchronizer(streams, slop_s=config.slop_s, queue_size=200, max_wait_s=max(1.0, 10 * config.slop_s))
+    stream_of = {config.color_topic: "color"}
+    if with_odom:
+        stream_of[config.odom_topic] = "odom"
     if with_depth:
         stream_of[config.depth_topic] = "depth"
     shards = _ShardWriter(out_dir, config.shard_frames, with_depth)
@@ -214,7 +229,7 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
             episode = -1
         try:
             rgb = _resize(color_message_to_rgb(color_msg), config.image_width, config.image_height)
-            odom = odometry_to_state(synced["odom"][1]).as_array()
+            odom = odometry_to_state(synced["odom"][1]).as_array() if with_odom else np.full(5, np.nan, np.float32)
             arrays = {"rgb": np.ascontiguousarray(rgb), "odom": odom}
             if with_depth:
                 arrays["depth_mm"] = _resize(_depth_mm(synced["depth"][1]), config.image_width, config.image_height, nearest=True)
@@ -247,14 +262,17 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
         for m in reader.messages(topics=list(stream_of)):
             bar.update(1)
             stream = stream_of[m.topic]
+            if sync is None:  # colour only: nothing to synchronise
+                emit(_Single(_header_stamp(m.message, m.log_time_ns), (m.log_time_ns, m.message)))
+                continue
             for synced in sync.add(stream, _header_stamp(m.message, m.log_time_ns), (m.log_time_ns, m.message)):
                 emit(synced)
-        for synced in sync.flush():  # the last frames' partners are final now
+        for synced in sync.flush() if sync is not None else ():  # the last frames' partners are final now
             emit(synced)
         bar.close()
     finally:
         shards.close()
-    for reason, count in sync.drops.counts.items():
+    for reason, count in (sync.drops.counts.items() if sync is not None else ()):
         drops[f"sync_{reason}"] += count
     with open(os.path.join(out_dir, "episodes.jsonl"), "w", encoding="utf-8") as f:
         for ep in sorted(episodes.values(), key=lambda e: e["episode"]):
@@ -266,6 +284,7 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
         "shards": shards.shard,
         "episodes": len(episodes),
         "depth": with_depth,
+        "odometry": with_odom,
         "dropped": dict(drops),
         "malformed_examples": malformed_examples,
     }
