@@ -178,3 +178,129 @@ def test_gpu_backends_match_torch(tiny_siglip, tmp_path, backend, precision, ato
     ref = make_encoder(tiny_siglip, backend="torch", device="cuda")
     x = torch.randn(11, 3, 32, 32, device="cuda")  # > max_batch: exercises chunking
     assert float((enc.encode(x) - ref.encode(x)).abs().max()) < atol
+
+
+class _FakeTRT:
+    """Records what build_engine asks of the TensorRT builder (TensorRT 10 Python API surface)."""
+
+    def __init__(self, parse_ok=True):
+        self.builds = []
+        self.parse_ok = parse_ok
+        fake = self
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, level):
+                self.level = level
+
+        class Profile:
+            def set_shape(self, name, mn, opt, mx):
+                self.shape = (name, tuple(mn), tuple(opt), tuple(mx))
+
+        class Timing:
+            def __init__(self, data):
+                self.data = bytes(data)
+
+            def serialize(self):
+                return self.data + b"+tuned"
+
+        class Config:
+            def __init__(self):
+                self.flags, self.pool, self.profiles = set(), {}, []
+                self.int8_calibrator = self.calibration_profile = self.timing = None
+
+            def set_memory_pool_limit(self, kind, size):
+                self.pool[kind] = size
+
+            def set_flag(self, flag):
+                self.flags.add(flag)
+
+            def add_optimization_profile(self, profile):
+                self.profiles.append(profile)
+
+            def set_calibration_profile(self, profile):
+                self.calibration_profile = profile
+
+            def create_timing_cache(self, data):
+                return Timing(data)
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                self.timing = cache
+                return True
+
+            def get_timing_cache(self):
+                return self.timing
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                return object()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                fake.builds.append(config)
+                return b"engine-" + ",".join(sorted(config.flags)).encode()
+
+        class OnnxParser:
+            num_errors = 1
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                return fake.parse_ok
+
+            def get_error(self, i):
+                return "Unsupported ONNX op: FancyAttention"
+
+        self.Logger, self.Builder, self.OnnxParser = Logger, Builder, OnnxParser
+        self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+        self.BuilderFlag = types.SimpleNamespace(FP16="fp16", INT8="int8")
+
+
+def test_build_engine_sets_flags_profile_and_reuses_engine_and_timing_caches(siglip_onnx, tmp_path):
+    from vlm_agent.accel.trt_engine import build_engine
+
+    trt, cache = _FakeTRT(), EngineCache(str(tmp_path))
+    s = make_spec(siglip_onnx.path, "fp16", 32, max_batch=8, opt_batch=1, trt_version="10.3.0", gpu=ORIN)
+    path = build_engine(siglip_onnx.path, s, cache, workspace_mb=512, trt=trt)
+    (cfg,) = trt.builds
+    assert cfg.flags == {"fp16"} and cfg.pool == {"workspace": 512 * 1024 * 1024}
+    assert cfg.profiles[0].shape == ("pixel_values", (1, 3, 32, 32), (1, 3, 32, 32), (8, 3, 32, 32))
+    assert open(path, "rb").read() == b"engine-fp16" and cache.lookup(s, "siglip") == path
+    timing = cache.timing_cache_path(s)
+    assert open(timing, "rb").read() == b"+tuned"  # saved after the build...
+    assert build_engine(siglip_onnx.path, s, cache, trt=trt) == path and len(trt.builds) == 1  # ...engine reused
+    s32 = dataclasses.replace(s, precision="fp32")
+    build_engine(siglip_onnx.path, s32, cache, trt=trt)
+    assert trt.builds[-1].timing.data == b"+tuned" and trt.builds[-1].flags == set()  # timing cache loaded
+
+
+def test_build_engine_int8_needs_a_calibrator_and_uses_the_profile_for_calibration(siglip_onnx, tmp_path):
+    from vlm_agent.accel.trt_engine import build_engine
+
+    trt, cache = _FakeTRT(), EngineCache(str(tmp_path))
+    s = make_spec(siglip_onnx.path, "int8", 32, max_batch=4, calib_sha256="c" * 64, trt_version="10.3.0", gpu=ORIN)
+    with pytest.raises(ValueError, match="calibrator"):
+        build_engine(siglip_onnx.path, s, cache, trt=trt)
+    calibrator = object()
+    build_engine(siglip_onnx.path, s, cache, calibrator=calibrator, trt=trt)
+    cfg = trt.builds[-1]
+    assert cfg.flags == {"fp16", "int8"} and cfg.int8_calibrator is calibrator
+    assert cfg.calibration_profile is cfg.profiles[0]
+
+
+def test_build_engine_reports_parser_errors(siglip_onnx, tmp_path):
+    from vlm_agent.accel.trt_engine import build_engine
+
+    s = make_spec(siglip_onnx.path, "fp16", 32, max_batch=8, trt_version="10.3.0", gpu=ORIN)
+    with pytest.raises(RuntimeError, match="FancyAttention"):
+        build_engine(siglip_onnx.path, s, EngineCache(str(tmp_path)), trt=_FakeTRT(parse_ok=False))

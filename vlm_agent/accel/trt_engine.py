@@ -179,7 +179,7 @@ def build_engine(
     workspace_mb: int = 2048,
     calibrator=None,
     trt=None,
-) -> str:  # pragma: no cover - needs TensorRT and a GPU; exercised on Jetson / GPU machines
+) -> str:
     """Build (or find in `cache`) the engine for `spec`; returns the engine file path.
 
     FP16 is enabled for fp16 and int8 builds (INT8 layers fall back to FP16, not FP32, where INT8
