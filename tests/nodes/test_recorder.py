@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.ros_harness import NodeProcess, spin_until, wait_for_subscribers
+from tests.ros_harness import NodeProcess, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 
