@@ -116,6 +116,30 @@ def test_cmd_vel_drives_odom_and_images(ros_node, ros_executor):
         assert math.hypot(o.position.x - p_before.x, o.position.y - p_before.y) < 1e-6
         assert abs(math.remainder(_yaw(o.orientation) - math.atan2(dy, dx), 2 * math.pi)) > 0.3
 
+        # arm: a trajectory is followed (joint_states approach the targets); a NaN one is dropped
+        from builtin_interfaces.msg import Duration
+        from std_msgs.msg import Float64
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        arm = ros_node.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", COMMAND_QOS)
+        grip = ros_node.create_publisher(Float64, "/gripper/command", COMMAND_QOS)
+        assert wait_for_subscribers(arm, 1) and wait_for_subscribers(grip, 1)
+        target = [0.3, 0.8, -1.6, -0.5]
+        traj = JointTrajectory(joint_names=["arm_yaw", "arm_shoulder", "arm_elbow", "arm_wrist"])
+        traj.points = [JointTrajectoryPoint(positions=target, time_from_start=Duration(sec=0, nanosec=500_000_000))]
+        arm.publish(traj)
+        grip.publish(Float64(data=1.0))
+        bad = JointTrajectory(joint_names=traj.joint_names)
+        bad.points = [JointTrajectoryPoint(positions=[float("nan")] * 4, time_from_start=Duration(sec=1))]
+        arm.publish(bad)
+
+        def joints_at_target():
+            js = got["joints"][-1]
+            pos = dict(zip(js.name, js.position))
+            return all(abs(pos[n] - t) < 0.05 for n, t in zip(traj.joint_names, target)) and pos["gripper_left"] < 0.01
+
+        assert spin_until(ros_executor, joints_at_target, timeout=15), dict(zip(got["joints"][-1].name, got["joints"][-1].position))
+
         assert result_client.wait_for_service(timeout_sec=10)
         future = result_client.call_async(Trigger.Request())
         assert spin_until(ros_executor, future.done, timeout=10)
@@ -126,4 +150,4 @@ def test_cmd_vel_drives_odom_and_images(ros_node, ros_executor):
         info = json.loads(future.result().message)
         assert info["instruction"] == got["instruction"][0]
     assert sim.returncode == 0, sim.output
-    assert "non-finite" in sim.output
+    assert "non-finite" in sim.output and "dropping trajectory" in sim.output

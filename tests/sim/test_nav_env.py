@@ -74,3 +74,17 @@ def test_oracle_success_on_val_sample(env):
     agg = aggregate_nav(per)
     assert agg["success_rate"] >= 0.95, agg
     assert agg["spl"] > 0.6, agg
+
+
+def test_step_velocity_stops_at_walls_but_still_turns(env):
+    ep = make_episodes("nav", "val", 1, seed=14)[0]
+    env.reset(ep)
+    x, y, yaw = env.pose
+    for _ in range(100):  # 100 s at 0.5 m/s: far longer than any room
+        env.step_velocity(0.5, 0.0, 1.0)
+    assert env.collision.clearance(*env.pose[:2]) > 0.2
+    assert env.collision.clearance(*env.pose[:2]) < 0.3  # stopped right at the obstacle
+    x1, y1, yaw1 = env.pose
+    blocked = env.step_velocity(0.5, 0.3, 0.5)
+    assert env.pose[2] != yaw1 and env.collisions >= 1
+    assert blocked or math.hypot(env.pose[0] - x1, env.pose[1] - y1) > 0
