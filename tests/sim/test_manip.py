@@ -59,3 +59,34 @@ def test_wrong_program_fails_and_reports(env):
     assert env.held == target.name
     assert skills.execute(SkillCall("place_on", ("table",))).success
     assert env.manip_metrics()["success"] == 0.0  # on the table, not on the plate
+
+
+def test_grasp_needs_closing_fingers_and_release_settles_on_support(env):
+    ep = next(e for e in make_episodes("manip", "val", 10, seed=0) if e.task == "stack")
+    env.reset(ep)
+    skills = SimSkills(env)
+    target, dest = (env.world.object(n) for n in ep.goal_objects)
+    skills._drive_to(target.name)
+    p = np.asarray(target.pos)
+    # a gripper closed long before reaching the object does not catch it
+    skills.close_gripper()
+    skills._settle(1.0)
+    skills._reach(p + (0, 0, 0.12))
+    skills._reach(p)
+    skills._settle(0.5)
+    assert env.held is None
+    # opening, then closing around it does
+    skills.open_gripper()
+    skills.close_gripper()
+    assert env.held == target.name
+    skills._reach(p + (0, 0, 0.2))
+    assert env.world.object(target.name).pos[2] > p[2] + 0.15  # it came up with the gripper
+    # released above the other cube, it lands on top of it
+    skills._drive_to(dest.name)
+    top = dest.pos[2] + dest.half_height
+    skills._reach(np.array([dest.pos[0], dest.pos[1], top + target.half_height + 0.01]))
+    skills.open_gripper()
+    moved = env.world.object(target.name)
+    assert env.held is None and moved.support == dest.name
+    assert moved.pos[2] == pytest.approx(top + target.half_height)
+    assert env.manip_metrics()["success"] == 1.0

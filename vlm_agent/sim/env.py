@@ -36,6 +36,7 @@ GRIPPER_JOINTS = ("gripper_left", "gripper_right")
 JOINT_NAMES = ARM_JOINTS + GRIPPER_JOINTS
 ARM_STOW = (0.0, 1.5, -2.8, 0.0)  # rad; folded up behind the camera's view
 GRIPPER_OPEN_M = 0.09  # finger travel when fully open (command 0)
+GRASP_WINDOW_S = 0.6  # s after a close command during which the closing fingers can catch an object
 CAMERA_NAME = "egocentric"
 
 
@@ -112,6 +113,7 @@ class NavEnv:
             self.data.qpos[k] = q
         self.data.ctrl[self._act] = list(ARM_STOW) + [GRIPPER_OPEN_M, GRIPPER_OPEN_M]
         self._gripper_cmd = 0.0
+        self._closing_since = -np.inf
         self.held: str | None = None
         self._x, self._y, self._yaw = (float(v) for v in episode.start_pose)
         self._sync_objects()
@@ -355,7 +357,10 @@ class NavEnv:
         command = float(command)
         if not math.isfinite(command):
             raise ValueError(f"set_gripper: command is not finite ({command})")
-        self._gripper_cmd = float(np.clip(command, 0.0, 1.0))
+        new = float(np.clip(command, 0.0, 1.0))
+        if new >= 0.5 > self._gripper_cmd:
+            self._closing_since = float(self.data.time)
+        self._gripper_cmd = new
         self._apply_gripper()
 
     def _apply_gripper(self):
@@ -377,7 +382,10 @@ class NavEnv:
 
     def _update_grasp(self):
         closed = self._gripper_cmd >= 0.5
-        if self.held is None and closed:
+        # An object is caught only while the fingers are closing (GRASP_WINDOW_S after the close
+        # command), not by pushing an already closed gripper into it.
+        closing = self.data.time - self._closing_since <= GRASP_WINDOW_S
+        if self.held is None and closed and closing:
             gp = self.grasp_point()
             best, best_d = None, math.inf
             for o in self.world.objects:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import os
 import sys
 import threading
@@ -47,8 +48,9 @@ def _f(values) -> str:
     return " ".join(f"{float(v):.5g}" for v in values)
 
 
-def world_to_mjcf(world: WorldSpec) -> str:  # noqa: C901 (one flat builder reads best)
-    """The MJCF XML string of `world` with the robot included; objects at their spec positions."""
+def world_to_mjcf(world: WorldSpec, object_positions: bool = True) -> str:  # noqa: C901 (one flat builder reads best)
+    """The MJCF XML string of `world` with the robot included; objects at their spec positions (or at
+    the origin with `object_positions=False`: the simulator places them through mocap anyway)."""
     lt = world.lighting
     x_min, y_min, x_max, y_max = world.bounds
     cx, cy = (x_min + x_max) / 2, (y_min + y_max) / 2
@@ -103,7 +105,7 @@ def world_to_mjcf(world: WorldSpec) -> str:  # noqa: C901 (one flat builder read
     for el in _robot_parts()["worldbody"]:
         wb.append(el)
     for obj in world.objects:
-        body = ET.SubElement(wb, "body", name=obj.name, mocap="true", pos=_f(obj.pos))
+        body = ET.SubElement(wb, "body", name=obj.name, mocap="true", pos=_f(obj.pos if object_positions else (0, 0, 0)))
         s = OBJECT_SIZE[obj.shape]
         kw = dict(name=obj.name, material=f"obj_{obj.colour}", contype="0", conaffinity="0")
         if obj.shape == "cube":
@@ -131,17 +133,20 @@ class ModelCache:
         self.hits = self.misses = 0
 
     @staticmethod
-    def key(world: WorldSpec):
-        return (world.seed, tuple((o.name, o.colour, o.shape) for o in world.objects), len(world.furniture), len(world.walls))
+    def key(xml: str) -> str:
+        # The XML itself is the key: two worlds share a model only if they are the same scene (object
+        # positions differ per episode but are set through mocap, so they are normalised out).
+        return hashlib.sha1(xml.encode()).hexdigest()
 
     def get(self, world: WorldSpec) -> mujoco.MjModel:
-        key = self.key(world)
+        xml = world_to_mjcf(world, object_positions=False)
+        key = self.key(xml)
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 self.hits += 1
                 return self._models[key]
-        model = mujoco.MjModel.from_xml_string(world_to_mjcf(world))
+        model = mujoco.MjModel.from_xml_string(xml)
         with self._lock:
             self.misses += 1
             self._models[key] = model
