@@ -239,3 +239,80 @@ def load_submodule_strict(module: nn.Module, state: dict[str, Any], what: str) -
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
         raise ValueError(f"{what}: missing keys {missing[:8]}{'...' if len(missing) > 8 else ''}, unexpected keys {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+
+
+# -- assembling from real transformers checkpoints ------------------------------------------------
+VISION_PREFIX = "vision_model."  # SiglipVisionModel/CLIPVisionModel keys (also inside full SigLIP/CLIP)
+
+
+def read_safetensors_dir(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a transformers checkpoint directory (single file or sharded with an index)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    single = os.path.join(directory, WEIGHTS_NAME)
+    if os.path.isfile(single):
+        return load_file(single)
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if not os.path.isfile(index):
+        raise FileNotFoundError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+    with open(index) as f:
+        files = sorted(set(json.load(f)["weight_map"].values()))
+    out: dict[str, torch.Tensor] = {}
+    for name in files:
+        out.update(load_file(os.path.join(directory, name)))
+    return out
+
+
+def vision_config_from_dir(directory: str | os.PathLike):
+    """The vision sub-config of a SigLIP/CLIP checkpoint (vision-only or full image-text)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(directory)
+    if cfg.model_type in ("siglip", "clip"):
+        cfg = cfg.vision_config
+    return cfg
+
+
+def assemble_from_checkpoints(model_cls, vision_dir: str, text_dir: str, extra_special_tokens: list[str], **config_kwargs):
+    """Build `model_cls` from a real SigLIP/CLIP directory and a real Qwen2/Llama directory.
+
+    The vision tower and the LM load their checkpoints strictly (every key of the tower / LM must be
+    present and nothing unexpected); the projector (and any model-specific heads) start random and
+    need training. The text tokenizer gains `extra_special_tokens` (`<img>`, `<state>`, ...); the LM's
+    embedding matrix grows to cover them (new rows = mean of the old ones, a common, stable start).
+    Returns (model, tokenizer).
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    vision_config = vision_config_from_dir(vision_dir)
+    text_config = AutoConfig.from_pretrained(text_dir)
+    tokenizer = AutoTokenizer.from_pretrained(text_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(extra_special_tokens)})
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in extra_special_tokens}
+    old_vocab = text_config.vocab_size
+    text_config.vocab_size = max(old_vocab, len(tokenizer))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    config = model_cls.config_class(
+        vision_config=vision_config, text_config=text_config,
+        pad_token_id=pad, bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else pad,
+        eos_token_id=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else pad,
+        **{k: ids[v] if isinstance(v, str) and v in ids else v for k, v in config_kwargs.items()},
+    )
+    model = model_cls(config)
+    vision_state = {k[len(VISION_PREFIX):]: v for k, v in read_safetensors_dir(vision_dir).items() if k.startswith(VISION_PREFIX)}
+    load_submodule_strict(model.vision_tower.model.vision_model, vision_state, f"vision tower from {vision_dir}")
+    text_state = read_safetensors_dir(text_dir)
+    lm = model.language_model
+    if "lm_head.weight" not in text_state and getattr(text_config, "tie_word_embeddings", False):
+        text_state["lm_head.weight"] = text_state["model.embed_tokens.weight"]
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        w = text_state.get(key)
+        if w is not None and w.shape[0] < text_config.vocab_size:
+            grown = w.new_empty((text_config.vocab_size, w.shape[1]))
+            grown[: w.shape[0]] = w
+            grown[w.shape[0]:] = w.mean(0, keepdim=True)
+            text_state[key] = grown
+    load_submodule_strict(lm, text_state, f"language model from {text_dir}")
+    return model.eval(), tokenizer

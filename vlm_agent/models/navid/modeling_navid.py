@@ -1,7 +1,7 @@
 """NaVid-style navigation VLM on the embodied core.
 
 Data flow for one step (shapes for the defaults: 64 px, patch 8, grid 8, D_v vision, D LM width):
-    instruction ids (T,) -> mean LM embedding -> FiLM parameters (film_layers x 2 x D_v)
+    instruction ids (T,) -> LM embeddings -> GRU -> FiLM parameters (film_layers x 2 x D_v)
     frame (3, 64, 64) -> vision_encoder -> (64, D_v) -> FiLM grounding -> grid (8, 8, D_v)
         current frame: pool to 8x8 -> projector -> 64 tokens (64, D)
         history frame: pool to 2x2 -> projector -> 4 tokens  (4, D), computed ONCE and cached
@@ -48,6 +48,8 @@ class NavidModel(EmbodiedVLMModel):
     def __init__(self, config: NavidConfig):
         super().__init__(config)
         dv, d = config.vision_config.hidden_size, config.text_config.hidden_size
+        # A GRU over the instruction's token embeddings: word order matters ("first x, then y").
+        self.instruction_encoder = nn.GRU(d, d, batch_first=True)
         self.film_blocks = nn.ModuleList(FiLMBlock(dv) for _ in range(config.film_layers))
         # Zero-initialised last layer: FiLM starts as the identity and learns to modulate.
         self.instruction_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * dv * config.film_layers)) if config.film_layers else None
@@ -57,12 +59,14 @@ class NavidModel(EmbodiedVLMModel):
 
     # -- instruction and frames --------------------------------------------------------------
     def instruction_condition(self, instruction_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """instruction_ids (B, T) (+ mask (B, T), 1 = real) -> condition (B, D): mean token embedding."""
+        """instruction_ids (B, T) right-padded (+ mask (B, T), 1 = real) -> condition (B, D): the GRU
+        state after the last real token of the LM's token embeddings."""
         emb = self.language_model.get_input_embeddings()(instruction_ids)
+        out, _ = self.instruction_encoder(emb)
         if mask is None:
-            return emb.mean(1)
-        m = mask.to(emb.dtype).unsqueeze(-1)
-        return (emb * m).sum(1) / m.sum(1).clamp_min(1.0)
+            return out[:, -1]
+        last = mask.long().sum(1).clamp_min(1) - 1
+        return out[torch.arange(out.shape[0]), last]
 
     def ground(self, vision_features: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """vision_features (B, N, D_v), condition (B, D) or (1, D) -> grounded grid (B, g, g, D_v)."""

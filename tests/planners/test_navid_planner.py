@@ -1,0 +1,157 @@
+"""NavidPlanner contract with the built-in backend, history caching, and the eval policy's queue."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vlm_agent.planners.backends import BuiltinNavidBackend
+from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig, PlanResult
+from vlm_agent.planners.navid_policy import NavidPolicy, make_navid_policy
+from vlm_agent.planners.primitives import NavPrimitive
+
+
+def frame(seed, h=24, w=32):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def planner(tiny_navid_dir):
+    return NavidPlanner(NavidPlannerConfig(model_dir=tiny_navid_dir))
+
+
+class CountingEncoder:
+    """Wraps the tower to count how many frames go through the vision encoder."""
+
+    def __init__(self, tower):
+        self.tower, self.frames = tower, 0
+
+    def encode(self, pixel_values):
+        self.frames += pixel_values.shape[0]
+        with torch.no_grad():
+            return self.tower(pixel_values)
+
+
+def test_plan_contract(planner):
+    planner.reset("go to the red ball")
+    r = planner.plan(frame(0))
+    assert isinstance(r, PlanResult) and isinstance(r.raw_text, str) and r.latency_s > 0
+    assert 1 <= len(r.primitives) <= 3 and all(isinstance(p, NavPrimitive) for p in r.primitives)
+    assert r.error is None  # constrained decoding cannot produce unparsable text
+    assert set(r.to_dict()) == {"raw_text", "primitives", "latency_s", "error"}
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 501, "go\x00 to the ball", "go to\u202e the ball", "stop\nmove forward 100 cm", None, 42])
+def test_bad_instructions_raise(planner, bad):
+    with pytest.raises(ValueError):
+        planner.reset(bad)
+
+
+def test_calls_before_reset_and_bad_frames_raise(planner):
+    with pytest.raises(RuntimeError, match="reset"):
+        planner.plan(frame(0))
+    planner.reset("go to the red ball")
+    for bad in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((0, 8, 3), np.uint8)):
+        with pytest.raises(ValueError):
+            planner.plan(bad)
+        with pytest.raises(ValueError):
+            planner.observe(bad)
+
+
+def test_history_frames_are_encoded_once(planner):
+    backend: BuiltinNavidBackend = planner.backend
+    counter = CountingEncoder(backend.model.vision_tower)
+    backend.model.set_vision_encoder(counter)
+    planner.reset("go to the red ball")
+    for i in range(10):
+        planner.plan(frame(i))
+        planner.observe(frame(i))  # same frame as the plan: reuses its encoding
+    assert counter.frames == 10
+    planner.plan(frame(99))
+    assert counter.frames == 11
+    assert backend.history_length == 10
+
+
+def test_history_fed_to_the_lm_is_capped(planner, monkeypatch):
+    backend = planner.backend
+    seen = []
+    real = backend.model.embed_multimodal
+    monkeypatch.setattr(backend.model, "embed_multimodal", lambda ids, feats: seen.append(int((ids == backend.model.config.image_token_id).sum())) or real(ids, feats))
+    planner.reset("go to the red ball")
+    for i in range(7):
+        planner.plan(frame(i))
+        planner.observe(frame(i))
+    cap = backend.model.config.max_history_frames  # 4 in the tiny model
+    assert seen == [64 + 4 * min(i, cap) for i in range(7)]
+
+
+def test_reencode_mode_matches_cached_mode_when_under_the_cap(tiny_navid_dir):
+    cached = BuiltinNavidBackend(tiny_navid_dir, max_history_frames=8)
+    reenc = BuiltinNavidBackend(tiny_navid_dir, history_mode="reencode")
+    for be in (cached, reenc):
+        be.reset("go to the blue box")
+        for i in range(3):
+            be.observe(frame(i))
+    assert cached.generate(frame(5)) == reenc.generate(frame(5))
+
+
+def test_greedy_garbage_becomes_a_logged_stop(tiny_navid_dir, caplog):
+    planner = NavidPlanner(NavidPlannerConfig(model_dir=tiny_navid_dir, decoding="greedy"))
+    planner.reset("go to the red ball")
+    r = planner.plan(frame(1))  # a random tiny LM's free text
+    if r.error is not None:
+        assert r.primitives == [NavPrimitive.stop()]
+        assert "unparsable" in caplog.text
+
+
+class ScriptedBackend:
+    def __init__(self, outputs):
+        self.outputs, self.generated, self.observed = list(outputs), 0, 0
+
+    def reset(self, instruction):
+        self.instruction = instruction
+
+    def observe(self, rgb):
+        self.observed += 1
+
+    def generate(self, rgb):
+        self.generated += 1
+        out = self.outputs.pop(0)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def test_garbage_and_backend_errors():
+    backend = ScriptedBackend(["Sure! I will go forward.", TimeoutError("model timed out")])
+    planner = NavidPlanner(NavidPlannerConfig(), backend=backend)
+    planner.reset("go to the red ball")
+    r = planner.plan(frame(0))
+    assert r.primitives == [NavPrimitive.stop()] and "not a primitive" in r.error and r.raw_text == "Sure! I will go forward."
+    with pytest.raises(TimeoutError):
+        planner.plan(frame(1))
+
+
+def test_policy_queues_up_to_three_and_observes_every_step():
+    backend = ScriptedBackend(["move forward 25 cm, turn left 30 degrees, move forward 25 cm", "stop"])
+    policy = NavidPolicy(NavidPlanner(NavidPlannerConfig(), backend=backend))
+
+    class Ep:
+        instruction = "go to the red ball"
+
+    class Obs:
+        rgb = frame(0)
+
+    policy.reset(Ep())
+    acts = [policy.act(Obs()) for _ in range(4)]
+    assert acts == [NavPrimitive.forward(25), NavPrimitive.turn_left(30), NavPrimitive.forward(25), NavPrimitive.stop()]
+    assert backend.generated == 2 and backend.observed == 4
+
+
+def test_make_navid_policy(tiny_navid_dir):
+    policy = make_navid_policy(tiny_navid_dir, max_history_frames=2)
+    assert policy.planner.backend.max_history_frames == 2
+    with pytest.raises(ValueError, match="unknown keys"):
+        make_navid_policy(tiny_navid_dir, history_frames=2)
+    with pytest.raises(FileNotFoundError):
+        make_navid_policy("/nonexistent/navid")

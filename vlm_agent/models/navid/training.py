@@ -1,0 +1,254 @@
+"""Behaviour-cloning trainer of the built-in NaVid model on collected shards (see collection.py).
+
+A batch holds whole slices of episodes: the frames they need are encoded once (vision tower + FiLM),
+then every chosen step becomes one multimodal sentence whose history slots index those encodings,
+exactly as the planner's cache does at run time (the same `select_history` subsampling).
+Only the answer tokens are trained (cross-entropy), stop labels weighted by `stop_weight`.
+Model selection is by *closed-loop* success on validation episodes, never per-step accuracy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from vlm_agent.config import ConfigBase, param
+
+from .collection import ACTIONS, load_shards
+from .processing_navid import NavidProcessor, select_history
+
+
+@dataclasses.dataclass
+class NavidTrainConfig(ConfigBase):
+    """Training run settings (the `vlm-agent train` flags)."""
+
+    data: list[str] = param([], "training shards (.npz from `vlm-agent collect`)")
+    out_dir: str = param("checkpoints/navid_tiny", "checkpoint directory to write")
+    init_from: str = param("", "start from this checkpoint directory instead of random weights (fine-tuning, DAgger)")
+    minutes: float = param(20.0, "wall-clock training budget in minutes", min=0.1, max=10000.0)
+    max_steps: int = param(100000, "optimiser steps at most", min=1)
+    batch_episodes: int = param(4, "episodes per batch", min=1, max=256)
+    steps_per_episode: int = param(8, "time steps sampled per episode per batch", min=1, max=1024)
+    lr: float = param(1.5e-3, "peak AdamW learning rate", min=1e-6, max=1.0)
+    weight_decay: float = param(0.01, "AdamW weight decay", min=0.0, max=1.0)
+    warmup_steps: int = param(100, "linear warm-up steps", min=0)
+    stop_weight: float = param(2.0, "loss weight of stop labels (rare, and a missed stop fails the episode)", min=0.0, max=100.0)
+    image_size: int = param(64, "input size in pixels (must equal the shards' frames)", min=8, max=1024)
+    patch_size: int = param(8, "vision patch size (64 / 8 = the 8x8 grid NaVid uses for the current frame)", min=1, max=64)
+    vision_hidden: int = param(64, "vision tower width", min=8, max=2048)
+    vision_layers: int = param(2, "vision tower layers", min=1, max=48)
+    text_hidden: int = param(64, "LM width", min=8, max=4096)
+    text_layers: int = param(2, "LM layers", min=1, max=64)
+    heads: int = param(4, "attention heads (vision and LM)", min=1, max=64)
+    film_layers: int = param(2, "instruction FiLM blocks over the vision grid", min=0, max=16)
+    max_history_frames: int = param(8, "history frames fed to the LM (uniform subsample)", min=1, max=4096)
+    val_episodes: int = param(24, "closed-loop validation episodes per evaluation (0 = none)", min=0)
+    val_max_steps: int = param(150, "step cap per validation episode", min=1)
+    eval_every_min: float = param(6.0, "minutes between closed-loop evaluations", min=0.1)
+    threads: int = param(2, "torch CPU threads", min=1, max=256)
+    seed: int = param(0, "random seed")
+
+
+def _pixels(frames: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 normalised like `ImagePreprocessor` (SigLIP 0.5/0.5)."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+class EpisodeBatcher:
+    """Builds `NavidModel.forward_train` batches from a dataset dict (see collection.load_shards)."""
+
+    def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0):
+        self.data, self.processor = data, processor
+        self.cfg = processor.config
+        self.steps_per_episode, self.stop_weight = steps_per_episode, stop_weight
+        self.rng = np.random.default_rng(seed)
+        self.instr_ids = [processor.encode_instruction(str(t)) for t in data["instructions"]]
+        self.answers = [processor.answer_ids([a]) for a in ACTIONS]
+
+    def sample(self, n_episodes: int) -> dict:
+        eps = self.rng.choice(len(self.data["episode_start"]), size=min(n_episodes, len(self.data["episode_start"])), replace=False)
+        return self.build(list(eps))
+
+    def build(self, episodes: list[int], steps: list[np.ndarray] | None = None) -> dict:
+        cfg, d = self.cfg, self.data
+        frame_ids: list[int] = []
+        frame_episode: list[int] = []
+        seqs, labels, feat_index, weights = [], [], [], []
+        per_frame_his, per_frame_cur = cfg.history_tokens_per_frame, cfg.current_tokens
+        plans = []
+        for j, e in enumerate(episodes):
+            start, length = int(d["episode_start"][e]), int(d["episode_length"][e])
+            if steps is not None:
+                chosen = steps[j]
+            elif length <= self.steps_per_episode:
+                chosen = np.arange(length)
+            else:
+                chosen = np.sort(self.rng.choice(length, self.steps_per_episode, replace=False))
+            needed = set(int(s) for s in chosen)
+            hists = {int(s): select_history(int(s), cfg.max_history_frames) for s in chosen}
+            for h in hists.values():
+                needed.update(int(i) for i in h)
+            local = {}
+            for t in sorted(needed):
+                local[t] = len(frame_ids)
+                frame_ids.append(start + t)
+                frame_episode.append(j)
+            plans.append((e, start, chosen, hists, local))
+        n_frames = len(frame_ids)
+        for e, start, chosen, hists, local in plans:
+            for s in chosen:
+                s = int(s)
+                hist = hists[s]
+                action = int(d["actions"][start + s])
+                prompt = self.processor.prompt_ids(self.instr_ids[e], len(hist))
+                answer = self.answers[action]
+                seqs.append(prompt + answer)
+                labels.append([-100] * len(prompt) + answer)
+                for h in hist:
+                    base = local[int(h)] * per_frame_his
+                    feat_index.extend(range(base, base + per_frame_his))
+                base = n_frames * per_frame_his + local[s] * per_frame_cur
+                feat_index.extend(range(base, base + per_frame_cur))
+                weights.append(self.stop_weight if ACTIONS[action].kind == "stop" else 1.0)
+        L = max(len(s) for s in seqs)
+        pad = cfg.pad_token_id
+        input_ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+        lab = torch.full((len(seqs), L), -100, dtype=torch.long)
+        attn = torch.zeros((len(seqs), L), dtype=torch.long)
+        for i, (s, lb) in enumerate(zip(seqs, labels)):
+            input_ids[i, : len(s)] = torch.tensor(s)
+            lab[i, : len(lb)] = torch.tensor(lb)
+            attn[i, : len(s)] = 1
+        instr = [self.instr_ids[e] for e, *_ in plans]
+        T = max(len(t) for t in instr)
+        instr_ids = torch.full((len(instr), T), pad, dtype=torch.long)
+        instr_mask = torch.zeros((len(instr), T), dtype=torch.long)
+        for i, t in enumerate(instr):
+            instr_ids[i, : len(t)] = torch.tensor(t)
+            instr_mask[i, : len(t)] = 1
+        return {
+            "pixel_values": _pixels(d["frames"][np.asarray(frame_ids)]),
+            "frame_episode": torch.tensor(frame_episode, dtype=torch.long),
+            "instruction_ids": instr_ids,
+            "instruction_mask": instr_mask,
+            "input_ids": input_ids,
+            "attention_mask": attn,
+            "labels": lab,
+            "feature_index": torch.tensor(feat_index, dtype=torch.long),
+            "loss_weight": torch.tensor(weights, dtype=torch.float32),
+        }
+
+
+def closed_loop_eval(model_dir: str, n_episodes: int, max_steps: int, image_size: int, split: str = "val", seed: int = 0, progress: bool = False) -> dict:
+    """Success rate / SPL of the checkpoint in `model_dir` over `n_episodes` sim episodes."""
+    import vlm_agent.sim  # noqa: F401
+    from tqdm import tqdm
+
+    from vlm_agent.planners.navid_policy import make_navid_policy
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episodes
+
+    policy = make_navid_policy(model_dir)
+    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=False, max_steps=max_steps))
+    sr, spl = [], []
+    for ep in tqdm(make_episodes("nav", split, n_episodes, seed), desc="closed-loop val", disable=not progress, leave=False):
+        obs = env.reset(ep)
+        policy.reset(ep)
+        while not env.done and env.step_count < env.max_steps:
+            obs = env.step(policy.act(obs))
+        m = env.metrics(assume_stopped=False)
+        sr.append(float(m.get("success", 0.0)))
+        spl.append(float(m.get("spl", 0.0)))
+    return {"success_rate": float(np.mean(sr)), "spl": float(np.mean(spl)), "episodes": n_episodes, "parse_errors": policy.parse_errors}
+
+
+def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    from ..embodied_vlm.processing_embodied_vlm import load_tokenizer, train_tokenizer
+    from ..registry import make_config
+    from .modeling_navid import NavidModel
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if not cfg.data:
+        raise ValueError("no training shards given (--data)")
+    data = load_shards(cfg.data)
+    if data["frames"].shape[1:] != (cfg.image_size, cfg.image_size, 3):
+        raise ValueError(f"shards hold {data['frames'].shape[1:]} frames but image_size is {cfg.image_size}")
+    if cfg.init_from:
+        model = NavidModel.from_pretrained(cfg.init_from)
+        tokenizer = load_tokenizer(cfg.init_from)
+    else:
+        tokenizer = train_tokenizer(sorted(set(str(t) for t in data["instructions"])))
+        vocab = int(math.ceil(len(tokenizer) / 64) * 64)
+        config = make_config("navid", vocab_size=vocab, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_hidden=cfg.vision_hidden,
+                             vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads,
+                             film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames)
+        model = NavidModel(config)
+    model.train()
+    processor = NavidProcessor(tokenizer, model.config)
+    batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    os.makedirs(cfg.out_dir, exist_ok=True)
+    work_dir = cfg.out_dir.rstrip("/") + ".work"
+    log_path = os.path.join(cfg.out_dir, "train_log.jsonl")
+    log_f = open(log_path, "a")
+    budget_s = cfg.minutes * 60
+    t0 = time.monotonic()
+    total_steps = cfg.max_steps
+    best = {"success_rate": -1.0}
+    last_eval = time.monotonic()
+    ema = None
+    bar = tqdm(total=total_steps, desc="train navid", disable=not progress, unit="step")
+    step = 0
+
+    def evaluate_and_keep(step):
+        nonlocal best
+        model.eval()
+        model.save_pretrained(work_dir, tokenizer)
+        res = closed_loop_eval(work_dir, cfg.val_episodes, cfg.val_max_steps, cfg.image_size) if cfg.val_episodes else {"success_rate": 0.0, "spl": 0.0}
+        model.train()
+        rec = {"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "val": res, "loss_ema": ema}
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        if res["success_rate"] >= best["success_rate"]:
+            best = {**res, "step": step}
+            model.save_pretrained(cfg.out_dir, tokenizer)
+        bar.write(f"step {step}: closed-loop val SR {res['success_rate']:.2f} SPL {res['spl']:.2f} (best {best['success_rate']:.2f} @ {best['step']})")
+
+    while step < total_steps and time.monotonic() - t0 < budget_s:
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, (time.monotonic() - t0) / budget_s))) * 0.9 + 0.1
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = batcher.sample(cfg.batch_episodes)
+        loss = model.forward_train(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}")
+        if step % 50 == 0:
+            log_f.write(json.dumps({"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "loss_ema": ema, "lr": lr}) + "\n")
+            log_f.flush()
+        if time.monotonic() - last_eval > cfg.eval_every_min * 60:
+            evaluate_and_keep(step)
+            last_eval = time.monotonic()
+    evaluate_and_keep(step)
+    bar.close()
+    summary = {"steps": step, "train_minutes": round((time.monotonic() - t0) / 60, 1), "params": model.num_parameters(),
+               "frames": int(len(data["frames"])), "episodes": int(len(data["episode_start"])), "best": best, "config": cfg.to_dict()}
+    with open(os.path.join(cfg.out_dir, "training_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    log_f.close()
+    return summary
