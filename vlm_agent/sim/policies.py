@@ -1,7 +1,8 @@
 """Evaluation policies by name, through a lazy registry (adding a policy = one line, no imports).
 
-`POLICIES` maps a name to "module:factory". A factory is called as
-`factory(suite=..., model_dir=..., env=..., **kw)` and returns a policy for that suite:
+`POLICIES` maps a name to "module:factory". A factory is called as `factory(model_dir=..., **kw)`
+plus the evaluation context `suite`, `env` (the `NavEnv`) and `seed` for each of those it names in
+its signature (so a learned policy's factory need not accept them); it returns a policy for the suite:
 * nav:   `reset(episode)`, `act(obs: NavObservation) -> NavPrimitive` (one primitive per env step);
 * manip: `reset(episode)`, `act(obs) -> list[SkillCall] | str` (a skill program, run by the evaluator);
 * seg:   `reset(episode)`, `act(obs: SegObservation) -> (H, W) bool mask`.
@@ -10,6 +11,7 @@ Privileged policies (the oracles) use `env`; learned ones ignore it.
 from __future__ import annotations
 
 import importlib
+import inspect
 import zlib
 
 import numpy as np
@@ -43,7 +45,11 @@ def make_policy(name: str, suite: str, model_dir: str | None = None, **kw):
     factory = getattr(module, factory_name, None)
     if factory is None:
         raise ValueError(f"policy '{name}': {module_name} has no factory '{factory_name}'")
-    return factory(suite=suite, model_dir=model_dir, **kw)
+    context = {"suite": suite, "env": kw.pop("env", None), "seed": kw.pop("seed", 0)}
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in context.items() if k in params}
+    kwargs.update(kw)
+    return factory(model_dir=model_dir, **kwargs)
 
 
 # -- built-in policies ---------------------------------------------------------------------------
