@@ -1,0 +1,52 @@
+"""`run_ros_episodes` (what `vlm-agent eval --ros` calls) against in-process evaluation, oracle policy.
+
+The graph (mujoco_sim + motion_executor + safety_supervisor) runs in a second process; every oracle
+primitive becomes a plan, is executed closed-loop on odometry and gated by the supervisor. The same
+seed must give the same outcome as in-process, up to the executor's centimetre tolerances.
+"""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_ros_eval_matches_in_process_with_the_oracle():
+    from vlm_agent.nodes.eval_client import run_ros_episodes
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episodes
+    from vlm_agent.sim.evaluation import evaluate
+    from vlm_agent.sim.policies import make_policy
+
+    config = SimConfig(width=64, height=48, render_depth=True)
+    episodes = make_episodes("nav", "val", 2, seed=0)[:1]  # episode 0: 10 oracle steps
+    env = NavEnv(config)
+    try:
+        in_process = evaluate("nav", make_policy("oracle", "nav", env=env), episodes, env, policy_name="oracle")
+        ros_env = NavEnv(config)  # the oracle's privileged view, kept in sync by the client
+        out = run_ros_episodes(episodes, make_policy("oracle", "nav", env=ros_env), suite="nav", policy_name="oracle", config=config)
+        ros_env.close()
+    finally:
+        env.close()
+    ref, got = in_process.per_episode[0], out["per_episode"][0]
+    assert got["episode_id"] == ref["episode_id"]
+    assert got["success"] == ref["success"] == 1.0
+    assert out["metrics"]["success_rate"] == in_process.metrics["success_rate"]
+    assert got["actions"][-1] == "stop"
+    assert abs(got["steps"] - ref["steps"]) <= 2, (got["actions"], ref["steps"])
+    assert got["navigation_error"] == pytest.approx(ref["navigation_error"], abs=0.2)
+    assert got["trajectory_length"] == pytest.approx(ref["trajectory_length"], rel=0.15)
+    assert got["ros_aborted_primitives"] == 0
+    assert out["episodes"] == 1 and out["env_steps"] == got["steps"] and out["wall_s"] > 0
+
+
+def test_ros_eval_refuses_what_it_cannot_run():
+    from vlm_agent.nodes.eval_client import episode_seed_index, run_ros_episodes
+    from vlm_agent.sim.episodes import make_episodes
+
+    with pytest.raises(ValueError, match="navigation episodes only"):
+        run_ros_episodes(make_episodes("seg", "val", 1, 0), policy=None, suite="seg")
+    with pytest.raises(ValueError, match="no episodes"):
+        run_ros_episodes([], policy=None)
+    ep = make_episodes("nav", "val", 4, seed=7)[3]
+    assert episode_seed_index(ep) == (7, 3)
