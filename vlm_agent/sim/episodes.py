@@ -332,7 +332,7 @@ def _nav_episode(rng, split, scene_seed) -> Episode | None:
             pts = [(rx, ry), (rx + off * lx, ry + off * ly), (rx - off * lx, ry - off * ly)]
             if all(world.room_of(x, y) == start_xy[2] and _box_clearance(world, x, y) > 0.55 for x, y in pts) and all(
                 math.hypot(x - o.pos[0], y - o.pos[1]) > 0.7 for x, y in pts for o in objects
-            ):
+            ) and not any(_segment_hits_furniture(world, start_xy, p) for p in pts):
                 built = (yaw, pts)
                 break
         if built is None:
@@ -466,6 +466,8 @@ def _seg_episode(rng, split, scene_seed) -> Episode | None:
         pts = [(rx, ry), (rx + off * lx, ry + off * ly), (rx - off * lx, ry - off * ly)]
         if not all(world.room_of(x, y) == start_xy[2] and _box_clearance(world, x, y) > 0.4 for x, y in pts):
             continue
+        if any(_segment_hits_furniture(world, start_xy, p) for p in pts):
+            continue
         # Nothing else may stand between the camera and the three spots, or crowd them.
         clear_view = True
         for o in objects:
@@ -503,6 +505,27 @@ def _seg_episode(rng, split, scene_seed) -> Episode | None:
     objects = [o for o in objects if math.hypot(o.pos[0] - start_xy[0], o.pos[1] - start_xy[1]) > 0.6]
     start = (start_xy[0], start_xy[1], float(yaw + rng.uniform(-0.1, 0.1)))
     return _finish(split, scene_seed, world_args, task, text, [target.name], start, objects, held_out, phr, suite="seg", max_steps=1)
+
+
+def _segment_hits_furniture(world: WorldSpec, a, b, pad: float = 0.05) -> bool:
+    """True if the floor-plane segment a -> b crosses a furniture footprint (slab test), i.e. the
+    camera at `a` may not see an object at `b`."""
+    ax, ay = a[0], a[1]
+    dx, dy = b[0] - ax, b[1] - ay
+    for box in world.furniture:
+        t0, t1 = 0.0, 1.0
+        for o, d, lo, hi in ((ax, dx, box.xy_min[0] - pad, box.xy_max[0] + pad), (ay, dy, box.xy_min[1] - pad, box.xy_max[1] + pad)):
+            if abs(d) < 1e-12:
+                if not lo <= o <= hi:
+                    break
+                continue
+            ta, tb = sorted(((lo - o) / d, (hi - o) / d))
+            t0, t1 = max(t0, ta), min(t1, tb)
+            if t0 > t1:
+                break
+        else:
+            return True
+    return False
 
 
 def _segment_point_distance(a, b, p) -> float:
