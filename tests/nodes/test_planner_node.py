@@ -135,6 +135,8 @@ def test_instruction_plans_executes_replans_and_stops(rig):
     first = rig.plans[0]
     assert first["instruction"] == "go to the red ball" and first["raw_text"].startswith("move forward 25 cm")
     assert [p["kind"] for p in first["primitives"]] == ["forward", "turn_left"] and first["latency_s"] >= 0
+    now_s = rig.node.get_clock().now().nanoseconds * 1e-9
+    assert 0 < now_s - first["frame_stamp_s"] < 20  # the stamp of a real camera frame of this run
     rig.spin(0.3)
     assert rig.base.x - x0 > 0.3  # it moved under the model's primitives ...
     assert rig.base.cmd == (0.0, 0.0)  # ... and stopped

@@ -147,3 +147,12 @@ def test_step_limit_forces_a_stop_plan():
     assert loop.next_request(True) is None
     plan = loop.step_limit_plan()
     assert plan.primitives == (S,) and "step limit" in plan.error and loop.state == FINISHED
+
+
+def test_optional_frame_stamp_round_trips_and_is_checked():
+    plan = PlanMessage(1, "x", 0, "stop", (S,), 0.0, None, frame_stamp_s=12.5)
+    assert json.loads(plan.to_json())["frame_stamp_s"] == 12.5
+    assert PlanMessage.from_json(plan.to_json()).frame_stamp_s == 12.5
+    assert "frame_stamp_s" not in json.loads(PlanMessage(1, "x", 0, "", (S,)).to_json())
+    with pytest.raises(ValueError, match="frame_stamp_s"):
+        PlanMessage.from_json('{"plan_id": 1, "step": 0, "primitives": [], "frame_stamp_s": "soon"}')

@@ -20,6 +20,7 @@ The loop logic is `vlm_agent.planners.planner_loop.PlannerLoop` (plain Python, u
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import math
 import queue
 import time
@@ -240,6 +241,8 @@ class NavidPlannerNode(AgentNode):
             plan = self.loop.on_failure(job_request, f"bad planner result: {err}")
         if plan is None:
             self.get_logger().info(f"discarded a late result for plan {job_request.plan_id}")
+        else:
+            plan = dataclasses.replace(plan, frame_stamp_s=stamp)
         self._publish(plan)
 
     # -- helpers ------------------------------------------------------------------------------

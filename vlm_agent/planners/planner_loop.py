@@ -22,7 +22,8 @@ unit-testable with plain values:
 Wire formats (std_msgs/String JSON), shared with the motion executor and the ROS eval client:
 
 * plan: `{"plan_id": int, "instruction": str, "step": int, "raw_text": str,
-  "primitives": [{"kind": str, "value": float}], "latency_s": float, "error": str|null}`
+  "primitives": [{"kind": str, "value": float}], "latency_s": float, "error": str|null}`, plus the
+  optional `"frame_stamp_s": float` (stamp of the frame the plan was made from)
 * executor state: `{"plan_id": int, "state": "idle|executing|done|aborted", "reason": str}`
 """
 from __future__ import annotations
@@ -65,11 +66,20 @@ def _field(data: dict, key: str, types, optional: bool = False):
     return value
 
 
+def _optional_float(data: dict, key: str) -> float | None:
+    value = _field(data, key, (int, float), optional=True)
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"field '{key}': must be finite")
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class PlanMessage:
     """One plan on `/vlm_agent/plan`; see the module docstring for the JSON form.
 
-    `step` counts plans within the episode (0-based); `latency_s` is the model call's wall time.
+    `step` counts plans within the episode (0-based); `latency_s` is the model call's wall time;
+    `frame_stamp_s` (optional, an addition to the contract) is the header stamp of the camera frame the
+    plan was made from, for tracing frame-to-motion latency.
     """
 
     plan_id: int
@@ -79,19 +89,21 @@ class PlanMessage:
     primitives: tuple[NavPrimitive, ...]
     latency_s: float = 0.0
     error: str | None = None
+    frame_stamp_s: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "plan_id": self.plan_id,
-                "instruction": self.instruction,
-                "step": self.step,
-                "raw_text": self.raw_text,
-                "primitives": [p.to_dict() for p in self.primitives],
-                "latency_s": self.latency_s,
-                "error": self.error,
-            }
-        )
+        data = {
+            "plan_id": self.plan_id,
+            "instruction": self.instruction,
+            "step": self.step,
+            "raw_text": self.raw_text,
+            "primitives": [p.to_dict() for p in self.primitives],
+            "latency_s": self.latency_s,
+            "error": self.error,
+        }
+        if self.frame_stamp_s is not None:
+            data["frame_stamp_s"] = self.frame_stamp_s
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text) -> "PlanMessage":
@@ -123,6 +135,7 @@ class PlanMessage:
             primitives=tuple(primitives),
             latency_s=latency,
             error=_field(data, "error", str, optional=True),
+            frame_stamp_s=_optional_float(data, "frame_stamp_s"),
         )
 
 
