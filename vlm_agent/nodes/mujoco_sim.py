@@ -41,10 +41,10 @@ class MujocoSimConfig(ConfigBase):
     split: str = param("val", "episode split", choices=("train", "val", "test"))
     episode_seed: int = param(0, "seed of the episode list", min=0)
     episode_index: int = param(0, "index of the episode in that list", min=0, max=100000)
-    width: int = param(320, "camera width (px)", min=16, max=1280)
-    height: int = param(240, "camera height (px)", min=16, max=960)
-    vertical_fov_deg: float = param(60.0, "camera vertical field of view (deg)", min=20.0, max=120.0)
-    shadows: bool = param(False, "render shadows (slow in software GL)")
+    width: int = param(320, "camera width (px)", min=16, max=1280, read_only=True)
+    height: int = param(240, "camera height (px)", min=16, max=960, read_only=True)
+    vertical_fov_deg: float = param(60.0, "camera vertical field of view (deg)", min=20.0, max=120.0, read_only=True)
+    shadows: bool = param(False, "render shadows (slow in software GL)", read_only=True)
     physics_rate_hz: float = param(50.0, "simulation tick rate in sim time (odom, joint_states, clock)", min=5.0, max=1000.0)
     camera_rate_hz: float = param(10.0, "camera publish rate in sim time", min=0.5, max=60.0)
     real_time_factor: float = param(1.0, "sim seconds per wall second", min=0.05, max=20.0)
@@ -91,6 +91,12 @@ class MujocoSimNode(AgentNode):
         if c.reset_on_start:
             self.reset_episode()
         self._timer = self.create_timer(1.0 / (c.physics_rate_hz * c.real_time_factor), self._tick)
+
+    def on_config_changed(self, old, new) -> None:
+        # Rates apply immediately; the episode choice applies at the next /mujoco_sim/reset.
+        if (old.physics_rate_hz, old.real_time_factor) != (new.physics_rate_hz, new.real_time_factor):
+            self.destroy_timer(self._timer)
+            self._timer = self.create_timer(1.0 / (new.physics_rate_hz * new.real_time_factor), self._tick)
 
     # -- episodes -------------------------------------------------------------------------------
     def reset_episode(self) -> dict:
