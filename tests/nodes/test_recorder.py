@@ -1,6 +1,7 @@
 """`vlm-agent record` in a second process records what this process publishes; the file reads back identical."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -9,6 +10,10 @@ import pytest
 from tests.ros_harness import NodeProcess, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
+
+# Per-process topic names: concurrent test runs may share a ROS domain (and publish /vlm_agent/plan).
+# They also exercise the recorder's type and QoS discovery from the graph (not the contract table).
+P = f"/rec_test_{os.getpid()}"
 
 
 def test_record_cli_in_second_process_round_trips(tmp_path, ros_node, ros_executor):
@@ -24,17 +29,17 @@ def test_record_cli_in_second_process_round_trips(tmp_path, ros_node, ros_execut
     from vlm_agent.sensors.recording import RecordingReader
 
     # A latched plan published before the recorder exists must still be recorded, exactly once.
-    plan_pub = ros_node.create_publisher(String, "/vlm_agent/plan", LATCHED_QOS)
+    plan_pub = ros_node.create_publisher(String, f"{P}/vlm_agent/plan", LATCHED_QOS)
     plan = String(data='{"plan": ["move forward 25 cm"], "step": 0}')
     plan_pub.publish(plan)
-    image_pub = ros_node.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
-    odom_pub = ros_node.create_publisher(Odometry, "/odom", SENSOR_QOS)
-    cmd_pub = ros_node.create_publisher(Twist, "/vlm_agent/cmd_vel_raw", COMMAND_QOS)
-    other_pub = ros_node.create_publisher(String, "/not_recorded", COMMAND_QOS)
+    image_pub = ros_node.create_publisher(Image, f"{P}/camera/color/image_raw", SENSOR_QOS)
+    odom_pub = ros_node.create_publisher(Odometry, f"{P}/odom", SENSOR_QOS)
+    cmd_pub = ros_node.create_publisher(Twist, f"{P}/vlm_agent/cmd_vel_raw", COMMAND_QOS)
+    other_pub = ros_node.create_publisher(String, f"{P}/not_recorded", COMMAND_QOS)
 
     path = str(tmp_path / "run.mcap")
-    topics = "/camera/color/image_raw,/odom,/vlm_agent/cmd_vel_raw,/vlm_agent/plan"
-    sent: dict[str, list] = {"/camera/color/image_raw": [], "/odom": [], "/vlm_agent/cmd_vel_raw": []}
+    topics = f"{P}/camera/color/image_raw,{P}/odom,{P}/vlm_agent/cmd_vel_raw,{P}/vlm_agent/plan"
+    sent: dict[str, list] = {f"{P}/camera/color/image_raw": [], f"{P}/odom": [], f"{P}/vlm_agent/cmd_vel_raw": []}
     with NodeProcess("vlm_agent.cli", args=["record", "-o", path, "-t", topics, "--quiet"]) as proc:
         for pub in (image_pub, odom_pub, cmd_pub):
             assert wait_for_subscribers(pub, timeout=20), proc.output if not proc.alive() else "no recorder subscription"
@@ -50,7 +55,7 @@ def test_record_cli_in_second_process_round_trips(tmp_path, ros_node, ros_execut
             odom.pose.pose.orientation.w = 1.0
             cmd = Twist()
             cmd.linear.x, cmd.angular.z = 0.1 + 0.001 * i, -0.2
-            for topic, pub, msg in (("/camera/color/image_raw", image_pub, img), ("/odom", odom_pub, odom), ("/vlm_agent/cmd_vel_raw", cmd_pub, cmd)):
+            for topic, pub, msg in ((f"{P}/camera/color/image_raw", image_pub, img), (f"{P}/odom", odom_pub, odom), (f"{P}/vlm_agent/cmd_vel_raw", cmd_pub, cmd)):
                 pub.publish(msg)
                 sent[topic].append(msg)
             other_pub.publish(String(data="x"))
@@ -61,14 +66,14 @@ def test_record_cli_in_second_process_round_trips(tmp_path, ros_node, ros_execut
 
     reader = RecordingReader(path)
     topics_found = reader.topics()
-    assert "/not_recorded" not in topics_found
+    assert f"{P}/not_recorded" not in topics_found
     recorded: dict[str, list] = {}
     for m in reader.messages(decode=False):
         recorded.setdefault(m.topic, []).append(deserialize_message(m.data, message_class(m.type_name)))
-    assert recorded["/vlm_agent/plan"] == [plan]
+    assert recorded[f"{P}/vlm_agent/plan"] == [plan]
     # Reliable commands: all of them, in order. Sensor topics are best-effort: nearly all, in order, exact.
-    assert recorded["/vlm_agent/cmd_vel_raw"] == sent["/vlm_agent/cmd_vel_raw"]
-    for topic in ("/camera/color/image_raw", "/odom"):
+    assert recorded[f"{P}/vlm_agent/cmd_vel_raw"] == sent[f"{P}/vlm_agent/cmd_vel_raw"]
+    for topic in (f"{P}/camera/color/image_raw", f"{P}/odom"):
         got = recorded[topic]
         assert len(got) >= 0.9 * len(sent[topic])
         indices = [sent[topic].index(m) for m in got]  # every recorded message is one that was sent, unchanged

@@ -75,12 +75,9 @@ class RealSenseCameraNode(AgentNode):
         self.camera.config = new
 
     def _loop(self) -> None:
-        state = None
         while not self._stop.is_set() and self.context.ok():
             frame = self.camera.poll(0.1)
-            if self.camera.state != state:
-                state = self.camera.state
-                self._update_level()
+            self._update_level()  # cheap; keeps the status message's reason current while reconnecting
             if frame is None:
                 continue
             start = time.perf_counter()
