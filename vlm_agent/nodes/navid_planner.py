@@ -8,8 +8,8 @@ Subscribes `/camera/color/image_raw` (SensorDataQoS; any colour encoding), `/vlm
   sampled since the last call are `observe()`d, then `plan()` runs on the newest frame, which must
   have arrived after the executor finished the previous plan (never plan from a frame taken while
   the robot was still moving).
-* The model (load, reset, observe, plan) runs on one worker thread; callbacks only queue work and
-  read results in a 20 Hz tick, so the executor thread never blocks on the model.
+* The model (load, reset, observe, plan) runs on one worker thread; callbacks only queue work, and
+  a guard condition brings results back to the executor thread, so it never blocks on the model.
 * A call that raises, or runs longer than `model_timeout_s`, publishes a stop plan carrying the
   error; the episode ends, the node keeps running, and a new instruction starts over (a hung call
   keeps the worker busy: the next episode starts planning when it returns).
@@ -35,7 +35,7 @@ from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode
 from vlm_agent.nodes.motion_executor import STATE_QOS
 from vlm_agent.planners.navid import NavidPlannerConfig
 from vlm_agent.planners.navid_prompt import validate_instruction
-from vlm_agent.planners.planner_loop import FINISHED, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
+from vlm_agent.planners.planner_loop import FINISHED, READY, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
 from vlm_agent.sensors.frame_history import FrameHistory
 
 NODE_CLASS = "NavidPlannerNode"
@@ -94,6 +94,10 @@ class NavidPlannerNode(AgentNode):
         self.create_subscription(String, cfg.instruction_topic, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
         self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
         self.create_subscription(String, cfg.executor_state_topic, self._on_executor_state, STATE_QOS)
+        # Event-driven: a finished model call, a new frame while a plan is wanted, and an executor
+        # report run `_tick` at once (the guard condition wakes the executor from the worker thread);
+        # the 20 Hz timer only enforces the model timeout. Measured in benchmarks/ros_latency_results.md.
+        self._wake = self.create_guard_condition(self._tick)
         self._tick_timer = self.create_timer(0.05, self._tick)
         if self._planner is None:
             self._submit(self._load_model)
@@ -126,7 +130,7 @@ class NavidPlannerNode(AgentNode):
     def _submit(self, fn, *args, tag=None):
         future = self._worker.submit(fn, *args)
         self._jobs.append(future)
-        future.add_done_callback(lambda f: self._results.put((tag, f)))
+        future.add_done_callback(lambda f: (self._results.put((tag, f)), self._wake.trigger()))
         return future
 
     # -- callbacks (executor thread; never block) ---------------------------------------------
@@ -134,6 +138,8 @@ class NavidPlannerNode(AgentNode):
         self.health.tick("camera")
         if self.history.add_message(msg):
             self._last_frame_arrival = time.monotonic()
+            if self.loop.state == READY:
+                self._tick()  # plan from this frame now, not at the next timer tick
         else:
             self.health.drop("frame", self.history.drops.last_reason)
 
@@ -171,6 +177,7 @@ class NavidPlannerNode(AgentNode):
         self.loop.on_executor_state(state)
         if self.loop.state != before:
             self._ready_since = time.monotonic()  # the next plan needs a frame from after this moment
+            self._tick()
             if self.loop.state == FINISHED:
                 self.get_logger().info(f"episode finished: {self.loop.finish_reason}")
 

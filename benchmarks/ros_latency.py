@@ -1,0 +1,226 @@
+"""Frame-to-`/cmd_vel` latency through ROS: camera frame stamp -> the first `/cmd_vel` caused by it.
+
+    .venv/bin/python benchmarks/ros_latency.py [--plans 12] [--rounds 2] [--out benchmarks/ros_latency_results.md]
+
+Graph under test, in a second process (`vlm-agent up`): navid_planner (a tiny untrained NaVid model,
+built by this script, whose answer on the benchmark frames is always a motion) -> motion_executor ->
+safety_supervisor. This process plays the robot: it publishes 64x48 rgb8 camera frames at 30 Hz
+(header stamp = ROS system time at publish), a far 32FC1 depth image, and odometry from a kinematic
+base that integrates the gated `/cmd_vel`, and it sends the instruction.
+
+Each plan carries `frame_stamp_s`, the stamp of the frame it was made from. For every plan:
+  frame -> plan      plan received here minus the frame stamp (frame transport, wait for the
+                     planner's tick, model call on the worker thread, plan transport);
+  model              the model call itself (`latency_s` in the plan);
+  plan -> /cmd_vel   first non-zero `/cmd_vel` received here after the plan, minus the plan's arrival
+                     (executor tick, `/vlm_agent/cmd_vel_raw`, supervisor timer tick, `/cmd_vel`);
+  total              first non-zero `/cmd_vel` minus the frame stamp.
+Configurations run in alternating rounds in one invocation (so load from other processes on a
+shared machine hits them alike): executor and supervisor timers at 20 Hz (the defaults) and at
+100 Hz. Ratios are of medians. Nothing is asserted; the numbers are recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CONFIGS = {"timers 20 Hz (default)": 20.0, "timers 100 Hz": 100.0}
+SEED = 2  # with this seed the untrained model answers "move forward 25 cm, turn right 30 degrees"
+
+
+def build_model(directory: str) -> str:
+    import torch
+
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
+    from vlm_agent.models.navid.modeling_navid import NavidModel
+    from vlm_agent.models.registry import make_config
+
+    tok = train_tokenizer()
+    cfg = make_config("navid", vocab_size=int(math.ceil(len(tok) / 64) * 64), image_size=64, patch_size=8, vision_hidden=32,
+                      vision_layers=1, text_hidden=32, text_layers=1, heads=4, film_layers=1)
+    torch.manual_seed(SEED)
+    model = NavidModel(cfg).eval()
+    torch.nn.init.normal_(model.instruction_film[-1].weight, std=0.05)
+    model.save_pretrained(directory, tokenizer=tok)
+    return directory
+
+
+def graph_params(model_dir: str, rate_hz: float) -> dict:
+    import yaml  # noqa: F401 (checked early: the caller writes YAML)
+
+    return {
+        "/**": {"ros__parameters": {"use_sim_time": False}},
+        "navid_planner": {"ros__parameters": {"model_dir": model_dir, "history_period_s": 0.2, "max_steps": 100000,
+                                              "num_threads": 1, "max_frame_age_s": 0.5}},
+        "motion_executor": {"ros__parameters": {"control_rate_hz": rate_hz, "max_linear_speed_mps": 0.5, "linear_accel_mps2": 2.0,
+                                                "max_angular_speed_radps": 1.5, "angular_accel_radps2": 6.0}},
+        "safety_supervisor": {"ros__parameters": {"publish_rate_hz": rate_hz, "max_linear_speed_mps": 0.6, "max_linear_accel_mps2": 2.5,
+                                                  "max_angular_speed_radps": 2.0, "max_angular_accel_radps2": 8.0}},
+    }
+
+
+def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str) -> list[dict]:
+    import numpy as np
+    import rclpy
+    import yaml
+    from geometry_msgs.msg import Twist
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from tests.helpers.kinematic_base import KinematicBase
+    from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
+    from vlm_agent.sensors.image_conversion import numpy_to_image
+
+    path = os.path.join(tmp, f"graph_{int(rate_hz)}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(graph_params(model_dir, rate_hz), f)
+    log = open(os.path.join(tmp, f"graph_{int(rate_hz)}.log"), "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vlm_agent.cli", "up", "--config", path], stdout=log, stderr=subprocess.STDOUT)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("ros_latency_bench", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    clock = node.get_clock()
+
+    def now_s():
+        return clock.now().nanoseconds * 1e-9
+
+    plans, cmds = [], []
+    KinematicBase(node, cmd_topic="/cmd_vel", rate_hz=100.0)
+    rgb = numpy_to_image(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8), "rgb8")
+    depth = numpy_to_image(np.full((48, 64), 3.0, np.float32), "32FC1")
+    cam_pub = node.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
+    depth_pub = node.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_QOS)
+    instr_pub = node.create_publisher(String, "/vlm_agent/instruction", LATCHED_QOS)
+    node.create_subscription(String, "/vlm_agent/plan", lambda m: plans.append((now_s(), json.loads(m.data))), LATCHED_QOS)
+    node.create_subscription(Twist, "/cmd_vel", lambda m: cmds.append((now_s(), m.linear.x, m.angular.z)), COMMAND_QOS)
+
+    def camera():
+        stamp = clock.now().to_msg()
+        rgb.header.stamp = depth.header.stamp = stamp
+        cam_pub.publish(rgb)
+        depth_pub.publish(depth)
+
+    node.create_timer(1.0 / 30.0, camera)
+    try:
+        deadline = time.monotonic() + 120
+        while instr_pub.get_subscription_count() < 1 or cam_pub.get_subscription_count() < 2:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"graph did not come up; see {log.name}")
+            executor.spin_once(timeout_sec=0.05)
+        instr_pub.publish(String(data="go to the red ball"))
+        deadline = time.monotonic() + 60 + 5 * n_plans
+        while len(plans) < n_plans + 1 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end:
+            executor.spin_once(timeout_sec=0.01)
+    finally:
+        executor.remove_node(node)
+        node.destroy_node()
+        executor.shutdown()
+        rclpy.shutdown(context=context)
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+    samples = []
+    previous_last = None
+    for recv, plan in plans:
+        kinds = [p["kind"] for p in plan["primitives"]]
+        last_kind, previous_last = previous_last, kinds[-1]
+        if plan.get("error") or "frame_stamp_s" not in plan or kinds[0] != "forward" or last_kind == "forward":
+            continue
+        # The plan starts with a forward move and the one before ended with a turn (linear.x = 0), so
+        # the first /cmd_vel with linear.x > 0 after the plan arrived is this plan's, even while the
+        # supervisor is still ramping the previous turn down.
+        first = next((c for c in cmds if c[0] >= recv and c[1] > 0.0), None)
+        if first is None:
+            continue
+        samples.append({
+            "frame_to_plan_ms": (recv - plan["frame_stamp_s"]) * 1e3,
+            "model_ms": plan["latency_s"] * 1e3,
+            "plan_to_cmd_ms": (first[0] - recv) * 1e3,
+            "total_ms": (first[0] - plan["frame_stamp_s"]) * 1e3,
+        })
+    return samples
+
+
+def summarise(samples: list[dict]) -> dict:
+    out = {"n": len(samples)}
+    for key in ("frame_to_plan_ms", "model_ms", "plan_to_cmd_ms", "total_ms"):
+        values = sorted(s[key] for s in samples)
+        out[key] = (statistics.median(values), values[min(len(values) - 1, int(0.9 * len(values)))]) if values else (float("nan"),) * 2
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores (shared with other work), Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plans", type=int, default=12, help="plans measured per configuration and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", default=None, help="write the markdown results here")
+    args = parser.parse_args()
+
+    from vlm_agent.ros_env import configure_ros_environment
+
+    configure_ros_environment()
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_latency_log_"))
+    tmp = tempfile.mkdtemp(prefix="ros_latency_")
+    model_dir = build_model(os.path.join(tmp, "navid_untrained"))
+    results = {name: [] for name in CONFIGS}
+    for r in range(args.rounds):
+        for name, rate in CONFIGS.items():
+            samples = run_config(model_dir, rate, args.plans, tmp)
+            print(f"round {r + 1} {name}: {len(samples)} samples", file=sys.stderr)
+            results[name].extend(samples)
+    summary = {name: summarise(s) for name, s in results.items()}
+    base = summary["timers 20 Hz (default)"]["total_ms"][0]
+    lines = [
+        "| configuration | n | frame -> plan ms (median / p90) | model ms | plan -> /cmd_vel ms | total frame -> /cmd_vel ms | total vs default |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in summary.items():
+        cell = lambda k: f"{s[k][0]:.1f} / {s[k][1]:.1f}"  # noqa: E731
+        lines.append(f"| {name} | {s['n']} | {cell('frame_to_plan_ms')} | {cell('model_ms')} | {cell('plan_to_cmd_ms')} | "
+                     f"{cell('total_ms')} | {s['total_ms'][0] / base:.2f}x |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("# Frame-to-/cmd_vel latency through ROS\n\n")
+            f.write(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on: {machine()}.\n")
+            f.write(f"Command: `.venv/bin/python benchmarks/ros_latency.py --plans {args.plans} --rounds {args.rounds} --out {args.out}`\n\n")
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
