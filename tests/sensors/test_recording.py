@@ -98,3 +98,27 @@ def test_writer_rejects_type_changes_and_writes_after_close(tmp_path):
     with pytest.raises(FileNotFoundError):
         RecordingReader(str(tmp_path / "none.mcap"))
     assert canonical_type("std_msgs/String") == "std_msgs/msg/String"
+
+
+def test_unfinished_recording_reads_up_to_its_last_complete_chunk(tmp_path):
+    """A recorder killed without closing leaves no summary/footer; complete chunks stay readable."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    path = str(tmp_path / "killed.mcap")
+    writer = McapRecordingWriter(path, chunk_size=1000)
+    writer.add_channel("/a", "std_msgs/msg/String")
+    for i in range(200):
+        writer.write("/a", serialize_message(String(data="x" * 50 + f"{i:03d}")), i)
+    writer._file.flush()  # what reached the disk before the process died
+    try:
+        reader = RecordingReader(path)
+        got = list(reader.messages())
+        assert reader.truncated
+        assert 150 <= len(got) < 200
+        assert [m.message.data[-3:] for m in got] == [f"{i:03d}" for i in range(len(got))]
+        assert reader.topics()["/a"]["count"] == len(got)
+    finally:
+        writer.close()
+    reader = RecordingReader(path)
+    assert len(list(reader.messages(decode=False))) == 200 and not reader.truncated

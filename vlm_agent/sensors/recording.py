@@ -13,6 +13,7 @@ the reader decodes with mcap-ros2-support into attribute objects (`msg.header.st
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ class RecordingReader:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"recording {path} does not exist")
         self.path = path
+        self.truncated = False
 
     def _reader(self, f, decode: bool):
         from mcap.reader import make_reader
@@ -141,9 +143,14 @@ class RecordingReader:
 
     def topics(self) -> dict[str, dict[str, Any]]:
         """{topic: {"type": "pkg/msg/Name", "count": n}} from the file's summary (or a scan without one)."""
+        from mcap.exceptions import McapError
+
         with open(self.path, "rb") as f:
             reader = self._reader(f, decode=False)
-            summary = reader.get_summary()
+            try:
+                summary = reader.get_summary()
+            except (McapError, ValueError, struct.error):
+                summary = None  # no footer: the writer did not finish; count by scanning
             if summary is not None and summary.statistics is not None:
                 out = {}
                 for cid, channel in summary.channels.items():
@@ -164,12 +171,50 @@ class RecordingReader:
             return {m.name: dict(m.metadata) for m in self._reader(f, decode=False).iter_metadata()}
 
     def messages(self, topics: list[str] | None = None, decode: bool = True) -> Iterator[RecordedMessage]:
-        """Messages in log-time order; `decode=False` skips CDR decoding (bytes only)."""
+        """Messages in log-time order; `decode=False` skips CDR decoding (bytes only).
+
+        A file without a summary (the recorder was killed) is read sequentially in file order up to
+        its last complete chunk; `self.truncated` is then True.
+        """
+        from mcap.exceptions import McapError
+
+        self.truncated = False
         with open(self.path, "rb") as f:
             reader = self._reader(f, decode)
+            try:
+                summary = reader.get_summary()
+            except (McapError, ValueError, struct.error):
+                summary = None
+            if summary is None:
+                yield from self._messages_sequential(f, topics, decode)
+                return
+            yield from self._iter(reader, topics, decode, log_time_order=True)
+
+    def _iter(self, reader, topics, decode, log_time_order):
+        if decode:
+            for schema, channel, message, decoded in reader.iter_decoded_messages(topics=topics, log_time_order=log_time_order):
+                yield RecordedMessage(channel.topic, schema.name if schema else "", message.log_time, message.publish_time, message.data, decoded)
+        else:
+            for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=log_time_order):
+                yield RecordedMessage(channel.topic, schema.name if schema else "", message.log_time, message.publish_time, message.data)
+
+    def _messages_sequential(self, f, topics, decode):
+        from mcap.exceptions import McapError
+        from mcap.reader import NonSeekingReader
+
+        f.seek(0)
+        factories = []
+        if decode:
+            from mcap_ros2.decoder import DecoderFactory
+
+            factories = [DecoderFactory()]
+        reader = NonSeekingReader(f, decoder_factories=factories)
+        try:
             if decode:
-                for schema, channel, message, decoded in reader.iter_decoded_messages(topics=topics, log_time_order=True):
+                for schema, channel, message, decoded in reader.iter_decoded_messages(topics=topics, log_time_order=False):
                     yield RecordedMessage(channel.topic, schema.name if schema else "", message.log_time, message.publish_time, message.data, decoded)
             else:
-                for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
+                for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=False):
                     yield RecordedMessage(channel.topic, schema.name if schema else "", message.log_time, message.publish_time, message.data)
+        except (McapError, ValueError, struct.error, EOFError):
+            self.truncated = True  # the incomplete tail of a file whose writer did not finish
