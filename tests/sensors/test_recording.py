@@ -122,3 +122,23 @@ def test_unfinished_recording_reads_up_to_its_last_complete_chunk(tmp_path):
         writer.close()
     reader = RecordingReader(path)
     assert len(list(reader.messages(decode=False))) == 200 and not reader.truncated
+
+
+def test_every_contract_type_round_trips_through_its_schema(tmp_path):
+    """Each topic-contract type: our ros2msg schema decodes rclpy's CDR bytes (as Foxglove would)."""
+    from rclpy.serialization import serialize_message
+
+    from vlm_agent.nodes.recorder import CONTRACT_TYPES, message_class
+
+    path = str(tmp_path / "all.mcap")
+    types = sorted(set(CONTRACT_TYPES.values()))
+    with McapRecordingWriter(path) as writer:
+        for i, type_name in enumerate(types):
+            topic = f"/t{i}"
+            writer.add_channel(topic, type_name)
+            writer.write(topic, serialize_message(message_class(type_name)()), i)
+    decoded = {m.type_name: m.message for m in RecordingReader(path).messages()}
+    assert sorted(decoded) == types
+    for type_name, msg in decoded.items():
+        fields = message_class(type_name).get_fields_and_field_types()
+        assert all(hasattr(msg, f) for f in fields), type_name
