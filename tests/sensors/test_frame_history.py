@@ -133,3 +133,14 @@ def test_image_and_compressed_messages():
     wrong.header.stamp.sec = 13
     assert not h.add_message(wrong)
     assert h.drops.counts["malformed"] == 2 and len(h) == 2
+
+
+def test_clock_going_back_resets_instead_of_rejecting_everything():
+    h = FrameHistory(max_frames=8, sample_period_s=0.0, time_jump_s=2.0)
+    for i in range(5):
+        h.add(100.0 + i, frame(i))
+    assert not h.add(103.5, frame(9))  # a late frame: out of order
+    assert h.add(1.0, frame(10))  # a bag looped / simulator restarted: start over
+    assert h.stamps() == [1.0] and h.time_jumps == 1
+    assert h.add(1.5, frame(11)) and len(h) == 2
+    assert FrameHistory(time_jump_s=0.0).config.time_jump_s == 0.0

@@ -170,3 +170,19 @@ def test_flush_emits_the_pending_sets_at_end_of_input():
     out = sync.flush()
     assert [(s["color"], s["depth"]) for s in out] == [("c0", "d0")]
     assert sync.drops.counts["unmatched"] == 1 and sum(sync.queue_lengths().values()) == 0
+
+
+def test_clock_going_back_resets_the_queues():
+    sync = ApproximateTimeSynchronizer(("color", "depth"), slop_s=0.01, time_jump_s=2.0)
+    for i in range(10):
+        sync.add("depth", 100 + i / 30, ("d", i))
+        sync.add("color", 100 + i / 30, ("c", i))
+    before = sync.emitted
+    assert before >= 8
+    assert sync.add("color", 100.1, "late") == [] and sync.drops.counts["out_of_order"] == 1
+    out = []
+    for i in range(5):  # time restarts at 0 (a looped bag)
+        out += sync.add("depth", i / 30, ("d2", i))
+        out += sync.add("color", i / 30, ("c2", i))
+    assert sync.time_jumps == 1
+    assert [s["color"][1] for s in out] == [s["depth"][1] for s in out] and len(out) >= 4

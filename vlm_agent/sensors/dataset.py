@@ -218,6 +218,8 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
     def emit(synced) -> None:
         nonlocal last_kept
         color_log, color_msg = synced["color"]
+        if synced.stamp_s < last_kept:
+            last_kept = -math.inf  # the clock went back (the synchroniser reset itself): start sampling over
         if synced.stamp_s - last_kept < config.sample_period_s - 1e-6:  # tolerance: stamps are float sums
             drops["subsampled"] += 1
             return
@@ -286,6 +288,7 @@ def build_dataset(recording: str, out_dir: str, config: DatasetConfig | None = N
         "depth": with_depth,
         "odometry": with_odom,
         "dropped": dict(drops),
+        "time_jumps": sync.time_jumps if sync is not None else 0,
         "malformed_examples": malformed_examples,
     }
     with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:

@@ -20,7 +20,9 @@ memory. `FrameHistory` keeps:
   - `stale`: older than `max_age_s` relative to the caller's `now_s` (transport delay, a paused
     bag), when both are given.
   A change of resolution clears the history first (mixing sizes would break batching) and is
-  counted in `resets`.
+  counted in `resets`; so does a **time jump**: a stamp more than `time_jump_s` older than the
+  newest frame means the clock went back (a bag looped, a simulator restarted), not a late frame,
+  and without the reset every later frame would be rejected as out of order.
 
 Frames are stored by reference (no copy): callers must not mutate an array after adding it
 (`add_message` produces fresh arrays or read-only views of the message buffer).
@@ -49,12 +51,15 @@ class FrameHistoryConfig(ConfigBase):
         sample_period_s: minimum spacing of stored frames in seconds; 0 keeps every frame.
         max_age_s: frames older than this relative to `now_s` are dropped as stale; 0 disables.
         policy: "uniform" (episode-wide, keeps first + newest) or "window" (last max_frames).
+        time_jump_s: a stamp this much older than the newest frame resets the history (clock went
+            back); smaller steps back are `out_of_order` drops. 0 disables.
     """
 
     max_frames: int = param(32, "most frames kept in the history", min=2, max=100000)
     sample_period_s: float = param(0.5, "minimum spacing of stored frames (s); 0 keeps every frame", min=0.0)
     max_age_s: float = param(0.0, "drop frames older than this relative to now (s); 0 disables", min=0.0)
     policy: str = param("uniform", "how to stay under max_frames", choices=POLICIES)
+    time_jump_s: float = param(2.0, "a stamp this much older than the newest resets the history (s); 0 disables", min=0.0)
 
 
 @dataclass(frozen=True)
@@ -72,17 +77,20 @@ class FrameHistory:
     planner timer reads `frames()`.
     """
 
-    def __init__(self, max_frames: int = 32, sample_period_s: float = 0.5, max_age_s: float = 0.0, policy: str = "uniform"):
-        self.config = FrameHistoryConfig(max_frames=max_frames, sample_period_s=float(sample_period_s), max_age_s=float(max_age_s), policy=policy)
+    def __init__(self, max_frames: int = 32, sample_period_s: float = 0.5, max_age_s: float = 0.0, policy: str = "uniform",
+                 time_jump_s: float = 2.0):
+        self.config = FrameHistoryConfig(max_frames=max_frames, sample_period_s=float(sample_period_s), max_age_s=float(max_age_s),
+                                         policy=policy, time_jump_s=float(time_jump_s))
         self._frames: list[TimedFrame] = []
         self._lock = threading.Lock()
         self.drops = DropCounter()
         self.accepted = 0  # frames that entered the history (stored or replaced the newest slot)
-        self.resets = 0  # resolution changes that cleared the history
+        self.resets = 0  # resolution changes and time jumps that cleared the history
+        self.time_jumps = 0
 
     @classmethod
     def from_config(cls, config: FrameHistoryConfig) -> "FrameHistory":
-        return cls(config.max_frames, config.sample_period_s, config.max_age_s, config.policy)
+        return cls(config.max_frames, config.sample_period_s, config.max_age_s, config.policy, config.time_jump_s)
 
     # -- input ----------------------------------------------------------------------------
     def add(self, stamp_s: float, frame: np.ndarray, now_s: float | None = None) -> bool:
@@ -99,6 +107,11 @@ class FrameHistory:
             return False
         stamp_s = float(stamp_s)
         with self._lock:
+            jump = self.config.time_jump_s
+            if self._frames and jump > 0 and self._frames[-1].stamp_s - stamp_s > jump:
+                self._frames.clear()
+                self.resets += 1
+                self.time_jumps += 1
             if self._frames and self._frames[-1].stamp_s >= stamp_s:
                 self.drops.drop("out_of_order", f"stamp {stamp_s:.6f} <= newest {self._frames[-1].stamp_s:.6f}")
                 return False
@@ -208,6 +221,6 @@ class FrameHistory:
 
     def stats(self) -> dict[str, int]:
         """Counters for status reports: frames, accepted, resets and dropped.<reason>."""
-        out = {"frames": len(self), "accepted": self.accepted, "resets": self.resets}
+        out = {"frames": len(self), "accepted": self.accepted, "resets": self.resets, "time_jumps": self.time_jumps}
         out.update({f"dropped.{k}": v for k, v in self.drops.counts.items()})
         return out

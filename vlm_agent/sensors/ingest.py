@@ -39,6 +39,7 @@ class IngestConfig(ConfigBase):
         use_depth / use_odom: include the depth / odometry stream in every observation.
         slop_s, queue_size, max_wait_s: see `SyncConfig`.
         max_frames, sample_period_s, max_age_s, history_policy: see `FrameHistoryConfig`.
+        time_jump_s: clock-went-back threshold for both (see `SyncConfig`, `FrameHistoryConfig`).
     """
 
     use_depth: bool = param(False, "synchronise depth with colour", read_only=True)
@@ -50,6 +51,7 @@ class IngestConfig(ConfigBase):
     sample_period_s: float = param(0.5, "minimum spacing of history frames (s)", min=0.0)
     max_age_s: float = param(0.0, "drop frames older than this relative to now (s); 0 disables", min=0.0)
     history_policy: str = param("uniform", "history policy", choices=POLICIES)
+    time_jump_s: float = param(2.0, "a stamp this much older than the newest resets sync and history (s); 0 disables", min=0.0)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,8 @@ class SensorIngest:
     def __init__(self, config: IngestConfig | None = None):
         self.config = c = config or IngestConfig()
         streams = ("color",) + (("depth",) if c.use_depth else ()) + (("odom",) if c.use_odom else ())
-        self.sync = ApproximateTimeSynchronizer(streams, c.slop_s, c.queue_size, c.max_wait_s) if len(streams) > 1 else None
-        self.history = FrameHistory(c.max_frames, c.sample_period_s, c.max_age_s, c.history_policy)
+        self.sync = ApproximateTimeSynchronizer(streams, c.slop_s, c.queue_size, c.max_wait_s, time_jump_s=c.time_jump_s) if len(streams) > 1 else None
+        self.history = FrameHistory(c.max_frames, c.sample_period_s, c.max_age_s, c.history_policy, c.time_jump_s)
         self.latest: Observation | None = None
         self.observations = 0
         self.drops: Counter[str] = Counter()

@@ -16,6 +16,9 @@ is not message_filters' ApproximateTime (Bezier/"pivot" search) policy:
   (`discarded`, not a drop: a 50 Hz odometry stream is mostly discarded by design).
 * Reordered arrivals are put back in stamp order inside each queue; a message older than what its
   stream has already consumed can never be emitted and is dropped as `out_of_order`.
+* A message more than `time_jump_s` older than what its stream already consumed means the clock
+  went back (a bag looped, a simulator restarted): all queues are reset (`time_jumps`) and the
+  message is taken, instead of rejecting everything from then on as out of order.
 * Drops, counted by reason: `out_of_order`; `unmatched` (a reference message with no partner
   within slop on some stream); `queue_overflow` (a stream queue over `queue_size`, e.g. a
   partner stream stopped); `malformed` (a stamp that is not a finite number).
@@ -45,11 +48,14 @@ class SyncConfig(ConfigBase):
         queue_size: messages kept per stream while waiting for partners.
         max_wait_s: how far the reference stream may run ahead of an undecided set before the
             best partners so far are taken as final (latency bound for a slow stream).
+        time_jump_s: a message this much older than its stream's consumed stamps resets the
+            synchroniser (clock went back); 0 disables.
     """
 
     slop_s: float = param(0.05, "max |partner - reference| stamp difference (s)", min=0.0, max=10.0)
     queue_size: int = param(30, "messages kept per stream while waiting", min=1, max=10000)
     max_wait_s: float = param(0.2, "reference may run this far ahead before partners are final (s)", min=0.0, max=60.0)
+    time_jump_s: float = param(2.0, "a stamp this much older than consumed ones resets the queues (s); 0 disables", min=0.0)
 
 
 @dataclass(frozen=True)
@@ -95,11 +101,12 @@ class ApproximateTimeSynchronizer:
         queue_size: int = 30,
         max_wait_s: float = 0.2,
         reference: str | None = None,
+        time_jump_s: float = 2.0,
     ):
         streams = tuple(streams)
         if len(streams) < 2 or len(set(streams)) != len(streams):
             raise ValueError(f"streams: need at least two distinct names, got {streams}")
-        self.config = SyncConfig(slop_s=float(slop_s), queue_size=int(queue_size), max_wait_s=float(max_wait_s))
+        self.config = SyncConfig(slop_s=float(slop_s), queue_size=int(queue_size), max_wait_s=float(max_wait_s), time_jump_s=float(time_jump_s))
         self.streams = streams
         self.reference = streams[0] if reference is None else reference
         if self.reference not in streams:
@@ -111,10 +118,11 @@ class ApproximateTimeSynchronizer:
         self.drops = DropCounter()
         self.emitted = 0
         self.discarded = 0
+        self.time_jumps = 0
 
     @classmethod
     def from_config(cls, config: SyncConfig, streams=("color", "depth", "odom"), reference: str | None = None):
-        return cls(streams, config.slop_s, config.queue_size, config.max_wait_s, reference)
+        return cls(streams, config.slop_s, config.queue_size, config.max_wait_s, reference, config.time_jump_s)
 
     def register_callback(self, callback: Callable[[SyncedSet], None]) -> None:
         self._callbacks.append(callback)
@@ -131,6 +139,11 @@ class ApproximateTimeSynchronizer:
             self.drops.drop("malformed", f"{stream}: stamp {stamp_s!r} is not finite")
             return []
         with self._lock:
+            jump = self.config.time_jump_s
+            newest = max([self._consumed[stream]] + [q[-1].stamp_s for q in self._queues.values() if q])
+            if jump > 0 and newest - stamp > jump:
+                self._reset_locked()
+                self.time_jumps += 1
             if stamp <= self._consumed[stream]:
                 self.drops.drop("out_of_order", f"{stream}: {stamp:.6f} <= consumed {self._consumed[stream]:.6f}")
                 return []
@@ -226,9 +239,13 @@ class ApproximateTimeSynchronizer:
     def reset(self) -> None:
         """Empty all queues and forget consumed stamps (after a bag loops or time jumps back)."""
         with self._lock:
-            for stream in self.streams:
-                self._queues[stream].clear()
-                self._consumed[stream] = -math.inf
+            self._reset_locked()
+
+    def _reset_locked(self) -> None:
+        for stream in self.streams:
+            self.discarded += len(self._queues[stream])
+            self._queues[stream].clear()
+            self._consumed[stream] = -math.inf
 
     def queue_lengths(self) -> dict[str, int]:
         with self._lock:
@@ -236,7 +253,7 @@ class ApproximateTimeSynchronizer:
 
     def stats(self) -> dict[str, int]:
         """Counters for status reports."""
-        out = {"emitted": self.emitted, "discarded": self.discarded}
+        out = {"emitted": self.emitted, "discarded": self.discarded, "time_jumps": self.time_jumps}
         out.update({f"dropped.{k}": v for k, v in self.drops.counts.items()})
         out.update({f"queued.{k}": v for k, v in self.queue_lengths().items()})
         return out
