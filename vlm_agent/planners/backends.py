@@ -209,53 +209,55 @@ class TransformersBackend:
 
 
 def load_image_text_processor(model_dir: str):
-    """`AutoProcessor.from_pretrained`, except for processors whose video processor imports
-    torchvision (Qwen2-VL family, SmolVLM/Idefics3): those are assembled from their image processor
-    and tokenizer only (transformers 5.x)."""
+    """`AutoProcessor.from_pretrained`, except for processors whose video processor needs torchvision
+    (Qwen2-VL / Qwen2.5-VL, SmolVLM): those load through a subclass without the video processor."""
     import json
     import os
 
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    cfg_path = os.path.join(model_dir, "processor_config.json")
-    proc_class = None
-    if os.path.isfile(cfg_path):
-        with open(cfg_path) as f:
-            proc_class = json.load(f).get("processor_class")
     with open(os.path.join(model_dir, "config.json")) as f:
         model_type = json.load(f).get("model_type")
-    video_free = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor", "idefics3": None}
-    if model_type in video_free:
-        import transformers
-
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        image_processor = AutoImageProcessor.from_pretrained(model_dir, use_fast=False)
-        cls_name = video_free[model_type] or proc_class or "Idefics3Processor"
-        cls = getattr(transformers, cls_name)
-        sub = type(f"{cls_name}NoVideo", (cls,), {"attributes": ["image_processor", "tokenizer"], "video_processor_class": None})
-        return _build_without_video(sub, image_processor, tokenizer, model_dir)
+    if model_type in _VIDEO_PROCESSOR_MODELS:
+        return _no_video_processor_class(_VIDEO_PROCESSOR_MODELS[model_type]).from_pretrained(model_dir)
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(model_dir)
 
 
-def _build_without_video(cls, image_processor, tokenizer, model_dir):
-    import inspect
-    import json
-    import os
+_VIDEO_PROCESSOR_MODELS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor"}
 
-    kwargs = {}
-    cfg_path = os.path.join(model_dir, "processor_config.json")
-    if os.path.isfile(cfg_path):
-        with open(cfg_path) as f:
-            saved = json.load(f)
-        params = inspect.signature(cls.__init__).parameters
-        kwargs = {k: v for k, v in saved.items() if k in params and k not in ("image_processor", "tokenizer", "video_processor")}
-    template_path = os.path.join(model_dir, "chat_template.jinja")
-    if "chat_template" not in kwargs and os.path.isfile(template_path):
-        with open(template_path) as f:
-            kwargs["chat_template"] = f.read()
-    return cls(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+
+def _no_video_processor_class(base_name: str):
+    """A subclass of transformers' `base_name` whose __init__ has no `video_processor` parameter.
+
+    transformers 5 derives a processor's sub-processors from its __init__ signature, so dropping the
+    parameter drops the torchvision-backed video processor; images and text work unchanged."""
+    import transformers
+    from transformers.processing_utils import ProcessorMixin
+
+    base = getattr(transformers, base_name)
+    if base_name == "SmolVLMProcessor":
+        # SmolVLM's own __init__ also insists on `num2words`, used only to describe videos.
+        def __init__(self, image_processor=None, tokenizer=None, image_seq_len: int = 169, chat_template=None, **kwargs):
+            self.fake_image_token = getattr(tokenizer, "fake_image_token", "<fake_token_around_image>")
+            self.image_token = getattr(tokenizer, "image_token", "<image>")
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.end_of_utterance_token = getattr(tokenizer, "end_of_utterance_token", "<end_of_utterance>")
+            self.global_image_token = getattr(tokenizer, "global_image_token", "<global-img>")
+            self.image_seq_len = image_seq_len
+            self.video_token = getattr(tokenizer, "video_token", "<video>")
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+        # SmolVLM's apply_chat_template reads video defaults from the video processor; images and
+        # text need only the generic implementation.
+        attrs = {"__init__": __init__, "apply_chat_template": ProcessorMixin.apply_chat_template}
+    else:
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            # The base passes video_processor=None positionally; the mixin zips args with our
+            # two attributes, so it is dropped rather than type-checked against torchvision classes.
+            base.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        attrs = {"__init__": __init__}
+    return type(f"{base_name}NoVideo", (base,), attrs)
 
 
 def encode_image_data_url(rgb: np.ndarray, fmt: str = "png") -> str:
