@@ -160,7 +160,7 @@ def test_model_raises_gives_a_stop_plan_and_the_node_keeps_running(rig):
 
 def test_model_timeout_gives_a_stop_plan_and_stops_the_robot(rig):
     rig.backend.release.clear()
-    rig.backend.script, rig.backend.calls = ["move forward 100 cm", ("hang", 5.0)], 0
+    rig.backend.script, rig.backend.calls = ["move forward 25 cm", ("hang", 5.0)], 0
     rig.instruct("go far away")
     assert spin_until(rig.executor, lambda: rig.base.cmd[0] > 0.1 or rig.plans and rig.plans[-1]["error"], timeout=10)
     plan = rig.wait_plan(lambda p: p["error"] is not None and "timed out" in p["error"], timeout=15)
