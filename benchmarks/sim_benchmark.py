@@ -74,11 +74,19 @@ def main(argv=None) -> int:
     rows = [run_config(name, w, h, p, args.episodes if "shadows" not in name else max(5, args.episodes // 3), **kw)
             for name, w, h, p, kw in configs]
     load_after = os.getloadavg()
-    lines = [
+    header = [
         "# Embedded simulator throughput",
         "",
         "`benchmarks/sim_benchmark.py`: navigation env steps per second with rendering (RGB + depth every step),",
-        f"val episodes (seed 123). Goal: >= 200 steps/s at 128x128 on 2 cores.",
+        "val episodes (seed 123). Goal: >= 200 steps/s at 128x128 on 2 cores. Each run appends a section.",
+        "",
+        "Oracle rows include everything a closed-loop evaluation does per episode: world generation, MJCF",
+        "compile (cached per scene), GL asset upload, cost-to-go field and the 12-heading lookahead per step.",
+        "Random rows are mostly rendering and collision checks (the random policy stops with probability 0.02 per step).",
+        "",
+    ]
+    lines = [
+        f"## Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Machine: {info_before['cpu']}, {info_before['cores']} cores, Python {info_before['python']}, MuJoCo {info_before['mujoco']},",
         f"MUJOCO_GL={info_before['gl']} (Mesa llvmpipe, software rendering, no GPU). Load average before/after:",
@@ -90,15 +98,11 @@ def main(argv=None) -> int:
     ]
     for r in rows:
         lines.append(f"| {r['config']} | {r['policy']} | {r['episodes']} | {r['steps']} | {r['wall_s']:.1f} | {r['steps_per_s']:.0f} |")
-    lines += [
-        "",
-        "Oracle rows include everything a closed-loop evaluation does per episode: world generation, MJCF",
-        "compile (cached per scene), GL asset upload, cost-to-go field and the 12-heading lookahead per step.",
-        "Random rows are mostly rendering and collision checks (the random policy stops with probability 0.02 per step).",
-        "",
-    ]
-    with open(args.out, "w") as f:
-        f.write("\n".join(lines))
+    lines.append("")
+    if not os.path.exists(args.out):
+        lines = header + lines
+    with open(args.out, "a") as f:
+        f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
