@@ -95,7 +95,10 @@ class Episode:
         return self.goal_objects[-1] if self.suite == "nav" else self.goal_objects[0]
 
     def world(self) -> WorldSpec:
-        world = generate_world(self.scene_seed, **self.world_args)
+        args = dict(self.world_args)
+        # JSON turns the held-out pairs into lists of lists; generate_world compares tuples
+        args["excluded_pairs"] = frozenset(tuple(p) for p in args.get("excluded_pairs", ()))
+        world = generate_world(self.scene_seed, **args)
         world.objects = [ObjectSpec(**{**o, "pos": tuple(o["pos"])}) for o in self.objects]
         return world
 
