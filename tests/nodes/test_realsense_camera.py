@@ -100,10 +100,15 @@ def test_software_device_frames_are_published_and_a_lost_device_shows_in_status(
     _subscribe(ros_node, received)
     assert spin_until(ros_executor, lambda: node.camera.state == "streaming", timeout=5)
 
+    last_inject = [0.0]
+
     def inject_and_check():
-        n = dev.frame_number
-        dev.inject(depth_frame(n), colour_frame(n), timestamp_ms=n * 33.3)
-        ros_executor.spin_once(timeout_sec=0.03)
+        # A 30 Hz camera: injecting on every spin would flood the single-threaded executor, which
+        # serves ready subscriptions in creation order and would starve the camera_info ones.
+        if time.monotonic() - last_inject[0] >= 1 / 30:
+            last_inject[0] = time.monotonic()
+            n = dev.frame_number
+            dev.inject(depth_frame(n), colour_frame(n), timestamp_ms=n * 33.3)
         return len(received["color"]) >= 5 and len(received["depth_info"]) >= 5
 
     assert spin_until(ros_executor, inject_and_check, timeout=15), {k: len(v) for k, v in received.items()}
