@@ -41,8 +41,10 @@ class RealSenseNodeConfig(RealSenseConfig):
 def _stamp(seconds: float):
     from builtin_interfaces.msg import Time
 
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+    # Round to integer nanoseconds first: splitting the float (int(s), round(frac * 1e9)) turns
+    # 6.9999999997 into (6, 1e9) -> an invalid or, wrapped, a 1 s backwards stamp.
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 class RealSenseCameraNode(AgentNode):
