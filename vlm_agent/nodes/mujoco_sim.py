@@ -177,7 +177,7 @@ class MujocoSimNode(AgentNode):
                 return
             points.append((t, pos))
         points.sort(key=lambda tp: tp[0])
-        start_pos = [float(x) for x in self.env.data.ctrl[self.env._act[:4]]]
+        start_pos = [float(x) for x in self.env.arm_targets()]
         self._trajectory = (self.sim_time, [(0.0, start_pos)] + points)
 
     def _on_gripper(self, msg: Float64) -> None:

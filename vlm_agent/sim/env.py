@@ -352,6 +352,10 @@ class NavEnv:
         lo, hi = self.model.actuator_ctrlrange[self._act[:4]].T
         self.data.ctrl[self._act[:4]] = np.clip(positions, lo, hi)
 
+    def arm_targets(self) -> np.ndarray:
+        """Current position targets (rad) of ARM_JOINTS."""
+        return np.asarray(self.data.ctrl[self._act[:4]], float).copy()
+
     def set_gripper(self, command: float) -> None:
         """Gripper command in [0, 1]: 0 open, 1 closed (the `/gripper/command` convention)."""
         command = float(command)

@@ -217,7 +217,7 @@ class SimSkills(SkillAPI):
 
     def _move_arm(self, target, duration: float) -> None:
         env = self.env
-        start = np.asarray(env.data.ctrl[env._act[:4]], float)
+        start = env.arm_targets()
         target = np.asarray(target, float)
         n = max(1, int(duration / self.sim_dt))
         for k in range(1, n + 1):
