@@ -20,8 +20,6 @@ from launch_ros.actions import Node
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import PACKAGE, params_argument, share_path  # noqa: E402
 
-AGENT_NODES = ("navid_planner", "motion_executor", "safety_supervisor")
-
 
 def generate_launch_description():
     from ament_index_python.packages import get_package_share_directory
@@ -45,15 +43,13 @@ def generate_launch_description():
             output="screen",
         ),
     ]
-    for name in AGENT_NODES:
-        actions.append(
-            Node(
-                package=PACKAGE,
-                executable=name,
-                name=name,
-                parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}],
-                output="screen",
-                emulate_tty=True,
-            )
-        )
+    # the same agent graph as sim.launch.py, minus mujoco_sim (Gazebo + the bridge replace it)
+    actions += [
+        Node(package=PACKAGE, executable="navid_planner", name="navid_planner", output="screen", emulate_tty=True,
+             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}]),
+        Node(package=PACKAGE, executable="motion_executor", name="motion_executor", output="screen", emulate_tty=True,
+             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}]),
+        Node(package=PACKAGE, executable="safety_supervisor", name="safety_supervisor", output="screen", emulate_tty=True,
+             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}]),
+    ]
     return LaunchDescription(actions)

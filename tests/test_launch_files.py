@@ -38,6 +38,9 @@ def launched_executables(path: Path) -> list[str]:
             if fname == "agent_node" and node.args and isinstance(node.args[0], ast.Constant):
                 names.append(node.args[0].value)
             if fname == "Node":
+                package = next((kw.value for kw in node.keywords if kw.arg == "package"), None)
+                if isinstance(package, ast.Constant) and package.value != "vlm_agent":
+                    continue  # another package's executable (e.g. ros_gz_bridge's parameter_bridge)
                 for kw in node.keywords:
                     if kw.arg == "executable" and isinstance(kw.value, ast.Constant):
                         names.append(kw.value.value)
