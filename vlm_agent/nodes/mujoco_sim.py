@@ -231,8 +231,10 @@ class MujocoSimNode(AgentNode):
     def _stamp(self):
         from builtin_interfaces.msg import Time
 
-        sec = int(self.sim_time)
-        return Time(sec=sec, nanosec=int(round((self.sim_time - sec) * 1e9)) % 1_000_000_000)
+        # Round once in integer nanoseconds: rounding the fraction separately turned 6.9999999 s into
+        # sec=6, nanosec=0 (a stamp 1 s in the past, dropped downstream as out of order).
+        ns = int(round(self.sim_time * 1e9))
+        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
     def _publish_odom(self, stamp, v, w):
         x, y, yaw = self.env.pose
