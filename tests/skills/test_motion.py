@@ -187,3 +187,30 @@ def test_goal_pose_mode_emits_targets_and_completes_on_odometry():
 def test_profile_time_is_triangular_for_short_moves():
     assert profile_time(0.25, 0.25, 0.5) == pytest.approx(0.5 + 0.5 + (0.25 - 0.125) / 0.25)
     assert profile_time(0.01, 1.0, 1.0) == pytest.approx(2 * math.sqrt(0.01))
+
+
+@pytest.mark.parametrize("latency_ticks", [0, 2])
+def test_settle_zone_limits_overshoot_when_the_loop_lags(latency_ticks):
+    """With odometry/control delay, braking on sqrt(2 a d) alone arrives fast and overshoots."""
+    overshoot = {}
+    for settle in (0.0, 0.25):
+        cfg = MotionConfig(max_linear_speed_mps=0.5, linear_accel_mps2=1.5, settle_time_s=settle)
+        ex = MotionExecutor(cfg)
+        base = Base()
+        delayed = [base.pose] * (latency_ticks + 1)
+        ex.start(1, [NavPrimitive.forward(25)])
+        t = 0.0
+        while t < 10:
+            cmd = ex.update(delayed[0], t, t)
+            if cmd.state != EXECUTING:
+                break
+            base.step(cmd.linear_x, cmd.angular_z)
+            delayed = delayed[1:] + [base.pose]
+            t += DT
+        for _ in range(5):  # the base coasts on its last command for one tick, then stops
+            base.step(0.0, 0.0)
+        overshoot[settle] = base.pose.x - 0.25
+    if latency_ticks:  # measured here: 6.1 cm without the settle zone, 2.6 cm with it
+        assert overshoot[0.25] < 0.5 * overshoot[0.0]
+    else:
+        assert overshoot[0.25] <= 0.01 + 1e-9 < overshoot[0.0]

@@ -47,6 +47,7 @@ class MotionConfig(ConfigBase):
     min_angular_speed_radps: float = param(0.1, "creep rate so turns reach the tolerance", min=0.0, max=1.0)
     distance_tolerance_m: float = param(0.01, "forward primitive is done within this distance of its target", min=0.001, max=0.5)
     yaw_tolerance_rad: float = param(0.02, "turn primitive is done within this angle of its target", min=0.001, max=0.5)
+    settle_time_s: float = param(0.25, "near the target, speed <= remaining / settle_time_s (absorbs loop latency; 0 = off)", min=0.0, max=5.0)
     heading_gain: float = param(1.5, "rad/s per rad of heading error while driving forward (0 = off)", min=0.0, max=10.0)
     timeout_factor: float = param(3.0, "a primitive times out after this multiple of its profile time ...", min=1.0, max=100.0)
     timeout_margin_s: float = param(3.0, "... plus this margin", min=0.0, max=600.0)
@@ -103,9 +104,17 @@ def profile_time(distance: float, v_max: float, accel: float) -> float:
     return 2.0 * v_max / accel + (distance - ramp) / v_max
 
 
-def profile_speed(remaining: float, previous: float, v_max: float, v_min: float, accel: float, dt: float) -> float:
-    """Speed magnitude for a closed-loop trapezoid: min(cruise, ramp-up from `previous`, brake sqrt(2 a d))."""
-    brake = math.sqrt(2.0 * accel * max(remaining, 0.0))
+def profile_speed(remaining: float, previous: float, v_max: float, v_min: float, accel: float, dt: float, settle_time_s: float = 0.0) -> float:
+    """Speed magnitude for a closed-loop trapezoid: min(cruise, ramp-up from `previous`, brake sqrt(2 a d),
+    d / settle_time_s), at least `v_min`.
+
+    The last term only bites in the final centimetres: sqrt(2 a d) still asks for 0.17 m/s at 1 cm
+    (a = 1.5), and odometry, control and supervisor ticks add ~0.1 s before a stop takes effect.
+    """
+    remaining = max(remaining, 0.0)
+    brake = math.sqrt(2.0 * accel * remaining)
+    if settle_time_s > 0:
+        brake = min(brake, remaining / settle_time_s)
     return max(v_min, min(v_max, previous + accel * dt, brake))
 
 
@@ -204,12 +213,14 @@ class MotionExecutor:
             return MotionCommand(0.0, 0.0, EXECUTING, "", goal, self._index)
         cfg = self.config
         if prim.kind == "forward":
-            self._speed = profile_speed(remaining, self._speed, cfg.max_linear_speed_mps, cfg.min_linear_speed_mps, cfg.linear_accel_mps2, dt)
+            self._speed = profile_speed(
+                remaining, self._speed, cfg.max_linear_speed_mps, cfg.min_linear_speed_mps, cfg.linear_accel_mps2, dt, cfg.settle_time_s
+            )
             heading_error = wrap_angle(self._start_pose.yaw - pose.yaw)
             w = max(-0.5 * cfg.max_angular_speed_radps, min(0.5 * cfg.max_angular_speed_radps, cfg.heading_gain * heading_error))
             return MotionCommand(self._speed, w, EXECUTING, "", goal, self._index)
         self._speed = profile_speed(
-            remaining, self._speed, cfg.max_angular_speed_radps, cfg.min_angular_speed_radps, cfg.angular_accel_radps2, dt
+            remaining, self._speed, cfg.max_angular_speed_radps, cfg.min_angular_speed_radps, cfg.angular_accel_radps2, dt, cfg.settle_time_s
         )
         sign = 1.0 if prim.kind == "turn_left" else -1.0
         return MotionCommand(0.0, sign * self._speed, EXECUTING, "", goal, self._index)
