@@ -242,7 +242,7 @@ def load_submodule_strict(module: nn.Module, state: dict[str, Any], what: str) -
 
 
 # -- assembling from real transformers checkpoints ------------------------------------------------
-VISION_PREFIX = "vision_model."  # SiglipVisionModel/CLIPVisionModel keys (also inside full SigLIP/CLIP)
+VISION_PREFIX = "vision_model."  # vision weights inside full SigLIP/CLIP checkpoints
 
 
 def read_safetensors_dir(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -301,8 +301,12 @@ def assemble_from_checkpoints(model_cls, vision_dir: str, text_dir: str, extra_s
         **{k: ids[v] if isinstance(v, str) and v in ids else v for k, v in config_kwargs.items()},
     )
     model = model_cls(config)
-    vision_state = {k[len(VISION_PREFIX):]: v for k, v in read_safetensors_dir(vision_dir).items() if k.startswith(VISION_PREFIX)}
-    load_submodule_strict(model.vision_tower.model.vision_model, vision_state, f"vision tower from {vision_dir}")
+    raw = read_safetensors_dir(vision_dir)
+    # Full image-text checkpoints (and vision-only ones written by transformers 4) prefix the vision
+    # weights with `vision_model.`; transformers 5 vision-only checkpoints do not.
+    if any(k.startswith(VISION_PREFIX) for k in raw):
+        raw = {k[len(VISION_PREFIX):]: v for k, v in raw.items() if k.startswith(VISION_PREFIX)}
+    load_submodule_strict(model.vision_tower.model, raw, f"vision tower from {vision_dir}")
     text_state = read_safetensors_dir(text_dir)
     lm = model.language_model
     if "lm_head.weight" not in text_state and getattr(text_config, "tie_word_embeddings", False):

@@ -45,8 +45,9 @@ class NavidConfig(EmbodiedVLMConfig):
         g = self.grid_size
         for name in ("current_grid_size", "history_grid_size"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1 or g % v:
-                raise ValueError(f"{owner}.{name}: {v!r} must be a positive divisor of the vision grid size {g}")
+            # Adaptive pooling handles grids that are not multiples (a 224 px / patch 16 SigLIP has 14x14).
+            if not isinstance(v, int) or not 1 <= v <= g:
+                raise ValueError(f"{owner}.{name}: {v!r} must be an int in [1, vision grid size {g}]")
         for name, lo, hi in (("max_history_frames", 1, 4096), ("film_layers", 0, 16), ("max_primitives", 1, 3)):
             v = getattr(self, name)
             if not isinstance(v, int) or not lo <= v <= hi:
