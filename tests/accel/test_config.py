@@ -74,3 +74,16 @@ def test_encoder_params_embed_in_a_node_config_and_map_to_the_backend_config():
     assert all(t in (bool, int, float, str) for t in field_types(PlannerConfig).values())
     with pytest.raises(ValueError, match="needs device cuda"):
         PlannerConfig(encoder_backend="tensorrt")
+
+
+def test_accel_stays_ros_free_and_its_config_is_cheap_to_import():
+    """ROS at the edge: nothing in vlm_agent/accel imports rclpy; nodes import the config without torch."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "vlm_agent" / "accel"
+    for path in root.glob("*.py"):
+        assert "rclpy" not in path.read_text(), path
+    code = "import sys, vlm_agent.accel, vlm_agent.accel.config; assert 'torch' not in sys.modules and 'tensorrt' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

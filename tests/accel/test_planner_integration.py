@@ -62,13 +62,13 @@ def test_navid_planner_same_output_with_torch_and_onnxruntime_encoders(navid_dir
     assert float((cur_a - cur_b).abs().max()) < 1e-4 and float((his_a - his_b).abs().max()) < 1e-4
 
 
-def test_torch_backend_keeps_the_builtin_tower_and_saving_is_unaffected(navid_dir, tmp_path):
+def test_torch_backend_keeps_the_builtin_tower_and_saving_is_unaffected(navid_dir, cache_dir, tmp_path):
     from vlm_agent.models.navid.modeling_navid import NavidModel
 
     model = NavidModel.from_pretrained(navid_dir)
     enc = attach_encoder(model, backend="torch")
     assert enc.backend == "torch" and model.vision_encoder is model.vision_tower
-    attach_encoder(model, backend="onnxruntime", engine_cache_dir=str(tmp_path / "c"))
+    attach_encoder(model, backend="onnxruntime", engine_cache_dir=cache_dir)  # same weights: export cached
     assert model.vision_encoder is not model.vision_tower
     model.save_pretrained(tmp_path / "saved")  # the external encoder is not part of the checkpoint
     assert NavidModel.from_pretrained(tmp_path / "saved") is not None
