@@ -29,9 +29,25 @@ def test_export_a_clip_checkpoint_dir_and_verify(clip_dir, tmp_path, capsys):
     assert sess.run(None, {"pixel_values": np.zeros((3, 3, 32, 32), np.float32)})[0].shape == (3, 16, 32)
 
 
-def test_export_fails_when_error_exceeds_atol(clip_dir, tmp_path, capsys):
-    assert main(["export", str(clip_dir), "-o", str(tmp_path / "x.onnx"), "--atol", "0"]) == 1
-    assert "FAILED" in capsys.readouterr().out
+def test_export_a_builtin_model_dir_and_fail_on_atol(tmp_path, capsys):
+    """A built-in (NaVid) directory: only its tower is exported; --atol 0 turns any error into exit 1."""
+    import torch
+
+    from vlm_agent.accel.factory import make_encoder
+    from vlm_agent.models.navid.modeling_navid import NavidModel
+    from vlm_agent.models.registry import make_config
+
+    torch.manual_seed(0)
+    model = NavidModel(make_config("navid", vocab_size=512, image_size=32, patch_size=8, vision_hidden=32, text_hidden=32, current_grid_size=4, film_layers=0))
+    model.save_pretrained(tmp_path / "navid")
+    assert main(["export", str(tmp_path / "navid"), "--atol", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "verify batch 4" in out and "(B, 16, 32)" in out
+    onnx_path = tmp_path / "navid" / "vision_encoder.onnx"  # default: next to the checkpoint
+    enc = make_encoder(str(onnx_path), backend="onnxruntime")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert float((enc.encode(x) - model.vision_tower(x)).abs().max()) < 1e-4
 
 
 def test_export_rejects_missing_dir_and_bad_opset(tmp_path, capsys):
