@@ -23,7 +23,11 @@ def torch_unavailable_reason(device: str, precision: str) -> str | None:
 
 
 class TorchVisionEncoder(VisionEncoder):
-    """Runs the feature module itself, cast to the compute dtype, under `torch.no_grad` (not inference_mode: callers may feed the features to autograd-tracked code).
+    """Runs the feature module itself, cast to the compute dtype, under `torch.no_grad` (not
+    `inference_mode`: callers may feed the features into autograd-tracked code).
+
+    The module is moved/cast in place (`attach_encoder` hands it a copy when that would touch a
+    model's own tower).
 
     fp16/bf16 cast the module's weights (not autocast): the whole tower runs in half precision the
     way it would be deployed, and outputs are cast back to float32. `compile=True` wraps the module
