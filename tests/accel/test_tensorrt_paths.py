@@ -304,3 +304,25 @@ def test_build_engine_reports_parser_errors(siglip_onnx, tmp_path):
     s = make_spec(siglip_onnx.path, "fp16", 32, max_batch=8, trt_version="10.3.0", gpu=ORIN)
     with pytest.raises(RuntimeError, match="FancyAttention"):
         build_engine(siglip_onnx.path, s, EngineCache(str(tmp_path)), trt=_FakeTRT(parse_ok=False))
+
+
+def test_calibration_frames_from_a_robot_recording_and_a_dataset_shard(tmp_path):
+    """INT8 calibration straight from `vlm-agent record` (MCAP) and `vlm-agent dataset` shards ("rgb")."""
+    from rclpy.serialization import serialize_message
+
+    from vlm_agent.sensors.image_conversion import numpy_to_image
+    from vlm_agent.sensors.recording import McapRecordingWriter
+
+    path = str(tmp_path / "robot.mcap")
+    with McapRecordingWriter(path) as writer:
+        writer.add_channel("/camera/color/image_raw", "sensor_msgs/msg/Image")
+        for i in range(20):
+            writer.write("/camera/color/image_raw", serialize_message(numpy_to_image(np.full((24, 40, 3), 10 * i, np.uint8), "rgb8")), 1_000_000 * (i + 1))
+    px = load_calibration_frames(path, INFO, max_frames=5)
+    assert px.shape == (5, 3, 32, 32)
+    values = np.round((px[:, 0, 0, 0] * 0.5 + 0.5) * 255).astype(int).tolist()
+    assert values == [0, 50, 100, 140, 190]  # evenly spaced over the recording, first and last kept
+    with pytest.raises(ValueError, match="no messages on /camera/other"):
+        load_calibration_frames(path, INFO, topic="/camera/other")
+    np.savez(tmp_path / "shard_00000.npz", rgb=np.zeros((3, 12, 16, 3), np.uint8), odom=np.zeros((3, 6)))
+    assert load_calibration_frames(tmp_path / "shard_00000.npz", INFO).shape == (3, 3, 32, 32)

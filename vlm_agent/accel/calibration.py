@@ -4,11 +4,14 @@ The batching is plain numpy (`CalibrationBatcher`) so it is tested without a GPU
 calibrator class (`make_entropy_calibrator`) is built on demand around it, because subclassing
 `tensorrt.IInt8EntropyCalibrator2` needs `tensorrt` imported.
 
-Calibration files (.npz or .npy):
-- uint8 (N, H, W, 3) RGB frames straight from `vlm-agent record`/the sim: resized to the encoder's
-  S x S (Pillow bilinear, as the image processor does) and normalised with the encoder's mean/std;
-- float32 (N, 3, S, S) `pixel_values`, already preprocessed.
-An .npz may hold them under "frames", "images" or "pixel_values" (or as its only array).
+Calibration sources:
+- an MCAP recording of the robot (`vlm-agent record`): the colour topic's frames (Image or
+  CompressedImage), evenly subsampled to at most `max_frames` across the whole recording;
+- .npz/.npy with uint8 (N, H, W, 3) RGB frames: a `vlm-agent dataset` shard ("rgb"), a
+  `vlm-agent collect` sim shard ("frames"), or any array named "images" or stored alone;
+- .npz/.npy with float32 (N, 3, S, S) `pixel_values`, already preprocessed.
+RGB frames are resized to the encoder's S x S (Pillow bilinear, as the image processor does) and
+normalised with the encoder's mean/std.
 Use a few hundred frames that cover the deployment (lighting, rooms, objects): INT8 ranges come
 only from what the calibrator sees.
 """
@@ -23,14 +26,22 @@ import numpy as np
 from .tower import TowerInfo
 
 log = logging.getLogger(__name__)
-_NPZ_KEYS = ("frames", "images", "pixel_values")
+_NPZ_KEYS = ("frames", "rgb", "images", "pixel_values")
+DEFAULT_COLOR_TOPIC = "/camera/color/image_raw"
 
 
-def load_calibration_frames(path: str | os.PathLike, info: TowerInfo) -> np.ndarray:
-    """A calibration file -> float32 pixel_values (N, 3, S, S). ValueError on anything else."""
+def load_calibration_frames(
+    path: str | os.PathLike, info: TowerInfo, topic: str = DEFAULT_COLOR_TOPIC, max_frames: int = 512
+) -> np.ndarray:
+    """A calibration source -> float32 pixel_values (N, 3, S, S). ValueError on anything else.
+
+    `topic` and `max_frames` apply to MCAP recordings (arrays are used whole).
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"calibration file {path} does not exist")
+    if path.endswith(".mcap"):
+        return _preprocess_uint8(frames_from_recording(path, info.image_size, topic, max_frames), info)
     data = np.load(path, allow_pickle=False)
     if isinstance(data, np.lib.npyio.NpzFile):
         keys = [k for k in _NPZ_KEYS if k in data.files] or (data.files if len(data.files) == 1 else [])
@@ -48,6 +59,34 @@ def load_calibration_frames(path: str | os.PathLike, info: TowerInfo) -> np.ndar
         f"{path}: calibration frames must be uint8 (N, H, W, 3) RGB or float32 (N, 3, {s}, {s}) pixel_values, "
         f"got {arr.dtype} {arr.shape}"
     )
+
+
+def frames_from_recording(path: str, size: int, topic: str = DEFAULT_COLOR_TOPIC, max_frames: int = 512) -> np.ndarray:
+    """Evenly spaced colour frames of an MCAP recording, resized to size x size: uint8 (N, S, S, 3).
+
+    Frames are resized as they are read, so a long recording never sits in memory at full size.
+    """
+    from PIL import Image
+
+    from vlm_agent.sensors.frames import color_message_to_rgb
+    from vlm_agent.sensors.recording import RecordingReader
+
+    reader = RecordingReader(path)
+    topics = reader.topics()
+    if topic not in topics or not topics[topic]["count"]:
+        raise ValueError(f"{path}: no messages on {topic} (topics: {sorted(topics)})")
+    count = topics[topic]["count"]
+    wanted = set(np.linspace(0, count - 1, min(count, max_frames)).round().astype(int).tolist())
+    out = []
+    for i, msg in enumerate(reader.messages([topic])):
+        if i in wanted:
+            rgb = color_message_to_rgb(msg.message)
+            if rgb.shape[:2] != (size, size):
+                rgb = np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
+            out.append(rgb)
+    if not out:
+        raise ValueError(f"{path}: could not read frames from {topic}")
+    return np.stack(out)
 
 
 def _preprocess_uint8(frames: np.ndarray, info: TowerInfo) -> np.ndarray:

@@ -60,7 +60,7 @@ class EncoderBackendConfig(ConfigBase):
     max_batch: int = param(8, "largest TensorRT batch (optimisation profile max)", min=1, max=256)
     opt_batch: int = param(1, "batch size TensorRT optimises for", min=1, max=256)
     num_threads: int = param(0, "CPU intra-op threads for the encoder (0 = library default)", min=0, max=256)
-    calib_file: str = param("", "INT8 calibration frames (.npz/.npy), uint8 NHWC or float32 NCHW")
+    calib_file: str = param("", "INT8 calibration frames: .mcap recording, dataset shard, or .npz/.npy (uint8 NHWC / float32 NCHW)")
     calib_batch_size: int = param(8, "frames per INT8 calibration batch", min=1, max=256)
     workspace_mb: int = param(2048, "TensorRT builder workspace limit in MiB", min=64, max=65536)
 
@@ -111,7 +111,7 @@ class EncoderParams(ConfigBase):
     encoder_fallback: bool = param(True, "fall back when the encoder backend is unavailable (logged) instead of failing")
     encoder_num_threads: int = param(0, "CPU threads of the vision encoder (0 = library default)", min=0, max=256)
     encoder_max_batch: int = param(8, "largest TensorRT batch", min=1, max=256)
-    encoder_calib_file: str = param("", "INT8 calibration frames (.npz/.npy) for encoder_precision int8")
+    encoder_calib_file: str = param("", "INT8 calibration frames (.mcap recording or .npz/.npy) for encoder_precision int8")
 
     def __post_init__(self):
         super().__post_init__()

@@ -9,7 +9,7 @@ def add_arguments(parser) -> None:
     prec = parser.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 engine (the usual choice on Jetson Orin)")
     prec.add_argument("--int8", action="store_true", help="INT8 engine calibrated on --calib frames (FP16 where INT8 is unsupported)")
-    parser.add_argument("--calib", default="", help="calibration frames for --int8: .npz/.npy, uint8 (N,H,W,3) RGB or float32 (N,3,S,S)")
+    parser.add_argument("--calib", default="", help="calibration frames for --int8: a robot recording (.mcap, /camera/color/image_raw), a dataset/collect shard, or .npz/.npy uint8 (N,H,W,3) / float32 (N,3,S,S)")
     parser.add_argument("--calib-batch-size", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimisation profile")
     parser.add_argument("--opt-batch", type=int, default=1, help="batch size kernels are tuned for (1 on a robot)")
