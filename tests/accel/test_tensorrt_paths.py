@@ -174,6 +174,11 @@ def test_gpu_backends_match_torch(tiny_siglip, tmp_path, backend, precision, ato
 
     if backend == "tensorrt":
         pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    else:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            pytest.skip("onnxruntime has no CUDA execution provider (install onnxruntime-gpu)")
     enc = make_encoder(tiny_siglip, backend=backend, device="cuda", precision=precision, fallback=False, engine_cache_dir=str(tmp_path))
     ref = make_encoder(tiny_siglip, backend="torch", device="cuda")
     x = torch.randn(11, 3, 32, 32, device="cuda")  # > max_batch: exercises chunking
