@@ -130,7 +130,8 @@ class _Latest:
 class GraphProcess:
     """`vlm-agent up` with the given parameters in a second process; stopped with SIGINT."""
 
-    def __init__(self, params: dict, log_path: str | None = None):
+    def __init__(self, params: dict, log_path: str | None = None, nodes: tuple[str, ...] = GRAPH_NODES):
+        self.nodes = tuple(nodes)
         self._dir = tempfile.mkdtemp(prefix="vlm_agent_eval_")
         self.params_path = os.path.join(self._dir, "graph.yaml")
         with open(self.params_path, "w") as f:
@@ -140,7 +141,7 @@ class GraphProcess:
 
     def __enter__(self):
         self._log = open(self.log_path, "w")
-        cmd = [sys.executable, "-m", "vlm_agent.cli", "up", "--config", self.params_path, "--nodes", ",".join(GRAPH_NODES)]
+        cmd = [sys.executable, "-m", "vlm_agent.cli", "up", "--config", self.params_path, "--nodes", ",".join(self.nodes)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
         return self
 

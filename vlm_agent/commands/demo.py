@@ -1,0 +1,203 @@
+"""vlm-agent demo: the main job, end to end through ROS.
+
+Starts the embedded-sim graph (`mujoco_sim` + `navid_planner` + `motion_executor` +
+`safety_supervisor`) from `config/sim.yaml` in a second process, then for each validation episode:
+sets the simulator's episode parameters, resets it (the simulator publishes the instruction on
+`/vlm_agent/instruction`), and watches the real pipeline run: the planner plans from camera
+frames with the default NaVid model, the executor drives the primitives closed-loop on `/odom`,
+the supervisor gates `/cmd_vel`. An episode ends when the executor finishes a `stop` (the model's,
+or the planner's own on its step limit or an error) or the wall-clock limit passes (then the
+demo calls `/vlm_agent/stop`). Prints a results table and writes, per episode, a contact sheet
+PNG and a GIF of the camera stream, plus `results.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from vlm_agent.nodes.eval_client import GraphProcess, RosEvalClient, RosEvalConfig
+
+HELP = "the main job: embedded MuJoCo sim + the full ROS 2 graph + the default NaVid model; results table and episode videos"
+
+DEMO_NODES = ("mujoco_sim", "navid_planner", "motion_executor", "safety_supervisor")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--episodes", type=int, default=3, help="validation episodes to run (default 3)")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--seed", type=int, default=0, help="episode seed")
+    parser.add_argument("--model", default="", help="NaVid model directory (default: checkpoints/navid_tiny)")
+    parser.add_argument("--config", default="", help="graph parameter YAML (default: the package's config/sim.yaml)")
+    parser.add_argument("--max-steps", type=int, default=40, help="plans per episode before the planner stops itself")
+    parser.add_argument("--episode-timeout", type=float, default=240.0, help="wall-clock seconds per episode before a forced stop")
+    parser.add_argument("--out", default="outputs/demo", help="folder for results.json, contact sheets and GIFs")
+
+
+def default_config_path() -> str:
+    """config/sim.yaml from the source tree, else from the installed share folder (colcon)."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "config", "sim.yaml")
+    if os.path.isfile(here):
+        return here
+    from ament_index_python.packages import get_package_share_directory
+
+    return os.path.join(get_package_share_directory("vlm_agent"), "config", "sim.yaml")
+
+
+def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int) -> dict:
+    """The graph's parameter YAML: `config_path` with the first episode and the demo's model set."""
+    import yaml
+
+    from vlm_agent.nodes.eval_client import episode_seed_index
+
+    with open(config_path) as f:
+        params = yaml.safe_load(f)
+    seed, index = episode_seed_index(episode)
+    sim = params.setdefault("mujoco_sim", {"ros__parameters": {}})["ros__parameters"]
+    # The demo resets explicitly per episode; the reset publishes the instruction to the planner.
+    sim.update(suite="nav", split=episode.split, episode_seed=seed, episode_index=index, reset_on_start=False, publish_instruction=True)
+    planner = params.setdefault("navid_planner", {"ros__parameters": {}})["ros__parameters"]
+    planner["max_steps"] = max_steps
+    if model_dir:
+        planner["model_dir"] = model_dir
+    return params
+
+
+def run(args) -> int:
+    from vlm_agent.sim.episodes import make_episodes
+
+    if args.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    config_path = args.config or default_config_path()
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"--config {config_path} does not exist")
+    model_dir = os.path.abspath(args.model) if args.model else ""
+    if model_dir and not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"--model {model_dir} is not a directory")
+    os.makedirs(args.out, exist_ok=True)
+    episodes = make_episodes("nav", args.split, args.episodes, args.seed)
+    params = demo_parameters(config_path, episodes[0], model_dir, args.max_steps)
+
+    print(f"vlm-agent demo: {len(episodes)} {args.split} episodes, graph {', '.join(DEMO_NODES)} (log: {args.out}/graph.log)")
+    rows = []
+    t_start = time.monotonic()
+    with GraphProcess(params, log_path=os.path.join(args.out, "graph.log"), nodes=DEMO_NODES) as graph, DemoClient(RosEvalConfig()) as client:
+        client.wait_ready(graph)
+        for ep in episodes:
+            rows.append(client.run_episode(ep, graph, args.episode_timeout, args.out))
+    summary = {
+        "episodes": len(rows),
+        "success_rate": sum(r["success"] for r in rows) / len(rows),
+        "spl": sum(r["spl"] for r in rows) / len(rows),
+        "navigation_error": sum(r["navigation_error"] for r in rows) / len(rows),
+        "wall_s": time.monotonic() - t_start,
+        "model_dir": model_dir or "checkpoints/navid_tiny",
+        "per_episode": rows,
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print_table(rows, summary)
+    print(f"wrote {args.out}/results.json and a contact sheet + GIF per episode")
+    return 0
+
+
+def print_table(rows: list[dict], summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="vlm-agent demo: NaVid planner through ROS in the embedded MuJoCo sim")
+    for col in ("episode", "instruction", "success", "SPL", "NE (m)", "plans", "planner ms", "ended by"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["episode_id"], r["instruction"], "yes" if r["success"] else "no", f"{r['spl']:.2f}",
+            f"{r['navigation_error']:.2f}", str(r["plans"]), f"{r['planner_latency_ms']:.0f}", r["end_reason"],
+        )
+    table.add_row("all", "", f"SR {summary['success_rate']:.2f}", f"{summary['spl']:.2f}", f"{summary['navigation_error']:.2f}", "", "", "")
+    Console(width=160).print(table)
+
+
+class DemoClient(RosEvalClient):
+    """The ROS eval client (sim services, camera/odometry/executor subscriptions) that also watches
+    plans and records the camera stream, but never publishes plans itself: the planner node does."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.plans: list[dict] = []
+        self.frames: list = []
+        self.recording = False
+
+    def __enter__(self):
+        super().__enter__()
+        from std_msgs.msg import String
+
+        from vlm_agent.nodes.base import LATCHED_QOS
+
+        self.node.create_subscription(String, "/vlm_agent/plan", self._on_plan, LATCHED_QOS)
+        return self
+
+    def _on_plan(self, msg) -> None:
+        try:
+            self.plans.append(json.loads(msg.data))
+        except ValueError:
+            pass
+
+    def _on_rgb(self, msg) -> None:
+        super()._on_rgb(msg)
+        if self.recording and self.latest.rgb is not None:
+            self.frames.append(self.latest.rgb)
+
+    def _episode_finished(self, instruction: str) -> str | None:
+        """The end reason once the executor finished a `stop` plan of this episode, else None."""
+        ours = {p.get("plan_id"): p for p in self.plans if p.get("instruction") == instruction}
+        for state in self.latest.states:
+            if state.get("plan_id") in ours and state.get("state") == "done" and state.get("reason") == "stop":
+                return ours[state["plan_id"]].get("error") or "model said stop"
+        return None
+
+    def run_episode(self, ep, graph, timeout_s: float, out_dir: str) -> dict:
+        from std_srvs.srv import Trigger
+
+        from vlm_agent.sim.evaluation import write_video
+
+        self.plans.clear()
+        self.frames = []
+        self.latest.states.clear()
+        info = self.reset_episode(ep, graph)
+        self.recording = True
+        print(f"[{ep.episode_id}] {info.get('instruction', ep.instruction)!r}")
+        start = time.monotonic()
+        try:
+            self.spin_until(lambda: self._episode_finished(ep.instruction) is not None, timeout_s, "stop from the planner", graph)
+            end_reason = self._episode_finished(ep.instruction)
+        except TimeoutError:
+            end_reason = f"demo timeout {timeout_s:g} s"
+            stop = self.node.create_client(Trigger, "/vlm_agent/stop")
+            if stop.wait_for_service(timeout_sec=2.0):
+                self.call(stop, Trigger.Request(), "/vlm_agent/stop", graph)
+        self.recording = False
+        metrics = self.result(graph)
+        ours = [p for p in self.plans if p.get("instruction") == ep.instruction]
+        latencies = [p.get("latency_s") or 0.0 for p in ours]
+        png = gif = ""
+        if self.frames:
+            png, gif = write_video(out_dir, ep, self.frames[:: max(1, len(self.frames) // 120)])
+        row = {
+            "episode_id": ep.episode_id,
+            "instruction": ep.instruction,
+            "success": float(metrics.get("success", 0.0)),
+            "spl": float(metrics.get("spl", 0.0)),
+            "navigation_error": float(metrics.get("navigation_error", float("nan"))),
+            "plans": len(ours),
+            "planner_latency_ms": 1e3 * sum(latencies) / max(1, len(latencies)),
+            "end_reason": end_reason,
+            "wall_s": time.monotonic() - start,
+            "contact_sheet": png,
+            "gif": gif,
+            "raw_text_examples": [p.get("raw_text", "") for p in ours[:3]],
+        }
+        print(
+            f"[{ep.episode_id}] success={row['success']:.0f} SPL={row['spl']:.2f} "
+            f"NE={row['navigation_error']:.2f} m plans={row['plans']} ({end_reason})"
+        )
+        return row
