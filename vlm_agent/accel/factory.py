@@ -134,6 +134,7 @@ def make_encoder(
             continue
         if i > 0 and precision != cfg.precision:
             reasons.append(f"{name}: running {precision} instead of {cfg.precision}")
+            log.warning("vision encoder: %s", reasons[-1])
         try:
             enc = _build(name, cfg, device, precision, tower, onnx_file)
         except Exception as exc:  # a failed build/load is a reason to fall back, not a crash
