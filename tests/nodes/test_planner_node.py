@@ -228,3 +228,41 @@ def test_a_latched_instruction_starts_exactly_one_episode(rig):
         assert rig.backend.instructions[-1] == "go to the blue box" and rig.backend.calls == 1
     finally:
         rig.node.destroy_publisher(pub)
+
+
+def test_missing_model_answers_with_a_stop_plan_naming_the_cause(tmp_path):
+    """No model directory: the node still starts, and every instruction gets a stop plan with the reason."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from std_msgs.msg import String
+
+    from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS
+    from vlm_agent.nodes.navid_planner import NavidPlannerNode
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        node = NavidPlannerNode(context=context, parameter_overrides=[
+            Parameter("model_dir", value=str(tmp_path / "no_such_model")),
+            Parameter("instruction_topic", value="/missing_model/instruction"),
+            Parameter("plan_topic", value="/missing_model/plan"),
+        ])
+        helper = rclpy.create_node("missing_model_helper", context=context)
+        executor.add_node(node)
+        executor.add_node(helper)
+        plans = []
+        pub = helper.create_publisher(String, "/missing_model/instruction", COMMAND_QOS)
+        sub = helper.create_subscription(String, "/missing_model/plan", lambda m: plans.append(json.loads(m.data)), LATCHED_QOS)
+        assert wait_for_subscribers(pub) and wait_for_publishers(sub)
+        pub.publish(String(data="go to the door"))
+        assert spin_until(executor, lambda: bool(plans), timeout=10)
+        assert _is_stop(plans[0]) and "model unavailable" in plans[0]["error"] and "no_such_model" in plans[0]["error"]
+        assert node.status_extra()["model"].startswith("FileNotFoundError")
+    finally:
+        for n in list(executor.get_nodes()):
+            executor.remove_node(n)
+            n.destroy_node()
+        executor.shutdown()
+        rclpy.shutdown(context=context)

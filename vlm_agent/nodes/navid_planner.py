@@ -107,7 +107,12 @@ class NavidPlannerNode(AgentNode):
         from vlm_agent.planners.navid import NavidPlanner
 
         t0 = time.perf_counter()
-        self._planner = NavidPlanner(_planner_config(self.config))
+        try:
+            self._planner = NavidPlanner(_planner_config(self.config))
+        except Exception as exc:
+            # Set here, on the worker, so a reset queued behind the load already reports the cause.
+            self._model_error = f"{type(exc).__name__}: {exc}"
+            raise
         return ("loaded", time.perf_counter() - t0)
 
     def _reset_job(self, token: int, instruction: str):
