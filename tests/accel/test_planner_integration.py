@@ -74,3 +74,26 @@ def test_torch_backend_keeps_the_builtin_tower_and_saving_is_unaffected(navid_di
     assert NavidModel.from_pretrained(tmp_path / "saved") is not None
     with pytest.raises(TypeError, match="set_vision_encoder"):
         attach_encoder(torch.nn.Linear(2, 2))
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "checkpoints" / "navid_tiny"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(), reason="checkpoints/navid_tiny is not in this tree")
+def test_shipped_navid_plans_the_same_with_onnxruntime(cache_dir):
+    """The trained default model: identical plans with its tower in PyTorch or ONNX Runtime."""
+    ref, acc = _planner(str(SHIPPED)), _planner(str(SHIPPED))
+    enc = attach_encoder(acc.backend.model, backend="onnxruntime", engine_cache_dir=cache_dir)
+    assert enc.backend == "onnxruntime"
+    size = ref.backend.model.config.image_size
+    rng = np.random.default_rng(1)
+    # Smooth colour gradients: deterministic frames in the range real images have (no renderer needed).
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    frames = [np.clip(np.stack([yy * 255 * rng.random(), xx * 255 * rng.random(), np.full_like(xx, 255 * rng.random())], -1), 0, 255).astype(np.uint8) for _ in range(4)]
+    for p in (ref, acc):
+        p.reset("go to the red ball")
+    for frame in frames:
+        a, b = ref.plan(frame), acc.plan(frame)
+        assert (a.raw_text, a.primitives) == (b.raw_text, b.primitives)
+        ref.observe(frame)
+        acc.observe(frame)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import io
 import json
@@ -182,7 +183,10 @@ def module_fingerprint(module: nn.Module, info: TowerInfo, opset: int) -> str:
     so `make_encoder` re-exports only when something that changes the graph changed.
     """
     h = hashlib.sha256()
-    h.update(json.dumps({"info": info.to_dict(), "opset": opset, "torch": torch.__version__, "cls": type(module).__qualname__}, sort_keys=True).encode())
+    # The display name is left out: the same tower reached as a directory or as a live module
+    # shares one export.
+    shape = {k: v for k, v in info.to_dict().items() if k != "name"}
+    h.update(json.dumps({"info": shape, "opset": opset, "torch": torch.__version__}, sort_keys=True).encode())
     cfg = getattr(getattr(module, "model", None), "config", None)
     if cfg is not None:
         h.update(cfg.to_json_string(use_diff=False).encode())
@@ -198,9 +202,10 @@ def cached_export(module: nn.Module, info: TowerInfo, cache_dir: str, opset: int
     """Path of the ONNX export of `module` in `cache_dir`, exporting (and verifying) only on a miss."""
     key = module_fingerprint(module, info, opset)[:20]
     path = os.path.join(cache_dir, f"{_safe(info.name)}-{key}.onnx")
-    if os.path.isfile(path):
-        log.info("ONNX cache hit: %s", path)
-        return path
+    hits = sorted(glob.glob(os.path.join(glob.escape(cache_dir), f"*-{key}.onnx")))
+    if hits:
+        log.info("ONNX cache hit: %s", hits[0])
+        return hits[0]
     log.info("exporting %s to %s (opset %d)", info.name, path, opset)
     # Verification here is cheap insurance: a wrong graph would otherwise be cached for good.
     try:
