@@ -61,3 +61,24 @@ def ros_node(ros_context, ros_executor):
 @pytest.fixture
 def run_dir(tmp_path):
     return tmp_path
+
+
+# pyrealsense2's software device and the ROS 2 wheels in one test process corrupt the heap in a
+# C++ static destructor at interpreter exit (glibc free() in __run_exit_handlers, after every test
+# has passed; seen only in the pytest process, not in the realsense_camera node's own process).
+# The root cause is in native teardown we do not own, so when pyrealsense2 was loaded we leave with
+# os._exit after pytest has written its report, keeping pytest's exit status.
+_EXIT_STATUS = {"status": None}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["status"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    import sys
+
+    if _EXIT_STATUS["status"] is not None and "pyrealsense2" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["status"])

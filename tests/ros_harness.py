@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,27 @@ import sys
 import time
 
 DEFAULT_TIMEOUT_S = 15.0
+
+
+@contextlib.contextmanager
+def ros_session(args: list[str] | None = None):
+    """(context, executor): a fresh rclpy context with a SingleThreadedExecutor; on exit every node
+    added to the executor is destroyed and the context shut down. For module-scoped test rigs."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(args=args, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        yield context, executor
+    finally:
+        for node in list(executor.get_nodes()):
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+        if context.ok():
+            rclpy.shutdown(context=context)
 
 
 def spin_until(executor, predicate, timeout: float = DEFAULT_TIMEOUT_S, step: float = 0.02) -> bool:

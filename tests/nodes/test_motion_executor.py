@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.ros_harness import spin_until, wait_for_publishers, wait_for_subscribers
+from tests.ros_harness import ros_session, spin_until, wait_for_publishers, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 
@@ -56,19 +56,8 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig():
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    r = Rig(context, executor)
-    yield r
-    for node in list(executor.get_nodes()):
-        executor.remove_node(node)
-        node.destroy_node()
-    executor.shutdown()
-    rclpy.shutdown(context=context)
+    with ros_session() as (context, executor):
+        yield Rig(context, executor)
 
 
 @pytest.fixture
