@@ -25,6 +25,8 @@ class NavidConfig(EmbodiedVLMConfig):
         his_token_id, obs_token_id, nav_token_id: separator ids.
         forward_values_cm, turn_values_deg: the values the constrained decoder may emit.
         max_primitives: primitives per call (NaVid's grammar allows up to 3).
+        aux_action_classes: >0 adds a training-only head that predicts the expert's next primitive from
+            one frame's grounded 2x2 grid (deep supervision of the vision + FiLM path); unused at inference.
     """
 
     current_grid_size: int = 8
@@ -37,6 +39,7 @@ class NavidConfig(EmbodiedVLMConfig):
     forward_values_cm: list = dataclasses.field(default_factory=lambda: [25])
     turn_values_deg: list = dataclasses.field(default_factory=lambda: [30])
     max_primitives: int = 3
+    aux_action_classes: int = 0
     model_type: str = "navid"
 
     def __post_init__(self):
@@ -48,7 +51,7 @@ class NavidConfig(EmbodiedVLMConfig):
             # Adaptive pooling handles grids that are not multiples (a 224 px / patch 16 SigLIP has 14x14).
             if not isinstance(v, int) or not 1 <= v <= g:
                 raise ValueError(f"{owner}.{name}: {v!r} must be an int in [1, vision grid size {g}]")
-        for name, lo, hi in (("max_history_frames", 1, 4096), ("film_layers", 0, 16), ("max_primitives", 1, 3)):
+        for name, lo, hi in (("max_history_frames", 1, 4096), ("film_layers", 0, 16), ("max_primitives", 1, 3), ("aux_action_classes", 0, 64)):
             v = getattr(self, name)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{owner}.{name}: {v!r} must be an int in [{lo}, {hi}]")

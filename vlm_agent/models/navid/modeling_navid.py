@@ -56,6 +56,17 @@ class NavidModel(EmbodiedVLMModel):
         if self.instruction_film is not None:
             nn.init.zeros_(self.instruction_film[-1].weight)
             nn.init.zeros_(self.instruction_film[-1].bias)
+        self.aux_action_head = None
+        if config.aux_action_classes:
+            self.add_aux_action_head(config.aux_action_classes)
+
+    def add_aux_action_head(self, n_classes: int) -> None:
+        """Training-only deep supervision: expert action from one frame's grounded 2x2 grid. A tiny LM
+        reading from-scratch vision tokens learns slowly; this gives the vision + FiLM path a direct
+        gradient (the recipe that grounded instructions in the project's CPU experiment)."""
+        dv = self.config.vision_config.hidden_size
+        self.config.aux_action_classes = n_classes
+        self.aux_action_head = nn.Linear(self.config.history_tokens_per_frame * dv, n_classes)
 
     # -- instruction and frames --------------------------------------------------------------
     def instruction_condition(self, instruction_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -103,7 +114,8 @@ class NavidModel(EmbodiedVLMModel):
         Returns the weighted mean token cross-entropy over answer tokens.
         """
         cond = self.instruction_condition(batch["instruction_ids"], batch["instruction_mask"])[batch["frame_episode"]]
-        cur, his = self.encode_frames(batch["pixel_values"], cond)
+        grid = self.ground(self.get_vision_features(batch["pixel_values"]), cond)
+        cur, his = self.frame_tokens(grid)
         d = cur.shape[-1]
         table = torch.cat([his.reshape(-1, d), cur.reshape(-1, d)])
         feats = table[batch["feature_index"]]
@@ -115,7 +127,12 @@ class NavidModel(EmbodiedVLMModel):
         logits = self.language_model.lm_head(hidden[sel])
         tok_loss = F.cross_entropy(logits, labels[sel], reduction="none")
         weights = batch["loss_weight"][:, None].expand_as(labels)[sel]
-        return (tok_loss * weights).sum() / weights.sum()
+        loss = (tok_loss * weights).sum() / weights.sum()
+        if self.aux_action_head is not None and "actions" in batch:
+            pooled = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), self.config.history_grid_size).flatten(1)
+            aux = self.aux_action_head(pooled[batch["current_frame"]])
+            loss = loss + batch.get("aux_weight", 1.0) * (F.cross_entropy(aux, batch["actions"], reduction="none") * batch["loss_weight"]).sum() / batch["loss_weight"].sum()
+        return loss
 
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()

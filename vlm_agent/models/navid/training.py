@@ -46,6 +46,7 @@ class NavidTrainConfig(ConfigBase):
     text_layers: int = param(2, "LM layers", min=1, max=64)
     heads: int = param(4, "attention heads (vision and LM)", min=1, max=64)
     film_layers: int = param(2, "instruction FiLM blocks over the vision grid", min=0, max=16)
+    aux_weight: float = param(0.0, "weight of the training-only expert-action head on each frame's grounded grid (0 = none)", min=0.0, max=100.0)
     max_history_frames: int = param(8, "history frames fed to the LM (uniform subsample)", min=1, max=4096)
     val_episodes: int = param(24, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     val_max_steps: int = param(150, "step cap per validation episode", min=1)
@@ -79,7 +80,7 @@ class EpisodeBatcher:
         cfg, d = self.cfg, self.data
         frame_ids: list[int] = []
         frame_episode: list[int] = []
-        seqs, labels, feat_index, weights = [], [], [], []
+        seqs, labels, feat_index, weights, actions, current = [], [], [], [], [], []
         per_frame_his, per_frame_cur = cfg.history_tokens_per_frame, cfg.current_tokens
         plans = []
         for j, e in enumerate(episodes):
@@ -116,6 +117,8 @@ class EpisodeBatcher:
                 base = n_frames * per_frame_his + local[s] * per_frame_cur
                 feat_index.extend(range(base, base + per_frame_cur))
                 weights.append(self.stop_weight if ACTIONS[action].kind == "stop" else 1.0)
+                actions.append(action)
+                current.append(local[s])
         L = max(len(s) for s in seqs)
         pad = cfg.pad_token_id
         input_ids = torch.full((len(seqs), L), pad, dtype=torch.long)
@@ -142,6 +145,8 @@ class EpisodeBatcher:
             "labels": lab,
             "feature_index": torch.tensor(feat_index, dtype=torch.long),
             "loss_weight": torch.tensor(weights, dtype=torch.float32),
+            "actions": torch.tensor(actions, dtype=torch.long),
+            "current_frame": torch.tensor(current, dtype=torch.long),
         }
 
 
@@ -190,8 +195,10 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         vocab = int(math.ceil(len(tokenizer) / 64) * 64)
         config = make_config("navid", vocab_size=vocab, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_hidden=cfg.vision_hidden,
                              vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads,
-                             film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames)
+                             film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames, aux_action_classes=len(ACTIONS) if cfg.aux_weight else 0)
         model = NavidModel(config)
+    if cfg.aux_weight and model.aux_action_head is None:
+        model.add_aux_action_head(len(ACTIONS))
     model.train()
     processor = NavidProcessor(tokenizer, model.config)
     batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed)
@@ -229,6 +236,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         batch = batcher.sample(cfg.batch_episodes)
+        batch["aux_weight"] = cfg.aux_weight
         loss = model.forward_train(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
