@@ -127,3 +127,19 @@ def test_training_step_reduces_loss_and_reaches_every_part(navid):
                 assert any(v for n, v in grads.items() if n.startswith(part)), part
         opt.step()
     assert float(loss.detach()) < 0.5 * first
+
+
+def test_aux_action_head_trains_and_round_trips(navid, tmp_path):
+    model, proc = navid
+    batch = EpisodeBatcher(_dataset(n_episodes=2, length=4), proc, steps_per_episode=4, stop_weight=2.0).build([0, 1])
+    with torch.no_grad():
+        plain = float(model.forward_train(batch))
+    model.add_aux_action_head(len(ACTIONS))
+    loss = model.forward_train({**batch, "aux_weight": 1.0})
+    assert float(loss) > plain  # the expert-action cross-entropy is added
+    loss.backward()
+    assert model.aux_action_head.weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path, tokenizer=proc.tokenizer)
+    again = NavidModel.from_pretrained(tmp_path)
+    assert again.config.aux_action_classes == len(ACTIONS)
+    torch.testing.assert_close(again.aux_action_head.weight, model.aux_action_head.weight)
