@@ -126,6 +126,7 @@ class DemoClient(RosEvalClient):
         self.plans: list[dict] = []
         self.frames: list = []
         self.recording = False
+        self.planner_status: dict[str, str] = {}
 
     def __enter__(self):
         super().__enter__()
@@ -133,8 +134,16 @@ class DemoClient(RosEvalClient):
 
         from vlm_agent.nodes.base import LATCHED_QOS
 
+        from diagnostic_msgs.msg import DiagnosticArray
+
         self.node.create_subscription(String, "/vlm_agent/plan", self._on_plan, LATCHED_QOS)
+        self.node.create_subscription(DiagnosticArray, "/vlm_agent/status", self._on_status, 10)
         return self
+
+    def _on_status(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith("navid_planner"):
+                self.planner_status = {kv.key: kv.value for kv in status.values}
 
     def _on_plan(self, msg) -> None:
         try:
@@ -148,11 +157,15 @@ class DemoClient(RosEvalClient):
             self.frames.append(self.latest.rgb)
 
     def _episode_finished(self, instruction: str) -> str | None:
-        """The end reason once the executor finished a `stop` plan of this episode, else None."""
+        """The end reason once the executor finished a `stop` plan of this episode, or the planner
+        ended the episode itself (e.g. after repeated aborted primitives); else None."""
         ours = {p.get("plan_id"): p for p in self.plans if p.get("instruction") == instruction}
         for state in self.latest.states:
             if state.get("plan_id") in ours and state.get("state") == "done" and state.get("reason") == "stop":
                 return ours[state["plan_id"]].get("error") or "model said stop"
+        status = self.planner_status
+        if ours and status.get("loop_state") == "finished" and instruction.startswith(status.get("instruction", "\0")):
+            return f"planner: {status.get('finish_reason') or 'finished'}"
         return None
 
     def run_episode(self, ep, graph, timeout_s: float, out_dir: str) -> dict:
@@ -162,6 +175,7 @@ class DemoClient(RosEvalClient):
 
         self.plans.clear()
         self.frames = []
+        self.planner_status = {}
         self.latest.states.clear()
         info = self.reset_episode(ep, graph)
         self.recording = True
