@@ -9,11 +9,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to accept other machines)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    parser.add_argument("--delay-s", type=float, default=0.0, help=argparse_hidden_help())
-
-
-def argparse_hidden_help() -> str:
-    return "artificial latency per completion in seconds (for testing client timeouts)"
+    parser.add_argument("--delay-s", type=float, default=0.0, help="artificial latency per completion in seconds (for testing client timeouts)")
 
 
 def run(args) -> int:

@@ -46,7 +46,7 @@ class NavidTrainConfig(ConfigBase):
     text_layers: int = param(2, "LM layers", min=1, max=64)
     heads: int = param(4, "attention heads (vision and LM)", min=1, max=64)
     film_layers: int = param(2, "instruction FiLM blocks over the vision grid", min=0, max=16)
-    aux_weight: float = param(0.0, "weight of the training-only expert-action head on each frame's grounded grid (0 = none)", min=0.0, max=100.0)
+    aux_weight: float = param(1.0, "weight of the training-only expert-action head on each frame's grounded grid (0 = none)", min=0.0, max=100.0)
     max_history_frames: int = param(8, "history frames fed to the LM (uniform subsample)", min=1, max=4096)
     val_episodes: int = param(24, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     val_max_steps: int = param(150, "step cap per validation episode", min=1)
