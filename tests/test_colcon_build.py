@@ -43,3 +43,5 @@ def test_colcon_build_installs_nodes_and_share_files(tmp_path):
         assert (share / "launch" / launch_file.name).is_file()
     for config in (ROOT / "config").glob("*.yaml"):
         assert (share / "config" / config.name).is_file()
+    for checkpoint in (ROOT / "checkpoints").glob("*/config.json"):  # the default models travel with the package
+        assert (share / "checkpoints" / checkpoint.parent.name / "config.json").is_file()

@@ -155,3 +155,21 @@ def test_make_navid_policy(tiny_navid_dir):
         make_navid_policy(tiny_navid_dir, history_frames=2)
     with pytest.raises(FileNotFoundError):
         make_navid_policy("/nonexistent/navid")
+
+
+def test_encoder_backend_is_a_config_choice_with_logged_fallback(tiny_navid_dir, tmp_path):
+    """Switching the vision encoder backend needs no code change; an unavailable one falls back
+    (tensorrt is absent here) and the plan is the same as with the reference torch tower."""
+    frame = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    texts = {}
+    for backend, device in (("torch", "cpu"), ("onnxruntime", "cpu"), ("tensorrt", "cuda")):
+        planner = NavidPlanner(NavidPlannerConfig(model_dir=tiny_navid_dir, encoder_backend=backend, encoder_device=device,
+                                                  encoder_cache_dir=str(tmp_path)))
+        planner.reset("go to the red ball")
+        texts[backend] = planner.plan(frame).raw_text
+        encoder = planner.backend.encoder
+        if backend == "tensorrt":
+            assert encoder.backend in ("onnxruntime", "torch") and encoder.fallback_reasons
+        else:
+            assert encoder.backend == backend
+    assert texts["onnxruntime"] == texts["torch"] == texts["tensorrt"]

@@ -297,6 +297,11 @@ class NavidPlannerNode(AgentNode):
             "history_frames": str(len(self.history)),
             "model": "loaded" if self._planner is not None else (self._model_error or "loading"),
         }
+        encoder = getattr(getattr(self._planner, "backend", None), "encoder", None)
+        if encoder is not None:
+            values["vision_encoder"] = f"{encoder.backend}/{encoder.device}/{encoder.precision}"
+            if encoder.fallback_reasons:
+                values["vision_encoder_fallback"] = "; ".join(encoder.fallback_reasons)[:300]
         if self._pose is not None:
             values["pose"] = f"{self._pose.position.x:.2f},{self._pose.position.y:.2f}"
         return values

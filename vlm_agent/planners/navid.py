@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from vlm_agent.config import ConfigBase, param
+from vlm_agent.accel.config import EncoderParams
+from vlm_agent.config import param
 
 from .navid_grammar import parse_primitives
 from .navid_prompt import validate_instruction
@@ -30,9 +31,32 @@ log = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_tiny")
 
 
+def default_checkpoint_dir(name: str = "navid_tiny") -> str:
+    """The shipped checkpoint: `checkpoints/<name>` of the source tree (pip -e, the repo), else of the
+    installed share folder (`colcon build` installs checkpoints/ under share/vlm_agent)."""
+    source_tree = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), name)
+    if os.path.isdir(source_tree):
+        return source_tree
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return os.path.join(get_package_share_directory("vlm_agent"), "checkpoints", name)
+    except (ImportError, LookupError, ValueError):
+        return source_tree
+
+
 @dataclasses.dataclass
-class NavidPlannerConfig(ConfigBase):
-    """Settings of `NavidPlanner` (also the planner node's ROS parameters)."""
+class NavidPlannerConfig(EncoderParams):
+    """Settings of `NavidPlanner` (also the planner node's ROS parameters).
+
+    The `encoder_*` fields (from `vlm_agent.accel.config.EncoderParams`) choose how the builtin
+    model's vision tower runs: torch, onnxruntime or tensorrt, falling back in that fixed order
+    (tensorrt -> onnxruntime -> torch) with the reason logged; switching needs no code change.
+    """
+
+    # The reference backend by default: identical numerics and no export step at start-up. Robots
+    # set onnxruntime (4x faster on CPU for navid_tiny) or tensorrt (Jetson) in their YAML.
+    encoder_backend: str = param("torch", "vision encoder backend of the builtin model (falls back tensorrt -> onnxruntime -> torch)", choices=("torch", "onnxruntime", "tensorrt"))
 
     backend: str = param("builtin", "model backend: builtin (the project's NaVid model), transformers (any image-text-to-text dir), remote (OpenAI-compatible server)", choices=("builtin", "transformers", "remote"))
     model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_tiny")
@@ -53,7 +77,7 @@ class NavidPlannerConfig(ConfigBase):
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
     def resolved_model_dir(self) -> str:
-        return self.model_dir or DEFAULT_CHECKPOINT
+        return self.model_dir or default_checkpoint_dir()
 
 
 @dataclasses.dataclass
@@ -81,7 +105,11 @@ def make_backend(config: NavidPlannerConfig):
         model_dir = config.resolved_model_dir()
         if not os.path.isfile(os.path.join(model_dir, "config.json")):
             raise FileNotFoundError(f"NaVid model directory {model_dir} has no config.json (train one with `vlm-agent train` or pass model_dir)")
-        return backends.BuiltinNavidBackend(model_dir, config.max_history_frames, config.decoding, max_new_tokens=config.max_new_tokens, device=config.device)
+        backend = backends.BuiltinNavidBackend(model_dir, config.max_history_frames, config.decoding, max_new_tokens=config.max_new_tokens, device=config.device)
+        from vlm_agent.accel import attach_encoder
+
+        backend.encoder = attach_encoder(backend.model, config.encoder_config())  # logs any fallback and why
+        return backend
     if config.backend == "transformers":
         if not config.model_dir or not os.path.isdir(config.model_dir):
             raise FileNotFoundError(f"transformers backend needs model_dir of a local model directory, got {config.model_dir!r}")
