@@ -215,3 +215,16 @@ def test_regression_reference_logits():
     with open(REFERENCE) as f:
         ref = json.load(f)["last_logits_first16"]
     np.testing.assert_allclose(values, ref, atol=1e-4)
+
+
+def test_wide_frames_are_centre_cropped_not_squashed():
+    """A 4:3 camera frame gives the model its centre square (the training view geometry)."""
+    rng = np.random.default_rng(0)
+    square = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    wide = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    wide[:, 8:56] = square
+    tall = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    tall[8:56] = square
+    pre = ImagePreprocessor(16)
+    np.testing.assert_array_equal(pre.to_array(wide), pre.to_array(square))
+    np.testing.assert_array_equal(pre.to_array(tall), pre.to_array(square))

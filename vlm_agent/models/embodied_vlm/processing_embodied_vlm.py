@@ -76,8 +76,11 @@ def load_tokenizer(directory: str):
 class ImagePreprocessor:
     """uint8 RGB frames (H, W, 3) -> float32 `pixel_values` (B, 3, S, S), normalised per channel.
 
-    Resizes with Pillow bilinear only when the frame is not already S x S (the simulator can render
-    at the model's size, which skips the resize). mean/std default to SigLIP's 0.5/0.5.
+    A non-square frame is first centre-cropped to a square of its shorter side: a 4:3 or 16:9
+    camera then gives the model the same view geometry as the square renders it was trained on
+    (same vertical field of view, nothing squashed). Resizes with Pillow bilinear only when the
+    frame is not already S x S (the simulator can render at the model's size, which skips the
+    resize). mean/std default to SigLIP's 0.5/0.5.
     """
 
     def __init__(self, image_size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
@@ -94,6 +97,11 @@ class ImagePreprocessor:
         if rgb.shape[0] == 0 or rgb.shape[1] == 0:
             raise ValueError(f"empty RGB frame of shape {rgb.shape}")
         s = self.image_size
+        h, w = rgb.shape[:2]
+        if h != w:
+            side = min(h, w)
+            top, left = (h - side) // 2, (w - side) // 2
+            rgb = rgb[top : top + side, left : left + side]
         if rgb.shape[:2] != (s, s):
             rgb = np.asarray(Image.fromarray(rgb).resize((s, s), Image.BILINEAR))
         x = (rgb.astype(np.float32) / 255.0 - self.mean) / self.std
