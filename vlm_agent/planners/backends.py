@@ -166,7 +166,27 @@ class _ImageHistory:
         return [self.frames[i] for i in select_history(len(self.frames), self.max_images)]
 
 
-class TransformersBackend:
+class _ChatBackend:
+    """What the chat backends (transformers, remote) share: an instruction, a history of frames
+    (downscaled, subsampled), and the images of one call (history + the current frame)."""
+
+    history: _ImageHistory
+    _instruction: str | None = None
+
+    def reset(self, instruction: str) -> None:
+        self._instruction = instruction
+        self.history.frames.clear()
+
+    def observe(self, rgb: np.ndarray) -> None:
+        self.history.add(_check_frame(rgb))
+
+    def _call_images(self, rgb: np.ndarray) -> list[np.ndarray]:
+        if self._instruction is None:
+            raise RuntimeError("call reset(instruction) before generate")
+        return self.history.selected() + [_check_frame(rgb)]
+
+
+class TransformersBackend(_ChatBackend):
     """Any transformers image-text-to-text model directory (Qwen2.5-VL, SmolVLM, LLaVA, ...).
 
     Loads with `AutoModelForImageTextToText` and `AutoProcessor` (processors whose video processor
@@ -184,21 +204,12 @@ class TransformersBackend:
         self.history = _ImageHistory(history_images)
         self.max_new_tokens, self.device = max_new_tokens, device
         self.name = f"transformers:{model_dir}"
-        self._instruction: str | None = None
-
-    def reset(self, instruction: str) -> None:
-        self._instruction = instruction
-        self.history.frames.clear()
-
-    def observe(self, rgb: np.ndarray) -> None:
-        self.history.add(_check_frame(rgb))
+        self._instruction = None
 
     def generate(self, rgb: np.ndarray) -> str:
         from PIL import Image
 
-        if self._instruction is None:
-            raise RuntimeError("call reset(instruction) before generate")
-        images = [Image.fromarray(f) for f in self.history.selected() + [_check_frame(rgb)]]
+        images = [Image.fromarray(f) for f in self._call_images(rgb)]
         content = [{"type": "image"} for _ in images] + [{"type": "text", "text": chat_prompt(self._instruction, len(images) - 1)}]
         text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
         inputs = self.processor(text=text, images=images, return_tensors="pt").to(self.device)
@@ -270,7 +281,7 @@ def encode_image_data_url(rgb: np.ndarray, fmt: str = "png") -> str:
     return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-class RemoteBackend:
+class RemoteBackend(_ChatBackend):
     """OpenAI-compatible chat-completions client with base64 images, a timeout and retries.
 
     Retries connection errors, timeouts, HTTP 429 and 5xx with exponential backoff; other 4xx and
@@ -290,19 +301,10 @@ class RemoteBackend:
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport)
         self.history = _ImageHistory(history_images)
         self.name = f"remote:{self.url}#{model}"
-        self._instruction: str | None = None
-
-    def reset(self, instruction: str) -> None:
-        self._instruction = instruction
-        self.history.frames.clear()
-
-    def observe(self, rgb: np.ndarray) -> None:
-        self.history.add(_check_frame(rgb))
+        self._instruction = None
 
     def request_body(self, rgb: np.ndarray) -> dict:
-        if self._instruction is None:
-            raise RuntimeError("call reset(instruction) before generate")
-        images = self.history.selected() + [_check_frame(rgb)]
+        images = self._call_images(rgb)
         content = [{"type": "text", "text": chat_prompt(self._instruction, len(images) - 1)}]
         content += [{"type": "image_url", "image_url": {"url": encode_image_data_url(im, self.image_format)}} for im in images]
         return {"model": self.model, "messages": [{"role": "user", "content": content}], "max_tokens": self.max_tokens, "temperature": 0.0, "stream": False}
