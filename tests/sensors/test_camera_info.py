@@ -55,3 +55,4 @@ def test_intrinsics_validation():
         CameraIntrinsics(10, 10, -1, 1, 0, 0)
     with pytest.raises(ValueError, match="fovy|vertical_fov"):
         CameraIntrinsics.from_fov(10, 10, 180.0)
+

@@ -236,7 +236,7 @@ class RosEvalClient:
             pass
 
     def _on_odom(self, msg) -> None:
-        from vlm_agent.nodes.motion_executor import yaw_from_quaternion
+        from vlm_agent.sensors.frames import yaw_from_quaternion
 
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         self.latest.pose = (p.x, p.y, yaw_from_quaternion(q.x, q.y, q.z, q.w))

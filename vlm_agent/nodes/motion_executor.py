@@ -25,6 +25,7 @@ from std_msgs.msg import String
 from vlm_agent.config import param
 from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS, AgentNode, run_node
 from vlm_agent.planners.planner_loop import ExecutorState, PlanMessage
+from vlm_agent.sensors.frames import yaw_from_quaternion
 from vlm_agent.skills.motion import ABORTED, DONE, EXECUTING, IDLE, MotionConfig, MotionExecutor, Pose2D
 
 NODE_CLASS = "MotionExecutorNode"
@@ -51,11 +52,6 @@ class MotionExecutorNodeConfig(MotionConfig):
 
 def _core_config(config: MotionExecutorNodeConfig) -> MotionConfig:
     return MotionConfig(**{k: getattr(config, k) for k in MotionConfig.__dataclass_fields__})
-
-
-def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """Yaw (rad, about +z) of a unit quaternion; NaN in gives NaN out."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 class MotionExecutorNode(AgentNode):

@@ -29,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vlm_agent.config import ConfigBase, param
 from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
+from vlm_agent.sensors.frames import seconds_to_stamp
 
 NODE_CLASS = "MujocoSimNode"
 
@@ -229,12 +230,7 @@ class MujocoSimNode(AgentNode):
                 return
 
     def _stamp(self):
-        from builtin_interfaces.msg import Time
-
-        # Round once in integer nanoseconds: rounding the fraction separately turned 6.9999999 s into
-        # sec=6, nanosec=0 (a stamp 1 s in the past, dropped downstream as out of order).
-        ns = int(round(self.sim_time * 1e9))
-        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        return seconds_to_stamp(self.sim_time)
 
     def _publish_odom(self, stamp, v, w):
         x, y, yaw = self.env.pose

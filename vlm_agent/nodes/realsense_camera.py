@@ -22,6 +22,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from vlm_agent.config import param
 from vlm_agent.nodes.base import SENSOR_QOS, AgentNode, run_node
 from vlm_agent.sensors.camera_info import intrinsics_to_camera_info
+from vlm_agent.sensors.frames import seconds_to_stamp
 from vlm_agent.sensors.image_conversion import numpy_to_image
 from vlm_agent.sensors.realsense import RealSenseCamera, RealSenseConfig
 
@@ -37,14 +38,6 @@ class RealSenseNodeConfig(RealSenseConfig):
     depth_topic: str = param("/camera/depth/image_rect_raw", "depth Image topic (16UC1 mm)", read_only=True)
     depth_info_topic: str = param("/camera/depth/camera_info", "depth CameraInfo topic", read_only=True)
 
-
-def _stamp(seconds: float):
-    from builtin_interfaces.msg import Time
-
-    # Round to integer nanoseconds first: splitting the float (int(s), round(frac * 1e9)) turns
-    # 6.9999999997 into (6, 1e9) -> an invalid or, wrapped, a 1 s backwards stamp.
-    ns = int(round(seconds * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 class RealSenseCameraNode(AgentNode):
@@ -96,7 +89,7 @@ class RealSenseCameraNode(AgentNode):
 
     def _publish(self, frame) -> None:
         # Host-time frames take the node clock so that use_sim_time and playback line up with the graph.
-        stamp = self.get_clock().now().to_msg() if frame.stamp_s == frame.host_stamp_s else _stamp(frame.stamp_s)
+        stamp = self.get_clock().now().to_msg() if frame.stamp_s == frame.host_stamp_s else seconds_to_stamp(frame.stamp_s)
         color = numpy_to_image(frame.color, "rgb8")
         color.header.stamp, color.header.frame_id = stamp, frame.color_intrinsics.frame_id
         depth = numpy_to_image(frame.depth_mm, "16UC1")

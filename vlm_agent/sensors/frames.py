@@ -56,6 +56,18 @@ class OdomState:
         return np.array([self.x, self.y, self.yaw, self.vx, self.wz], dtype=np.float32)
 
 
+def seconds_to_stamp(seconds: float):
+    """Float seconds -> `builtin_interfaces/Time`.
+
+    Rounds once to integer nanoseconds: splitting the float (int(s), round(frac * 1e9)) turns
+    6.9999999997 into (6, 1e9), an invalid or, wrapped, a 1 s backwards stamp.
+    """
+    from builtin_interfaces.msg import Time
+
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
 def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
     """Heading (rotation about +z) of a unit quaternion, radians in (-pi, pi]."""
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))

@@ -30,6 +30,7 @@ from vlm_agent.sim.metrics import SUCCESS_DISTANCE_M, nav_episode_metrics
 from vlm_agent.sim.mjcf import MODEL_CACHE, ModelCache
 from vlm_agent.sim.renderer import SceneRenderer
 from vlm_agent.sim.world import OBJECT_SIZE, ROBOT_RADIUS, WorldSpec
+from vlm_agent.skills.motion import wrap_angle
 
 ARM_JOINTS = ("arm_yaw", "arm_shoulder", "arm_elbow", "arm_wrist")
 GRIPPER_JOINTS = ("gripper_left", "gripper_right")
@@ -73,10 +74,6 @@ class NavObservation:
     step: int
     done: bool
     collided: bool = False
-
-
-def _wrap(a: float) -> float:
-    return (a + math.pi) % (2 * math.pi) - math.pi
 
 
 class NavEnv:
@@ -163,7 +160,7 @@ class NavEnv:
             x, y, travelled, collided = self._collision.sweep(self._x, self._y, self._yaw, primitive.distance_m)
             self._move_to(x, y, self._yaw, travelled)
         else:
-            self._move_to(self._x, self._y, _wrap(self._yaw + primitive.yaw_rad), 0.0)
+            self._move_to(self._x, self._y, wrap_angle(self._yaw + primitive.yaw_rad), 0.0)
         self.collisions += int(collided)
         self.step_count += 1
         self.steps_taken += 1
@@ -196,7 +193,7 @@ class NavEnv:
             else:
                 length += math.hypot(nx - x, ny - y)
                 x, y = nx, ny
-            yaw = _wrap(yaw + angular_radps * h)
+            yaw = wrap_angle(yaw + angular_radps * h)
         self.steps_taken += 1
         self.collisions += int(blocked)
         self._move_to(x, y, yaw, length)
@@ -211,7 +208,7 @@ class NavEnv:
     def set_pose(self, x: float, y: float, yaw: float) -> None:
         """Teleport the base (tests, data augmentation); not counted as travelled path."""
         self._require_episode()
-        self._x, self._y, self._yaw = float(x), float(y), _wrap(float(yaw))
+        self._x, self._y, self._yaw = float(x), float(y), wrap_angle(float(yaw))
         self._sync_base()
         mujoco.mj_kinematics(self.model, self.data)
         self._update_progress()
