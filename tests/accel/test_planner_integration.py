@@ -1,30 +1,17 @@
 """Planners switch encoder backend without code changes: NaVid with torch vs ONNX Runtime encoders."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
+from tests.helpers.tiny_navid import save_untrained_navid
 from vlm_agent.accel import attach_encoder
 
 
 @pytest.fixture(scope="module")
 def navid_dir(tmp_path_factory):
-    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
-    from vlm_agent.models.navid.modeling_navid import NavidModel
-    from vlm_agent.models.registry import make_config
-
-    tok = train_tokenizer()
-    cfg = make_config("navid", vocab_size=int(math.ceil(len(tok) / 64) * 64), image_size=64, patch_size=8, vision_hidden=32, vision_layers=2, text_hidden=32, text_layers=1, heads=4, film_layers=1)
-    torch.manual_seed(0)
-    model = NavidModel(cfg).eval()
-    # Random FiLM output weights: the zero init would make grounding the identity and hide a wrong path.
-    torch.nn.init.normal_(model.instruction_film[-1].weight, std=0.05)
-    d = tmp_path_factory.mktemp("navid")
-    model.save_pretrained(d, tokenizer=tok)
-    return str(d)
+    return save_untrained_navid(tmp_path_factory.mktemp("navid"), seed=0, vision_layers=2)
 
 
 def _planner(model_dir):

@@ -10,24 +10,14 @@ import sys
 
 import pytest
 
+from tests.helpers.tiny_navid import save_untrained_navid
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def untrained_navid_dir(tmp_path_factory):
-    import torch
-
-    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
-    from vlm_agent.models.navid.modeling_navid import NavidModel
-    from vlm_agent.models.registry import make_config
-
-    tok = train_tokenizer()
-    cfg = make_config("navid", vocab_size=int(math.ceil(len(tok) / 64) * 64), image_size=64, patch_size=8, vision_hidden=32,
-                      vision_layers=1, text_hidden=32, text_layers=1, heads=4, film_layers=1)
-    torch.manual_seed(9)
-    d = tmp_path_factory.mktemp("navid_untrained")
-    NavidModel(cfg).eval().save_pretrained(d, tokenizer=tok)
-    return str(d)
+    return save_untrained_navid(tmp_path_factory.mktemp("navid_untrained"), seed=9)
 
 
 def test_demo_runs_the_graph_and_writes_results(untrained_navid_dir, tmp_path):

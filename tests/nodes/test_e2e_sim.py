@@ -17,6 +17,8 @@ import yaml
 
 from tests.ros_harness import NodeProcess, spin_until, wait_for_publishers
 
+from tests.helpers.tiny_navid import save_untrained_navid
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 MAX_PLANS = 3
@@ -24,25 +26,9 @@ MAX_PLANS = 3
 
 @pytest.fixture(scope="module")
 def tiny_navid_dir(tmp_path_factory):
-    """An untrained NaVid model directory (random weights, trained tokenizer), as a user would point
-    `model_dir` at. Random FiLM output weights so grounding is not the identity."""
-    import torch
-
-    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
-    from vlm_agent.models.navid.modeling_navid import NavidModel
-    from vlm_agent.models.registry import make_config
-
-    tok = train_tokenizer()
-    cfg = make_config("navid", vocab_size=int(math.ceil(len(tok) / 64) * 64), image_size=64, patch_size=8, vision_hidden=32,
-                      vision_layers=1, text_hidden=32, text_layers=1, heads=4, film_layers=1)
     # Seed 9: on this episode's first frame the untrained model answers "move forward 25 cm, stop"
     # (seeds 0, 1, 5, 8 stop at once, which would not exercise motion).
-    torch.manual_seed(9)
-    model = NavidModel(cfg).eval()
-    torch.nn.init.normal_(model.instruction_film[-1].weight, std=0.05)
-    d = tmp_path_factory.mktemp("navid_untrained")
-    model.save_pretrained(d, tokenizer=tok)
-    return str(d)
+    return save_untrained_navid(tmp_path_factory.mktemp("navid_untrained"), seed=9)
 
 
 def graph_yaml(path, model_dir):
