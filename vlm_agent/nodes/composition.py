@@ -101,7 +101,12 @@ def run_graph(config_path: str, only: list[str] | None = None, duration_s: float
     if not names:
         raise ValueError(f"{config_path}: no vlm_agent node sections (available: {', '.join(available_nodes())})")
     with NodeGraph(names, params_file=config_path, logger=logger) as graph:
-        signal.signal(signal.SIGTERM, lambda *_: graph.request_stop())
+        # Cooperative stop on Ctrl-C / SIGTERM: the spin loop ends between callbacks and close()
+        # tears the nodes down in order. rclpy's own SIGINT handler shuts the context down under a
+        # running executor, and a subscription take racing with it raised from inside rclpy
+        # (RuntimeError in take_message), so the process exited 1 instead of 0.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: graph.request_stop())
         graph.spin(duration_s)
     logger("graph stopped")
     return 0
