@@ -30,6 +30,7 @@ def main() -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
+    from vlm_agent.nodes.base import rclpy_session
     from vlm_agent.ros_env import configure_ros_environment
     from vlm_agent.sensors.image_conversion import numpy_to_image
 
@@ -37,7 +38,7 @@ def main() -> int:
     qos = qos_profile_sensor_data if args.qos == "sensor" else QoSProfile(depth=args.count, reliability=ReliabilityPolicy.RELIABLE)
     frames = [frame_pattern(i) for i in range(args.count)]
     try:
-        with rclpy.init():
+        with rclpy_session():
             node = rclpy.create_node("test_image_publisher")
             pub = node.create_publisher(Image, args.topic, qos)
             while pub.get_subscription_count() == 0:

@@ -29,6 +29,7 @@ def run(args) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
+    from vlm_agent.nodes.base import rclpy_session
     from vlm_agent.nodes.recorder import DEFAULT_TOPICS, RecorderNode
     from vlm_agent.ros_env import configure_ros_environment
 
@@ -47,7 +48,7 @@ def run(args) -> int:
     configure_ros_environment()
     live = None
     try:
-        with rclpy.init():
+        with rclpy_session():
             node = RecorderNode(parameter_overrides=overrides)
             executor = SingleThreadedExecutor()
             executor.add_node(node)

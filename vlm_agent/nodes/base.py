@@ -8,6 +8,7 @@ dataclass's error message. Every node publishes a `diagnostic_msgs/DiagnosticArr
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -142,12 +143,26 @@ class AgentNode(Node):
         self._status_pub.publish(msg)
 
 
+@contextlib.contextmanager
+def rclpy_session(args=None, context=None):
+    """`rclpy.init` ... `rclpy.try_shutdown` as a context manager on every supported distribution.
+
+    `with rclpy.init():` only exists after Jazzy (on Humble and Jazzy `init` returns None and the
+    `with` raises TypeError), so this is the one spelling the package uses.
+    """
+    rclpy.init(args=args, context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
 def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
     """Standard node `main`: init, spin on a SingleThreadedExecutor, clean shutdown on Ctrl-C or
     external shutdown. Returns the process exit code (1 when the node refused its parameters)."""
     configure_ros_environment()
     try:
-        with rclpy.init(args=args):
+        with rclpy_session(args=args):
             node = node_factory()
             try:
                 rclpy.spin(node)
