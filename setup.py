@@ -4,6 +4,7 @@ Builds with `colcon build` on a robot with ROS 2 from apt (system rclpy, no ros-
 `pip install -e .` in the standalone venv the Makefile makes (ROS 2 from PyPI wheels).
 """
 import os
+import sys
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -35,6 +36,12 @@ def node_console_scripts():
     return [f"{n} = {PACKAGE}.nodes.{n}:main" for n in names]
 
 
+# colcon builds run `setup.py install` (or `develop` with --symlink-install), and setup.cfg sends
+# console scripts to lib/vlm_agent; a small wrapper in bin/ puts `vlm-agent` on PATH as well.
+# pip (the standalone venv) builds wheels instead and puts the console script in bin/ itself, so the
+# wrapper must not be installed there (it would shadow the real script).
+COLCON_STYLE_INSTALL = any(cmd in sys.argv[1:] for cmd in ("install", "develop"))
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -44,6 +51,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
     ]
+    + ([("bin", ["resource/vlm-agent"])] if COLCON_STYLE_INSTALL else [])
     + tree_data_files("launch")
     + tree_data_files("config")
     + tree_data_files("sim")

@@ -1,6 +1,7 @@
 """The package builds with `colcon build` as on a robot with ROS 2 from apt (ament_python):
-console scripts under lib/vlm_agent (what `ros2 run`/`ros2 launch` look for), launch/config
-files and package.xml under share/vlm_agent, and the ament index marker."""
+console scripts under lib/vlm_agent (what `ros2 run`/`ros2 launch` look for), `vlm-agent` on PATH
+after sourcing the workspace, launch/config files and package.xml under share/vlm_agent, and the
+ament index marker."""
 from __future__ import annotations
 
 import shutil
@@ -45,3 +46,13 @@ def test_colcon_build_installs_nodes_and_share_files(tmp_path):
         assert (share / "config" / config.name).is_file()
     for checkpoint in (ROOT / "checkpoints").glob("*/config.json"):  # the default models travel with the package
         assert (share / "checkpoints" / checkpoint.parent.name / "config.json").is_file()
+
+    # `vlm-agent` is on PATH after `source install/setup.bash`, as a robot user would run it.
+    shell = subprocess.run(
+        ["bash", "-c", "source install/setup.bash && command -v vlm-agent && vlm-agent --help"],
+        cwd=tmp_path / "ws", capture_output=True, text=True, timeout=120,
+    )
+    assert shell.returncode == 0, shell.stdout[-2000:] + shell.stderr[-2000:]
+    lines = shell.stdout.splitlines()
+    assert lines[0] == str(install / "bin" / "vlm-agent")
+    assert "eval" in shell.stdout and "up" in shell.stdout

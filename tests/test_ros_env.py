@@ -11,6 +11,7 @@ def test_standalone_defaults_fill_only_missing_values():
     changed = configure_ros_environment(env, standalone=True)
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"  # the user's choice wins
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == fastdds_profile_path()
+    assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == fastdds_profile_path()  # Fast DDS 2.x (Humble, Jazzy)
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in changed
 
 
