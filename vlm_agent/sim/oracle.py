@@ -54,8 +54,12 @@ class NavOracle:
     def action_scores(self, goal: str | None = None, radius: float = 0.75) -> dict[int, float]:
         """Score of each candidate turn count k (positive = left), lower is better (for inspection/tests)."""
         env = self.env
-        goal = goal or env.current_goal
-        field = env.cost_field(goal, radius=radius)
+        return self.field_scores(env.cost_field(goal or env.current_goal, radius=radius))
+
+    def field_scores(self, field: np.ndarray) -> dict[int, float]:
+        """Score of each candidate turn count k on any (ny, nx) cost-to-go `field` over `env.grid`
+        (the explorer reuses this with a field towards unseen floor)."""
+        env = self.env
         grid = env.grid
         x, y, yaw = env.pose
         step_m = self.forward_cm / 100.0
@@ -82,7 +86,11 @@ class NavOracle:
         return scores
 
     def _best_move(self, goal: str, radius: float = 0.75) -> NavPrimitive:
-        scores = self.action_scores(goal, radius)
+        return self.best_move_on_field(self.env.cost_field(goal, radius=radius))
+
+    def best_move_on_field(self, field: np.ndarray) -> NavPrimitive:
+        """The forward/turn primitive that starts the best lookahead sequence on `field` (never stop)."""
+        scores = self.field_scores(field)
         k = min(scores, key=lambda kk: (scores[kk], abs(kk), -kk))
         if k == 0:
             return NavPrimitive.forward(self.forward_cm)

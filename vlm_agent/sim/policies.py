@@ -20,6 +20,7 @@ from vlm_agent.planners.primitives import NavPrimitive
 
 POLICIES: dict[str, str] = {
     "oracle": "vlm_agent.sim.policies:make_oracle_policy",
+    "explorer": "vlm_agent.sim.policies:make_explorer_policy",
     "random": "vlm_agent.sim.policies:make_random_policy",
     "colour": "vlm_agent.sim.policies:make_colour_policy",
     "navid": "vlm_agent.planners.navid_policy:make_navid_policy",
@@ -127,6 +128,15 @@ def make_oracle_policy(suite: str, model_dir=None, env=None, **kw):
     if suite == "seg":
         return OracleSegPolicy(env)
     raise ValueError(f"oracle: unknown suite '{suite}'")
+
+
+def make_explorer_policy(suite: str, model_dir=None, env=None, **kw):
+    """The observation-explainable expert (`vlm_agent.sim.explorer`): explores until it has seen the goal."""
+    if env is None or suite != "nav":
+        raise ValueError("the explorer policy is a privileged nav expert: --suite nav, and pass env= (the evaluator does)")
+    from vlm_agent.sim.explorer import ExplorerExpert
+
+    return ExplorerExpert(env)
 
 
 def make_random_policy(suite: str, model_dir=None, env=None, seed: int = 0, **kw):

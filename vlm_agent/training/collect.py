@@ -1,0 +1,127 @@
+"""Sharded, resumable expert data collection for the NaVid model (behaviour cloning and DAgger).
+
+`collect_shards(out_dir, ...)` writes `shard_00000.npz`, `shard_00001.npz`, ... of `episodes_per_shard`
+episodes each (the format of `vlm_agent.models.navid.collection`: frames (F, S, S, 3) uint8, actions
+(F,) int8, episode_start, episode_length, instructions, episode_ids, plus tasks, success, expert);
+a shard that already exists is skipped, so an interrupted run resumes where it stopped. Episode `i`
+of shard `k` is `make_episode("nav", split, seed, k * episodes_per_shard + i)`: deterministic.
+
+Experts: "explorer" (`vlm_agent.sim.explorer.ExplorerExpert`, observation-explainable) or "oracle"
+(`NavOracle`, shortest path with privileged goal positions). With a learner (DAgger), the learner's
+primitive is executed with probability 1 - beta and the expert's otherwise; the label is always the
+expert's action for the state actually visited, and the explorer's memory follows the learner's views.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from vlm_agent.models.navid.collection import ACTION_INDEX
+
+
+def make_expert(name: str, env):
+    from vlm_agent.sim.explorer import ExplorerExpert
+    from vlm_agent.sim.oracle import NavOracle
+
+    if name == "explorer":
+        return ExplorerExpert(env)
+    if name == "oracle":
+        return NavOracle(env)
+    raise ValueError(f"unknown expert '{name}' (explorer | oracle)")
+
+
+def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, episodes_per_shard: int = 250, seed: int = 0,
+                   image_size: int = 64, expert: str = "explorer", learner=None, beta: float = 1.0, max_steps: int = 0,
+                   log=print) -> list[str]:
+    """Write the shards (see module doc); returns their paths. `learner`: an object with
+    `reset(episode)` and `act(obs) -> NavPrimitive` (a `NavidPolicy`)."""
+    import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episode
+
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    if learner is None and beta < 1.0:
+        raise ValueError("beta < 1 needs a learner policy (DAgger)")
+    os.makedirs(out_dir, exist_ok=True)
+    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=False, max_steps=max_steps))
+    teacher = make_expert(expert, env)
+    n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
+    paths = []
+    t_start = time.monotonic()
+    for k in range(n_shards):
+        path = os.path.join(out_dir, f"shard_{k:05d}.npz")
+        paths.append(path)
+        if os.path.exists(path):
+            continue
+        rng = np.random.default_rng([seed, k, 99])
+        frames, actions, starts, lengths, instr, ids, tasks, succ = [], [], [], [], [], [], [], []
+        t0 = time.monotonic()
+        for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
+            ep = make_episode("nav", split, seed, i)
+            obs = env.reset(ep)
+            teacher.reset(ep)
+            if learner is not None:
+                learner.reset(ep)
+            starts.append(len(frames))
+            while not env.done:
+                label = teacher.act(obs)
+                frames.append(obs.rgb)
+                actions.append(ACTION_INDEX[(label.kind, label.value)])
+                action = label
+                if learner is not None:
+                    learned = learner.act(obs)
+                    if rng.random() >= beta:
+                        action = learned
+                obs = env.step(action)
+            lengths.append(len(frames) - starts[-1])
+            instr.append(ep.instruction)
+            ids.append(ep.episode_id)
+            tasks.append(ep.task)
+            succ.append(float(env.metrics()["success"]))
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, frames=np.stack(frames), actions=np.asarray(actions, np.int8), episode_start=np.asarray(starts, np.int64),
+                 episode_length=np.asarray(lengths, np.int64), instructions=np.asarray(instr), episode_ids=np.asarray(ids),
+                 tasks=np.asarray(tasks), success=np.asarray(succ, np.float32), expert=np.asarray(expert))
+        os.replace(tmp, path)
+        log(json.dumps({"shard": k, "of": n_shards, "episodes": len(starts), "frames": len(frames), "driver_sr": round(float(np.mean(succ)), 3),
+                        "shard_s": round(time.monotonic() - t0, 1), "elapsed_s": round(time.monotonic() - t_start, 1)}))
+    env.close()
+    return paths
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="shard directory")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"])
+    p.add_argument("--episodes", type=int, default=1000)
+    p.add_argument("--episodes-per-shard", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--expert", default="explorer", choices=["explorer", "oracle"])
+    p.add_argument("--learner", default="", help="NaVid model dir that drives (DAgger)")
+    p.add_argument("--beta", type=float, default=1.0, help="probability of executing the expert's action")
+    p.add_argument("--max-steps", type=int, default=0, help="step cap per episode (0 = the episode's, 300)")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    learner = None
+    if a.learner:
+        from vlm_agent.planners.navid_policy import make_navid_policy
+
+        learner = make_navid_policy(a.learner)
+    paths = collect_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.expert, learner,
+                           a.beta if learner else 1.0, a.max_steps, log=lambda s: print(s, flush=True))
+    print(json.dumps({"shards": len(paths), "out": a.out}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
