@@ -91,7 +91,7 @@ def run(args) -> int:
     if held:
         table.add_column(f"held-out targets ({held['episodes']})", justify="right")
     for k, v in result.metrics.items():
-        if k == "held_out":
+        if k in ("held_out", "breakdown"):
             continue
         row = [k, f"{v:.3f}"]
         if held:
@@ -99,6 +99,14 @@ def run(args) -> int:
         table.add_row(*row)
     table.add_row("env_steps_per_second", f"{result.env_steps_per_second:.1f}", *([""] if held else []))
     Console().print(table)
+    groups = result.metrics.get("breakdown")
+    if groups:
+        by = Table(title="by task type, colour-shape pair and phrasing")
+        for col in ("group", "episodes", "SR", "SPL", "NE (m)", "OSR"):
+            by.add_column(col, justify="right" if col != "group" else "left")
+        for name, m in groups.items():
+            by.add_row(name, str(m["episodes"]), f"{m['success_rate']:.3f}", f"{m['spl']:.3f}", f"{m['navigation_error']:.2f}", f"{m['oracle_success_rate']:.3f}")
+        Console().print(by)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result.to_json_dict(), f, indent=2, default=float)

@@ -119,7 +119,7 @@ class BuiltinNavidBackend:
         if self.history_mode == "cached":
             from vlm_agent.models.navid.processing_navid import select_history
 
-            idx = select_history(len(self._history), self.max_history_frames)
+            idx = select_history(len(self._history), self.max_history_frames, getattr(self.model.config, "recent_history_frames", 0))
             return torch.cat([self._history[i] for i in idx]), len(idx)
         pixels = torch.cat(self._history).to(self.device)
         _, his = self.model.encode_frames(pixels, self._condition)

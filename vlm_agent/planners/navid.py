@@ -106,6 +106,13 @@ def make_backend(config: NavidPlannerConfig):
         if not os.path.isfile(os.path.join(model_dir, "config.json")):
             raise FileNotFoundError(f"NaVid model directory {model_dir} has no config.json (train one with `vlm-agent train` or pass model_dir)")
         backend = backends.BuiltinNavidBackend(model_dir, config.max_history_frames, config.decoding, max_new_tokens=config.max_new_tokens, device=config.device)
+        if not getattr(backend.model, "accepts_external_encoder", True):
+            # An instruction-conditioned stem (film_cnn) cannot be exported as a pixel-only encoder.
+            if config.encoder_backend != "torch":
+                log.info("NaVid model %s has an instruction-conditioned vision stem: encoder_backend %s ignored, running torch",
+                         model_dir, config.encoder_backend)
+            backend.encoder = None
+            return backend
         from vlm_agent.accel import attach_encoder
 
         backend.encoder = attach_encoder(backend.model, config.encoder_config())  # logs any fallback and why

@@ -27,6 +27,16 @@ class NavidConfig(EmbodiedVLMConfig):
         max_primitives: primitives per call (NaVid's grammar allows up to 3).
         aux_action_classes: >0 adds a training-only head that predicts the expert's next primitive from
             one frame's grounded 2x2 grid (deep supervision of the vision + FiLM path); unused at inference.
+        vision_stem: "vit" (the transformers SigLIP/CLIP tower from `vision_config`, instruction-blind,
+            FiLM only after it; navid_tiny) or "film_cnn" (a small CNN whose every stage is scaled and
+            shifted by the instruction, so colour/shape grounding happens at full resolution where a far
+            object is still a few pixels; `vision_config` then only fixes image size, grid and width).
+        cnn_channels: channels of the film_cnn stages before the last one (the last has
+            `vision_config.hidden_size`); stages halve the resolution, so there are log2(patch_size)
+            stages in all.
+        recent_history_frames: 0 = history frames uniformly subsampled over the episode (navid_tiny);
+            k > 0 = the k most recent frames always, plus a sparse uniform subsample of older ones
+            (the long-term memory) filling the rest of `max_history_frames`.
     """
 
     current_grid_size: int = 8
@@ -40,6 +50,9 @@ class NavidConfig(EmbodiedVLMConfig):
     turn_values_deg: list = dataclasses.field(default_factory=lambda: [30])
     max_primitives: int = 3
     aux_action_classes: int = 0
+    vision_stem: str = "vit"
+    cnn_channels: list = dataclasses.field(default_factory=lambda: [24, 48])
+    recent_history_frames: int = 0
     model_type: str = "navid"
 
     def __post_init__(self):
@@ -55,6 +68,16 @@ class NavidConfig(EmbodiedVLMConfig):
             v = getattr(self, name)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{owner}.{name}: {v!r} must be an int in [{lo}, {hi}]")
+        if self.vision_stem not in ("vit", "film_cnn"):
+            raise ValueError(f"{owner}.vision_stem: {self.vision_stem!r} must be 'vit' or 'film_cnn'")
+        if self.vision_stem == "film_cnn":
+            p = self.vision_config.patch_size
+            if p < 2 or p & (p - 1):
+                raise ValueError(f"{owner}: the film_cnn stem needs a power-of-two patch_size >= 2, got {p}")
+            if len(self.cnn_channels) != p.bit_length() - 2 or not all(isinstance(c, int) and 1 <= c <= 1024 for c in self.cnn_channels):
+                raise ValueError(f"{owner}.cnn_channels: {self.cnn_channels!r} must be {p.bit_length() - 2} ints in [1, 1024] (one per stage before the last, patch_size {p})")
+        if not isinstance(self.recent_history_frames, int) or not 0 <= self.recent_history_frames <= self.max_history_frames:
+            raise ValueError(f"{owner}.recent_history_frames: {self.recent_history_frames!r} must be an int in [0, max_history_frames={self.max_history_frames}]")
         vocab = self.text_config.vocab_size
         for name in ("his_token_id", "obs_token_id", "nav_token_id"):
             v = getattr(self, name)

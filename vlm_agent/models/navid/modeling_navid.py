@@ -42,12 +42,74 @@ class FiLMBlock(nn.Module):
         return x + self.spatial(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
+class FiLMConvStem(nn.Module):
+    """The `film_cnn` vision stem: stride-2 conv stages, each scaled/shifted by the instruction.
+
+    pixel_values (B, 3, S, S) and film (B or 1, film_dim) -> features (B, (S / 2**n)**2, C_last), a
+    row-major grid like a ViT's patch tokens. Stage k: conv 3x3 stride 2 -> GroupNorm -> FiLM -> ReLU
+    (stages after the first add a residual conv 3x3 -> GroupNorm -> FiLM -> ReLU). `film=None` is the
+    identity modulation (instruction-blind features, e.g. for shape checks).
+
+    Why: in the project's CPU experiment the instruction had to act inside the CNN, at several
+    stages, before pooling, for a small policy to bind colour and shape; at 64 px a target 3 m away
+    is 2-4 pixels wide, which a patch-8 ViT averages away before any grounding.
+    """
+
+    def __init__(self, channels: list[int]):
+        super().__init__()
+        self.channels = list(channels)
+        self.down = nn.ModuleList()
+        self.down_norm = nn.ModuleList()
+        self.res = nn.ModuleList()
+        self.res_norm = nn.ModuleList()
+        c_in = 3
+        for k, c in enumerate(self.channels):
+            self.down.append(nn.Conv2d(c_in, c, 3, stride=2, padding=1))
+            self.down_norm.append(nn.GroupNorm(min(8, c), c))
+            self.res.append(nn.Conv2d(c, c, 3, padding=1) if k else nn.Identity())
+            self.res_norm.append(nn.GroupNorm(min(8, c), c) if k else nn.Identity())
+            c_in = c
+
+    @property
+    def film_dim(self) -> int:
+        """Length of the FiLM vector: (gamma, beta) per channel of every modulated layer."""
+        return 2 * (self.channels[0] + 2 * sum(self.channels[1:]))
+
+    def forward(self, pixel_values: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        x, offset, b = pixel_values, 0, pixel_values.shape[0]
+
+        def modulate(h, off):
+            c = h.shape[1]
+            if film is None:
+                return h, off + 2 * c
+            g = film[:, off: off + c].expand(b, -1)[:, :, None, None]
+            be = film[:, off + c: off + 2 * c].expand(b, -1)[:, :, None, None]
+            return h * (1 + g) + be, off + 2 * c
+
+        for k in range(len(self.channels)):
+            h, offset = modulate(self.down_norm[k](self.down[k](x)), offset)
+            x = F.relu(h)
+            if k:
+                h, offset = modulate(self.res_norm[k](self.res[k](x)), offset)
+                x = F.relu(x + h)
+        return x.flatten(2).transpose(1, 2)
+
+
 class NavidModel(EmbodiedVLMModel):
     config_class = NavidConfig
 
     def __init__(self, config: NavidConfig):
         super().__init__(config)
         dv, d = config.vision_config.hidden_size, config.text_config.hidden_size
+        self.stem_film = None
+        if config.vision_stem == "film_cnn":
+            # The CNN replaces the transformers tower (built by the core, dropped here before it holds
+            # any saved weight). It is instruction-conditioned, so pixel-only accelerated encoders do
+            # not apply (`accepts_external_encoder`); it is small enough for torch on a CPU.
+            self.vision_tower = FiLMConvStem(list(config.cnn_channels) + [dv])
+            self.stem_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, self.vision_tower.film_dim))
+            nn.init.zeros_(self.stem_film[-1].weight)
+            nn.init.zeros_(self.stem_film[-1].bias)
         # A GRU over the instruction's token embeddings: word order matters ("first x, then y").
         self.instruction_encoder = nn.GRU(d, d, batch_first=True)
         self.film_blocks = nn.ModuleList(FiLMBlock(dv) for _ in range(config.film_layers))
@@ -59,6 +121,26 @@ class NavidModel(EmbodiedVLMModel):
         self.aux_action_head = None
         if config.aux_action_classes:
             self.add_aux_action_head(config.aux_action_classes)
+
+    @property
+    def accepts_external_encoder(self) -> bool:
+        """False for the instruction-conditioned film_cnn stem: an exported pixel-only encoder would
+        drop the grounding (the planner then keeps the torch stem and says why)."""
+        return self.config.vision_stem != "film_cnn"
+
+    def set_vision_encoder(self, encoder) -> None:
+        if encoder is not None and not self.accepts_external_encoder:
+            raise TypeError("the film_cnn vision stem is instruction-conditioned; it cannot be replaced by a pixel-only encoder")
+        super().set_vision_encoder(encoder)
+
+    def grounded_grid(self, pixel_values: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """pixel_values (B, 3, S, S), condition (B or 1, D) -> grounded grid (B, g, g, D_v): the
+        instruction acts inside the CNN stem (film_cnn) and/or in the FiLM blocks after it."""
+        if self.stem_film is not None:
+            feats = self.vision_tower(pixel_values, self.stem_film(condition))
+        else:
+            feats = self.get_vision_features(pixel_values)
+        return self.ground(feats, condition)
 
     def add_aux_action_head(self, n_classes: int) -> None:
         """Training-only deep supervision: expert action from one frame's grounded 2x2 grid. A tiny LM
@@ -101,7 +183,7 @@ class NavidModel(EmbodiedVLMModel):
 
     def encode_frames(self, pixel_values: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixel_values (B, 3, S, S), condition (B or 1, D) -> (current (B, 64, D), history (B, 4, D))."""
-        return self.frame_tokens(self.ground(self.get_vision_features(pixel_values), condition))
+        return self.frame_tokens(self.grounded_grid(pixel_values, condition))
 
     # -- training ------------------------------------------------------------------------------
     def forward_train(self, batch: dict) -> torch.Tensor:
@@ -111,10 +193,11 @@ class NavidModel(EmbodiedVLMModel):
             instruction_ids/instruction_mask (E, T); input_ids/attention_mask/labels (B, L);
             feature_index (M,) indices into [history tokens of all frames (F*4) | current (F*64)]
             in placeholder order; loss_weight (B,) per-sample weights.
-        Returns the weighted mean token cross-entropy over answer tokens.
+        Returns the `loss_weight`-weighted mean over samples of each answer's mean token cross-entropy
+        (+ the auxiliary action loss when the head exists).
         """
         cond = self.instruction_condition(batch["instruction_ids"], batch["instruction_mask"])[batch["frame_episode"]]
-        grid = self.ground(self.get_vision_features(batch["pixel_values"]), cond)
+        grid = self.grounded_grid(batch["pixel_values"], cond)
         cur, his = self.frame_tokens(grid)
         d = cur.shape[-1]
         table = torch.cat([his.reshape(-1, d), cur.reshape(-1, d)])
@@ -126,8 +209,13 @@ class NavidModel(EmbodiedVLMModel):
         sel = labels != -100
         logits = self.language_model.lm_head(hidden[sel])
         tok_loss = F.cross_entropy(logits, labels[sel], reduction="none")
-        weights = batch["loss_weight"][:, None].expand_as(labels)[sel]
-        loss = (tok_loss * weights).sum() / weights.sum()
+        # Per-sample loss: each answer's token losses are averaged first, so a 2-token `stop` counts as
+        # much as a 5-token move; `loss_weight` then weights samples (the stop weight acts as stated).
+        rows = sel.nonzero()[:, 0]
+        n_tok = sel.sum(1).clamp_min(1).to(tok_loss.dtype)
+        sample_loss = torch.zeros(labels.shape[0], dtype=tok_loss.dtype, device=tok_loss.device).index_add_(0, rows, tok_loss) / n_tok
+        w = batch["loss_weight"] * (sel.any(1)).to(tok_loss.dtype)
+        loss = (sample_loss * w).sum() / w.sum().clamp_min(1e-8)
         if self.aux_action_head is not None and "actions" in batch:
             pooled = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), self.config.history_grid_size).flatten(1)
             aux = self.aux_action_head(pooled[batch["current_frame"]])

@@ -17,11 +17,21 @@ from .configuration_navid import NavidConfig
 PRIMITIVE_SEPARATOR = ", "
 
 
-def select_history(n_frames: int, cap: int) -> np.ndarray:
-    """Indices of the history frames to feed: all when n_frames <= cap, else `cap` indices spread
-    uniformly over [0, n_frames - 1] (first and latest always included), increasing."""
+def select_history(n_frames: int, cap: int, recent: int = 0) -> np.ndarray:
+    """Indices of the history frames to feed, increasing: all when n_frames <= cap; else, with
+    `recent` == 0, `cap` indices spread uniformly over [0, n_frames - 1] (first and latest always
+    included); with `recent` = k > 0, the k latest frames plus `cap - k` indices spread uniformly over
+    the older ones (a sparse long-term memory that always includes the first frame)."""
     if n_frames <= cap:
         return np.arange(n_frames)
+    if recent > 0:
+        recent = min(recent, cap)
+        latest = np.arange(n_frames - recent, n_frames)
+        n_old, k = n_frames - recent, cap - recent
+        if k <= 0:
+            return latest
+        old = np.unique(np.round(np.linspace(0, n_old - 1, k)).astype(np.int64)) if k > 1 else np.array([0])
+        return np.concatenate([old, latest])
     if cap == 1:
         return np.array([n_frames - 1])
     idx = np.round(np.linspace(0, n_frames - 1, cap)).astype(np.int64)

@@ -48,6 +48,10 @@ class NavidTrainConfig(ConfigBase):
     film_layers: int = param(2, "instruction FiLM blocks over the vision grid", min=0, max=16)
     aux_weight: float = param(1.0, "weight of the training-only expert-action head on each frame's grounded grid (0 = none)", min=0.0, max=100.0)
     max_history_frames: int = param(8, "history frames fed to the LM (uniform subsample)", min=1, max=4096)
+    recent_history_frames: int = param(0, "of those, the most recent frames always fed (0 = uniform subsample over the episode)", min=0, max=4096)
+    vision_stem: str = param("vit", "vision stem: vit (SigLIP tower, FiLM after it) or film_cnn (instruction FiLM inside every CNN stage)", choices=("vit", "film_cnn"))
+    cnn_channels: str = param("24,48", "film_cnn channels of the stages before the last (comma-separated)")
+    current_grid_size: int = param(8, "current-frame token grid (8 -> 64 tokens)", min=1, max=64)
     val_episodes: int = param(24, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     val_max_steps: int = param(150, "step cap per validation episode", min=1)
     eval_every_min: float = param(6.0, "minutes between closed-loop evaluations", min=0.1)
@@ -92,7 +96,7 @@ class EpisodeBatcher:
             else:
                 chosen = np.sort(self.rng.choice(length, self.steps_per_episode, replace=False))
             needed = set(int(s) for s in chosen)
-            hists = {int(s): select_history(int(s), cfg.max_history_frames) for s in chosen}
+            hists = {int(s): select_history(int(s), cfg.max_history_frames, cfg.recent_history_frames) for s in chosen}
             for h in hists.values():
                 needed.update(int(i) for i in h)
             local = {}
@@ -150,6 +154,16 @@ class EpisodeBatcher:
         }
 
 
+def expand_shards(paths: list[str]) -> list[str]:
+    """Shard files from a list of .npz files and/or directories of them (sorted within a directory)."""
+    import glob
+
+    out = []
+    for p in paths:
+        out.extend(sorted(glob.glob(os.path.join(p, "*.npz"))) if os.path.isdir(p) else [p])
+    return [p for p in out if not p.endswith(".tmp.npz")]
+
+
 def closed_loop_eval(model_dir: str, n_episodes: int, max_steps: int, image_size: int, split: str = "val", seed: int = 0, progress: bool = False) -> dict:
     """Success rate / SPL of the checkpoint in `model_dir` over `n_episodes` sim episodes."""
     import vlm_agent.sim  # noqa: F401
@@ -184,7 +198,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     if not cfg.data:
         raise ValueError("no training shards given (--data)")
-    data = load_shards(cfg.data)
+    data = load_shards(expand_shards(cfg.data))
     if data["frames"].shape[1:] != (cfg.image_size, cfg.image_size, 3):
         raise ValueError(f"shards hold {data['frames'].shape[1:]} frames but image_size is {cfg.image_size}")
     if cfg.init_from:
@@ -195,7 +209,9 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         vocab = int(math.ceil(len(tokenizer) / 64) * 64)
         config = make_config("navid", vocab_size=vocab, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_hidden=cfg.vision_hidden,
                              vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads,
-                             film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames, aux_action_classes=len(ACTIONS) if cfg.aux_weight else 0)
+                             film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames, aux_action_classes=len(ACTIONS) if cfg.aux_weight else 0,
+                             vision_stem=cfg.vision_stem, cnn_channels=[int(c) for c in str(cfg.cnn_channels).split(",") if c.strip()],
+                             recent_history_frames=cfg.recent_history_frames, current_grid_size=cfg.current_grid_size)
         model = NavidModel(config)
     if cfg.aux_weight and model.aux_action_head is None:
         model.add_aux_action_head(len(ACTIONS))
