@@ -52,8 +52,9 @@ class NavidTrainConfig(ConfigBase):
     vision_stem: str = param("vit", "vision stem: vit (SigLIP tower, FiLM after it) or film_cnn (instruction FiLM inside every CNN stage)", choices=("vit", "film_cnn"))
     cnn_channels: str = param("24,48", "film_cnn channels of the stages before the last (comma-separated)")
     current_grid_size: int = param(8, "current-frame token grid (8 -> 64 tokens)", min=1, max=64)
-    val_episodes: int = param(24, "closed-loop validation episodes per evaluation (0 = none)", min=0)
-    val_max_steps: int = param(150, "step cap per validation episode", min=1)
+    val_episodes: int = param(50, "closed-loop validation episodes per evaluation (0 = none)", min=0)
+    val_max_steps: int = param(300, "step cap per validation episode (300 = the episodes' full horizon)", min=1)
+    resume: int = param(1, "1 = continue from <out_dir>.work/train_state.pt when it exists (model, optimiser, step, clock)", min=0, max=1)
     eval_every_min: float = param(6.0, "minutes between closed-loop evaluations", min=0.1)
     threads: int = param(2, "torch CPU threads", min=1, max=256)
     seed: int = param(0, "random seed")
@@ -154,6 +155,39 @@ class EpisodeBatcher:
         }
 
 
+def plot_training_curves(log_path: str, png_path: str) -> None:
+    """Loss (EMA) and closed-loop val SR/SPL against optimiser steps, from `train_log.jsonl`, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loss, val = [], []
+    with open(log_path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "val" in rec:
+                val.append((rec["step"], rec["val"]["success_rate"], rec["val"]["spl"]))
+            elif rec.get("loss_ema") is not None:
+                loss.append((rec["step"], rec["loss_ema"]))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if loss:
+        a.plot(*zip(*loss))
+    a.set_xlabel("step")
+    a.set_ylabel("training loss (EMA)")
+    if val:
+        steps, sr, spl = zip(*val)
+        b.plot(steps, sr, "o-", label="SR")
+        b.plot(steps, spl, "s-", label="SPL")
+        b.legend()
+    b.set_xlabel("step")
+    b.set_ylabel("closed-loop val")
+    b.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=80)
+    plt.close(fig)
+
+
 def expand_shards(paths: list[str]) -> list[str]:
     """Shard files from a list of .npz files and/or directories of them (sorted within a directory)."""
     import glob
@@ -231,6 +265,16 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     ema = None
     bar = tqdm(total=total_steps, desc="train navid", disable=not progress, unit="step")
     step = 0
+    state_path = os.path.join(work_dir, "train_state.pt")
+    if cfg.resume and os.path.isfile(state_path):
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, ema, best = state["step"], state["ema"], state["best"]
+        batcher.rng = np.random.default_rng([cfg.seed, step])
+        t0 -= state["elapsed_s"]
+        bar.update(step)
+        bar.write(f"resumed from {state_path} at step {step} ({state['elapsed_s'] / 60:.1f} min in)")
 
     def evaluate_and_keep(step):
         nonlocal best
@@ -241,9 +285,12 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         rec = {"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "val": res, "loss_ema": ema}
         log_f.write(json.dumps(rec) + "\n")
         log_f.flush()
-        if res["success_rate"] >= best["success_rate"]:
+        if (res["success_rate"], res["spl"]) >= (best["success_rate"], best.get("spl", -1.0)):
             best = {**res, "step": step}
             model.save_pretrained(cfg.out_dir, tokenizer)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
+                    "elapsed_s": time.monotonic() - t0}, state_path)
+        plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"))
         bar.write(f"step {step}: closed-loop val SR {res['success_rate']:.2f} SPL {res['spl']:.2f} (best {best['success_rate']:.2f} @ {best['step']})")
 
     while step < total_steps and time.monotonic() - t0 < budget_s:
