@@ -2,8 +2,13 @@
 
 navigate_to drives the kinematic base with the navigation oracle's lookahead (diff-drive motion with
 collision checks, not teleporting); pick/place_on move the arm with analytic inverse kinematics
-(gripper pointing down) through position servos stepped by MuJoCo; grasping is the simulator's
-attach-on-close approximation (see `NavEnv`).
+(gripper pointing down) through position servos stepped by MuJoCo. Grasping is the simulator's
+attach-on-close approximation (see `NavEnv` and docs/simulator.md): an object whose centre is
+within reach of the grasp point while the fingers close attaches to the gripper, and on opening it
+settles on the highest support under it; there is no contact physics for objects.
+look_around turns the base through a full circle in place; locate does not move. Where objects are
+comes from a `Perception` provider (ground truth by default, labelled an upper bound).
+Frames: positions (x, y, z) metres and yaw radians in the world frame (`odom`, REP-105).
 """
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ import math
 import numpy as np
 
 from vlm_agent.sim.env import ARM_STOW
-from vlm_agent.skills.api import SkillAPI, SkillError, SkillResult
+from vlm_agent.skills.api import PREDICATES, SkillAPI, SkillError, SkillResult
+from vlm_agent.skills.perception import Detection, GroundTruthPerception, Perception
+from vlm_agent.skills.resolver import normalise_phrase
 
 SHOULDER_OFFSET = (0.10, 0.0, 0.28)  # m, shoulder joint in base_link
 L1, L2 = 0.35, 0.35  # m, upper arm and forearm
@@ -20,6 +27,11 @@ WRIST_TO_GRASP = 0.14  # m
 REACH_STANDOFF_M = 0.45  # base centre to object centre when grasping from the floor
 TABLE_STANDOFF_M = 0.24  # base centre to the table edge
 TABLE_INSET_M = 0.16  # how far onto the table an object is placed
+LOOK_AROUND_STOPS = 12  # look_around turns a full circle in 30 degree steps
+
+
+def _fmt(position) -> str:
+    return "(" + ", ".join(f"{v:.2f}" for v in position) + ")"
 
 
 def arm_ik(r: float, h: float) -> tuple[float, float, float]:
@@ -36,52 +48,54 @@ def arm_ik(r: float, h: float) -> tuple[float, float, float]:
 
 
 class SimSkills(SkillAPI):
-    """Skills executed in a `NavEnv` whose episode is loaded. `sim_dt` is the control period (s)."""
+    """Skills executed in a `NavEnv` whose episode is loaded.
 
-    def __init__(self, env, sim_dt: float = 0.05, max_nav_steps: int = 400):
+    perception: where objects are (default `GroundTruthPerception(env)`, an upper bound; every
+        result is labelled with `perception.label`). The simulator's motion needs a scene id, so a
+        provider that only returns positions (`Detection.name is None`) is refused with a SkillError
+        until position-goal navigation exists.
+    sim_dt: control period (s) of arm trajectories; max_nav_steps: navigation moves per call.
+    """
+
+    def __init__(self, env, sim_dt: float = 0.05, max_nav_steps: int = 400, perception: Perception | None = None):
         self.env = env
         self.sim_dt = sim_dt
         self.max_nav_steps = max_nav_steps
+        self.perception = perception if perception is not None else GroundTruthPerception(env)
         self.log: list[str] = []
+        self.done_called = False
+        self._gripper_closed = False  # NavEnv.reset opens the gripper
 
     # -- object references -------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
-        """Object/furniture name for a reference like "red cube", "the table", "obj_3"."""
-        world = self.env.world
-        text = ref.strip().lower()
-        for article in ("the ", "a "):
-            if text.startswith(article):
-                text = text[len(article):]
-        names = [o.name for o in world.objects] + [b.name for b in world.furniture]
-        if text in names:
-            return text
-        if text == "table":
-            tables = [b.name for b in world.furniture if b.kind == "table"]
-            if len(tables) == 1:
-                return tables[0]
-            raise SkillError(f"'{ref}' is ambiguous or absent ({len(tables)} tables)")
-        matches = [o.name for o in world.objects if o.label == text or (text in (o.shape, o.colour))]
-        exact = [o.name for o in world.objects if o.label == text]
-        matches = exact or matches
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise SkillError(f"no object matches '{ref}'")
-        raise SkillError(f"'{ref}' matches {len(matches)} objects; be more specific")
+        """Scene id (object or furniture name) for a reference like "red cube", "the table", "obj_3"."""
+        det = self.perception.locate(ref)
+        if det.name is None:
+            raise SkillError(f"'{ref}' was located at {_fmt(det.position)} but the simulator's skills need a scene id "
+                             f"(position-only perception is not supported by SimSkills yet)")
+        return det.name
+
+    def _label(self, name: str) -> str:
+        try:
+            return self.env.world.object(name).label
+        except KeyError:
+            return self.env.world.furniture_piece(name).kind
 
     # -- skills ------------------------------------------------------------------------------
-    def navigate_to(self, target: str) -> SkillResult:
-        name = self.resolve(target)
+    def navigate_to(self, object: str) -> SkillResult:
+        name = self.resolve(object)
+        if name == self.env.held:
+            raise SkillError(f"already holding {self._label(name)}")
         self._drive_to(name)
-        return SkillResult(True, f"at {target}")
+        return self._result(True, f"at {self._label(name)}")
 
-    def pick(self, target: str) -> SkillResult:
+    def pick(self, object: str) -> SkillResult:
         env = self.env
-        name = self.resolve(target)
+        name = self.resolve(object)
         if env.held is not None:
             raise SkillError(f"already holding {env.world.object(env.held).label}")
         if name not in {o.name for o in env.world.objects}:
-            raise SkillError(f"'{target}' is not an object that can be picked")
+            raise SkillError(f"'{object}' is not an object that can be picked")
         obj = env.world.object(name)
         if obj.shape == "plate":
             raise SkillError("plates are too flat to grasp")
@@ -93,16 +107,16 @@ class SimSkills(SkillAPI):
         self.close_gripper()
         if env.held != name:
             self._reach(p + (0, 0, 0.15))
-            raise SkillError(f"grasp of {target} missed")
+            raise SkillError(f"grasp of {obj.label} missed")
         self._reach(p + (0, 0, 0.2))
         self._carry()
-        return SkillResult(True, f"holding {target}")
+        return self._result(True, f"holding {obj.label}")
 
-    def place_on(self, target: str) -> SkillResult:
+    def place_on(self, object: str) -> SkillResult:
         env = self.env
         if env.held is None:
             raise SkillError("not holding anything")
-        name = self.resolve(target)
+        name = self.resolve(object)
         if name == env.held:
             raise SkillError("cannot place an object on itself")
         held = env.world.object(env.held)
@@ -126,19 +140,100 @@ class SimSkills(SkillAPI):
         self._stow()
         obj = env.world.object(held.name)
         if obj.support != name:
-            raise SkillError(f"{held.label} fell onto {obj.support} instead of {target}")
-        return SkillResult(True, f"{held.label} is on {target}")
+            raise SkillError(f"{held.label} fell onto {self._support_label(obj.support)} instead of {self._label(name)}")
+        return self._result(True, f"{held.label} is on {self._label(name)}")
 
     def open_gripper(self) -> SkillResult:
         self.env.set_gripper(0.0)
+        self._gripper_closed = False
         self._settle(0.4)
-        return SkillResult(True, "gripper open")
+        return self._result(True, "gripper open")
 
     def close_gripper(self) -> SkillResult:
         self.env.set_gripper(1.0)
+        self._gripper_closed = True
         self._settle(0.4)
         held = self.env.held
-        return SkillResult(True, f"gripper closed on {self.env.world.object(held).label}" if held else "gripper closed on nothing")
+        return self._result(True, f"gripper closed on {self.env.world.object(held).label}" if held else "gripper closed on nothing")
+
+    def look_around(self) -> SkillResult:
+        seen: dict[str, Detection] = {}
+        for _ in range(LOOK_AROUND_STOPS):
+            for det in self.perception.visible():
+                seen.setdefault(det.label, det)
+            self.env.step_velocity(0.0, 1.0, 2 * math.pi / LOOK_AROUND_STOPS)
+            self._follow_held()
+        if not seen:
+            return self._result(True, "seen: nothing")
+        return self._result(True, "seen: " + ", ".join(sorted(seen)))
+
+    def locate(self, object: str) -> SkillResult:
+        try:
+            det = self.perception.locate(object)
+        except SkillError as exc:
+            return self._result(False, f"{object} not found: {exc}", found=False)
+        return self._result(True, f"{det.label} at {_fmt(det.position)} m ({det.frame})", found=True,
+                            position=det.position, frame=det.frame)
+
+    def done(self) -> SkillResult:
+        self.done_called = True
+        return self._result(True, "done")
+
+    # -- state and target-state predicates -------------------------------------------------------
+    def state(self) -> dict:
+        """held (label or None), gripper ("open"/"closed"), base_pose [x m, y m, yaw rad] in odom, and
+        per object "support/<label>": the label of what it rests on ("floor", "table", "gripper", ...)."""
+        env = self.env
+        out = {
+            "held": env.world.object(env.held).label if env.held else None,
+            "gripper": "closed" if self._gripper_closed else "open",
+            "base_pose": [round(float(v), 3) for v in env.pose],
+        }
+        labels = [o.label for o in env.world.objects]
+        for o in env.world.objects:
+            key = o.label if labels.count(o.label) == 1 else o.name
+            out[f"support/{key}"] = self._support_label(o.support)
+        return out
+
+    def _support_label(self, support: str) -> str:
+        if support in ("floor", "gripper"):
+            return support
+        try:
+            return self._label(support)
+        except KeyError:
+            return support
+
+    def holds(self, predicate: str, args: tuple[str, ...]) -> bool:
+        env = self.env
+        if predicate not in PREDICATES or len(args) != len(PREDICATES[predicate][0]):
+            raise SkillError(f"unknown predicate {predicate}/{len(args)}")
+        if predicate == "gripper_open":
+            return not self._gripper_closed
+        if predicate == "gripper_closed":
+            return self._gripper_closed
+        if predicate == "holding":
+            if normalise_phrase(args[0]) in ("nothing", "none"):
+                return env.held is None
+            return env.held is not None and env.held == self.resolve(args[0])
+        if predicate == "near":
+            name = self.resolve(args[0])
+            standoff = REACH_STANDOFF_M if name in {o.name for o in env.world.objects} else TABLE_STANDOFF_M
+            return env.distance_to(name) <= standoff + 0.12
+        obj, support = self.resolve(args[0]), self.resolve(args[1])
+        try:
+            spec = env.world.object(obj)
+        except KeyError:
+            raise SkillError(f"'{args[0]}' is not an object") from None
+        return env.held != obj and spec.support == support
+
+    def _result(self, success: bool, feedback: str, **extra) -> SkillResult:
+        return SkillResult(success, feedback, perception=self.perception.label, **extra)
+
+    def execute(self, call):
+        result = super().execute(call)
+        if result.perception is None:  # failures raised as SkillError: still say who perceived
+            result.perception = self.perception.label
+        return result
 
     # -- motion --------------------------------------------------------------------------------
     def _drive_to(self, name: str) -> None:
