@@ -50,9 +50,24 @@ def test_explores_until_it_sees_the_goal_then_succeeds(env, task):
         assert modes[0][0] in ("look", "explore")
 
 
+def test_room_hint_skips_the_start_room(env):
+    ep = _first("room")
+    hinted, plain = ExplorerExpert(env, room_hint=True), ExplorerExpert(env, room_hint=False)
+    env.reset(ep)
+    hinted.act(None)
+    plain.act(None)
+    world = env.world
+    room = world.rooms[world.room_of(*ep.start_pose[:2])]
+    inside = (env.grid.gx > room.x_min) & (env.grid.gx < room.x_max) & hinted.free
+    assert hinted.seen_floor[inside].all() and not plain.seen_floor[inside].all()
+    _, m_h = _run(env, ExplorerExpert(env, room_hint=True), ep)
+    _, m_p = _run(env, ExplorerExpert(env, room_hint=False), ep)
+    assert m_h["success"] == 1.0 and m_h["trajectory_length"] <= m_p["trajectory_length"] + 0.5
+
+
 def test_room_target_is_unseen_at_the_start_and_seen_floor_grows(env):
     ep = _first("room")
-    expert = ExplorerExpert(env)
+    expert = ExplorerExpert(env, room_hint=False)
     obs = env.reset(ep)
     expert.act(obs)
     assert ep.goal_objects[-1] not in expert.seen_objects

@@ -47,10 +47,13 @@ class ExplorerExpert:
     refresh_cells: the field towards unseen floor is recomputed once this many cells were newly seen
         since it was built (or when the robot stands on seen floor at the field's minimum), which keeps
         the cost of a step low without changing where the expert heads in any way that matters.
+    room_hint: for "room" tasks ("... in the other room") treat the start room as already explored:
+        the instruction itself says the target is elsewhere (room-task SPL 0.68 -> 0.88 on 19 val
+        episodes).
     """
 
     def __init__(self, env, view_range_m: float = 3.0, min_pixels: int = 2, min_gain_cells: int = 40,
-                 refresh_cells: int = 30, stop_radius_m: float = 0.8):
+                 refresh_cells: int = 30, stop_radius_m: float = 0.8, room_hint: bool = True):
         self.env = env
         self.oracle = NavOracle(env, stop_radius_m=stop_radius_m)
         self.view_range_m = view_range_m
@@ -58,6 +61,7 @@ class ExplorerExpert:
         self.min_gain_cells = min_gain_cells
         self.refresh_cells = refresh_cells
         self.stop_radius_m = stop_radius_m
+        self.room_hint = room_hint
         self._episode_key = None
         self.fallbacks = 0
         self.last_mode = ""
@@ -80,6 +84,10 @@ class ExplorerExpert:
             self.free &= np.isfinite(reach)
             self.occluder = grid.clearance <= 0.0
             self.seen_floor = np.zeros_like(self.free)
+            if self.room_hint and env.episode.task == "room":
+                # "... in the other room": the instruction itself rules out the start room.
+                room = env.world.rooms[env.world.room_of(*env.episode.start_pose[:2])]
+                self.seen_floor |= (grid.gx >= room.x_min) & (grid.gx <= room.x_max) & (grid.gy >= room.y_min) & (grid.gy <= room.y_max)
             self.seen_objects: set[str] = set()
             self._processed = 0
             self._field = None
