@@ -181,7 +181,8 @@ def test_the_time_budget_stops_a_long_loop():
     code = act("x = 0\nfor i in range(100):\n    for j in range(100):\n        for k in range(100):\n            x += 1")
     t0 = time.monotonic()
     result = run_program(code, rec.skills(), timeout_s=0.05)
-    assert time.monotonic() - t0 < 1.0 and result.error_kind == "timeout" and not result.ok
+    assert result.error_kind == "timeout" and not result.ok and result.steps < MAX_STEPS
+    assert time.monotonic() - t0 < 3.0  # generous: the CPU is shared
 
 
 def test_the_call_budget_stops_call_floods():
