@@ -1,11 +1,20 @@
-"""Shared helpers for vlm_agent launch files (needs `launch`/`launch_ros`, i.e. a ROS 2 install)."""
+"""Shared helpers for vlm_agent launch files (needs `launch`/`launch_ros`, i.e. a ROS 2 install).
+
+Every launch file takes `params_file`, `namespace` and `use_sim_time`. The nodes' topics are
+relative, so `namespace:=/robot1` moves the whole graph; the params file's node sections
+(`safety_supervisor:`) are rewritten to match in any namespace (`/**/safety_supervisor:`).
+Managed (lifecycle) nodes are brought to active by a `lifecycle_manager` node, as Nav2 does.
+"""
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
+from launch.utilities import normalize_to_list_of_substitutions, perform_substitutions
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "vlm_agent"
 
@@ -19,6 +28,30 @@ def params_argument(default_config):
     return DeclareLaunchArgument(
         "params_file", default_value=share_path("config", default_config), description="ROS parameter YAML for all vlm_agent nodes"
     )
+
+
+def graph_arguments(use_sim_time="false"):
+    """`namespace:=` and `use_sim_time:=` arguments shared by every launch file."""
+    return [
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of every node and topic, e.g. /robot1"),
+        DeclareLaunchArgument("use_sim_time", default_value=use_sim_time, description="take time from /clock"),
+    ]
+
+
+class AnyNamespaceParams(Substitution):
+    """The params file, rewritten so that its node sections match the nodes in any namespace."""
+
+    def __init__(self, path):
+        super().__init__()
+        self._path = normalize_to_list_of_substitutions(path)
+
+    def describe(self):
+        return "AnyNamespaceParams(...)"
+
+    def perform(self, context):
+        from vlm_agent.nodes.composition import any_namespace_params
+
+        return any_namespace_params(perform_substitutions(context, self._path))
 
 
 def dds_profile_actions(default="false"):
@@ -37,16 +70,31 @@ def dds_profile_actions(default="false"):
     ]
 
 
-def agent_node(executable, condition_arg=None, **kwargs):
-    """A vlm_agent node reading the shared params file; `condition_arg` names a bool launch argument."""
-    condition = IfCondition(LaunchConfiguration(condition_arg)) if condition_arg else None
+def agent_node(executable, condition_arg=None, unless_arg=None, extra_parameters=(), **kwargs):
+    """A vlm_agent node in `namespace`, reading the shared params file and `use_sim_time`;
+    `condition_arg` / `unless_arg` name a bool launch argument that switches it on / off."""
+    condition = None
+    if condition_arg:
+        condition = IfCondition(LaunchConfiguration(condition_arg))
+    elif unless_arg:
+        condition = UnlessCondition(LaunchConfiguration(unless_arg))
     return Node(
         package=PACKAGE,
         executable=executable,
         name=executable,
-        parameters=[LaunchConfiguration("params_file")],
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[
+            AnyNamespaceParams(LaunchConfiguration("params_file")),
+            {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)},
+            *extra_parameters,
+        ],
         output="screen",
         emulate_tty=True,
         condition=condition,
         **kwargs,
     )
+
+
+def lifecycle_manager(node_names, **kwargs):
+    """The lifecycle manager for `node_names` (managed nodes, in bring-up order) of this namespace."""
+    return agent_node("lifecycle_manager", extra_parameters=[{"node_names": list(node_names), "autostart": True}], **kwargs)

@@ -1,10 +1,11 @@
 """vlm_agent against Gazebo (gz sim): the default world, the robot, ros_gz_bridge, and the agent graph.
 
-    ros2 launch vlm_agent gazebo.launch.py [world:=/path/world.sdf] [params_file:=/path/sim.yaml]
+    ros2 launch vlm_agent gazebo.launch.py [world:=/path/world.sdf] [params_file:=/path/sim.yaml] [namespace:=/robot1]
 
 Needs a ROS 2 install with ros_gz (ros_gz_sim, ros_gz_bridge) and Gazebo Harmonic or newer. The bridge
 (`sim/gazebo/bridge.yaml`) gives Gazebo's topics the same ROS names and types as the embedded
-mujoco_sim node, so the agent nodes are unchanged; they run on sim time from Gazebo's /clock.
+mujoco_sim node, so the agent nodes are unchanged; they run on sim time from Gazebo's /clock
+(`use_sim_time` defaults to true here). With a `namespace`, the bridge's ROS topics must carry it too.
 Not run on the development machine (Gazebo cannot be installed there); the assets are checked
 statically by tests/sim/test_gazebo_assets.py.
 """
@@ -18,7 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PACKAGE, params_argument, share_path  # noqa: E402
+from _common import agent_node, graph_arguments, lifecycle_manager, params_argument, share_path  # noqa: E402
 
 
 def generate_launch_description():
@@ -29,6 +30,7 @@ def generate_launch_description():
     resource_path = os.pathsep.join(p for p in (models, os.environ.get("GZ_SIM_RESOURCE_PATH", "")) if p)
     actions = [
         params_argument("sim.yaml"),
+        *graph_arguments(use_sim_time="true"),
         DeclareLaunchArgument("world", default_value=share_path("sim", "gazebo", "worlds", "default.sdf"), description="SDF world"),
         SetEnvironmentVariable("GZ_SIM_RESOURCE_PATH", resource_path),
         IncludeLaunchDescription(
@@ -39,17 +41,16 @@ def generate_launch_description():
             package="ros_gz_bridge",
             executable="parameter_bridge",
             name="gz_bridge",
+            namespace=LaunchConfiguration("namespace"),
             parameters=[{"config_file": share_path("sim", "gazebo", "bridge.yaml"), "use_sim_time": True}],
             output="screen",
         ),
     ]
     # the same agent graph as sim.launch.py, minus mujoco_sim (Gazebo + the bridge replace it)
     actions += [
-        Node(package=PACKAGE, executable="navid_planner", name="navid_planner", output="screen", emulate_tty=True,
-             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}]),
-        Node(package=PACKAGE, executable="motion_executor", name="motion_executor", output="screen", emulate_tty=True,
-             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}]),
-        Node(package=PACKAGE, executable="safety_supervisor", name="safety_supervisor", output="screen", emulate_tty=True,
-             parameters=[LaunchConfiguration("params_file"), {"use_sim_time": True}]),
+        agent_node("navid_planner"),
+        agent_node("motion_executor"),
+        agent_node("safety_supervisor"),
+        lifecycle_manager(["safety_supervisor", "navid_planner"]),
     ]
     return LaunchDescription(actions)

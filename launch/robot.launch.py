@@ -1,9 +1,12 @@
 """vlm_agent on a real robot: RealSense camera, NaVid planner, motion executor, safety supervisor.
 
-    ros2 launch vlm_agent robot.launch.py [params_file:=/path/robot.yaml] [camera:=false]
+    ros2 launch vlm_agent robot.launch.py [params_file:=/path/robot.yaml] [namespace:=/robot1]
+        [use_sim_time:=false] [camera:=false] [decompress:=true]
 
-The robot's base driver must consume `/cmd_vel` (published only by safety_supervisor) and publish
-`/odom`; set `camera:=false` when another driver already publishes the camera topics.
+The robot's base driver must consume `cmd_vel` (published only by safety_supervisor; relative, so
+`<namespace>/cmd_vel`) and publish `odom`; set `camera:=false` when another driver already publishes
+the camera topics. The managed nodes (realsense_camera, safety_supervisor, navid_planner) are
+brought to active in that order by lifecycle_manager; until then the supervisor publishes zero.
 """
 import os
 import sys
@@ -12,13 +15,14 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import agent_node, dds_profile_actions, params_argument  # noqa: E402
+from _common import agent_node, dds_profile_actions, graph_arguments, lifecycle_manager, params_argument  # noqa: E402
 
 
 def generate_launch_description():
     return LaunchDescription(
         [
             params_argument("robot.yaml"),
+            *graph_arguments(),
             DeclareLaunchArgument("camera", default_value="true", description="start the RealSense driver"),
             DeclareLaunchArgument("decompress", default_value="false", description="decode compressed colour images"),
             *dds_profile_actions(),
@@ -27,5 +31,7 @@ def generate_launch_description():
             agent_node("navid_planner"),
             agent_node("motion_executor"),
             agent_node("safety_supervisor"),
+            lifecycle_manager(["realsense_camera", "safety_supervisor", "navid_planner"], condition_arg="camera"),
+            lifecycle_manager(["safety_supervisor", "navid_planner"], unless_arg="camera"),
         ]
     )

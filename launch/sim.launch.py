@@ -1,8 +1,10 @@
 """vlm_agent against the embedded MuJoCo simulator (no Gazebo, nothing but pip).
 
-    ros2 launch vlm_agent sim.launch.py [params_file:=/path/sim.yaml]
+    ros2 launch vlm_agent sim.launch.py [params_file:=/path/sim.yaml] [namespace:=/robot1] [use_sim_time:=false]
 
-Same graph as `vlm-agent up --config config/sim.yaml`, which needs no `ros2 launch`.
+Same graph as `vlm-agent up --config config/sim.yaml [--namespace /robot1]`, which needs no
+`ros2 launch`. The managed nodes (safety_supervisor, navid_planner) are brought to active by
+lifecycle_manager; until then the supervisor publishes zero on `cmd_vel`.
 """
 import os
 import sys
@@ -10,17 +12,19 @@ import sys
 from launch import LaunchDescription
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import agent_node, dds_profile_actions, params_argument  # noqa: E402
+from _common import agent_node, dds_profile_actions, graph_arguments, lifecycle_manager, params_argument  # noqa: E402
 
 
 def generate_launch_description():
     return LaunchDescription(
         [
             params_argument("sim.yaml"),
+            *graph_arguments(),
             *dds_profile_actions(default="true"),
             agent_node("mujoco_sim"),
             agent_node("navid_planner"),
             agent_node("motion_executor"),
             agent_node("safety_supervisor"),
+            lifecycle_manager(["safety_supervisor", "navid_planner"]),
         ]
     )

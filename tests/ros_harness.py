@@ -3,8 +3,9 @@
 * `spin_until(executor, predicate, timeout)`: spin until a condition holds.
 * `wait_for_subscribers(pub, n)` / `wait_for_publishers(sub, n)`: discovery in LOCALHOST mode takes
   ~2 s, so always wait for the match before publishing.
-* `NodeProcess`: start a node (console_script module) in a second process with the test's ROS
-  environment, and stop it with SIGINT, checking it exits cleanly.
+* `NodeProcess`: start a node (console_script module, or any command) in a second process with the
+  test's ROS environment, and stop it with SIGINT (or SIGTERM), checking it exits cleanly.
+* `lifecycle_state(executor, node, name)` / `change_state(...)`: the standard lifecycle services.
 """
 from __future__ import annotations
 
@@ -73,9 +74,10 @@ class NodeProcess:
     Use as a context manager; on exit it sends SIGINT, waits, and records the exit code and output.
     """
 
-    def __init__(self, module: str, ros_args: list[str] | None = None, env: dict | None = None, args: list[str] | None = None):
+    def __init__(self, module: str, ros_args: list[str] | None = None, env: dict | None = None, args: list[str] | None = None,
+                 command: list[str] | None = None):
         self.module = module
-        cmd = [sys.executable, "-m", module] + list(args or [])
+        cmd = (list(command) if command else [sys.executable, "-m", module]) + list(args or [])
         if ros_args:
             cmd += ["--ros-args"] + list(ros_args)
         self.cmd = cmd
@@ -91,11 +93,13 @@ class NodeProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> int:
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGINT) -> int:
         if self.proc is None:
             return 0
+        if self.returncode is not None:
+            return self.returncode
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.output, _ = self.proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -110,3 +114,44 @@ class NodeProcess:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+def call_service(executor, client, request, timeout: float = DEFAULT_TIMEOUT_S):
+    """Call a service and spin until the answer (None on timeout or when the service never appears)."""
+    deadline = time.monotonic() + timeout
+    if not spin_until(executor, client.service_is_ready, timeout=timeout):
+        return None
+    future = client.call_async(request)
+    spin_until(executor, future.done, timeout=max(0.1, deadline - time.monotonic()))
+    return future.result() if future.done() else None
+
+
+def lifecycle_state(executor, node, name: str, timeout: float = DEFAULT_TIMEOUT_S) -> str | None:
+    """The primary state label (unconfigured, inactive, active, finalized) of lifecycle node `name`
+    (a fully qualified name, e.g. /robot1/navid_planner), through its `get_state` service."""
+    from lifecycle_msgs.srv import GetState
+
+    client = node.create_client(GetState, f"{name}/get_state")
+    try:
+        answer = call_service(executor, client, GetState.Request(), timeout)
+        return None if answer is None else answer.current_state.label
+    finally:
+        node.destroy_client(client)
+
+
+def change_state(executor, node, name: str, transition: str, timeout: float = 60.0) -> bool:
+    """Request a lifecycle transition ("configure", "activate", "deactivate", "cleanup", "shutdown")."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+           "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP,
+           "shutdown": Transition.TRANSITION_ACTIVE_SHUTDOWN}
+    client = node.create_client(ChangeState, f"{name}/change_state")
+    try:
+        request = ChangeState.Request()
+        request.transition.id = ids[transition]
+        answer = call_service(executor, client, request, timeout)
+        return bool(answer is not None and answer.success)
+    finally:
+        node.destroy_client(client)

@@ -19,7 +19,7 @@ def test_decodes_png_and_survives_garbage(ros_node, ros_executor):
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     images, statuses = [], []
     ros_node.create_subscription(Image, "/camera/color/image_raw", lambda m: images.append(m), SENSOR_QOS)
-    ros_node.create_subscription(DiagnosticArray, "/vlm_agent/status", statuses.append, 10)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", statuses.append, 10)
     pub = ros_node.create_publisher(CompressedImage, "/camera/color/image_raw/compressed", SENSOR_QOS)
 
     with NodeProcess("vlm_agent.nodes.image_decompressor") as proc:

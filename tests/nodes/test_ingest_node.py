@@ -25,10 +25,9 @@ def test_status_reports_observations_spread_and_malformed_frames(ros_context, ro
 
     node = SensorIngestNode(
         context=ros_context,
+        namespace=P,  # relative topics: camera/color/image_raw/compressed, odom
         parameter_overrides=[
-            Parameter("color_topic", value=f"{P}/color/compressed"),
             Parameter("color_transport", value="compressed"),
-            Parameter("odom_topic", value=f"{P}/odom"),
             Parameter("slop_s", value=0.01),
             Parameter("sample_period_s", value=0.0),
         ],
@@ -36,9 +35,9 @@ def test_status_reports_observations_spread_and_malformed_frames(ros_context, ro
     ros_executor.add_node(node)
     statuses = []
     ros_node.create_subscription(
-        DiagnosticArray, "/vlm_agent/status", lambda m: statuses.extend(s for s in m.status if s.name == "/sensor_ingest"), 10
+        DiagnosticArray, "/diagnostics", lambda m: statuses.extend(s for s in m.status if s.name == f"{P}/sensor_ingest"), 10
     )
-    color_pub = ros_node.create_publisher(CompressedImage, f"{P}/color/compressed", SENSOR_QOS)
+    color_pub = ros_node.create_publisher(CompressedImage, f"{P}/camera/color/image_raw/compressed", SENSOR_QOS)
     odom_pub = ros_node.create_publisher(Odometry, f"{P}/odom", SENSOR_QOS)
     assert spin_until(ros_executor, lambda: color_pub.get_subscription_count() and odom_pub.get_subscription_count(), timeout=10)
     jpeg = numpy_to_compressed(np.full((24, 32, 3), 90, np.uint8), "rgb8", fmt="jpeg")

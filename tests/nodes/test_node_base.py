@@ -92,7 +92,7 @@ def test_status_is_published_with_rates_and_drops(ros_context, ros_executor, ros
     node = make_node(ros_context)
     ros_executor.add_node(node)
     received = []
-    ros_node.create_subscription(DiagnosticArray, "/vlm_agent/status", received.append, 10)
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", received.append, 10)
     for _ in range(3):
         node.health.tick("camera")
     node.health.drop("malformed", "step too small")

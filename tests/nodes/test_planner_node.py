@@ -69,6 +69,9 @@ class Rig:
             context=context,
             parameter_overrides=[Parameter("model_timeout_s", value=0.5), Parameter("history_period_s", value=0.1)],
         )
+        from vlm_agent.nodes.base import bring_up
+
+        assert bring_up(self.planner_node)
         self.exec_node = MotionExecutorNode(context=context)
         self.node = Node("planner_test_helper", context=context)
         for n in (self.planner_node, self.exec_node, self.node):
@@ -220,36 +223,36 @@ def test_a_latched_instruction_starts_exactly_one_episode(rig):
         rig.node.destroy_publisher(pub)
 
 
-def test_missing_model_answers_with_a_stop_plan_naming_the_cause(tmp_path):
-    """No model directory: the node still starts, and every instruction gets a stop plan with the reason."""
+def test_missing_model_fails_configure_with_the_cause_and_nothing_is_planned(tmp_path):
+    """No model directory: configure fails (the node stays unconfigured, nothing subscribes), the
+    reason is in the log and on /diagnostics; a lifecycle manager would stop the bring-up there."""
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
-    from std_msgs.msg import String
 
-    from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS
     from vlm_agent.nodes.navid_planner import NavidPlannerNode
 
     context = rclpy.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     try:
-        node = NavidPlannerNode(context=context, parameter_overrides=[
-            Parameter("model_dir", value=str(tmp_path / "no_such_model")),
-            Parameter("instruction_topic", value="/missing_model/instruction"),
-            Parameter("plan_topic", value="/missing_model/plan"),
-        ])
+        node = NavidPlannerNode(context=context, namespace="/missing_model",
+                                parameter_overrides=[Parameter("model_dir", value=str(tmp_path / "no_such_model"))])
         helper = rclpy.create_node("missing_model_helper", context=context)
         executor.add_node(node)
         executor.add_node(helper)
-        plans = []
-        pub = helper.create_publisher(String, "/missing_model/instruction", COMMAND_QOS)
-        sub = helper.create_subscription(String, "/missing_model/plan", lambda m: plans.append(json.loads(m.data)), LATCHED_QOS)
-        assert wait_for_subscribers(pub) and wait_for_publishers(sub)
-        pub.publish(String(data="go to the door"))
-        assert spin_until(executor, lambda: bool(plans), timeout=10)
-        assert _is_stop(plans[0]) and "model unavailable" in plans[0]["error"] and "no_such_model" in plans[0]["error"]
-        assert node.status_extra()["model"].startswith("FileNotFoundError")
+        statuses = []
+        helper.create_subscription(DiagnosticArray, "/diagnostics",
+                                   lambda m: statuses.extend(s for s in m.status if s.name == "/missing_model/navid_planner"), 10)
+        node.trigger_configure()
+        assert node.lifecycle_state == "unconfigured"
+        assert node.count_subscribers("/missing_model/vlm_agent/instruction") == 0 or not node.subscriptions
+        assert spin_until(executor, lambda: any("no_such_model" in s.message for s in statuses), timeout=10), statuses[-1:]
+        status = [s for s in statuses if "no_such_model" in s.message][-1]
+        assert status.level in (b"\x01", b"\x02") and status.message.startswith("unconfigured")
+        values = {kv.key: kv.value for kv in status.values}
+        assert values["lifecycle_state"] == "unconfigured" and "FileNotFoundError" in values["lifecycle_error"]
     finally:
         for n in list(executor.get_nodes()):
             executor.remove_node(n)

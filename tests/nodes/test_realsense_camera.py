@@ -14,8 +14,9 @@ from tests.sensors.test_realsense import COLOR, DEPTH, colour_frame, depth_frame
 
 pytestmark = pytest.mark.ros
 
-# Topics under a per-process prefix: concurrent test runs on this machine may share a ROS domain,
-# and a simulator elsewhere publishing /camera/... must not be mistaken for this node's frames.
+# The node runs in a per-process namespace (its topics are relative): concurrent test runs on this
+# machine may share a ROS domain, and a simulator elsewhere publishing /camera/... must not be
+# mistaken for this node's frames.
 PREFIX = f"/rs_test_{os.getpid()}"
 TOPICS = {
     "color_topic": f"{PREFIX}/camera/color/image_raw",
@@ -23,6 +24,7 @@ TOPICS = {
     "depth_topic": f"{PREFIX}/camera/depth/image_rect_raw",
     "depth_info_topic": f"{PREFIX}/camera/depth/camera_info",
 }
+STATUS_NAME = f"{PREFIX}/realsense_camera"
 
 
 def _subscribe(node, received):
@@ -41,8 +43,8 @@ def _subscribe(node, received):
         node.create_subscription(mtype, topic, lambda m, k=key: received[k].append(m), qos)
     received["status"] = []
     return node.create_subscription(
-        DiagnosticArray, "/vlm_agent/status",
-        lambda m: received["status"].extend(s for s in m.status if s.name.endswith("realsense_camera")), 10,
+        DiagnosticArray, "/diagnostics",
+        lambda m: received["status"].extend(s for s in m.status if s.name == STATUS_NAME), 10,
     )
 
 
@@ -84,18 +86,22 @@ def test_software_device_frames_are_published_and_a_lost_device_shows_in_status(
             raise RuntimeError("No device connected")
         return dev.source()
 
+    from vlm_agent.nodes.base import bring_up
+
     node = RealSenseCameraNode(
         source_factory=factory,
         context=ros_context,
+        namespace=PREFIX,
         parameter_overrides=[
             Parameter("align_depth_to_color", value=False),
             Parameter("frame_timeout_s", value=0.4),
             Parameter("reconnect_backoff_s", value=0.1),
             Parameter("reconnect_backoff_max_s", value=0.4),
-            *[Parameter(k, value=v) for k, v in TOPICS.items()],
         ],
     )
     ros_executor.add_node(node)
+    assert node.camera is None  # unconfigured: no device opened
+    assert bring_up(node)
     received = {}
     _subscribe(ros_node, received)
     assert spin_until(ros_executor, lambda: node.camera.state == "streaming", timeout=5)
@@ -145,18 +151,22 @@ def test_recorded_file_plays_back_in_a_second_process(tmp_path, ros_node, ros_ex
     del dev
     received = {}
     _subscribe(ros_node, received)
-    params = ["-p", f"playback_file:={path}", "-p", "playback_loop:=true", "-p", "align_depth_to_color:=false"]
-    for key, topic in TOPICS.items():
-        params += ["-p", f"{key}:={topic}"]
-    with NodeProcess("vlm_agent.nodes.realsense_camera", ros_args=params) as proc:
+    params = ["-p", f"playback_file:={path}", "-p", "playback_loop:=true", "-p", "align_depth_to_color:=false", "-r", f"__ns:={PREFIX}"]
+    manager_args = ["-p", "node_names:=[realsense_camera]", "-r", f"__ns:={PREFIX}"]
+    # A managed node in its own process, brought up by the lifecycle manager in a third one.
+    with NodeProcess("vlm_agent.nodes.realsense_camera", ros_args=params) as proc, \
+            NodeProcess("vlm_agent.nodes.lifecycle_manager", ros_args=manager_args) as manager:
         from vlm_agent.nodes.base import SENSOR_QOS
 
         probe = ros_node.create_subscription(Image, TOPICS["color_topic"], lambda m: None, SENSOR_QOS)
-        if not wait_for_publishers(probe):
+        if not wait_for_publishers(probe, timeout=30):
             proc.stop()
-            raise AssertionError(proc.output)
+            manager.stop()
+            raise AssertionError(proc.output + "\n--- manager ---\n" + manager.output)
         assert spin_until(ros_executor, lambda: len(received["color"]) >= 5 and len(received["depth_info"]) >= 5 or not proc.alive(), timeout=20)
         assert proc.alive()
         _check_frame(received)
         assert spin_until(ros_executor, lambda: any(s.message == "streaming" for s in received["status"]), timeout=5)
+        assert manager.alive()
     assert proc.returncode == 0, proc.output
+    assert manager.returncode == 0, manager.output

@@ -42,6 +42,9 @@ class Rig:
             parameter_overrides=[],
         )
         self.supervisor.set_parameters(self._params())
+        from vlm_agent.nodes.base import bring_up
+
+        assert bring_up(self.supervisor)
         self.node = Node("safety_test_helper", context=context)
         executor.add_node(self.supervisor)
         executor.add_node(self.node)
@@ -193,6 +196,11 @@ def test_estop_latches_through_new_commands_until_released(fresh):
     assert after and all(v == 0.0 and w == 0.0 for v, w in after)
     assert fresh.supervisor.status_extra()["state"] == "estop"
     fresh.call(fresh.estop, SetBool.Request(data=False))
+    # After the release the commander comes to rest, then a new motion passes (a release never
+    # resumes a running command stream at once: issue 11).
+    fresh.command = (0.0, 0.0)
+    fresh.spin(0.8)
+    fresh.command = (0.4, -0.4)
     assert fresh.wait_for(lambda v, w: v > 0.35 and w < -0.35)
 
 

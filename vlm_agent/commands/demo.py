@@ -132,17 +132,17 @@ class DemoClient(RosEvalClient):
         super().__enter__()
         from std_msgs.msg import String
 
-        from vlm_agent.nodes.base import LATCHED_QOS
-
         from diagnostic_msgs.msg import DiagnosticArray
 
+        from vlm_agent.nodes.base import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, LATCHED_QOS
+
         self.node.create_subscription(String, "/vlm_agent/plan", self._on_plan, LATCHED_QOS)
-        self.node.create_subscription(DiagnosticArray, "/vlm_agent/status", self._on_status, 10)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_status, DIAGNOSTICS_QOS)
         return self
 
     def _on_status(self, msg) -> None:
         for status in msg.status:
-            if status.name.endswith("navid_planner"):
+            if status.name == "/navid_planner":
                 self.planner_status = {kv.key: kv.value for kv in status.values}
 
     def _on_plan(self, msg) -> None:

@@ -1,36 +1,65 @@
-"""Shared plumbing for vlm_agent's thin nodes: parameters from config dataclasses, status, QoS, main().
+"""Shared plumbing for vlm_agent's thin nodes: parameters from config dataclasses, diagnostics, QoS,
+managed (lifecycle) nodes, main().
 
 ROS parameters are declared from a `ConfigBase` dataclass (description, ranges, read-only from
 its field metadata); values come from `--params-file config/X.yaml` (`/**: ros__parameters:`) or
 `-p k:=v`; runtime changes are validated by building a new config and rejected with the
-dataclass's error message. Every node publishes a `diagnostic_msgs/DiagnosticArray` on
-`/vlm_agent/status` with its rates, latencies, drop counts and state.
+dataclass's error message. Every node publishes a `diagnostic_msgs/DiagnosticArray` on the
+standard `/diagnostics` topic (what rqt_robot_monitor, Foxglove and diagnostic_aggregator read)
+with its rates, latencies, drop counts and state.
+
+Topic names are relative (`cmd_vel`, `camera/color/image_raw`, ...), so `-r __ns:=/robot1` moves a
+whole node into a namespace and `-r odom:=/wheel/odom` remaps one topic; only `/diagnostics` (and
+`/clock`) are absolute. QoS follows REP-2003: sensor publishers are reliable (`SENSOR_PUB_QOS`),
+sensor subscribers best-effort (`SENSOR_QOS`), so any publisher and any subscriber match.
+
+Managed nodes (`ManagedAgentNode`, rclpy's `LifecycleNode` API as present in Humble, Jazzy and
+Kilted) load models and open devices in `configure`, work only while `active`, and are brought up
+by `lifecycle_manager` (as nav2_lifecycle_manager does) through `<node>/change_state`.
+
+`run_node` handles SIGINT/SIGTERM itself (rclpy's handlers are off): the spin loop ends between
+callbacks, the node's `on_exit()` runs (managed nodes deactivate and shut down: the safety
+supervisor publishes zero and waits for it to be acknowledged) while the context is still valid,
+and only then is the context shut down.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import sys
+import threading
 import time
 import typing
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 
 from vlm_agent.config import ConfigBase, field_types
 from vlm_agent.ros_env import configure_ros_environment
 from vlm_agent.telemetry import HealthReport
 
-STATUS_TOPIC = "/vlm_agent/status"
+# The standard diagnostics topic: absolute on purpose (one aggregator per robot reads every node).
+DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAGNOSTICS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# REP-2003: sensor *subscribers* are best-effort (they match reliable and best-effort publishers) ...
 SENSOR_QOS = qos_profile_sensor_data
+# ... and sensor/odometry *publishers* are reliable (system-default-like), so reliable subscribers
+# elsewhere (Nav2, robot_localization, rviz defaults) can match them.
+SENSOR_PUB_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # State that late joiners need (plans, latched status, results): the last message is kept.
 LATCHED_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# Commands and other inputs: reliable + volatile, i.e. what `ros2 topic pub` and `create_publisher(T, name, 10)`
+# offer; a volatile subscription matches volatile and transient-local publishers alike.
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 _PARAM_TYPES = {
@@ -72,21 +101,23 @@ def parameter_descriptor(field: dataclasses.Field, ftype) -> ParameterDescriptor
     return desc
 
 
-class AgentNode(Node):
-    """A node whose parameters are a config dataclass and which reports on `/vlm_agent/status`.
+class _AgentNodeMixin:
+    """Parameters from a config dataclass and a `DiagnosticArray` on `/diagnostics`; shared by
+    `AgentNode` (plain) and `ManagedAgentNode` (lifecycle). Call `_setup_agent` after the rclpy
+    node's own `__init__`."""
 
-    Subclasses pass `config_cls`, then build pubs/subs from `self.config`. Override
-    `on_config_changed(old, new)` to react to runtime parameter changes.
-    """
-
-    def __init__(self, node_name: str, config_cls: type[ConfigBase], status_period_s: float = 1.0, **kwargs):
-        super().__init__(node_name, **kwargs)
+    def _setup_agent(self, config_cls: type[ConfigBase], status_period_s: float) -> None:
         self._config_cls = config_cls
         self.config = self._declare_config(config_cls)
         self.health = HealthReport()
-        self._status_pub = self.create_publisher(DiagnosticArray, STATUS_TOPIC, 10)
-        self._status_timer = self.create_timer(status_period_s, self.publish_status)
+        self._status_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self._status_timer = self.create_steady_timer(status_period_s, self.publish_status)
         self._started = time.monotonic()
+
+    def create_steady_timer(self, period_s: float, callback):
+        """A timer on the steady clock: it fires whatever `use_sim_time` says and whether or not
+        anyone publishes `/clock` (watchdogs, diagnostics, the lifecycle manager)."""
+        return self.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # -- parameters -------------------------------------------------------------------------
     def _declare_config(self, config_cls):
@@ -121,53 +152,216 @@ class AgentNode(Node):
     def on_config_changed(self, old: ConfigBase, new: ConfigBase) -> None:
         """Hook for subclasses; the default does nothing."""
 
-    # -- status -----------------------------------------------------------------------------
+    # -- diagnostics ------------------------------------------------------------------------
     def status_extra(self) -> dict[str, str]:
         """Subclasses add node-specific values (state, model name, ...)."""
         return {}
 
+    def status_level(self) -> tuple[int, str]:
+        """(DiagnosticStatus level, message) reported now; managed nodes qualify it by their state."""
+        return self.health.level, self.health.message
+
     def publish_status(self) -> None:
+        level, message = self.status_level()
         status = DiagnosticStatus(
-            level=bytes([self.health.level]),
-            name=self.get_fully_qualified_name(),
-            message=self.health.message,
-            hardware_id="vlm_agent",
+            level=bytes([level]), name=self.get_fully_qualified_name(), message=message, hardware_id="vlm_agent"
         )
         values = self.health.key_values()
         values.update(self.status_extra())
         values["uptime_s"] = f"{time.monotonic() - self._started:.1f}"
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.status = [status]
         self._status_pub.publish(msg)
 
+    # -- exit -------------------------------------------------------------------------------
+    def on_exit(self) -> None:
+        """Called by `run_node` / the graph runner after a stop request, while the context is still
+        valid and before `destroy_node`; managed nodes deactivate and shut down here."""
+
+
+class AgentNode(_AgentNodeMixin, Node):
+    """A plain node whose parameters are a config dataclass and which reports on `/diagnostics`.
+
+    Subclasses pass `config_cls`, then build pubs/subs from `self.config`. Override
+    `on_config_changed(old, new)` to react to runtime parameter changes.
+    """
+
+    def __init__(self, node_name: str, config_cls: type[ConfigBase], status_period_s: float = 1.0, **kwargs):
+        Node.__init__(self, node_name, **kwargs)
+        self._setup_agent(config_cls, status_period_s)
+
+
+class ManagedAgentNode(_AgentNodeMixin, LifecycleNode):
+    """A managed (lifecycle) node with the same parameter and diagnostics machinery as `AgentNode`.
+
+    Parameters are declared at construction (so `ros2 param` and the YAML work in every state).
+    Subclasses implement the hooks `configure_node()` (load the model, open the device, create
+    publishers/subscriptions), `activate_node()`, `deactivate_node()`, `cleanup_node()` (undo
+    configure); a hook that raises fails the transition with its reason logged and on
+    `/diagnostics` (the node stays in its previous state). `lifecycle_state` is the current primary
+    state label (unconfigured, inactive, active, finalized).
+    """
+
+    def __init__(self, node_name: str, config_cls: type[ConfigBase], status_period_s: float = 1.0, **kwargs):
+        self.lifecycle_state = "unconfigured"
+        self._transition_error = ""
+        LifecycleNode.__init__(self, node_name, **kwargs)
+        self._setup_agent(config_cls, status_period_s)
+
+    @property
+    def is_active(self) -> bool:
+        return self.lifecycle_state == "active"
+
+    # -- hooks for subclasses ---------------------------------------------------------------
+    def configure_node(self) -> None:
+        """Load models / open devices / create publishers and subscriptions."""
+
+    def activate_node(self) -> None:
+        """Start working."""
+
+    def deactivate_node(self) -> None:
+        """Stop working (publish what makes the robot safe)."""
+
+    def cleanup_node(self) -> None:
+        """Release what `configure_node` acquired."""
+
+    # -- rclpy transition callbacks ---------------------------------------------------------
+    def _run_hook(self, transition: str, hooks, new_state: str) -> TransitionCallbackReturn:
+        try:
+            for hook in hooks:
+                hook()
+        except Exception as exc:  # noqa: BLE001 (any failure of a hook fails the transition, with the reason)
+            self._transition_error = f"{transition} failed: {type(exc).__name__}: {exc}"
+            self.get_logger().error(self._transition_error)
+            self.health.set("lifecycle_error", self._transition_error[:300])
+            return TransitionCallbackReturn.FAILURE
+        self._transition_error = ""
+        self.lifecycle_state = new_state
+        self.get_logger().info(f"{transition}: now {new_state}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        return self._run_hook("configure", [self.configure_node], "inactive")
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = self._run_hook("activate", [self.activate_node], "active")
+        if result == TransitionCallbackReturn.SUCCESS:
+            LifecycleNode.on_activate(self, state)  # lifecycle publishers, if any
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        LifecycleNode.on_deactivate(self, state)
+        return self._run_hook("deactivate", [self.deactivate_node], "inactive")
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        return self._run_hook("cleanup", [self.cleanup_node], "unconfigured")
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        hooks = []
+        if self.lifecycle_state == "active":
+            hooks.append(self.deactivate_node)
+        if self.lifecycle_state in ("active", "inactive"):
+            hooks.append(self.cleanup_node)
+        result = self._run_hook("shutdown", hooks, "finalized")
+        if result != TransitionCallbackReturn.SUCCESS:
+            self.lifecycle_state = "finalized"  # shutdown always ends in finalized
+            result = TransitionCallbackReturn.SUCCESS
+        return result
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().error(f"lifecycle error from {state.label}: cleaning up, back to unconfigured")
+        try:
+            if self.lifecycle_state == "active":
+                self.deactivate_node()
+            if self.lifecycle_state in ("active", "inactive"):
+                self.cleanup_node()
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f"cleanup after error failed: {type(exc).__name__}: {exc}")
+        self.lifecycle_state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    # -- diagnostics and exit ---------------------------------------------------------------
+    def status_level(self) -> tuple[int, str]:
+        level, message = self.health.level, self.health.message
+        if self.lifecycle_state == "active":
+            return level, message
+        text = f"{self.lifecycle_state}" + (f" ({self._transition_error})" if self._transition_error else "")
+        return max(level, self.health.WARN), text if level <= self.health.OK else f"{text}: {message}"
+
+    def publish_status(self) -> None:
+        self.health.set("lifecycle_state", self.lifecycle_state)
+        super().publish_status()
+
+    def on_exit(self) -> None:
+        """Deactivate (if active) and shut down, through rclpy's state machine."""
+        if self.lifecycle_state == "active":
+            self.trigger_deactivate()
+        if self.lifecycle_state != "finalized":
+            self.trigger_shutdown()
+
+
+def bring_up(node: ManagedAgentNode) -> bool:
+    """Configure and activate a managed node in-process (tests, single-node use); True when active."""
+    if node.lifecycle_state == "unconfigured":
+        node.trigger_configure()
+    if node.lifecycle_state == "inactive":
+        node.trigger_activate()
+    return node.is_active
+
 
 @contextlib.contextmanager
-def rclpy_session(args=None, context=None):
+def rclpy_session(args=None, context=None, signal_handler_options=None):
     """`rclpy.init` ... `rclpy.try_shutdown` as a context manager on every supported distribution.
 
     `with rclpy.init():` only exists after Jazzy (on Humble and Jazzy `init` returns None and the
     `with` raises TypeError), so this is the one spelling the package uses.
     """
-    rclpy.init(args=args, context=context)
+    rclpy.init(args=args, context=context, signal_handler_options=signal_handler_options)
     try:
         yield context
     finally:
         rclpy.try_shutdown(context=context)
 
 
-def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
-    """Standard node `main`: init, spin on a SingleThreadedExecutor, clean shutdown on Ctrl-C or
-    external shutdown. Returns the process exit code (1 when the node refused its parameters)."""
-    configure_ros_environment()
+@contextlib.contextmanager
+def stop_on_signals(callback: typing.Callable[[], None]):
+    """SIGINT and SIGTERM (what `ros2 launch` and Ctrl-C send) call `callback` instead of raising or
+    killing; the previous handlers come back on exit. Main thread only."""
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: callback())
     try:
-        with rclpy_session(args=args):
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
+    """Standard node `main`: init without rclpy's signal handlers, spin on a SingleThreadedExecutor
+    until SIGINT/SIGTERM or an external shutdown, then `on_exit()` (zero goes out) and
+    `destroy_node()` while the context is valid, then shut the context down. Returns the process
+    exit code (1 when the node refused its parameters)."""
+    configure_ros_environment()
+    stop = threading.Event()
+    try:
+        with rclpy_session(args=args, signal_handler_options=SignalHandlerOptions.NO), stop_on_signals(stop.set):
             node = node_factory()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
             try:
-                rclpy.spin(node)
+                while not stop.is_set() and rclpy.ok():
+                    executor.spin_once(timeout_sec=0.1)
             finally:
-                node.destroy_node()
+                try:
+                    if rclpy.ok():
+                        node.on_exit()
+                finally:
+                    executor.remove_node(node)
+                    node.destroy_node()
+                    executor.shutdown()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:

@@ -1,22 +1,38 @@
 """Run several vlm_agent nodes in one process on one executor (what `vlm-agent up` does).
 
 Parameters come from the same ROS parameter YAML the launch files pass, applied through the
-context's `--params-file` so node-name matching and `/**` work exactly as under `ros2 launch`.
-One SingleThreadedExecutor serves all nodes (measured steadier than the multi-threaded one when
-driven in-process); nodes that run models do so off the executor thread themselves.
+context's `--params-file`. Its node sections (`mujoco_sim:`) are rewritten to match the node in any
+namespace (`/**/mujoco_sim:`), so `--namespace /robot1` (or `ros_args=["-r", "__ns:=/robot1"]`)
+moves the whole graph, topics included (they are relative), and two graphs share one ROS domain
+without cross-talk. One SingleThreadedExecutor serves all nodes (measured steadier than the
+multi-threaded one when driven in-process); nodes that run models do so off the executor thread.
+
+Managed (lifecycle) nodes in the graph are brought to active by an in-process `lifecycle_manager`
+(added when the graph has managed nodes; its `node_names` are the managed nodes present, in
+`MANAGED_NODE_ORDER`). Signals are handled here, not by rclpy: SIGINT/SIGTERM end the spin loop
+between callbacks; `close()` then deactivates and shuts down the managed nodes in reverse order
+(the safety supervisor publishes zero and waits for it to be acknowledged), destroys every node,
+and only then shuts the context down.
 """
 from __future__ import annotations
 
-import signal
+import os
+import tempfile
 import threading
 import time
 
 import rclpy
+import yaml
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from vlm_agent.config import node_sections
 from vlm_agent.nodes import available_nodes, node_class
+from vlm_agent.nodes.base import ManagedAgentNode, stop_on_signals
 from vlm_agent.ros_env import configure_ros_environment
+
+MANAGER = "lifecycle_manager"
 
 
 def nodes_in_config(config_path: str) -> tuple[list[str], list[str]]:
@@ -26,29 +42,65 @@ def nodes_in_config(config_path: str) -> tuple[list[str], list[str]]:
     return [s for s in sections if s in known], [s for s in sections if s not in known]
 
 
+def any_namespace_params(params_file: str, out_dir: str | None = None) -> str:
+    """A copy of a ROS parameter YAML whose plain node sections (`name:`) also match the node in a
+    namespace (`/**/name:`); sections that already carry a slash or a wildcard are kept as written.
+    Returns the new file's path (launch files and `vlm-agent up` pass it as `--params-file`)."""
+    with open(params_file) as f:
+        doc = yaml.safe_load(f) or {}
+    out = {}
+    for key, value in doc.items():
+        out[key if ("/" in key or "*" in key) else f"/**/{key}"] = value
+    fd, path = tempfile.mkstemp(prefix="vlm_agent_params_", suffix=".yaml", dir=out_dir)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(out, f)
+    return path
+
+
+def managed_names(node_names: list[str]) -> list[str]:
+    """The managed (lifecycle) nodes among `node_names`, in bring-up order."""
+    from vlm_agent.nodes.lifecycle_manager import MANAGED_NODE_ORDER
+
+    managed = [n for n in node_names if n != MANAGER and issubclass(node_class(n), ManagedAgentNode)]
+    order = {n: i for i, n in enumerate(MANAGED_NODE_ORDER)}
+    return sorted(managed, key=lambda n: (order.get(n, len(order)), node_names.index(n)))
+
+
 class NodeGraph:
     """A set of nodes sharing one rclpy context and one executor.
 
     Usage: `with NodeGraph(["safety_supervisor", ...], params_file=...) as graph: graph.spin(10.0)`.
+    `namespace` (e.g. "/robot1") puts every node (and so every relative topic) under it.
     """
 
-    def __init__(self, node_names: list[str], params_file: str | None = None, ros_args: list[str] | None = None, logger=print):
+    def __init__(self, node_names: list[str], params_file: str | None = None, ros_args: list[str] | None = None,
+                 logger=print, namespace: str = "", manage: bool = True):
         configure_ros_environment()
-        self.node_names = list(node_names)
-        args = ["--ros-args"] + (["--params-file", params_file] if params_file else []) + list(ros_args or [])
+        names = list(dict.fromkeys(node_names))
+        self.managed = managed_names(names) if manage else []
+        if self.managed and MANAGER not in names:
+            names.append(MANAGER)
+        self.node_names = names
+        self._params_file = any_namespace_params(params_file) if params_file else None
+        args = ["--ros-args"] + (["--params-file", self._params_file] if self._params_file else [])
+        if namespace:
+            args += ["-r", f"__ns:={namespace}"]
+        self._args = args + list(ros_args or [])
         self.context = rclpy.Context()
-        self._args = args
         self.nodes = []
         self.executor = None
         self._stop = threading.Event()
         self._log = logger
 
     def __enter__(self):
-        rclpy.init(args=self._args, context=self.context)
+        rclpy.init(args=self._args, context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         try:
             self.executor = SingleThreadedExecutor(context=self.context)
             for name in self.node_names:
-                node = node_class(name)(context=self.context)
+                kwargs = {"context": self.context}
+                if name == MANAGER:
+                    kwargs["parameter_overrides"] = [Parameter("node_names", Parameter.Type.STRING_ARRAY, self.managed)]
+                node = node_class(name)(**kwargs)
                 self.nodes.append(node)
                 self.executor.add_node(node)
                 self._log(f"started node {node.get_fully_qualified_name()}")
@@ -61,11 +113,14 @@ class NodeGraph:
         self.close()
         return False
 
+    def node(self, name: str):
+        return next(n for n in self.nodes if n.get_name() == name)
+
     def request_stop(self) -> None:
         self._stop.set()
 
     def spin(self, duration_s: float | None = None) -> None:
-        """Spin until `duration_s` elapses, `request_stop()`, Ctrl-C or an external shutdown."""
+        """Spin until `duration_s` elapses, `request_stop()`, or an external shutdown."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
         try:
             while self.context.ok() and not self._stop.is_set():
@@ -76,6 +131,18 @@ class NodeGraph:
             pass
 
     def close(self) -> None:
+        # Managed nodes first, in reverse bring-up order, while the context is valid: the planner
+        # stops planning, then the supervisor's zero goes out and is acknowledged.
+        if self.context.ok():
+            by_name = {n.get_name(): n for n in self.nodes}
+            for name in reversed(self.managed):
+                node = by_name.get(name)
+                if node is None:
+                    continue
+                try:
+                    node.on_exit()
+                except Exception as exc:  # noqa: BLE001 (keep tearing down the others)
+                    self._log(f"{name}: exit transition failed: {type(exc).__name__}: {exc}")
         for node in reversed(self.nodes):
             if self.executor is not None:
                 self.executor.remove_node(node)
@@ -86,10 +153,15 @@ class NodeGraph:
             self.executor = None
         if self.context.ok():
             rclpy.shutdown(context=self.context)
+        if self._params_file and os.path.exists(self._params_file):
+            os.unlink(self._params_file)
+            self._params_file = None
 
 
-def run_graph(config_path: str, only: list[str] | None = None, duration_s: float | None = None, logger=print) -> int:
-    """Start every vlm_agent node named in `config_path` (or the `only` subset) and spin."""
+def run_graph(config_path: str, only: list[str] | None = None, duration_s: float | None = None, logger=print,
+              namespace: str = "", ros_args: list[str] | None = None) -> int:
+    """Start every vlm_agent node named in `config_path` (or the `only` subset) and spin until
+    SIGINT/SIGTERM (or `duration_s`)."""
     names, foreign = nodes_in_config(config_path)
     for section in foreign:
         logger(f"note: section '{section}' names no vlm_agent node (known: {', '.join(available_nodes())}); skipped")
@@ -100,13 +172,10 @@ def run_graph(config_path: str, only: list[str] | None = None, duration_s: float
         names = list(only)
     if not names:
         raise ValueError(f"{config_path}: no vlm_agent node sections (available: {', '.join(available_nodes())})")
-    with NodeGraph(names, params_file=config_path, logger=logger) as graph:
-        # Cooperative stop on Ctrl-C / SIGTERM: the spin loop ends between callbacks and close()
-        # tears the nodes down in order. rclpy's own SIGINT handler shuts the context down under a
-        # running executor, and a subscription take racing with it raised from inside rclpy
-        # (RuntimeError in take_message), so the process exited 1 instead of 0.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: graph.request_stop())
-        graph.spin(duration_s)
+    with NodeGraph(names, params_file=config_path, logger=logger, namespace=namespace, ros_args=ros_args) as graph:
+        # Cooperative stop on Ctrl-C / SIGTERM (rclpy's handlers are off): the spin loop ends between
+        # callbacks and close() takes the nodes down in order while the context is still valid.
+        with stop_on_signals(graph.request_stop):
+            graph.spin(duration_s)
     logger("graph stopped")
     return 0

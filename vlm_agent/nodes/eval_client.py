@@ -205,6 +205,7 @@ class RosEvalClient:
         self.reset_client = self.node.create_client(Trigger, "/mujoco_sim/reset")
         self.result_client = self.node.create_client(Trigger, "/mujoco_sim/result")
         self.param_client = self.node.create_client(SetParameters, "/mujoco_sim/set_parameters")
+        self.active_client = self.node.create_client(Trigger, "/lifecycle_manager/is_active")
         return self
 
     def __exit__(self, *exc):
@@ -264,6 +265,29 @@ class RosEvalClient:
         for client, name in ((self.reset_client, "reset"), (self.result_client, "result"), (self.param_client, "set_parameters")):
             self.spin_until(client.service_is_ready, t, f"/mujoco_sim/{name} service", graph)
         self.spin_until(lambda: self.plan_pub.get_subscription_count() >= 1, t, "motion_executor on /vlm_agent/plan", graph)
+        self.wait_active(graph)
+
+    def wait_active(self, graph=None) -> None:
+        """Wait until the graph's lifecycle manager reports every managed node active (the safety
+        supervisor publishes zero until then, the planner plans nothing)."""
+        t = self.config.startup_timeout_s
+        self.spin_until(self.active_client.service_is_ready, t, "/lifecycle_manager/is_active service", graph)
+        deadline = time.monotonic() + t
+        while True:
+            answer = self.call(self.active_client, self.Trigger.Request(), "/lifecycle_manager/is_active", graph)
+            if answer.success:
+                return
+            if time.monotonic() > deadline:
+                detail = f"\n--- graph log ---\n{graph.tail()}" if graph is not None else ""
+                raise TimeoutError(f"ROS eval: managed nodes not active within {t:g} s ({answer.message}){detail}")
+            self._spin_for(0.2, graph)
+
+    def _spin_for(self, seconds: float, graph=None) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if graph is not None and not graph.alive():
+                raise RuntimeError(f"ROS eval: the graph process exited\n{graph.tail()}")
+            self.executor.spin_once(timeout_sec=0.02)
 
     def call(self, client, request, what: str, graph=None):
         future = client.call_async(request)

@@ -1,7 +1,8 @@
 """image_decompressor: `sensor_msgs/CompressedImage` (JPEG/PNG) -> `sensor_msgs/Image`.
 
-For cameras or bags that only carry `/camera/color/image_raw/compressed` (image_transport's
-republisher is not available in the standalone install). Malformed frames are dropped with a
+For cameras or bags that only carry `camera/color/image_raw/compressed` (image_transport's
+republisher is not available in the standalone install); publishes `camera/color/image_raw`
+(reliable, REP-2003). Relative names: `-r camera/color/image_raw/compressed:=/other/compressed`. Malformed frames are dropped with a
 counted, logged reason; the header (stamp, frame_id) is kept so downstream sync still works.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from sensor_msgs.msg import CompressedImage, Image
 
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.nodes.base import SENSOR_QOS, AgentNode, run_node
+from vlm_agent.nodes.base import SENSOR_PUB_QOS, SENSOR_QOS, AgentNode, run_node
 from vlm_agent.sensors.image_conversion import compressed_to_numpy, numpy_to_image
 
 NODE_CLASS = "ImageDecompressorNode"
@@ -22,16 +23,18 @@ NODE_CLASS = "ImageDecompressorNode"
 class ImageDecompressorConfig(ConfigBase):
     """Parameters of the image_decompressor node."""
 
-    input_topic: str = param("/camera/color/image_raw/compressed", "CompressedImage topic to decode", read_only=True)
-    output_topic: str = param("/camera/color/image_raw", "Image topic to publish", read_only=True)
     output_encoding: str = param("rgb8", "encoding of the published Image", choices=("rgb8", "bgr8", "mono8"))
+
+
+INPUT_TOPIC = "camera/color/image_raw/compressed"
+OUTPUT_TOPIC = "camera/color/image_raw"
 
 
 class ImageDecompressorNode(AgentNode):
     def __init__(self, **kwargs):
         super().__init__("image_decompressor", ImageDecompressorConfig, **kwargs)
-        self._pub = self.create_publisher(Image, self.config.output_topic, SENSOR_QOS)
-        self.create_subscription(CompressedImage, self.config.input_topic, self._on_compressed, SENSOR_QOS)
+        self._pub = self.create_publisher(Image, OUTPUT_TOPIC, SENSOR_PUB_QOS)
+        self.create_subscription(CompressedImage, INPUT_TOPIC, self._on_compressed, SENSOR_QOS)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         start = time.perf_counter()

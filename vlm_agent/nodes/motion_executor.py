@@ -1,11 +1,12 @@
-"""motion_executor: runs plans from `/vlm_agent/plan` closed-loop on `/odom`.
+"""motion_executor: runs plans from `vlm_agent/plan` closed-loop on `odom`.
 
-Velocity mode (default): publishes `/vlm_agent/cmd_vel_raw` (Twist) at `control_rate_hz`; the safety
-supervisor gates it onto `/cmd_vel`. Goal-pose mode: publishes the target of each primitive on
-`/goal_pose` (PoseStamped, in the frame of the pose source, normally `odom`; point `odom_topic` at a
+Velocity mode (default): publishes `vlm_agent/cmd_vel_raw` (Twist) at `control_rate_hz`; the safety
+supervisor gates it onto `cmd_vel`. Goal-pose mode: publishes the target of each primitive on
+`goal_pose` (PoseStamped, in the frame of the pose source, normally `odom`; remap `odom` to a
 map-frame Odometry source to send `map` goals) for Nav2, and still judges completion on the pose.
+Topic names are relative (namespaces, `-r` remaps).
 
-Reports `{"plan_id", "state": idle|executing|done|aborted, "reason"}` on `/vlm_agent/executor/state`
+Reports `{"plan_id", "state": idle|executing|done|aborted, "reason"}` on `vlm_agent/executor/state`
 (latched). A malformed plan is logged and ignored, and any motion in progress is aborted: when the
 planner's intent cannot be read, stopping is the only safe reading. The plan subscription is
 volatile on purpose: a restarted executor must not replay the last latched plan.
@@ -41,13 +42,15 @@ STATE_QOS = QoSProfile(
 class MotionExecutorNodeConfig(MotionConfig):
     """MotionConfig (profile, tolerances, timeouts, mode) plus the node's topics and rates."""
 
-    plan_topic: str = param("/vlm_agent/plan", "plans to execute (std_msgs/String JSON)", read_only=True)
-    state_topic: str = param("/vlm_agent/executor/state", "execution state (std_msgs/String JSON, latched)", read_only=True)
-    odom_topic: str = param("/odom", "pose source (nav_msgs/Odometry)", read_only=True)
-    cmd_topic: str = param("/vlm_agent/cmd_vel_raw", "velocity output (Twist) for the safety supervisor", read_only=True)
-    goal_topic: str = param("/goal_pose", "goal output (PoseStamped) in goal_pose mode", read_only=True)
     control_rate_hz: float = param(20.0, "control loop rate", min=1.0, max=200.0)
     idle_zero_s: float = param(0.5, "keep sending zero this long after a plan ends, then go quiet", min=0.0, max=10.0)
+
+
+PLAN_TOPIC = "vlm_agent/plan"
+STATE_TOPIC = "vlm_agent/executor/state"
+ODOM_TOPIC = "odom"
+CMD_TOPIC = "vlm_agent/cmd_vel_raw"
+GOAL_TOPIC = "goal_pose"
 
 
 def _core_config(config: MotionExecutorNodeConfig) -> MotionConfig:
@@ -65,11 +68,11 @@ class MotionExecutorNode(AgentNode):
         self._reported = (None, IDLE, "")
         self._ended_at: float | None = None
         self._last_twist = (0.0, 0.0)
-        self._cmd_pub = self.create_publisher(Twist, cfg.cmd_topic, COMMAND_QOS)
-        self._goal_pub = self.create_publisher(PoseStamped, cfg.goal_topic, COMMAND_QOS)
-        self._state_pub = self.create_publisher(String, cfg.state_topic, STATE_QOS)
-        self.create_subscription(String, cfg.plan_topic, self._on_plan, COMMAND_QOS)
-        self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
+        self._cmd_pub = self.create_publisher(Twist, CMD_TOPIC, COMMAND_QOS)
+        self._goal_pub = self.create_publisher(PoseStamped, GOAL_TOPIC, COMMAND_QOS)
+        self._state_pub = self.create_publisher(String, STATE_TOPIC, STATE_QOS)
+        self.create_subscription(String, PLAN_TOPIC, self._on_plan, COMMAND_QOS)
+        self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS)
         self._timer = self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer)
         self._publish_state(ExecutorState(0, IDLE, "started"))
 

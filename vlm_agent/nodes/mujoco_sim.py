@@ -1,15 +1,17 @@
 """mujoco_sim: the embedded MuJoCo simulator as a ROS 2 node (a drop-in for the robot's drivers).
 
-Publishes (topic contract): `/camera/color/image_raw` (rgb8), `/camera/color/camera_info`,
-`/camera/depth/image_rect_raw` (32FC1, metres), `/odom` (frame `odom`, child `base_link`),
-`/joint_states`, `/clock` (sim time; stamps on every message are sim time).
-Subscribes: `/cmd_vel` (Twist: linear.x m/s, angular.z rad/s; non-finite commands are dropped with
-a logged reason; commands older than `cmd_vel_timeout_s` decay to zero), `/arm_controller/joint_trajectory`
-(JointTrajectory, interpolated over `time_from_start`), `/gripper/command` (Float64, 0 open .. 1 closed).
-Services: `/mujoco_sim/reset` (Trigger: load the episode chosen by `suite`, `split`, `episode_seed`,
-`episode_index`; message = JSON with the episode and its instruction), `/mujoco_sim/result`
-(Trigger: message = JSON metrics of the current episode, scored as if the robot stopped now).
-With `publish_instruction`, the instruction goes out on `/vlm_agent/instruction` (latched) after reset.
+Publishes (topic contract; relative names, so a namespace or `-r` remaps move them; sensor
+publishers reliable per REP-2003): `camera/color/image_raw` (rgb8), `camera/color/camera_info`,
+`camera/depth/image_rect_raw` (32FC1, metres), `odom` (frame `odom`, child `base_link`),
+`joint_states`, and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time).
+Subscribes: `cmd_vel` (Twist: linear.x m/s, angular.z rad/s; non-finite commands are dropped with
+a logged reason; commands older than `cmd_vel_timeout_s` decay to zero), `arm_controller/joint_trajectory`
+(JointTrajectory, interpolated over `time_from_start`), `gripper/command` (Float64, 0 open .. 1 closed).
+Services: `~/reset` (`/mujoco_sim/reset` without a namespace; Trigger: load the episode chosen by
+`suite`, `split`, `episode_seed`, `episode_index`; message = JSON with the episode and its
+instruction), `~/result` (Trigger: message = JSON metrics of the current episode, scored as if the
+robot stopped now). With `publish_instruction`, the instruction goes out on `vlm_agent/instruction`
+(latched) after reset.
 The simulation itself is `vlm_agent.sim.env.NavEnv` (plain Python).
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_PUB_QOS, AgentNode, run_node
 from vlm_agent.sensors.frames import seconds_to_stamp
 
 NODE_CLASS = "MujocoSimNode"
@@ -52,7 +54,7 @@ class MujocoSimConfig(ConfigBase):
     cmd_vel_timeout_s: float = param(0.5, "a /cmd_vel older than this (sim time) is treated as zero", min=0.05, max=10.0)
     max_linear_mps: float = param(1.0, "base speed limit (m/s); larger commands are clipped", min=0.0, max=5.0)
     max_angular_radps: float = param(2.0, "base turn-rate limit (rad/s)", min=0.0, max=10.0)
-    publish_instruction: bool = param(True, "publish the episode instruction on /vlm_agent/instruction after reset")
+    publish_instruction: bool = param(True, "publish the episode instruction on vlm_agent/instruction after reset")
     reset_on_start: bool = param(True, "load the configured episode at start-up")
     odom_frame: str = param("odom", "odometry frame", read_only=True)
     base_frame: str = param("base_link", "robot base frame", read_only=True)
@@ -77,18 +79,18 @@ class MujocoSimNode(AgentNode):
         self._cmd_stamp = -math.inf
         self._trajectory = None  # (start sim time, [(t, positions)])
         self._next_camera = 0.0
-        self.pub_rgb = self.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
-        self.pub_info = self.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR_QOS)
-        self.pub_depth = self.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_QOS)
-        self.pub_odom = self.create_publisher(Odometry, "/odom", SENSOR_QOS)
-        self.pub_joints = self.create_publisher(JointState, "/joint_states", SENSOR_QOS)
+        self.pub_rgb = self.create_publisher(Image, "camera/color/image_raw", SENSOR_PUB_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, "camera/color/camera_info", SENSOR_PUB_QOS)
+        self.pub_depth = self.create_publisher(Image, "camera/depth/image_rect_raw", SENSOR_PUB_QOS)
+        self.pub_odom = self.create_publisher(Odometry, "odom", SENSOR_PUB_QOS)
+        self.pub_joints = self.create_publisher(JointState, "joint_states", SENSOR_PUB_QOS)
         self.pub_clock = self.create_publisher(Clock, "/clock", 10)
-        self.pub_instruction = self.create_publisher(String, "/vlm_agent/instruction", LATCHED_QOS)
-        self.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, COMMAND_QOS)
-        self.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory", self._on_trajectory, COMMAND_QOS)
-        self.create_subscription(Float64, "/gripper/command", self._on_gripper, COMMAND_QOS)
-        self.create_service(Trigger, "/mujoco_sim/reset", self._on_reset)
-        self.create_service(Trigger, "/mujoco_sim/result", self._on_result)
+        self.pub_instruction = self.create_publisher(String, "vlm_agent/instruction", LATCHED_QOS)
+        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, COMMAND_QOS)
+        self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, COMMAND_QOS)
+        self.create_subscription(Float64, "gripper/command", self._on_gripper, COMMAND_QOS)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/result", self._on_result)
         if c.reset_on_start:
             self.reset_episode()
         self._timer = self.create_timer(1.0 / (c.physics_rate_hz * c.real_time_factor), self._tick)
@@ -152,7 +154,7 @@ class MujocoSimNode(AgentNode):
         others = (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y)
         if not all(math.isfinite(x) for x in (v, w) + others):
             self.health.drop("non_finite_cmd_vel", f"v={v} w={w}")
-            self.get_logger().warning(f"dropping /cmd_vel with non-finite values (v={v}, w={w}); keeping the previous command")
+            self.get_logger().warning(f"dropping cmd_vel with non-finite values (v={v}, w={w}); keeping the previous command")
             return
         c = self.config
         self._cmd = (max(-c.max_linear_mps, min(c.max_linear_mps, v)), max(-c.max_angular_radps, min(c.max_angular_radps, w)))

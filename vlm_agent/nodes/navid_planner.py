@@ -1,14 +1,21 @@
-"""navid_planner: instruction + camera video -> NaVid plans on `/vlm_agent/plan`, replanning after each.
+"""navid_planner: instruction + camera video -> NaVid plans on `vlm_agent/plan`, replanning after each.
 
-Subscribes `/camera/color/image_raw` (SensorDataQoS; any colour encoding), `/vlm_agent/instruction`
-(std_msgs/String), `/odom` (for status) and `/vlm_agent/executor/state`; publishes `/vlm_agent/plan`
-(std_msgs/String JSON, see `vlm_agent.planners.planner_loop`, latched).
+Subscribes `camera/color/image_raw` (best-effort; any colour encoding), `vlm_agent/instruction`
+(std_msgs/String), `odom` (for status) and `vlm_agent/executor/state`; publishes `vlm_agent/plan`
+(std_msgs/String JSON, see `vlm_agent.planners.planner_loop`, latched). Names are relative
+(namespaces, `-r` remaps).
+
+A managed (lifecycle) node, as Nav2's servers are: **configure** loads the model (a load that fails
+fails the transition with the reason; the node stays unconfigured) and creates the topics;
+**activate** starts planning; **deactivate** cancels the running episode with a stop plan (the
+executor stops the robot) and plans nothing more; **cleanup** releases the model. An instruction
+received while inactive is kept (the newest one) and starts when the node is activated.
 
 * Frames enter a `FrameHistory` sampled every `history_period_s`; before each model call the frames
   sampled since the last call are `observe()`d, then `plan()` runs on the newest frame, which must
   have arrived after the executor finished the previous plan (never plan from a frame taken while
   the robot was still moving).
-* The model (load, reset, observe, plan) runs on one worker thread; callbacks only queue work, and
+* Model calls (reset, observe, plan) run on one worker thread; callbacks only queue work, and
   a guard condition brings results back to the executor thread, so it never blocks on the model.
 * A call that raises, or runs longer than `model_timeout_s`, publishes a stop plan carrying the
   error; the episode ends, the node keeps running, and a new instruction starts over (a hung call
@@ -31,11 +38,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
-from vlm_agent.nodes.motion_executor import STATE_QOS
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, ManagedAgentNode, run_node
 from vlm_agent.planners.navid import NavidPlannerConfig
 from vlm_agent.planners.navid_prompt import validate_instruction
-from vlm_agent.planners.planner_loop import FINISHED, READY, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
+from vlm_agent.planners.planner_loop import FINISHED, IDLE, READY, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
 from vlm_agent.sensors.frame_history import FrameHistory
 
 NODE_CLASS = "NavidPlannerNode"
@@ -45,11 +51,6 @@ NODE_CLASS = "NavidPlannerNode"
 class NavidPlannerNodeConfig(NavidPlannerConfig):
     """NavidPlannerConfig (backend, model, grammar limits) plus the node's topics, history and loop limits."""
 
-    camera_topic: str = param("/camera/color/image_raw", "colour camera (Image)", read_only=True)
-    instruction_topic: str = param("/vlm_agent/instruction", "task instructions (String); each message starts an episode", read_only=True)
-    odom_topic: str = param("/odom", "odometry (for status)", read_only=True)
-    plan_topic: str = param("/vlm_agent/plan", "plans out (String JSON, latched)", read_only=True)
-    executor_state_topic: str = param("/vlm_agent/executor/state", "executor reports in (String JSON)", read_only=True)
     history_period_s: float = param(0.5, "minimum spacing of history frames, seconds", min=0.0, max=60.0)
     history_max_frames: int = param(64, "most frames kept in the node's history", min=2, max=10000)
     model_timeout_s: float = param(10.0, "a model call running longer than this becomes a stop plan", min=0.05, max=600.0)
@@ -58,51 +59,121 @@ class NavidPlannerNodeConfig(NavidPlannerConfig):
     max_consecutive_aborts: int = param(3, "aborted plans in a row before the episode ends", min=1, max=1000)
 
 
+# Relative names: they follow the node's namespace and `-r` remaps.
+CAMERA_TOPIC = "camera/color/image_raw"
+INSTRUCTION_TOPIC = "vlm_agent/instruction"
+ODOM_TOPIC = "odom"
+PLAN_TOPIC = "vlm_agent/plan"
+EXECUTOR_STATE_TOPIC = "vlm_agent/executor/state"
+
+
+def _ignore_event(_event) -> None:
+    """An event handler that does nothing (replaces rclpy's default warning where a mismatch is expected)."""
+
+
+def _latched_subscription_events():
+    """Event callbacks for the latched instruction subscription: a volatile publisher (`ros2 topic pub`)
+    is expected to be incompatible with it and is served by the volatile subscription, so rclpy's
+    default incompatible-QoS warning would only mislead."""
+    try:  # Iron and later
+        from rclpy.event_handler import SubscriptionEventCallbacks
+    except ImportError:  # Humble
+        from rclpy.qos_event import SubscriptionEventCallbacks
+    return SubscriptionEventCallbacks(incompatible_qos=_ignore_event)
+
+
 def _planner_config(config: NavidPlannerNodeConfig) -> NavidPlannerConfig:
     return NavidPlannerConfig(**{k: getattr(config, k) for k in NavidPlannerConfig.__dataclass_fields__})
 
 
-class NavidPlannerNode(AgentNode):
+class NavidPlannerNode(ManagedAgentNode):
     """Args (besides rclpy's): `planner`, an object with NavidPlanner's reset/observe/plan, used instead
-    of building one from the parameters (tests, other model families)."""
+    of building one from the parameters in configure (tests, other model families)."""
 
     def __init__(self, planner=None, **kwargs):
         super().__init__("navid_planner", NavidPlannerNodeConfig, **kwargs)
+        self._injected_planner = planner
+        self._planner = None
+        self._model_error: str | None = None
+        self._worker = None
+        self._jobs: list[concurrent.futures.Future] = []
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._entities: list = []
+        self._pending_instruction: str | None = None
+        self.loop = PlannerLoop(max_steps=self.config.max_steps, max_consecutive_aborts=self.config.max_consecutive_aborts)
+        self.history = FrameHistory(self.config.history_max_frames, self.config.history_period_s)
+        self._pose = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def configure_node(self) -> None:
         cfg = self.config
         self.loop = PlannerLoop(max_steps=cfg.max_steps, max_consecutive_aborts=cfg.max_consecutive_aborts)
         self.history = FrameHistory(cfg.history_max_frames, cfg.history_period_s)
-        self._planner = planner
-        self._model_error: str | None = None
-        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="navid_model")
-        self._jobs: list[concurrent.futures.Future] = []
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._model_error = None
         self._call_started: float | None = None
         self._last_frame_arrival = -math.inf
         self._ready_since = -math.inf
         self._last_observed_stamp = -math.inf
-        self._pose = None
         self._episode_token = 0
-        self._plan_pub = self.create_publisher(String, cfg.plan_topic, LATCHED_QOS)
-        self.create_subscription(Image, cfg.camera_topic, self._on_image, SENSOR_QOS)
-        # Two subscriptions: a volatile one matches every publisher (`ros2 topic pub`, scripts); a
-        # transient-local one also receives an instruction latched before this node started (the
-        # simulator publishes the episode's instruction at reset). A latched sample arrives on both;
-        # `_on_instruction` drops the second copy. (Volatile publishers log an incompatible-QoS
-        # warning against the latched subscription; that is expected.)
         self._last_instruction: tuple[str, str, float] | None = None
-        self.create_subscription(String, cfg.instruction_topic, lambda m: self._on_instruction(m, "volatile"), COMMAND_QOS)
-        self.create_subscription(String, cfg.instruction_topic, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
-        self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
-        self.create_subscription(String, cfg.executor_state_topic, self._on_executor_state, STATE_QOS)
+        self._pending_instruction = None
+        if self._injected_planner is not None:
+            self._planner = self._injected_planner
+        else:
+            self._planner = None
+            self._load_model()  # raises: configure fails with the reason
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="navid_model")
+        self._plan_pub = self.create_publisher(String, PLAN_TOPIC, LATCHED_QOS)
+        subs = [
+            self.create_subscription(Image, CAMERA_TOPIC, self._on_image, SENSOR_QOS),
+            # Two subscriptions: a volatile one matches every publisher (`ros2 topic pub`, scripts); a
+            # transient-local one also receives an instruction latched before this node subscribed
+            # (the simulator publishes the episode's instruction at reset). A latched sample arrives
+            # on both; `_on_instruction` drops the second copy.
+            self.create_subscription(String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "volatile"), COMMAND_QOS),
+            self.create_subscription(
+                String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS,
+                event_callbacks=_latched_subscription_events(),
+            ),
+            self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS),
+            # Volatile: matches the executor's latched publisher and any default-QoS publisher.
+            self.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_executor_state, COMMAND_QOS),
+        ]
         # Event-driven: a finished model call, a new frame while a plan is wanted, and an executor
         # report run `_tick` at once (the guard condition wakes the executor from the worker thread);
         # the 20 Hz timer only enforces the model timeout. Measured in benchmarks/ros_latency_results.md.
         self._wake = self.create_guard_condition(self._tick)
-        self._tick_timer = self.create_timer(0.05, self._tick)
-        if self._planner is None:
-            self._submit(self._load_model)
+        self._tick_timer = self.create_steady_timer(0.05, self._tick)
+        self._entities = [("publisher", self._plan_pub)] + [("subscription", s) for s in subs] + [
+            ("guard_condition", self._wake), ("timer", self._tick_timer)
+        ]
 
-    # -- worker jobs (run on the model thread) -------------------------------------------------
+    def activate_node(self) -> None:
+        self._ready_since = time.monotonic()
+        if self._pending_instruction is not None:
+            text, self._pending_instruction = self._pending_instruction, None
+            self._start_episode(text)
+
+    def deactivate_node(self) -> None:
+        self._pending_instruction = None
+        if self.loop.state != IDLE:
+            # A stop plan preempts whatever the executor is running (also the last plan of an
+            # episode that already ended, which may still be moving the robot).
+            self.get_logger().info("deactivated: publishing a stop plan")
+            self._fail_episode("planner deactivated", log=False)
+        self._call_started = None
+
+    def cleanup_node(self) -> None:
+        for kind, entity in reversed(self._entities):
+            getattr(self, f"destroy_{kind}")(entity)
+        self._entities = []
+        if self._worker is not None:
+            # A hung model call cannot be interrupted; do not wait for it.
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
+        self._jobs = []
+        self._planner = None
+
     def _load_model(self):
         from vlm_agent.planners.navid import NavidPlanner
 
@@ -110,10 +181,13 @@ class NavidPlannerNode(AgentNode):
         try:
             self._planner = NavidPlanner(_planner_config(self.config))
         except Exception as exc:
-            # Set here, on the worker, so a reset queued behind the load already reports the cause.
             self._model_error = f"{type(exc).__name__}: {exc}"
-            raise
-        return ("loaded", time.perf_counter() - t0)
+            self.health.set_level(self.health.ERROR, f"model unavailable: {self._model_error}")
+            raise RuntimeError(f"could not load the model ({self.config.backend}): {self._model_error}") from exc
+        elapsed = time.perf_counter() - t0
+        self.health.set("model_load_s", f"{elapsed:.2f}")
+        self.health.set_level(self.health.OK, "model loaded")
+        self.get_logger().info(f"model loaded in {elapsed:.2f} s ({self.config.backend})")
 
     def _reset_job(self, token: int, instruction: str):
         self._require_planner()
@@ -135,8 +209,17 @@ class NavidPlannerNode(AgentNode):
     def _submit(self, fn, *args, tag=None):
         future = self._worker.submit(fn, *args)
         self._jobs.append(future)
-        future.add_done_callback(lambda f: (self._results.put((tag, f)), self._wake.trigger()))
+        future.add_done_callback(lambda f: self._job_done(tag, f))
         return future
+
+    def _job_done(self, tag, future) -> None:
+        # Worker thread: hand the result to the executor thread. After cleanup the guard condition
+        # is gone; the result is then simply dropped.
+        self._results.put((tag, future))
+        try:
+            self._wake.trigger()
+        except Exception:  # noqa: BLE001 (destroyed guard condition or context during cleanup/shutdown)
+            pass
 
     # -- callbacks (executor thread; never block) ---------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -159,10 +242,17 @@ class NavidPlannerNode(AgentNode):
             return  # the same latched sample through the other subscription
         self._last_instruction = (msg.data, via, now)
         self.health.tick("instruction")
+        if not self.is_active:
+            self._pending_instruction = msg.data
+            self.get_logger().info(f"{self.lifecycle_state}: instruction kept until activation")
+            return
+        self._start_episode(msg.data)
+
+    def _start_episode(self, data: str) -> None:
         try:
-            text = validate_instruction(msg.data, self.config.max_instruction_chars)
+            text = validate_instruction(data, self.config.max_instruction_chars)
         except ValueError as exc:
-            self._reject(msg.data if isinstance(msg.data, str) else "", str(exc))
+            self._reject(data if isinstance(data, str) else "", str(exc))
             return
         self._episode_token += 1
         self.get_logger().info(f"instruction (episode {self.loop.episode + 1}): {text!r}")
@@ -193,6 +283,8 @@ class NavidPlannerNode(AgentNode):
             tag, future = self._results.get()
             self._handle(tag, future)
         self._jobs = [j for j in self._jobs if not j.done()]
+        if not self.is_active:
+            return  # results are drained (late ones discarded), nothing new is planned
         request = self.loop.in_flight
         if request is not None and self._call_started is not None and now - self._call_started > self.config.model_timeout_s:
             elapsed = now - self._call_started
@@ -218,16 +310,9 @@ class NavidPlannerNode(AgentNode):
         self._submit(self._plan_job, request, pending, latest, tag="plan")
 
     def _handle(self, tag, future) -> None:
-        exc = future.exception()
-        if tag is None:  # model load
-            if exc is not None:
-                self._model_error = f"{type(exc).__name__}: {exc}"
-                self.health.set_level(self.health.ERROR, f"model unavailable: {self._model_error}")
-                self.get_logger().error(f"could not load the model: {self._model_error}")
-            else:
-                self.health.set("model_load_s", f"{future.result()[1]:.2f}")
-                self.get_logger().info(f"model loaded in {future.result()[1]:.2f} s ({self.config.backend})")
+        if future.cancelled():
             return
+        exc = future.exception()
         if tag == "reset":
             if exc is not None:
                 if isinstance(exc, ValueError):
@@ -263,8 +348,9 @@ class NavidPlannerNode(AgentNode):
         self.get_logger().error(f"instruction rejected, robot stays stopped: {reason}")
         self._publish(self.loop.reject_instruction(instruction, reason))
 
-    def _fail_episode(self, reason: str) -> None:
-        self.get_logger().error(reason)
+    def _fail_episode(self, reason: str, log: bool = True) -> None:
+        if log:
+            self.get_logger().error(reason)
         self.loop.cancel(reason)
         self.loop.last_plan_id += 1
         from vlm_agent.planners.primitives import NavPrimitive
@@ -307,8 +393,9 @@ class NavidPlannerNode(AgentNode):
         return values
 
     def destroy_node(self):
-        # A hung model call cannot be interrupted; do not wait for it on shutdown.
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        if self._worker is not None:
+            # A hung model call cannot be interrupted; do not wait for it on shutdown.
+            self._worker.shutdown(wait=False, cancel_futures=True)
         return super().destroy_node()
 
 

@@ -1,15 +1,18 @@
 """realsense_camera: an Intel RealSense (or a recorded .bag/.db3) on the vlm_agent topic contract.
 
-Publishes, all on SENSOR_QOS with the same stamp per frameset:
-* `/camera/color/image_raw` (sensor_msgs/Image rgb8, `camera_color_optical_frame`)
-* `/camera/color/camera_info`
-* `/camera/depth/image_rect_raw` (16UC1 millimetres; aligned to colour by default, then it has the
+Publishes, all reliable (REP-2003 sensor publishers; best-effort subscribers match) with the same
+stamp per frameset, on relative names (namespaces, `-r` remaps):
+* `camera/color/image_raw` (sensor_msgs/Image rgb8, `camera_color_optical_frame`)
+* `camera/color/camera_info`
+* `camera/depth/image_rect_raw` (16UC1 millimetres; aligned to colour by default, then it has the
   colour image's size and frame id)
-* `/camera/depth/camera_info`
+* `camera/depth/camera_info`
 
-The driver core (`vlm_agent.sensors.realsense.RealSenseCamera`) runs on a thread of its own
-(librealsense waits block); it reconnects with backoff when the device drops and never raises.
-Its state, counters and last error are on `/vlm_agent/status`.
+A managed (lifecycle) node: **configure** creates the publishers and the driver core
+(`vlm_agent.sensors.realsense.RealSenseCamera`); **activate** starts its thread (librealsense waits
+block), which connects, streams and reconnects with backoff when the device drops, never raising;
+**deactivate** stops the thread; **cleanup** closes the device. State, counters and last error are
+on `/diagnostics`.
 """
 from __future__ import annotations
 
@@ -19,8 +22,7 @@ from dataclasses import dataclass
 
 from sensor_msgs.msg import CameraInfo, Image
 
-from vlm_agent.config import param
-from vlm_agent.nodes.base import SENSOR_QOS, AgentNode, run_node
+from vlm_agent.nodes.base import SENSOR_PUB_QOS, ManagedAgentNode, run_node
 from vlm_agent.sensors.camera_info import intrinsics_to_camera_info
 from vlm_agent.sensors.frames import seconds_to_stamp
 from vlm_agent.sensors.image_conversion import numpy_to_image
@@ -31,29 +33,53 @@ NODE_CLASS = "RealSenseCameraNode"
 
 @dataclass
 class RealSenseNodeConfig(RealSenseConfig):
-    """RealSenseConfig plus the topic names (see `RealSenseConfig` for the camera fields)."""
-
-    color_topic: str = param("/camera/color/image_raw", "colour Image topic (rgb8)", read_only=True)
-    color_info_topic: str = param("/camera/color/camera_info", "colour CameraInfo topic", read_only=True)
-    depth_topic: str = param("/camera/depth/image_rect_raw", "depth Image topic (16UC1 mm)", read_only=True)
-    depth_info_topic: str = param("/camera/depth/camera_info", "depth CameraInfo topic", read_only=True)
+    """The node's parameters: `RealSenseConfig` (see there for the camera fields)."""
 
 
+COLOR_TOPIC = "camera/color/image_raw"
+COLOR_INFO_TOPIC = "camera/color/camera_info"
+DEPTH_TOPIC = "camera/depth/image_rect_raw"
+DEPTH_INFO_TOPIC = "camera/depth/camera_info"
 
-class RealSenseCameraNode(AgentNode):
+
+class RealSenseCameraNode(ManagedAgentNode):
     """Thin node over `RealSenseCamera`; `source_factory` (keyword, optional) replaces the device for tests."""
 
     def __init__(self, source_factory=None, **kwargs):
         super().__init__("realsense_camera", RealSenseNodeConfig, **kwargs)
-        c = self.config
-        self._color_pub = self.create_publisher(Image, c.color_topic, SENSOR_QOS)
-        self._color_info_pub = self.create_publisher(CameraInfo, c.color_info_topic, SENSOR_QOS)
-        self._depth_pub = self.create_publisher(Image, c.depth_topic, SENSOR_QOS)
-        self._depth_info_pub = self.create_publisher(CameraInfo, c.depth_info_topic, SENSOR_QOS)
-        self.camera = RealSenseCamera(c, source_factory=source_factory, on_event=self._on_camera_event)
+        self._source_factory = source_factory
+        self.camera = None
+        self._pubs = []
         self._stop = threading.Event()
+        self._thread = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def configure_node(self) -> None:
+        self._color_pub = self.create_publisher(Image, COLOR_TOPIC, SENSOR_PUB_QOS)
+        self._color_info_pub = self.create_publisher(CameraInfo, COLOR_INFO_TOPIC, SENSOR_PUB_QOS)
+        self._depth_pub = self.create_publisher(Image, DEPTH_TOPIC, SENSOR_PUB_QOS)
+        self._depth_info_pub = self.create_publisher(CameraInfo, DEPTH_INFO_TOPIC, SENSOR_PUB_QOS)
+        self._pubs = [self._color_pub, self._color_info_pub, self._depth_pub, self._depth_info_pub]
+        self.camera = RealSenseCamera(self.config, source_factory=self._source_factory, on_event=self._on_camera_event)
+
+    def activate_node(self) -> None:
+        self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="realsense", daemon=True)
         self._thread.start()
+
+    def deactivate_node(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+        self._thread = None
+
+    def cleanup_node(self) -> None:
+        if self.camera is not None:
+            self.camera.close()
+            self.camera = None
+        for pub in self._pubs:
+            self.destroy_publisher(pub)
+        self._pubs = []
 
     def _on_camera_event(self, level: str, message: str) -> None:
         # One call site per severity: rclpy's logger refuses a severity change at the same call site.
@@ -67,7 +93,8 @@ class RealSenseCameraNode(AgentNode):
 
     def on_config_changed(self, old, new) -> None:
         # Filters and alignment are rebuilt by the core when their settings change.
-        self.camera.config = new
+        if self.camera is not None:
+            self.camera.config = new
 
     def _loop(self) -> None:
         while not self._stop.is_set() and self.context.ok():
@@ -109,13 +136,14 @@ class RealSenseCameraNode(AgentNode):
             self.health.set_level(self.health.ERROR, f"no camera: {error or 'connecting'}")
 
     def status_extra(self) -> dict[str, str]:
+        if self.camera is None:
+            return {}
         return {f"camera.{k}": str(v) for k, v in self.camera.stats().items()}
 
     def destroy_node(self):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
-        self.camera.close()
+        self.deactivate_node()
+        if self.camera is not None:
+            self.camera.close()
         return super().destroy_node()
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.nodes.base import STATUS_TOPIC, AgentNode, run_node
+from vlm_agent.nodes.base import DIAGNOSTICS_TOPIC, AgentNode, run_node
 from vlm_agent.sensors.recording import COMPRESSIONS, McapRecordingWriter, canonical_type
 
 NODE_CLASS = "RecorderNode"
@@ -43,9 +43,9 @@ CONTRACT_TYPES = {
     "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
     "/gripper/command": "std_msgs/msg/Float64",
     "/vlm_agent/segmentation/mask": "sensor_msgs/msg/Image",
-    STATUS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
+    DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
 }
-DEFAULT_TOPICS = [t for t in CONTRACT_TYPES if t not in ("/vlm_agent/segmentation/mask", STATUS_TOPIC)]
+DEFAULT_TOPICS = [t for t in CONTRACT_TYPES if t not in ("/vlm_agent/segmentation/mask", DIAGNOSTICS_TOPIC)]
 
 
 @dataclass

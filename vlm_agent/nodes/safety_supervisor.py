@@ -1,12 +1,24 @@
-"""safety_supervisor: the only publisher of `/cmd_vel`; gates `/vlm_agent/cmd_vel_raw` through the safety rules.
+"""safety_supervisor: the only publisher of `cmd_vel`; gates `vlm_agent/cmd_vel_raw` through the safety rules.
 
-Subscribes `/vlm_agent/cmd_vel_raw` (Twist), `/camera/color/image_raw`, `/camera/depth/image_rect_raw`
-(16UC1 mm or 32FC1 m) and `/odom`; publishes `/cmd_vel` (Twist) from a fixed-rate timer so the
-watchdogs act even when every input stops. Services: `/vlm_agent/estop` (std_srvs/SetBool: true
-latches zero output, false releases) and `/vlm_agent/stop` (std_srvs/Trigger: stop the current motion).
-The rules themselves live in `vlm_agent.safety.supervisor` (plain Python, unit-tested); this node
-converts messages and keeps time. Freshness uses the wall (monotonic) clock on arrival, not
-header stamps or `/clock`: a watchdog must keep running when a simulator's clock stops.
+Topics (relative: `-r __ns:=/robot1` or `-r cmd_vel:=/base/cmd_vel` to move them): subscribes
+`vlm_agent/cmd_vel_raw` (Twist, reliable), `camera/color/image_raw`, `camera/depth/image_rect_raw`
+(16UC1 mm or 32FC1 m) and `odom` (best-effort: match any publisher); publishes `cmd_vel` (Twist) from
+a fixed-rate timer so the watchdogs act even when every input stops. Services: `vlm_agent/estop`
+(std_srvs/SetBool: true latches zero output, false releases) and `vlm_agent/stop` (std_srvs/Trigger:
+stop the current motion). The rules themselves live in `vlm_agent.safety.supervisor` (plain Python,
+unit-tested); this node converts messages and keeps time. Freshness uses the wall (monotonic) clock
+on arrival, not header stamps or `/clock`, and the output timer runs on the steady clock: a watchdog
+must keep running when a simulator's clock stops.
+
+A managed (lifecycle) node. Only while **active** does gated motion reach `cmd_vel`; in every other
+state (unconfigured, inactive, and until it is brought up) it publishes **zero** at `publish_rate_hz`,
+never nothing. A base driver that keeps its last command (many do), or one that joined late and
+missed a single zero, is stopped by the zero stream; silence would leave it moving. The
+publisher, inputs and the e-stop service exist from construction so that this holds in every state.
+Deactivation, shutdown and process exit (SIGINT/SIGTERM through `run_node`) publish zero at once
+and wait until reliable subscribers have acknowledged it, before the context goes down.
+Activation re-arms like `stop()` when commands are streaming at that moment: they are held at zero
+until the commander comes to rest and starts a new motion.
 """
 from __future__ import annotations
 
@@ -20,7 +32,9 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool, Trigger
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS, AgentNode, run_node
+from rclpy.duration import Duration
+
+from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS, ManagedAgentNode, run_node
 from vlm_agent.safety.supervisor import (
     STATE_IDLE,
     STATE_OK,
@@ -36,15 +50,21 @@ NODE_CLASS = "SafetySupervisorNode"
 
 @dataclass
 class SafetySupervisorNodeConfig(SafetyConfig):
-    """SafetyConfig (limits, timeouts, obstacle rule) plus the node's topic and service names."""
+    """SafetyConfig (limits, timeouts, obstacle rule) plus the zero-on-exit wait."""
 
-    input_topic: str = param("/vlm_agent/cmd_vel_raw", "raw velocity commands (Twist) to gate", read_only=True)
-    output_topic: str = param("/cmd_vel", "gated velocity commands (Twist) for the base", read_only=True)
-    camera_topic: str = param("/camera/color/image_raw", "colour camera watched for freshness", read_only=True)
-    depth_topic: str = param("/camera/depth/image_rect_raw", "depth image for freshness and the obstacle rule", read_only=True)
-    odom_topic: str = param("/odom", "odometry watched for freshness", read_only=True)
-    estop_service: str = param("/vlm_agent/estop", "SetBool service: true latches the e-stop, false releases it", read_only=True)
-    stop_service: str = param("/vlm_agent/stop", "Trigger service: stop the current motion", read_only=True)
+    zero_ack_timeout_s: float = param(
+        1.0, "on deactivate/shutdown/exit, wait this long for reliable subscribers to acknowledge the zero", min=0.0, max=10.0
+    )
+
+
+# Relative names: they follow the node's namespace and `-r` remaps.
+INPUT_TOPIC = "vlm_agent/cmd_vel_raw"
+OUTPUT_TOPIC = "cmd_vel"
+CAMERA_TOPIC = "camera/color/image_raw"
+DEPTH_TOPIC = "camera/depth/image_rect_raw"
+ODOM_TOPIC = "odom"
+ESTOP_SERVICE = "vlm_agent/estop"
+STOP_SERVICE = "vlm_agent/stop"
 
 
 def _core_config(config: SafetySupervisorNodeConfig) -> SafetyConfig:
@@ -52,29 +72,55 @@ def _core_config(config: SafetySupervisorNodeConfig) -> SafetyConfig:
     return SafetyConfig(**{k: getattr(config, k) for k in names})
 
 
-class SafetySupervisorNode(AgentNode):
+class SafetySupervisorNode(ManagedAgentNode):
     def __init__(self, **kwargs):
         super().__init__("safety_supervisor", SafetySupervisorNodeConfig, **kwargs)
         cfg = self.config
         self.supervisor = SafetySupervisor(_core_config(cfg))
         self._state = ""
         self._last_out = (0.0, 0.0)
-        self._pub = self.create_publisher(Twist, cfg.output_topic, COMMAND_QOS)
-        self.create_subscription(Twist, cfg.input_topic, self._on_command, COMMAND_QOS)
-        self.create_subscription(Image, cfg.camera_topic, self._on_camera, SENSOR_QOS)
-        self.create_subscription(Image, cfg.depth_topic, self._on_depth, SENSOR_QOS)
-        self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, SENSOR_QOS)
-        self.create_service(SetBool, cfg.estop_service, self._on_estop)
-        self.create_service(Trigger, cfg.stop_service, self._on_stop)
-        self._timer = self.create_timer(1.0 / cfg.publish_rate_hz, self._on_timer)
+        self._last_command_arrival = -math.inf
+        self._pub = self.create_publisher(Twist, OUTPUT_TOPIC, COMMAND_QOS)
+        self.create_subscription(Twist, INPUT_TOPIC, self._on_command, COMMAND_QOS)
+        self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
+        self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
+        self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS)
+        self.create_service(SetBool, ESTOP_SERVICE, self._on_estop)
+        self.create_service(Trigger, STOP_SERVICE, self._on_stop)
+        self._timer = self.create_steady_timer(1.0 / cfg.publish_rate_hz, self._on_timer)
         self.get_logger().info(
-            f"gating {cfg.input_topic} -> {cfg.output_topic} at {cfg.publish_rate_hz:g} Hz "
-            f"(|v| <= {cfg.max_linear_speed_mps:g} m/s, |w| <= {cfg.max_angular_speed_radps:g} rad/s)"
+            f"gating {self.resolve_topic_name(INPUT_TOPIC)} -> {self.resolve_topic_name(OUTPUT_TOPIC)} at {cfg.publish_rate_hz:g} Hz "
+            f"(|v| <= {cfg.max_linear_speed_mps:g} m/s, |w| <= {cfg.max_angular_speed_radps:g} rad/s); "
+            "zero until activated"
         )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def activate_node(self) -> None:
+        # Re-arm: a command stream that is running at activation must come to rest first (a silent
+        # commander is at rest already and its first motion passes).
+        if time.monotonic() - self._last_command_arrival <= max(self.config.command_timeout_s, 0.5):
+            self.supervisor.stop()
+            self.get_logger().info("activated while commands were streaming: zero until the commander comes to rest")
+
+    def deactivate_node(self) -> None:
+        self.publish_zero("deactivated")
+
+    def cleanup_node(self) -> None:
+        self.publish_zero("cleaned up")
+
+    def publish_zero(self, why: str) -> bool:
+        """Publish a zero Twist now and wait (up to `zero_ack_timeout_s`) until every reliable
+        subscriber has acknowledged it. True when acknowledged (or nobody reliable listens)."""
+        self._pub.publish(Twist())
+        self._last_out = (0.0, 0.0)
+        acked = self._pub.wait_for_all_acked(Duration(seconds=self.config.zero_ack_timeout_s))
+        self.get_logger().info(f"{why}: zero published on {self._pub.topic_name}" + ("" if acked else " (not acknowledged in time)"))
+        return acked
 
     # -- inputs -------------------------------------------------------------------------------
     def _on_command(self, msg: Twist) -> None:
         self.health.tick("cmd_vel_raw")
+        self._last_command_arrival = time.monotonic()
         reason = self.supervisor.command(
             time.monotonic(), msg.linear.x, msg.angular.z, (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y)
         )
@@ -137,9 +183,10 @@ class SafetySupervisorNode(AgentNode):
     def _on_timer(self) -> None:
         out = self.supervisor.update(time.monotonic())
         msg = Twist()
-        msg.linear.x, msg.angular.z = float(out.linear_x), float(out.angular_z)
-        self._pub.publish(msg)
-        self._last_out = (out.linear_x, out.angular_z)
+        if self.is_active:
+            msg.linear.x, msg.angular.z = float(out.linear_x), float(out.angular_z)
+        self._pub.publish(msg)  # zero in every state but active
+        self._last_out = (msg.linear.x, msg.angular.z)
         self.health.tick("cmd_vel")
         if out.state != self._state:
             text = "; ".join(out.reasons) or out.state
@@ -170,14 +217,16 @@ class SafetySupervisorNode(AgentNode):
         if new.publish_rate_hz != old.publish_rate_hz:
             self._timer.cancel()
             self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / new.publish_rate_hz, self._on_timer)
+            self._timer = self.create_steady_timer(1.0 / new.publish_rate_hz, self._on_timer)
 
     def destroy_node(self):
-        # Leave the base with a zero command rather than whatever went out last.
-        try:
-            self._pub.publish(Twist())
-        except Exception:  # noqa: BLE001 (the context may already be shutting down)
-            pass
+        # Leave the base with a zero command rather than whatever went out last. `run_node` and the
+        # graph runner call this while the context is valid (they handle the signals themselves);
+        # a context already shut down by someone else cannot publish, and that is logged, not hidden.
+        if self.context.ok():
+            self.publish_zero("exit")
+        else:
+            self.get_logger().error("context already shut down: the final zero could not be published")
         return super().destroy_node()
 
 

@@ -1,8 +1,10 @@
 """sensor_ingest: are colour, depth and odometry arriving, and in sync? (a sensor-health monitor).
 
 Subscribes to colour (`sensor_msgs/Image`, or `CompressedImage` with `color_transport: compressed`),
-optionally depth, and odometry; runs `vlm_agent.sensors.ingest.SensorIngest` (the same synchroniser
-and frame history the planners use) and reports on `/vlm_agent/status`: synchronised observations
+optionally depth, and odometry, on relative names (`camera/color/image_raw` or
+`camera/color/image_raw/compressed`, `camera/depth/image_rect_raw`, `odom`; namespaces and `-r`
+remaps move them); runs `vlm_agent.sensors.ingest.SensorIngest` (the same synchroniser
+and frame history the planners use) and reports on `/diagnostics`: synchronised observations
 per second, the stamp spread inside each set (`latency.sync_spread`), the age of each observation
 when it completed (`latency.age`, transport + sync delay on the node clock), history size, and
 drops by reason (malformed, unmatched, out_of_order, queue_overflow, stale). It publishes nothing
@@ -24,12 +26,17 @@ NODE_CLASS = "SensorIngestNode"
 
 @dataclass
 class SensorIngestNodeConfig(IngestConfig):
-    """IngestConfig plus topics (see `IngestConfig` for sync and history fields)."""
+    """IngestConfig plus the colour transport (see `IngestConfig` for sync and history fields)."""
 
-    color_topic: str = param("/camera/color/image_raw", "colour topic", read_only=True)
-    color_transport: str = param("raw", "colour message type", choices=("raw", "compressed"), read_only=True)
-    depth_topic: str = param("/camera/depth/image_rect_raw", "depth topic (used when use_depth)", read_only=True)
-    odom_topic: str = param("/odom", "odometry topic (used when use_odom)", read_only=True)
+    color_transport: str = param(
+        "raw", "colour message type: raw = Image on camera/color/image_raw, compressed = CompressedImage on "
+        "camera/color/image_raw/compressed", choices=("raw", "compressed"), read_only=True
+    )
+
+
+COLOR_TOPIC = "camera/color/image_raw"
+DEPTH_TOPIC = "camera/depth/image_rect_raw"
+ODOM_TOPIC = "odom"
 
 
 class SensorIngestNode(AgentNode):
@@ -39,11 +46,12 @@ class SensorIngestNode(AgentNode):
         self.ingest = SensorIngest(c)
         self.health.set_level(self.health.WARN, "no synchronised observation yet")
         color_type = CompressedImage if c.color_transport == "compressed" else Image
-        self.create_subscription(color_type, c.color_topic, lambda m: self._on("color", m), SENSOR_QOS)
+        color_topic = COLOR_TOPIC + "/compressed" if c.color_transport == "compressed" else COLOR_TOPIC
+        self.create_subscription(color_type, color_topic, lambda m: self._on("color", m), SENSOR_QOS)
         if c.use_depth:
-            self.create_subscription(Image, c.depth_topic, lambda m: self._on("depth", m), SENSOR_QOS)
+            self.create_subscription(Image, DEPTH_TOPIC, lambda m: self._on("depth", m), SENSOR_QOS)
         if c.use_odom:
-            self.create_subscription(Odometry, c.odom_topic, lambda m: self._on("odom", m), SENSOR_QOS)
+            self.create_subscription(Odometry, ODOM_TOPIC, lambda m: self._on("odom", m), SENSOR_QOS)
 
     def _on(self, stream: str, msg) -> None:
         self.health.tick(stream)
