@@ -41,12 +41,12 @@ def render_depth(
     o = np.asarray(origin, float)
     best = np.full((height, width), np.inf)
     if floor:
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             t = np.where(d[..., 2] < 0, -o[2] / d[..., 2], np.inf)
         best = np.minimum(best, t)
     for lo, hi in boxes:
         lo, hi = np.asarray(lo, float), np.asarray(hi, float)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             t1 = (lo - o) / d
             t2 = (hi - o) / d
         tmin = np.nanmax(np.minimum(t1, t2), axis=-1)

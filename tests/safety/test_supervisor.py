@@ -177,7 +177,32 @@ def test_estop_latches_until_released():
         assert (out.linear_x, out.angular_z) == (0.0, 0.0)
         assert out.state == STATE_ESTOP
     sup.set_estop(False)
-    out = sup.update(t + DT)
+    # Released, but the running command stream does not resume: the commander must first rest
+    # estop_release_dwell_s (0.5 s), then send a new motion.
+    for _ in range(10):
+        t += DT
+        feed(sup, t)
+        sup.command(t, 0.2, 0.4)
+        out = sup.update(t)
+        assert (out.linear_x, out.angular_z) == (0.0, 0.0) and out.state == STATE_STOPPED
+    for _ in range(8):  # zeros for 8 ticks: the motion comes 0.40 s after the first zero, < 0.5 s
+        t += DT
+        feed(sup, t)
+        sup.command(t, 0.0, 0.0)
+        sup.update(t)
+    t += DT
+    feed(sup, t)
+    sup.command(t, 0.2, 0.4)
+    assert sup.update(t).state == STATE_STOPPED  # too short a rest: the rest starts over
+    for _ in range(11):  # zeros for 11 ticks: the motion comes 0.55 s after the first zero
+        t += DT
+        feed(sup, t)
+        sup.command(t, 0.0, 0.0)
+        sup.update(t)
+    t += DT
+    feed(sup, t)
+    sup.command(t, 0.2, 0.4)  # a new motion after a full rest
+    out = sup.update(t)
     assert out.state == STATE_OK and out.linear_x > 0
 
 

@@ -124,14 +124,14 @@ class StreamMonitor:
             return Freshness(False, f"{self.name}: no {'valid ' if self.last_rejection else ''}message yet{why}")
         gap = now_steady_s - self._last_accept_steady
         if gap > self.timeout_s:
-            return Freshness(False, f"{self.name}: no new frame for {gap:.2f} s (timeout {self.timeout_s:g} s){why}")
+            return Freshness(False, f"{self.name}: stale for {gap:.2f} s, no new frame (timeout {self.timeout_s:g} s){why}")
         if now_clock_s is not None and self._last_stamp is not None:
             self._note_clock(now_clock_s)
             if self._last_stamp is None:  # the clock just jumped back: history dropped
                 return Freshness(False, f"{self.name}: clock jumped back; waiting for a new frame")
             age = now_clock_s - self._last_stamp
             if age > self.timeout_s:
-                return Freshness(False, f"{self.name}: newest stamp {age:.2f} s old (timeout {self.timeout_s:g} s){why}")
+                return Freshness(False, f"{self.name}: stale, newest stamp {age:.2f} s old (timeout {self.timeout_s:g} s){why}")
         return Freshness(True)
 
     # -- internals ------------------------------------------------------------------------------

@@ -5,21 +5,37 @@ from a fixed-rate timer, so the rules below hold even when every input stops arr
 
 1. **Finite input**: a command with any NaN/inf component is rejected; the output is zero until the
    next valid command (reason logged and counted).
-2. **Freshness**: the command and each required sensor (camera, depth, odometry) must have arrived
-   within its timeout; a stale or never-seen stream gives zero. A timeout of 0 disables that check.
-3. **E-stop**: `set_estop(True)` latches zero output; only `set_estop(False)` releases it.
+2. **Freshness**: the command must have arrived within its timeout (arrival time: Twist has no
+   stamp); each required sensor (camera, depth, odometry) is judged by `StreamMonitor`
+   (`vlm_agent.safety.freshness`): from its header stamps on the stamp clock when the node passes
+   them (backlogs, frozen stamps and clock mismatches are stale), by arrival time otherwise. A stale or
+   never-seen stream gives zero. A timeout of 0 disables that check.
+3. **E-stop**: `set_estop(True)` latches zero output; only `set_estop(False)` releases it, and the
+   release re-arms like a stop (rule 4) with a dwell: zero until the commander has been at rest (zero
+   commands, or silence once its last command expired) for `estop_release_dwell_s`, then a *new*
+   motion passes. With `estop_latch_file`
+   the state survives a restart (`vlm_agent.safety.estop`); `estop_latched_at_start` requires an
+   explicit release after every start.
 4. **Stop**: `stop()` holds zero until the commander has come to rest (a zero or stale command)
    and then sends a new motion; so a 20 Hz command stream cannot override a stop with its next
    message of the same motion.
-5. **Obstacle**: when the depth image's forward region of interest shows a return closer than
-   `obstacle_stop_distance_m`, forward motion is zeroed; turning in place and reversing stay allowed.
+5. **Obstacle**: with a camera model (`set_camera(intrinsics)`, the mounting pose and footprint from
+   the config), the footprint swept along the command in base_link must stay clear
+   (`vlm_agent.safety.obstacle`); a blocked arc falls back to turning in place when that is clear.
+   Before any camera model is given, the old image rule applies: a return closer than
+   `obstacle_stop_distance_m` in a fixed forward ROI of the depth image zeroes forward motion.
 6. **Limits**: |linear.x| and |angular.z| are clamped to the speed limits, and the change per tick to
    the acceleration limits. Safety stops (rules 1-5) bypass the acceleration limit: a watchdog that
    ramps down is not a watchdog.
+7. **Runtime parameters**: once gating (the first `update`), `set_config` only accepts changes that
+   make the gate stricter (`vlm_agent.safety.params.check_runtime_change`); a refused change keeps the
+   old config and returns the reason. `deactivate()` (lifecycle) allows any valid config again.
 
 Units and frames (REP-103): linear.x in m/s along base_link +x, angular.z in rad/s about base_link +z
 (counter-clockwise positive). The other four Twist components are always zero (differential drive).
-Time is any monotonic clock in seconds, passed in explicitly so the rules are testable without waiting.
+Time is passed in explicitly so the rules are testable without waiting: `now` is a steady clock
+(`time.monotonic()`), `clock_s`/`stamp_s` the ROS clock the sensors stamp with (sim time under
+`use_sim_time`).
 """
 from __future__ import annotations
 
@@ -29,6 +45,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vlm_agent.config import ConfigBase, param
+from vlm_agent.safety.estop import EstopLatchFile
+from vlm_agent.safety.freshness import StreamMonitor
+from vlm_agent.safety.obstacle import CameraMount, Footprint, ObstacleDecision, ObstacleParams, ObstacleStop
+from vlm_agent.safety.params import check_runtime_change
+from vlm_agent.sensors.camera_model import CameraIntrinsics
 
 SENSORS = ("camera", "depth", "odom")
 
@@ -60,15 +81,53 @@ class SafetyConfig(ConfigBase):
     camera_timeout_s: float = param(0.3, "zero output when the colour camera is silent this long (0 = not required)", min=0.0, max=10.0)
     depth_timeout_s: float = param(0.3, "zero output when the depth camera is silent this long (0 = not required)", min=0.0, max=10.0)
     odom_timeout_s: float = param(0.3, "zero output when odometry is silent this long (0 = not required)", min=0.0, max=10.0)
-    obstacle_stop_distance_m: float = param(0.35, "no forward motion when the forward ROI has a return closer than this (0 = off)", min=0.0, max=10.0)
+    stamp_future_tolerance_s: float = param(
+        0.1, "a sensor stamp may lie this far ahead of this node's clock (clock jitter between machines)", min=0.0, max=1.0
+    )
+    obstacle_stop_distance_m: float = param(
+        0.35, "path kept clear ahead of the footprint at zero speed (camera model) or nearest return in the image ROI (fallback); 0 = off",
+        min=0.0, max=10.0,
+    )
     roi_width_fraction: float = param(0.5, "width of the forward ROI as a fraction of the image, centred", min=0.05, max=1.0)
     roi_top_fraction: float = param(0.25, "top row of the forward ROI as a fraction of the image height", min=0.0, max=0.95)
     roi_bottom_fraction: float = param(0.75, "bottom row of the forward ROI as a fraction of the image height", min=0.05, max=1.0)
     obstacle_percentile: float = param(5.0, "percentile of valid ROI depths taken as the obstacle distance (ignores speckle)", min=0.0, max=50.0)
     min_valid_fraction: float = param(
-        0.1, "a forward ROI with fewer valid depth returns than this counts as blocked (blind camera)", min=0.0, max=1.0
+        0.1, "a forward ROI with fewer valid depth returns than this counts as blocked (image-ROI fallback only)", min=0.0, max=1.0
     )
-    publish_rate_hz: float = param(20.0, "rate of /cmd_vel output; staleness is enforced at this rate", min=1.0, max=200.0)
+    publish_rate_hz: float = param(20.0, "rate of /cmd_vel output; staleness is enforced at this rate", min=1.0, max=200.0, read_only=True)
+    # E-stop release and persistence.
+    estop_release_dwell_s: float = param(
+        0.5, "after an e-stop release: the commander must rest (zero or no command) this long, then send a new motion", min=0.0, max=10.0
+    )
+    estop_latch_file: str = param("", "file that keeps the e-stop state across restarts (empty = not kept)", read_only=True)
+    estop_latched_at_start: bool = param(False, "start with the e-stop latched: an explicit release is required", read_only=True)
+    # Camera mounting (camera_link in base_link, URDF RPY) and footprint for the base-frame obstacle rule.
+    # Defaults: the embedded sim robot (sim/mujoco/robot.xml); set them for your robot.
+    camera_x_m: float = param(-0.07, "camera_link x in base_link (m)", min=-5.0, max=5.0, read_only=True)
+    camera_y_m: float = param(0.0, "camera_link y in base_link (m)", min=-5.0, max=5.0, read_only=True)
+    camera_z_m: float = param(0.95, "camera_link z in base_link, above the floor (m)", min=-1.0, max=5.0, read_only=True)
+    camera_roll_rad: float = param(0.0, "camera_link roll in base_link (rad)", min=-math.pi, max=math.pi, read_only=True)
+    camera_pitch_rad: float = param(
+        math.radians(20.0), "camera_link pitch in base_link (rad, positive = looking down)", min=-math.pi / 2, max=math.pi / 2, read_only=True
+    )
+    camera_yaw_rad: float = param(0.0, "camera_link yaw in base_link (rad)", min=-math.pi, max=math.pi, read_only=True)
+    robot_radius_m: float = param(0.20, "footprint radius (m), used when `footprint` is empty", min=0.01, max=5.0)
+    footprint: str = param("", "footprint polygon in base_link, Nav2 style '[[x, y], ...]' (m); empty = circle of robot_radius_m", read_only=True)
+    footprint_padding_m: float = param(0.02, "added around the footprint for the stop zone (m)", min=0.0, max=1.0)
+    obstacle_min_height_m: float = param(0.05, "points lower than this above the floor are floor (m)", min=0.0, max=2.0)
+    obstacle_max_height_m: float = param(1.1, "points higher than this are overhangs the robot passes under (m)", min=0.05, max=5.0)
+    obstacle_time_to_stop_s: float = param(
+        0.5, "the stop zone grows by speed x this (latency + braking time) (s)", min=0.0, max=10.0
+    )
+    obstacle_min_valid_fraction: float = param(
+        0.5, "fewer valid depth returns than this where the camera sees the stop zone = blocked (blind or too close)", min=0.05, max=1.0
+    )
+    obstacle_min_points: int = param(3, "sampled depth points in the stop zone needed to block (speckle rejection)", min=1, max=10000)
+    obstacle_expected_range_m: float = param(
+        4.0, "pixels whose ray meets the floor within this range must return depth (blind-camera rule) (m)", min=0.1, max=50.0, read_only=True
+    )
+    obstacle_max_samples: int = param(6000, "depth pixels sampled per frame (regular grid)", min=16, max=1_000_000, read_only=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -84,9 +143,51 @@ class SafetyConfig(ConfigBase):
             timeout = getattr(self, name)
             if 0.0 < timeout < period:
                 raise ValueError(f"SafetyConfig.{name}: {timeout} s is shorter than one output period ({period:.3f} s)")
+        if self.obstacle_max_height_m <= self.obstacle_min_height_m:
+            raise ValueError(
+                f"SafetyConfig.obstacle_max_height_m: {self.obstacle_max_height_m} must be above obstacle_min_height_m {self.obstacle_min_height_m}"
+            )
+        try:
+            self.footprint_model()
+        except ValueError as exc:
+            raise ValueError(f"SafetyConfig.footprint: {exc}") from None
+
+    def camera_mount(self) -> CameraMount:
+        return CameraMount(self.camera_x_m, self.camera_y_m, self.camera_z_m, self.camera_roll_rad, self.camera_pitch_rad, self.camera_yaw_rad)
+
+    def footprint_model(self) -> Footprint:
+        return Footprint(radius_m=self.robot_radius_m, polygon=parse_footprint(self.footprint), padding_m=self.footprint_padding_m)
+
+    def obstacle_params(self) -> ObstacleParams:
+        return ObstacleParams(
+            min_height_m=self.obstacle_min_height_m,
+            max_height_m=self.obstacle_max_height_m,
+            stop_distance_m=self.obstacle_stop_distance_m,
+            time_to_stop_s=self.obstacle_time_to_stop_s,
+            min_points=self.obstacle_min_points,
+            min_valid_fraction=self.obstacle_min_valid_fraction,
+            expected_range_m=self.obstacle_expected_range_m,
+            max_samples=self.obstacle_max_samples,
+        )
 
     def sensor_timeout(self, sensor: str) -> float:
         return {"camera": self.camera_timeout_s, "depth": self.depth_timeout_s, "odom": self.odom_timeout_s}[sensor]
+
+
+def parse_footprint(text: str) -> tuple[tuple[float, float], ...]:
+    """Nav2's footprint string '[[x1, y1], [x2, y2], ...]' (metres, base_link) -> vertices; '' -> ()."""
+    if not text.strip():
+        return ()
+    try:
+        import yaml
+
+        value = yaml.safe_load(text)
+        points = tuple((float(x), float(y)) for x, y in value)
+    except Exception as exc:  # noqa: BLE001 (any malformed text is one error)
+        raise ValueError(f"expected '[[x, y], ...]', got {text!r} ({exc})") from None
+    if len(points) < 3:
+        raise ValueError(f"a footprint polygon needs at least 3 points, got {len(points)}")
+    return points
 
 
 @dataclass(frozen=True)
@@ -131,31 +232,50 @@ class SafetyOutput:
 class SafetySupervisor:
     """The rules in the module docstring; one instance per robot, driven by a timer via `update(now)`.
 
-    Not thread-safe on its own: the node calls it from one executor thread.
+    Not thread-safe on its own: the node calls it from one executor thread. Raises OSError never: a latch
+    file that cannot be written is reported in `last_reason` and `counts["latch_file_errors"]`.
     """
 
     def __init__(self, config: SafetyConfig | None = None):
         self.config = config or SafetyConfig()
+        cfg = self.config
         self._cmd: tuple[float, float] = (0.0, 0.0)
         self._cmd_time: float | None = None
-        self._sensor_time: dict[str, float | None] = {s: None for s in SENSORS}
+        self._monitors = {s: StreamMonitor(s, cfg.sensor_timeout(s), cfg.stamp_future_tolerance_s) for s in SENSORS}
         self._obstacle: ObstacleReading | None = None
+        self._obstacle_stop: ObstacleStop | None = None
+        self._camera_key: tuple | None = None
+        self.last_obstacle: ObstacleDecision | None = None  # the latest blocking decision, for feedback
         self._estop = False
         self._rejected: str | None = None
-        self._stop_hold = False
-        self._stop_armed = False  # after stop(): the commander came to rest, the next motion may pass
+        # A hold (after stop() or an e-stop release): zero until the commander rests `dwell` s, then moves.
+        self._hold: str | None = None
+        self._hold_dwell = 0.0
+        self._rest_since: float | None = None
         self._out: tuple[float, float] = (0.0, 0.0)
         self._out_time: float | None = None
+        self._active = False  # set by the first update(): from then on parameters may only tighten
         self.counts: dict[str, int] = {
             "commands": 0, "rejected": 0, "estops": 0, "stops": 0, "obstacle_blocks": 0, "stale_zeros": 0, "clamped": 0,
+            "frames_rejected": 0, "config_rejected": 0, "latch_file_errors": 0,
         }
         self.last_reason = ""
+        self._latch = EstopLatchFile(cfg.estop_latch_file) if cfg.estop_latch_file else None
+        if self._latch is not None:
+            latched, why = self._latch.load()
+            if latched:
+                self._estop = True
+                self.counts["estops"] += 1
+            self.last_reason = why
+        if cfg.estop_latched_at_start and not self._estop:
+            self._estop = True
+            self.counts["estops"] += 1
+            self.last_reason = "e-stop latched at start-up (estop_latched_at_start): release it explicitly"
 
     # -- inputs -------------------------------------------------------------------------------
     def command(self, now: float, linear_x: float, angular_z: float, other: tuple[float, ...] = ()) -> str | None:
-        """A raw command (m/s, rad/s); `other` = the remaining Twist components, checked for finiteness.
-
-        Returns the rejection reason, or None when accepted.
+        """A raw command (m/s, rad/s) received at steady time `now`; `other` = the remaining Twist
+        components, checked for finiteness. Returns the rejection reason, or None when accepted.
         """
         values = (linear_x, angular_z, *other)
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
@@ -167,35 +287,96 @@ class SafetySupervisor:
         self._rejected = None
         self.counts["commands"] += 1
         at_rest = linear_x == 0.0 and angular_z == 0.0
-        if self._stop_hold:
+        if self._hold:
             if at_rest:
-                self._stop_armed = True
-            elif self._stop_armed:
-                self._stop_hold = self._stop_armed = False
+                if self._rest_since is None:
+                    self._rest_since = now
+            elif self._rest_since is not None and now - self._rest_since >= self._hold_dwell:
+                self._hold, self._rest_since = None, None  # rested long enough: this is a new motion
+            else:
+                self._rest_since = None  # the old motion is still running: the rest starts over
         self._cmd, self._cmd_time = (float(linear_x), float(angular_z)), now
         return None
 
-    def sensor(self, name: str, now: float) -> None:
-        """Record that a message of sensor `name` (one of SENSORS) arrived at `now`."""
+    def sensor(self, name: str, now: float, stamp_s: float | None = None, clock_s: float | None = None) -> str | None:
+        """A message of sensor `name` (one of SENSORS) arrived at steady time `now`.
+
+        `stamp_s`: its header stamp in seconds and `clock_s`: the node's ROS clock (the stamp's clock) at
+        arrival; both or neither (then arrival time alone decides, the legacy rule). Returns why the
+        message does not refresh the stream, or None (see `vlm_agent.safety.freshness`).
+        """
         if name not in SENSORS:
             raise ValueError(f"sensor: '{name}' is not one of {SENSORS}")
-        self._sensor_time[name] = now
+        reason = self._monitors[name].on_message(stamp_s, now, clock_s)
+        if reason:
+            self.counts["frames_rejected"] += 1
+            self.last_reason = reason
+        return reason
 
-    def depth(self, now: float, depth_m: np.ndarray) -> ObstacleReading:
-        """A depth frame (H, W) in metres, NaN = no return: updates freshness and the obstacle reading."""
-        self.sensor("depth", now)
-        self._obstacle = forward_obstacle_distance(depth_m, self.config)
+    def set_camera(self, intrinsics: CameraIntrinsics, mount: CameraMount | None = None) -> None:
+        """Switch the obstacle rule to the base-frame model for this depth camera (CameraInfo of the depth
+        image). `mount`: the camera's pose (e.g. from TF); default: the camera_* parameters. Calling it
+        again with the same intrinsics and mount is free (CameraInfo arrives with every frame)."""
+        mount = mount or self.config.camera_mount()
+        key = (intrinsics.width, intrinsics.height, intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy, mount)
+        if self._obstacle_stop is not None and self._camera_key == key:
+            return
+        self._camera_key = key
+        self._obstacle_stop = ObstacleStop(intrinsics, mount, self.config.footprint_model(), self.config.obstacle_params())
+
+    @property
+    def obstacle_stop(self) -> ObstacleStop | None:
+        """The base-frame obstacle model once `set_camera` was called (for diagnostics: blind distance)."""
+        return self._obstacle_stop
+
+    def depth(self, now: float, depth_m: np.ndarray, stamp_s: float | None = None, clock_s: float | None = None) -> ObstacleReading:
+        """A depth frame (H, W) in metres (NaN = no return) received at steady time `now`, with its stamp
+        and the ROS clock as in `sensor`. Updates freshness and the obstacle data; a malformed frame raises
+        ValueError before it can refresh the stream. Returns the obstacle summary for diagnostics: with
+        the camera model, the clearance ahead of the footprint at full speed and the valid fraction where
+        the camera sees that zone."""
+        depth_m = np.asarray(depth_m)
+        if depth_m.ndim != 2 or depth_m.size == 0:
+            raise ValueError(f"depth: expected a non-empty (H, W) array, got shape {depth_m.shape}")
+        stop = self._obstacle_stop
+        if stop is not None and depth_m.shape != (stop.intrinsics.height, stop.intrinsics.width):
+            raise ValueError(f"depth: shape {depth_m.shape} does not match the depth CameraInfo {(stop.intrinsics.height, stop.intrinsics.width)}")
+        if self.sensor("depth", now, stamp_s, clock_s):
+            return self._obstacle or ObstacleReading(float("nan"), 0.0)
+        if stop is not None:
+            stop.update_depth(depth_m)
+            ahead = stop.check(self.config.max_linear_speed_mps, 0.0)
+            fraction = ahead.valid_fraction if math.isfinite(ahead.valid_fraction) else 0.0
+            self._obstacle = ObstacleReading(ahead.distance_m, fraction)
+        else:
+            self._obstacle = forward_obstacle_distance(depth_m, self.config)
         return self._obstacle
 
     def invalid_depth(self, now: float, reason: str) -> None:
         """A depth message that could not be decoded: it does not refresh the depth stream."""
         self.last_reason = f"depth frame dropped: {reason}"
 
-    def set_estop(self, active: bool) -> None:
-        if active and not self._estop:
+    def set_estop(self, active: bool, reason: str = "") -> str | None:
+        """Latch (True) or release (False) the e-stop. A release of a latched e-stop starts a re-arm hold
+        (rule 3). Returns an error when the latch file could not be written (the in-memory state holds)."""
+        active = bool(active)
+        was = self._estop
+        if active and not was:
             self.counts["estops"] += 1
-        self._estop = bool(active)
+        self._estop = active
+        if was and not active:
+            self._begin_hold("e-stop released", self.config.estop_release_dwell_s)
         self.last_reason = "e-stop latched" if active else "e-stop released"
+        if reason:
+            self.last_reason += f" ({reason})"
+        if self._latch is not None and active != was:
+            try:
+                self._latch.save(active, reason)
+            except OSError as exc:
+                self.counts["latch_file_errors"] += 1
+                self.last_reason = f"{self.last_reason}; NOT saved to {self._latch.path}: {exc}"
+                return self.last_reason
+        return None
 
     @property
     def estop_active(self) -> bool:
@@ -204,14 +385,40 @@ class SafetySupervisor:
     def stop(self) -> None:
         """Stop the current motion: zero until the commander comes to rest and starts a new motion."""
         self.counts["stops"] += 1
-        self._stop_hold, self._stop_armed = True, False
+        self._begin_hold("stop requested", max(0.0, self._hold_dwell if self._hold else 0.0))
         self.last_reason = "stop requested"
 
-    def set_config(self, config: SafetyConfig) -> None:
-        self.config = config
+    def set_config(self, config: SafetyConfig) -> str | None:
+        """Apply a new config. While gating (after the first `update`, until `deactivate`), a change that
+        loosens the gate is refused: the old config stays and the reason is returned (and recorded)."""
+        if self._active:
+            refused = check_runtime_change(self.config, config)
+            if refused:
+                self.counts["config_rejected"] += 1
+                self.last_reason = f"parameter change refused while active: {refused}"
+                return self.last_reason
+        old, self.config = self.config, config
+        for name, monitor in self._monitors.items():
+            monitor.timeout_s = config.sensor_timeout(name)
+            monitor.future_tolerance_s = config.stamp_future_tolerance_s
+        if self._obstacle_stop is not None and (
+            old.footprint_model() != config.footprint_model() or old.obstacle_params() != config.obstacle_params()
+            or old.camera_mount() != config.camera_mount()
+        ):
+            stop = self._obstacle_stop
+            mount = stop.mount if stop.mount != old.camera_mount() else config.camera_mount()  # keep a TF-given mount
+            self._obstacle_stop = ObstacleStop(stop.intrinsics, mount, config.footprint_model(), config.obstacle_params())
+            self._camera_key = (*self._camera_key[:-1], mount)
+        if config.estop_latch_file != old.estop_latch_file:
+            self._latch = EstopLatchFile(config.estop_latch_file) if config.estop_latch_file else None
+        return None
+
+    def deactivate(self) -> None:
+        """Lifecycle: the node stopped gating (it publishes zero); any valid config may be set until the next update."""
+        self._active = False
 
     # -- decision -----------------------------------------------------------------------------
-    def blocking_reasons(self, now: float) -> tuple[str, list[str]]:
+    def blocking_reasons(self, now: float, clock_s: float | None = None) -> tuple[str, list[str]]:
         """(state, reasons) for everything that currently forces a full stop; state OK/IDLE when none."""
         cfg = self.config
         reasons: list[str] = []
@@ -223,22 +430,18 @@ class SafetySupervisor:
             reasons.append(f"rejected: {self._rejected}")
             state = state if state != STATE_OK else STATE_REJECTED
         for sensor in SENSORS:
-            timeout = cfg.sensor_timeout(sensor)
-            if timeout <= 0:
-                continue
-            seen = self._sensor_time[sensor]
-            if seen is None:
-                reasons.append(f"{sensor}: no message yet")
-            elif now - seen > timeout:
-                reasons.append(f"{sensor}: stale for {now - seen:.2f} s (timeout {timeout:g} s)")
+            verdict = self._monitors[sensor].check(now, clock_s)
+            if not verdict.fresh:
+                reasons.append(verdict.reason)
+                state = state if state != STATE_OK else STATE_STALE
+        command_stale = self._cmd_time is None or (cfg.command_timeout_s > 0 and now - self._cmd_time > cfg.command_timeout_s)
+        if self._hold:
+            if command_stale and self._rest_since is None:
+                self._rest_since = now  # a silent commander has come to rest too
+            if self._hold_dwell > 0:
+                reasons.append(f"{self._hold}; waiting for the commander to rest {self._hold_dwell:g} s, then a new motion")
             else:
-                continue
-            state = state if state != STATE_OK else STATE_STALE
-        command_stale = cfg.command_timeout_s > 0 and self._cmd_time is not None and now - self._cmd_time > cfg.command_timeout_s
-        if self._stop_hold:
-            if command_stale:
-                self._stop_armed = True  # a silent commander has come to rest too
-            reasons.append("stop requested; waiting for a new motion")
+                reasons.append(f"{self._hold}; waiting for a new motion")
             state = state if state != STATE_OK else STATE_STOPPED
         if state == STATE_OK:
             if self._cmd_time is None:
@@ -247,10 +450,12 @@ class SafetySupervisor:
                 return STATE_IDLE, [f"command stale for {now - self._cmd_time:.2f} s (timeout {cfg.command_timeout_s:g} s)"]
         return state, reasons
 
-    def update(self, now: float) -> SafetyOutput:
-        """The command to publish now. Call at `publish_rate_hz`."""
+    def update(self, now: float, clock_s: float | None = None) -> SafetyOutput:
+        """The command to publish now (steady time `now`; `clock_s`: the ROS clock, when sensors are stamped).
+        Call at `publish_rate_hz`."""
+        self._active = True
         cfg = self.config
-        state, reasons = self.blocking_reasons(now)
+        state, reasons = self.blocking_reasons(now, clock_s)
         if state != STATE_OK:
             if state in (STATE_STALE, STATE_IDLE) and self._out != (0.0, 0.0):
                 self.counts["stale_zeros"] += 1
@@ -265,16 +470,13 @@ class SafetySupervisor:
             self.counts["clamped"] += 1
             reasons.append("speed clamped")
 
-        if clamped_v > 0.0 and cfg.obstacle_stop_distance_m > 0:
-            blocked = self._forward_blocked()
+        if cfg.obstacle_stop_distance_m > 0:
+            blocked, clamped_v, clamped_w = self._obstacle_gate(clamped_v, clamped_w)
             if blocked:
                 self.counts["obstacle_blocks"] += 1
                 self.last_reason = blocked
                 reasons.append(blocked)
                 state = STATE_OBSTACLE
-                # Forward stops at once (not ramped): the obstacle is already inside the margin.
-                self._out = (0.0, self._out[1])
-                clamped_v = 0.0
 
         dt = self._dt(now)
         prev_v, prev_w = self._out
@@ -284,6 +486,34 @@ class SafetySupervisor:
         if (v, w) != (clamped_v, clamped_w):
             reasons.append("acceleration limited")
         return self._emit(now, v, w, state, reasons)
+
+    def _obstacle_gate(self, v: float, w: float) -> tuple[str | None, float, float]:
+        """(reason or None, v, w) after the obstacle rule; a blocked component is also zeroed in `_out` so
+        the stop is not ramped (the obstacle is already inside the margin)."""
+        stop = self._obstacle_stop
+        if stop is None:  # image-ROI fallback until a camera model is given
+            if v > 0.0:
+                blocked = self._forward_blocked()
+                if blocked:
+                    self._out = (0.0, self._out[1])
+                    return blocked, 0.0, w
+            return None, v, w
+        # The zone must cover the speed the base still has, not only the (maybe lower) target.
+        v_eval = max(v, self._out[0]) if max(v, self._out[0]) > 0.0 else v
+        if v_eval == 0.0 and w == 0.0:
+            return None, v, w
+        decision = stop.check(v_eval, w)
+        if not decision.blocked:
+            return None, v, w
+        self.last_obstacle = decision
+        if w != 0.0 and v_eval != 0.0 and not stop.check(0.0, w).blocked:
+            self._out = (0.0, self._out[1])
+            return decision.reason, 0.0, w  # turning in place stays allowed
+        self._out = (0.0, 0.0)
+        return decision.reason, 0.0, 0.0
+
+    def _begin_hold(self, kind: str, dwell: float) -> None:
+        self._hold, self._hold_dwell, self._rest_since = kind, float(dwell), None
 
     def _forward_blocked(self) -> str | None:
         cfg = self.config
