@@ -112,6 +112,15 @@ def test_a_clock_reset_drops_the_history():
     assert m.check(steady + 0.06, 0.07).fresh
 
 
+def test_data_age_counts_transport_latency_and_time_since_arrival():
+    m = StreamMonitor("depth", T)
+    assert m.data_age_s(STEADY0) is None
+    m.on_message(SIM0, STEADY0, SIM0 + 0.04)  # 40 ms in transport
+    assert m.data_age_s(STEADY0 + 0.1) == pytest.approx(0.14)
+    m.on_message(None, STEADY0 + 0.2)  # unstamped: no latency known
+    assert m.data_age_s(STEADY0 + 0.25) == pytest.approx(0.05)
+
+
 def test_unstamped_types_fall_back_to_arrival_time():
     m = StreamMonitor("odom", T)
     assert m.on_message(None, STEADY0) is None

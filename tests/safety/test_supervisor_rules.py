@@ -278,6 +278,22 @@ def test_the_zone_follows_the_speed_the_base_still_has():
     assert out.state == STATE_OBSTACLE and out.linear_x == 0.0
 
 
+def test_an_old_depth_frame_lengthens_the_zone_by_the_distance_driven_since():
+    # Wall 0.50 m ahead of the footprint; command 0.2 m/s: zone 0.35 + 0.1 = 0.45 m, clear with a fresh
+    # frame. The same frame 0.4 s later (depth timeout 0.5 s, so still fresh): + 0.2 x 0.4 = 0.08 m -> 0.53 m.
+    wall = sim_depth([((0.70, -3.0, 0.0), (0.8, 3.0, 1.6))])
+    sup = sim_supervisor(depth_timeout_s=0.5, camera_timeout_s=0.5, odom_timeout_s=0.5)
+    sim_feed(sup, 0.0, wall)
+    sup.command(0.0, 0.2, 0.0)
+    assert sup.update(0.0, CLOCK0).state == STATE_OK
+    sup.sensor("camera", 0.4, CLOCK0 + 0.4, CLOCK0 + 0.4)
+    sup.sensor("odom", 0.4, CLOCK0 + 0.4, CLOCK0 + 0.4)
+    sup.command(0.4, 0.2, 0.0)
+    out = sup.update(0.4, CLOCK0 + 0.4)
+    assert out.state == STATE_OBSTACLE and out.linear_x == 0.0
+    assert sup.last_obstacle.zone_length_m == pytest.approx(0.53, abs=1e-6)
+
+
 def test_a_polygon_footprint_whose_turn_is_also_blocked_stops_both():
     # A square base 0.4 m wide: a box 6 cm ahead of its front edge blocks forward motion and its
     # corners would sweep it when turning in place. Mounted low and level so the camera sees the box.

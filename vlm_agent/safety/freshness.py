@@ -76,12 +76,20 @@ class StreamMonitor:
         self._last_stamp: float | None = None
         self._last_accept_steady: float | None = None
         self._last_clock: float | None = None
+        self._last_latency = 0.0
         self.last_rejection = ""
 
     @property
     def last_stamp_s(self) -> float | None:
         """Newest accepted stamp (stamp clock, seconds), None before the first accepted frame."""
         return self._last_stamp
+
+    def data_age_s(self, now_steady_s: float) -> float | None:
+        """How old the newest accepted frame's data is now (seconds): time since its arrival on the steady
+        clock plus its transport latency on arrival (stamp clock; 0 for unstamped). None before any frame."""
+        if self._last_accept_steady is None:
+            return None
+        return max(0.0, now_steady_s - self._last_accept_steady) + self._last_latency
 
     def on_message(self, stamp_s: float | None, receive_steady_s: float, now_clock_s: float | None = None) -> str | None:
         """Record a message; returns why it does not refresh the stream, or None when it does.
@@ -113,6 +121,7 @@ class StreamMonitor:
                 "repeated", f"{self.name}: stamp {stamp_s:.6f} s did not advance past {self._last_stamp:.6f} s (frozen or reordered)"
             )
         self._accept(float(stamp_s), receive_steady_s)
+        self._last_latency = max(0.0, float(age))
         return None
 
     def check(self, now_steady_s: float, now_clock_s: float | None = None) -> Freshness:
@@ -145,6 +154,7 @@ class StreamMonitor:
         self.counts["accepted"] += 1
         self._last_stamp = stamp_s
         self._last_accept_steady = receive_steady_s
+        self._last_latency = 0.0
         self.last_rejection = ""
 
     def _reject(self, kind: str, reason: str) -> str:

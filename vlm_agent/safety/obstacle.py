@@ -31,7 +31,8 @@ The rules, for a command (v m/s along +x, w rad/s counter-clockwise), evaluated 
    (below `min_height_m`) is never an obstacle, an overhang above `max_height_m` (a table top the robot
    passes under, a door frame) is ignored.
 2. **The stop zone** is the footprint (circle of `radius_m` or a polygon, plus `padding_m`) swept along
-   the commanded arc for a path length `|v| * time_to_stop_s + stop_distance_m`, so it grows with speed;
+   the commanded arc for a path length `|v| * time_to_stop_s + stop_distance_m` (+ `extra_m`, which the
+   supervisor sets to speed x age of the depth frame), so it grows with speed;
    turning in place sweeps the footprint through `|w| * time_to_stop_s + stop_distance_m / R` radians
    (R = the footprint's bounding radius: the margin as an arc at its outermost point). Only points the
    motion brings closer to the footprint count: an object behind a robot driving forward, or inside a
@@ -261,18 +262,19 @@ def depth_array_to_metres(array: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"depth: encoding must be 16UC1/mono16 (mm) or 32FC1 (m), got '{encoding}'")
 
 
-def sweep_poses(v: float, w: float, footprint: Footprint, params: ObstacleParams) -> tuple[np.ndarray, float]:
+def sweep_poses(v: float, w: float, footprint: Footprint, params: ObstacleParams, extra_m: float = 0.0) -> tuple[np.ndarray, float]:
     """Poses (K, 3) = (x m, y m, yaw rad) in base_link along the commanded arc, k = 0 the current pose,
-    and the path length of the zone (metres; 0 when turning in place). K = 1 when (v, w) = (0, 0)."""
+    and the path length of the zone (metres; 0 when turning in place). K = 1 when (v, w) = (0, 0).
+    `extra_m`: added path length (the distance the base may have covered since the depth frame)."""
     radius = footprint.bounding_radius_m
     if abs(v) > _MIN_SPEED:
-        length = abs(v) * params.time_to_stop_s + params.stop_distance_m
+        length = abs(v) * params.time_to_stop_s + params.stop_distance_m + max(0.0, extra_m)
         duration = length / abs(v)
         if abs(w) > 1e-9:
             duration = min(duration, 2.0 * math.pi / abs(w))  # a closed circle covers everything it can
     elif abs(w) > _MIN_SPEED:
         length = 0.0
-        angle = min(abs(w) * params.time_to_stop_s + params.stop_distance_m / radius, 2.0 * math.pi)
+        angle = min(abs(w) * params.time_to_stop_s + (params.stop_distance_m + max(0.0, extra_m)) / radius, 2.0 * math.pi)
         duration = angle / abs(w)
     else:
         return np.zeros((1, 3)), 0.0
@@ -387,9 +389,9 @@ class ObstacleStop:
 
     def _coverage(self, v: float, w: float, poses: np.ndarray, per_ray: int = 8) -> np.ndarray:
         """(Q,) indices of sampled pixels whose rays pass through the zone of this command (rule 4; cached
-        per command rounded to 0.01). Each ray's in-band part is clipped to the zone's bounding box in the
+        per command and zone end rounded to 0.01). Each ray's in-band part is clipped to the zone's bounding box in the
         floor plane and sampled there, so small zones near the robot are sampled as densely as large ones."""
-        key = (round(v * 100), round(w * 100))
+        key = (round(v * 100), round(w * 100), round(float(poses[-1, 0]) * 100), round(float(poses[-1, 1]) * 100))
         hit = self._coverage_cache.get(key)
         if hit is not None:
             return hit
@@ -439,13 +441,17 @@ class ObstacleStop:
         self.frames += 1
         return int(len(self._points))
 
-    def check(self, v: float, w: float) -> ObstacleDecision:
-        """The decision for a command of v m/s (base_link +x) and w rad/s (counter-clockwise)."""
-        if not (math.isfinite(v) and math.isfinite(w)):
-            return ObstacleDecision(True, f"obstacle check: non-finite command ({v}, {w})")
+    def check(self, v: float, w: float, extra_m: float = 0.0) -> ObstacleDecision:
+        """The decision for a command of v m/s (base_link +x) and w rad/s (counter-clockwise).
+
+        `extra_m`: metres added to the zone because the stored points are older than the command (the
+        supervisor passes speed x age of the depth frame: the base may have moved that far towards them).
+        """
+        if not (math.isfinite(v) and math.isfinite(w) and math.isfinite(extra_m)):
+            return ObstacleDecision(True, f"obstacle check: non-finite command ({v}, {w}, extra {extra_m})")
         if self._points is None:
             return ObstacleDecision(True, "obstacle check: no depth frame yet")
-        poses, length = sweep_poses(v, w, self.footprint, self.params)
+        poses, length = sweep_poses(v, w, self.footprint, self.params, extra_m)
         if len(poses) < 2:
             return ObstacleDecision(False, "no motion", zone_length_m=0.0)
         valid_fraction = float("nan")

@@ -21,7 +21,9 @@ from a fixed-rate timer, so the rules below hold even when every input stops arr
    message of the same motion.
 5. **Obstacle**: with a camera model (`set_camera(intrinsics)`, the mounting pose and footprint from
    the config), the footprint swept along the command in base_link must stay clear
-   (`vlm_agent.safety.obstacle`); a blocked arc falls back to turning in place when that is clear.
+   (`vlm_agent.safety.obstacle`), judged for the larger of the commanded and the current speed, with
+   the zone lengthened by speed x age of the depth frame (the points do not move with the base); a
+   blocked arc falls back to turning in place when that is clear.
    Before any camera model is given, the old image rule applies: a return closer than
    `obstacle_stop_distance_m` in a fixed forward ROI of the depth image zeroes forward motion.
 6. **Limits**: |linear.x| and |angular.z| are clamped to the speed limits, and the change per tick to
@@ -255,6 +257,7 @@ class SafetySupervisor:
         self._out: tuple[float, float] = (0.0, 0.0)
         self._out_time: float | None = None
         self._active = False  # set by the first update(): from then on parameters may only tighten
+        self._now = 0.0  # steady time of the update in progress
         self.counts: dict[str, int] = {
             "commands": 0, "rejected": 0, "estops": 0, "stops": 0, "obstacle_blocks": 0, "stale_zeros": 0, "clamped": 0,
             "frames_rejected": 0, "config_rejected": 0, "latch_file_errors": 0,
@@ -454,6 +457,7 @@ class SafetySupervisor:
         """The command to publish now (steady time `now`; `clock_s`: the ROS clock, when sensors are stamped).
         Call at `publish_rate_hz`."""
         self._active = True
+        self._now = now
         cfg = self.config
         state, reasons = self.blocking_reasons(now, clock_s)
         if state != STATE_OK:
@@ -502,7 +506,9 @@ class SafetySupervisor:
         v_eval = max(v, self._out[0]) if max(v, self._out[0]) > 0.0 else v
         if v_eval == 0.0 and w == 0.0:
             return None, v, w
-        decision = stop.check(v_eval, w)
+        # The points are as old as the depth frame: the base may have moved |v| x age towards them since.
+        age = self._monitors["depth"].data_age_s(self._now) or 0.0
+        decision = stop.check(v_eval, w, extra_m=max(abs(v_eval), abs(self._out[0])) * age)
         if not decision.blocked:
             return None, v, w
         self.last_obstacle = decision
