@@ -1,0 +1,154 @@
+"""In-process evaluation of the manipulation planners' loops on the simulator's manip suite, and
+scripted oracle backends that stand in for the models until they exist (issue 9 first).
+
+`evaluate_manip_planner("palme" | "octopus", episodes=10, ...)` runs each episode through the
+planner loop with `SimSkills` (ground-truth perception: the scores are upper bounds, and the result
+says so) and scores it with the simulator's manipulation metric (`NavEnv.manip_metrics`). With the
+default oracle backends it measures the loops, the parsers, the sandbox and the skills end to end,
+not a model. `backend_factory(env)` plugs in another backend (a callable (prompt, images) -> text).
+
+The oracle backends are privileged (they read the episode's ground truth through `env`) and
+stateless: each reply is computed from the world's current state, like `NavOracle`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from vlm_agent.planners.octopus_format import OctopusResponse, TargetPredicate, format_response
+from vlm_agent.planners.octopus_loop import OctopusConfig, run_octopus_episode
+from vlm_agent.planners.palme_grammar import format_plan
+from vlm_agent.planners.palme_loop import PalmeConfig, run_palme_episode
+from vlm_agent.skills.api import SkillCall
+
+POLICIES = ("palme", "octopus")
+
+
+def _oracle_labels(env) -> tuple[str, str]:
+    """(object to move, destination) named as the instruction names them."""
+    world = env.world
+    target, dest = env.episode.goal_objects[:2]
+
+    def label(name):
+        try:
+            return world.object(name).label
+        except KeyError:
+            return world.furniture_piece(name).kind
+
+    return label(target), label(dest)
+
+
+def oracle_program_code(env) -> str:
+    """The manipulation oracle's skill program as sandbox code (`def act(robot): ...`)."""
+    t, d = _oracle_labels(env)
+    return (f"def act(robot):\n    robot.navigate_to({t!r})\n    robot.pick({t!r})\n"
+            f"    robot.navigate_to({d!r})\n    robot.place_on({d!r})\n    robot.done()\n")
+
+
+class OraclePalmeBackend:
+    """The remaining plan from the world's current state: go to the object unless next to it, pick it,
+    go to the destination unless next to it, place, `done()` once it rests on the destination."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __call__(self, prompt: str, images) -> str:
+        env = self.env
+        target, dest = env.episode.goal_objects[:2]
+        t, d = _oracle_labels(env)
+        steps = []
+        if not (env.held is None and env.world.object(target).support == dest):
+            if env.held != target:
+                if not _near(env, target):
+                    steps.append(SkillCall("navigate_to", (t,)))
+                steps.append(SkillCall("pick", (t,)))
+            if env.held != target or not _near(env, dest):
+                steps.append(SkillCall("navigate_to", (d,)))
+            steps.append(SkillCall("place_on", (d,)))
+        steps.append(SkillCall("done"))
+        return format_plan(steps)
+
+
+def _near(env, name: str) -> bool:
+    """The base is where navigate_to(name) leaves it (within 12 cm of the standoff)."""
+    from vlm_agent.skills.sim_skills import REACH_STANDOFF_M, TABLE_STANDOFF_M
+
+    standoff = REACH_STANDOFF_M if name in {o.name for o in env.world.objects} else TABLE_STANDOFF_M
+    return env.distance_to(name) <= standoff + 0.12
+
+
+class OracleOctopusBackend:
+    """An Octopus response whose code is the oracle program and whose target state is
+    on(object, destination) with an empty gripper."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __call__(self, prompt: str, images) -> str:
+        t, d = _oracle_labels(self.env)
+        return format_response(OctopusResponse(
+            explanation=f"The {t} has to end up on the {d}.",
+            subtasks=(f"Go to the {t} and pick it up.", f"Go to the {d} and put the {t} on it."),
+            code=oracle_program_code(self.env),
+            target_state=(TargetPredicate("on", (t, d)), TargetPredicate("holding", ("nothing",))),
+        ))
+
+
+ORACLE_BACKENDS = {"palme": OraclePalmeBackend, "octopus": OracleOctopusBackend}
+
+
+def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val", seed: int = 0,
+                           backend_factory: Callable | None = None, env=None, dataset_dir: str | None = None,
+                           image_size: int = 48, palme_config: PalmeConfig | None = None,
+                           octopus_config: OctopusConfig | None = None) -> dict:
+    """Success rate of a planner loop over `episodes` manip episodes (see module docstring).
+
+    Returns {"suite", "policy", "split", "seed", "episodes", "success_rate", "perception",
+    "upper_bound", "per_episode": [{episode_id, task, success, ...}]}. `env` (a NavEnv) is reused if
+    given, else one is made with `image_size` square images. `dataset_dir` (octopus only) receives
+    the RLEF rounds.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown manipulation planner '{policy}' (choose from {', '.join(POLICIES)})")
+    from vlm_agent.planners.rlef_dataset import RlefDatasetWriter
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episodes
+    from vlm_agent.skills.sim_skills import SimSkills
+
+    own_env = env is None
+    if own_env:
+        env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=False))
+    factory = backend_factory or ORACLE_BACKENDS[policy]
+    dataset = RlefDatasetWriter(dataset_dir) if dataset_dir and policy == "octopus" else None
+    per_episode = []
+    perception = None
+    try:
+        for ep in make_episodes("manip", split, episodes, seed=seed):
+            env.reset(ep)
+            skills = SimSkills(env)
+            perception = skills.perception.label
+            backend = factory(env)
+
+            def observe():
+                return [env.render()[0]]
+
+            if policy == "palme":
+                out = run_palme_episode(backend, skills, ep.instruction, observe=observe, config=palme_config)
+                extra = {"finished": out.finished, "reason": out.reason, "steps": out.steps_executed, "calls": out.executed_calls()}
+            else:
+                out = run_octopus_episode(backend, skills, ep.instruction, observe=observe,
+                                          success_fn=lambda: bool(env.manip_metrics()["success"]), dataset=dataset,
+                                          episode_id=ep.episode_id, config=octopus_config)
+                extra = {"rounds": len(out.rounds), "feedback": [r.feedback for r in out.rounds]}
+            m = env.manip_metrics()
+            per_episode.append({"episode_id": ep.episode_id, "task": ep.task, "instruction": ep.instruction,
+                                "held_out": ep.held_out, "success": m["success"], **extra})
+    finally:
+        if own_env:
+            env.close()
+    n = len(per_episode)
+    return {
+        "suite": "manip", "policy": policy, "split": split, "seed": seed, "episodes": n,
+        "success_rate": sum(e["success"] for e in per_episode) / n if n else float("nan"),
+        "perception": perception, "upper_bound": perception is not None and "upper bound" in perception,
+        "per_episode": per_episode,
+    }
