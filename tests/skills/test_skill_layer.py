@@ -9,7 +9,7 @@ import pytest
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episodes
 from vlm_agent.skills.api import (
-    PREDICATES, SKILL_SPECS, SKILLS, SkillAPI, SkillCall, SkillError, diff_state, parse_program, skill_spec, skills_prompt,
+    SKILL_SPECS, SKILLS, SkillAPI, SkillCall, SkillError, diff_state, parse_program, skill_spec, skills_prompt,
     tool_schemas,
 )
 from vlm_agent.skills.perception import GROUND_TRUTH_LABEL, GroundTruthPerception, Perception

@@ -213,7 +213,11 @@ class SkillAPI:
 
         def bind(name):
             def call(*args, **kwargs):
-                return self.execute(SkillCall(name, tuple(args), tuple(kwargs.items())))
+                try:
+                    skill_call = SkillCall(name, tuple(args), tuple(kwargs.items()))
+                except ValueError as exc:  # wrong arguments are feedback, like any other failure
+                    return SkillResult(False, str(exc))
+                return self.execute(skill_call)
 
             call.__name__ = name
             return call
