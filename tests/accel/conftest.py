@@ -47,3 +47,35 @@ def siglip_onnx(tiny_siglip, tmp_path_factory):
     module, info = resolve_source(tiny_siglip)
     path = tmp_path_factory.mktemp("onnx") / "siglip.onnx"
     return export_onnx(module, info, path)
+
+
+def smooth_frames(n: int, size: int = 40, seed: int = 0):
+    """uint8 (n, size, size, 3) RGB frames with image-like structure (upsampled 6x6 colour fields +
+    a little noise): the calibration and test inputs of the INT8 tests come from the same source."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BILINEAR), np.float32)
+        out[i] = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+    return out
+
+
+@pytest.fixture(scope="session")
+def calib_npz(tmp_path_factory):
+    """A calibration file as `vlm-agent collect` writes it: uint8 frames under "frames"."""
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("calib") / "calib.npz"
+    np.savez(path, frames=smooth_frames(24, seed=10))
+    return str(path)
+
+
+def pixel_values_like_calibration(info, n: int = 4, seed: int = 11):
+    """Preprocessed (n, 3, S, S) float32 inputs from the calibration frames' distribution (other seed)."""
+    from vlm_agent.accel.calibration import _preprocess_uint8
+
+    return _preprocess_uint8(smooth_frames(n, seed=seed), info)

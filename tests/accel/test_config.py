@@ -14,14 +14,20 @@ def test_defaults_are_valid_and_cache_dir_expands(monkeypatch):
 
 
 def test_fallback_order_is_fixed_and_covers_every_backend():
-    assert FALLBACK_ORDER == ("tensorrt", "onnxruntime", "torch")
+    assert FALLBACK_ORDER == ("tensorrt", "openvino", "onnxruntime", "torch")
     assert set(FALLBACK_ORDER) == set(BACKENDS)
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"backend": "openvino"}, "not one of"),
+        ({"backend": "vulkan"}, "not one of"),
+        ({"backend": "openvino", "device": "cuda"}, "runs on device cpu"),
+        ({"backend": "onnxruntime", "precision": "int8"}, "needs calib_file"),
+        ({"backend": "openvino", "precision": "int8"}, "needs calib_file"),
+        ({"backend": "openvino", "precision": "int8", "int8_mode": "dynamic"}, "dynamic is ONNX Runtime on the CPU only"),
+        ({"backend": "tensorrt", "device": "cuda", "precision": "int8", "int8_mode": "dynamic"}, "dynamic is ONNX Runtime"),
+        ({"backend": "onnxruntime", "precision": "int8", "int8_mode": "sometimes"}, "not one of"),
         ({"device": "gpu"}, "cpu, cuda or cuda:N"),
         ({"device": "cuda:x"}, "cpu, cuda or cuda:N"),
         ({"backend": "tensorrt", "device": "cpu"}, "needs device cuda"),
@@ -45,6 +51,10 @@ def test_invalid_combinations_name_the_problem(kwargs, message):
         {"backend": "tensorrt", "device": "cuda:1", "precision": "int8", "calib_file": "frames.npz"},
         {"backend": "torch", "device": "cpu", "precision": "bf16"},
         {"backend": "onnxruntime", "device": "cuda", "precision": "fp16"},
+        {"backend": "onnxruntime", "device": "cpu", "precision": "int8", "int8_mode": "dynamic"},
+        {"backend": "onnxruntime", "device": "cpu", "precision": "int8", "calib_file": "frames.npz"},
+        {"backend": "openvino", "device": "cpu", "precision": "int8", "calib_file": "run.mcap"},
+        {"backend": "openvino", "device": "cpu", "precision": "fp16"},
     ],
 )
 def test_valid_combinations(kwargs):
@@ -70,6 +80,10 @@ def test_encoder_params_embed_in_a_node_config_and_map_to_the_backend_config():
     cfg = PlannerConfig.from_dict({"encoder_backend": "tensorrt", "encoder_device": "cuda", "encoder_precision": "fp16", "model_dir": "m"})
     enc = cfg.encoder_config()
     assert (enc.backend, enc.device, enc.precision, enc.fallback) == ("tensorrt", "cuda", "fp16", True)
+    cfg = PlannerConfig.from_dict({"encoder_backend": "onnxruntime", "encoder_precision": "int8", "encoder_int8_mode": "dynamic"})
+    assert (cfg.encoder_config().precision, cfg.encoder_config().int8_mode) == ("int8", "dynamic")
+    cfg = PlannerConfig.from_dict({"encoder_backend": "openvino", "encoder_precision": "int8", "encoder_calib_file": "rec.mcap"})
+    assert (cfg.encoder_config().backend, cfg.encoder_config().calib_file) == ("openvino", "rec.mcap")
     # Every field is a flat ROS-parameter type, so nodes can declare them like their own.
     assert all(t in (bool, int, float, str) for t in field_types(PlannerConfig).values())
     with pytest.raises(ValueError, match="needs device cuda"):
@@ -85,5 +99,6 @@ def test_accel_stays_ros_free_and_its_config_is_cheap_to_import():
     root = pathlib.Path(__file__).resolve().parents[2] / "vlm_agent" / "accel"
     for path in root.glob("*.py"):
         assert "rclpy" not in path.read_text(), path
-    code = "import sys, vlm_agent.accel, vlm_agent.accel.config; assert 'torch' not in sys.modules and 'tensorrt' not in sys.modules"
+    code = ("import sys, vlm_agent.accel, vlm_agent.accel.config; "
+            "assert not {'torch', 'tensorrt', 'openvino', 'onnxruntime'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

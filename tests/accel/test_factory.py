@@ -12,7 +12,8 @@ from vlm_agent.accel.factory import EncoderUnavailableError, backend_chain, make
 
 
 def test_backend_chain_never_goes_backwards():
-    assert backend_chain("tensorrt") == ("tensorrt", "onnxruntime", "torch")
+    assert backend_chain("tensorrt") == ("tensorrt", "openvino", "onnxruntime", "torch")
+    assert backend_chain("openvino") == ("openvino", "onnxruntime", "torch")
     assert backend_chain("onnxruntime") == ("onnxruntime", "torch")
     assert backend_chain("torch") == ("torch",)
     assert backend_chain("tensorrt", fallback=False) == ("tensorrt",)
@@ -58,7 +59,8 @@ def test_falls_through_to_torch_when_onnxruntime_is_missing(tiny_siglip, cache_d
     with caplog.at_level(logging.WARNING, logger="vlm_agent.accel.factory"):
         enc = make_encoder(tiny_siglip, backend="tensorrt", device="cuda", engine_cache_dir=cache_dir)
     assert enc.backend == "torch" and enc.device == "cpu"
-    assert [r.split(":")[0] for r in enc.fallback_reasons] == ["tensorrt", "onnxruntime", "torch"]
+    # OpenVINO is passed over on a CUDA request (it runs on the CPU here), with the reason kept.
+    assert [r.split(":")[0] for r in enc.fallback_reasons] == ["tensorrt", "openvino", "onnxruntime", "torch"]
     assert "simulated" in caplog.text
 
 

@@ -1,4 +1,4 @@
-"""Vision-encoder backends (PyTorch, ONNX Runtime, TensorRT) and export/engine build (no ROS).
+"""Vision-encoder backends (PyTorch, ONNX Runtime, TensorRT, OpenVINO) and export/engine build (no ROS).
 
     from vlm_agent.accel import EncoderBackendConfig, make_encoder
     enc = make_encoder("checkpoints/navid", config=EncoderBackendConfig(backend="onnxruntime"))
@@ -30,6 +30,8 @@ _EXPORTS = {
     "TorchVisionEncoder": "torch_backend",
     "OrtVisionEncoder": "ort_backend",
     "TensorRTVisionEncoder": "trt_backend",
+    "OpenVinoVisionEncoder": "ov_backend",
+    "INT8_MODES": "config",
 }
 __all__ = sorted(_EXPORTS)
 

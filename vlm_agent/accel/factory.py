@@ -1,7 +1,7 @@
 """`make_encoder`: one call from a model (module or directory, or an exported .onnx) to a running encoder.
 
 Fallback: the requested backend is tried first, then the ones after it in `FALLBACK_ORDER`
-(tensorrt -> onnxruntime -> torch); never backwards (asking for torch never gives ONNX Runtime).
+(tensorrt -> openvino -> onnxruntime -> torch); never backwards (asking for torch never gives ONNX Runtime).
 Every skipped step and every deviation from the request (device, precision) is logged at WARNING
 and kept in `encoder.fallback_reasons`, so a node can publish why it is slower than configured.
 With `fallback=False` any deviation raises instead (benchmarks and CI measure what they claim).
@@ -36,6 +36,12 @@ def _torch_reason(device: str, precision: str) -> str | None:
     return torch_unavailable_reason(device, precision)
 
 
+def _openvino_reason(device: str, precision: str) -> str | None:
+    from .ov_backend import openvino_unavailable_reason
+
+    return openvino_unavailable_reason(device, precision)
+
+
 def _trt_reason(device: str, precision: str) -> str | None:
     from .trt_backend import tensorrt_unavailable_reason
 
@@ -43,7 +49,7 @@ def _trt_reason(device: str, precision: str) -> str | None:
 
 
 # Availability probes by backend; tests replace entries to simulate other machines.
-PROBES = {"tensorrt": _trt_reason, "onnxruntime": ort_unavailable_reason, "torch": _torch_reason}
+PROBES = {"tensorrt": _trt_reason, "openvino": _openvino_reason, "onnxruntime": ort_unavailable_reason, "torch": _torch_reason}
 
 
 def backend_chain(requested: str, fallback: bool = True) -> tuple[str, ...]:
@@ -54,8 +60,9 @@ def backend_chain(requested: str, fallback: bool = True) -> tuple[str, ...]:
 
 
 def step_precision(backend: str, device: str, precision: str) -> str:
-    """Precision a *fallback* backend runs when the requested one is beyond it (int8 is TensorRT's;
-    half precision on a CPU is slower than fp32). The requested backend always gets `precision`."""
+    """Precision a *fallback* backend runs when the requested one is beyond it (torch has no int8;
+    half precision on a CPU is slower than fp32, except in OpenVINO, which checks the CPU). The
+    requested backend always gets `precision`."""
     cuda = device.startswith("cuda")
     if backend == "torch":
         if precision == "int8":
@@ -171,6 +178,14 @@ def _build(name: str, cfg: EncoderBackendConfig, device: str, precision: str, to
         return OrtVisionEncoder(
             onnx_file(), device=device, precision=precision, num_threads=cfg.num_threads, cache_dir=cfg.cache_dir,
             max_batch=cfg.max_batch, opt_batch=cfg.opt_batch, workspace_mb=cfg.workspace_mb,
+            int8_mode=cfg.int8_mode, calib_file=cfg.calib_file, calib_batch_size=cfg.calib_batch_size,
+        )
+    if name == "openvino":
+        from .ov_backend import OpenVinoVisionEncoder
+
+        return OpenVinoVisionEncoder(
+            onnx_file(), device=device, precision=precision, num_threads=cfg.num_threads, cache_dir=cfg.cache_dir,
+            max_batch=cfg.max_batch, opt_batch=cfg.opt_batch, calib_file=cfg.calib_file, calib_batch_size=cfg.calib_batch_size,
         )
     from .trt_backend import TensorRTVisionEncoder
 

@@ -2,7 +2,7 @@
 
 Provider choice (`plan_providers`): on a CUDA device, the TensorRT EP first (fp32/fp16, its own engine
 and timing caches under the cache dir), then the CUDA EP (fp32), then the CPU EP; on "cpu", the CPU
-EP (fp32). When the device asks for CUDA but this onnxruntime build has no GPU provider (the PyPI
+EP (fp32, or int8: the file is quantised first, dynamic or static, see `ort_quant`). When the device asks for CUDA but this onnxruntime build has no GPU provider (the PyPI
 `onnxruntime` wheel is CPU-only), the encoder runs on the CPU EP and says so in `notes`, which the
 factory logs as a fallback reason. A precision the chosen provider cannot run is lowered (int8 ->
 fp16 -> fp32) and also noted: the strict mode of the factory (`fallback=False`) turns notes into errors.
@@ -91,15 +91,19 @@ def plan_providers(
             return ProviderPlan([(CUDA_EP, {"device_id": dev_id}), (CPU_EP, {})], device, "fp32", notes)
         notes.append(f"onnxruntime has no CUDA/TensorRT execution provider (available: {available}): running on the CPU EP")
         device = "cpu"
+    if precision == "int8":
+        return ProviderPlan([(CPU_EP, {})], "cpu", "int8", notes)
     if precision != "fp32":
-        notes.append(f"onnxruntime CPU EP runs fp32 only: {precision} -> fp32")
+        notes.append(f"onnxruntime CPU EP runs fp32 or int8: {precision} -> fp32")
     return ProviderPlan([(CPU_EP, {})], "cpu", "fp32", notes)
 
 
 class OrtVisionEncoder(VisionEncoder):
     """An exported encoder (.onnx with vlm_agent metadata) in an `onnxruntime.InferenceSession`.
 
-    CPU: numpy in/out (a CPU torch tensor is viewed, not copied). CUDA EP / TensorRT EP: IO binding
+    CPU: numpy in/out (a CPU torch tensor is viewed, not copied); int8 runs the quantised file
+    (`int8_mode` dynamic, or static calibrated on `calib_file`; `self.model_path` is the file
+    actually run, `self.onnx_path` the fp32 export). CUDA EP / TensorRT EP: IO binding
     on torch CUDA tensors (no host round trip when the input already lives on the GPU), output
     allocated by torch on the same device.
     """
@@ -117,6 +121,9 @@ class OrtVisionEncoder(VisionEncoder):
         opt_batch: int = 1,
         workspace_mb: int = 2048,
         available_providers: list[str] | None = None,
+        int8_mode: str = "static",
+        calib_file: str = "",
+        calib_batch_size: int = 8,
     ):
         import onnxruntime as ort
 
@@ -125,7 +132,20 @@ class OrtVisionEncoder(VisionEncoder):
         plan = plan_providers(device, precision, available, cache_dir, info.image_size, max_batch, opt_batch, workspace_mb)
         super().__init__(info, plan.precision, plan.device)
         self.onnx_path = onnx_path
+        self.int8_mode = int8_mode if plan.precision == "int8" else ""
         self.notes = list(plan.notes)
+        self.model_path = onnx_path
+        if plan.precision == "int8":
+            from .ort_quant import quantized_onnx
+
+            frames = None
+            if int8_mode == "static":
+                from .calibration import load_calibration_frames
+
+                if not calib_file:
+                    raise ValueError("onnxruntime static int8 needs calib_file (frames recorded from the robot or the sim)")
+                frames = load_calibration_frames(calib_file, info)
+            self.model_path = quantized_onnx(onnx_path, int8_mode, cache_dir, frames, calib_batch_size)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads:
@@ -134,7 +154,7 @@ class OrtVisionEncoder(VisionEncoder):
         if any(name == TRT_EP for name, _ in plan.providers) and cache_dir:
             os.makedirs(os.path.join(cache_dir, "ort_trt"), exist_ok=True)
         self.session = ort.InferenceSession(
-            onnx_path, sess_options=opts, providers=[n for n, _ in plan.providers], provider_options=[o for _, o in plan.providers]
+            self.model_path, sess_options=opts, providers=[n for n, _ in plan.providers], provider_options=[o for _, o in plan.providers]
         )
         got = self.session.get_providers()
         wanted = plan.providers[0][0]
@@ -152,6 +172,8 @@ class OrtVisionEncoder(VisionEncoder):
     def describe(self) -> dict:
         d = super().describe()
         d["providers"] = ",".join(self.providers)
+        if self.int8_mode:
+            d["precision"] = f"int8-{self.int8_mode}"
         return d
 
     def _encode(self, x):
