@@ -10,7 +10,7 @@ from vlm_agent.planners.octopus_format import (
 from vlm_agent.planners.palme_grammar import MAX_PLAN_STEPS, PlanParse, format_plan, grammar_text, parse_plan
 from vlm_agent.skills.api import PREDICATES, SKILL_SPECS, SKILLS, SkillCall
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- PaLM-E plans ------------------------------------------------------------------------------------
 _phrase = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,40}[A-Za-z0-9]|[A-Za-z0-9]", fullmatch=True)

@@ -191,3 +191,28 @@ def test_position_only_perception_is_refused_honestly(env):
     assert skills.execute(SkillCall("locate", (label,))).found  # locating works with positions only
     r = skills.execute(SkillCall("pick", (label,)))
     assert not r.success and "scene id" in r.feedback and r.perception == "segmenter"
+
+
+def test_an_unimplemented_skill_is_a_failed_result_not_a_crash():
+    class BaseOnly(SkillAPI):
+        def state(self):
+            return {}
+
+    r = BaseOnly().execute(SkillCall("pick", ("red cube",)))
+    assert not r.success and "not available on this robot" in r.feedback
+    assert not BaseOnly().bindings()["pick"]("a", "b").success  # wrong arguments: feedback too
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=100), st.lists(st.sampled_from(["the", "red", "blue", "cube", "plate", "table", "obj_1", " ", "'", "."]),
+                                                 max_size=8).map(" ".join)))
+def test_resolver_is_total(phrase):
+    try:
+        entity = resolve(phrase, ENTITIES)
+    except SkillError as exc:
+        assert str(exc)
+    else:
+        assert entity in ENTITIES

@@ -196,6 +196,8 @@ class SkillAPI:
             result = SkillResult(False, f"{call.to_text()} failed: {exc}")
         except TypeError as exc:
             result = SkillResult(False, f"{call.to_text()} failed: bad arguments ({exc})")
+        except NotImplementedError:  # e.g. a base without an arm: the planner hears it, nothing crashes
+            result = SkillResult(False, f"{call.to_text()} failed: {call.name} is not available on this robot")
         result.changes = diff_state(before, self.state())
         return result
 
