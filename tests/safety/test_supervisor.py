@@ -69,6 +69,16 @@ def test_speed_is_clamped_both_directions():
     assert (out.linear_x, out.angular_z) == pytest.approx((-0.3, 0.5))
 
 
+def test_a_ramp_never_rounds_past_the_speed_limit():
+    # -1.5 reached from 0.95 in one ramp step computed 0.95 + (-1.5 - 0.95) = -1.5000000000000002.
+    sup = fed()
+    sup.command(0.0, 0.0, 0.95)
+    sup.update(DT)
+    sup.command(DT, 0.0, -2.0)
+    out = sup.update(2 * DT)
+    assert abs(out.angular_z) <= sup.config.max_angular_speed_radps
+
+
 def test_acceleration_is_limited_per_tick():
     cfg = SafetyConfig(max_linear_accel_mps2=1.0, max_angular_accel_radps2=2.0)
     sup = fed(cfg)

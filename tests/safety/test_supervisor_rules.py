@@ -280,7 +280,8 @@ def test_the_zone_follows_the_speed_the_base_still_has():
 
 def test_an_old_depth_frame_lengthens_the_zone_by_the_distance_driven_since():
     # Wall 0.50 m ahead of the footprint; command 0.2 m/s: zone 0.35 + 0.1 = 0.45 m, clear with a fresh
-    # frame. The same frame 0.4 s later (depth timeout 0.5 s, so still fresh): + 0.2 x 0.4 = 0.08 m -> 0.53 m.
+    # frame. The same frame 0.4 s later (depth timeout 0.5 s, so still fresh): + 0.2 x 0.4 = 0.08 m, rounded
+    # up to 0.10 m -> 0.55 m.
     wall = sim_depth([((0.70, -3.0, 0.0), (0.8, 3.0, 1.6))])
     sup = sim_supervisor(depth_timeout_s=0.5, camera_timeout_s=0.5, odom_timeout_s=0.5)
     sim_feed(sup, 0.0, wall)
@@ -291,7 +292,7 @@ def test_an_old_depth_frame_lengthens_the_zone_by_the_distance_driven_since():
     sup.command(0.4, 0.2, 0.0)
     out = sup.update(0.4, CLOCK0 + 0.4)
     assert out.state == STATE_OBSTACLE and out.linear_x == 0.0
-    assert sup.last_obstacle.zone_length_m == pytest.approx(0.53, abs=1e-6)
+    assert sup.last_obstacle.zone_length_m == pytest.approx(0.55, abs=1e-6)
 
 
 def test_a_polygon_footprint_whose_turn_is_also_blocked_stops_both():
@@ -350,6 +351,8 @@ def test_property_outputs_are_finite_bounded_and_zero_after_a_non_finite_command
         assert abs(out.linear_x) <= sup.config.max_linear_speed_mps and abs(out.angular_z) <= sup.config.max_angular_speed_radps
         if not (math.isfinite(v) and math.isfinite(w)):
             assert (out.linear_x, out.angular_z) == (0.0, 0.0)
-        # (Speeds below 1e-6 m/s count as standing still for the obstacle rule.)
+        # A blanked camera lets no forward motion pass, except a tight circle whose footprint moves less
+        # than 5 cm (2 v / |w|: turning on the spot) and speeds below 1e-6 m/s (standing still).
         if blank > 0.6 and out.linear_x > 1e-6:
-            pytest.fail(f"forward motion passed with {blank:.0%} of the depth blanked")
+            on_the_spot = out.angular_z != 0.0 and 2.0 * out.linear_x / abs(out.angular_z) < 0.05
+            assert on_the_spot, f"forward motion {out} passed with {blank:.0%} of the depth blanked"

@@ -234,7 +234,7 @@ class SafetyOutput:
 class SafetySupervisor:
     """The rules in the module docstring; one instance per robot, driven by a timer via `update(now)`.
 
-    Not thread-safe on its own: the node calls it from one executor thread. Raises OSError never: a latch
+    Not thread-safe on its own: the node calls it from one executor thread. Never raises OSError: a latch
     file that cannot be written is reported in `last_reason` and `counts["latch_file_errors"]`.
     """
 
@@ -487,6 +487,9 @@ class SafetySupervisor:
         dv_max, dw_max = cfg.max_linear_accel_mps2 * dt, cfg.max_angular_accel_radps2 * dt
         v = prev_v + max(-dv_max, min(dv_max, clamped_v - prev_v))
         w = prev_w + max(-dw_max, min(dw_max, clamped_w - prev_w))
+        # prev + (target - prev) can round past the target (1.5000000000000002): the limits are hard.
+        v = max(-cfg.max_linear_speed_mps, min(cfg.max_linear_speed_mps, v))
+        w = max(-cfg.max_angular_speed_radps, min(cfg.max_angular_speed_radps, w))
         if (v, w) != (clamped_v, clamped_w):
             reasons.append("acceleration limited")
         return self._emit(now, v, w, state, reasons)
@@ -508,7 +511,9 @@ class SafetySupervisor:
             return None, v, w
         # The points are as old as the depth frame: the base may have moved |v| x age towards them since.
         age = self._monitors["depth"].data_age_s(self._now) or 0.0
-        decision = stop.check(v_eval, w, extra_m=max(abs(v_eval), abs(self._out[0])) * age)
+        # Rounded up to 5 cm: conservative, and the zone (with its cached pixel coverage) changes rarely.
+        extra = math.ceil(max(abs(v_eval), abs(self._out[0])) * age / 0.05 - 1e-9) * 0.05
+        decision = stop.check(v_eval, w, extra_m=extra)
         if not decision.blocked:
             return None, v, w
         self.last_obstacle = decision
