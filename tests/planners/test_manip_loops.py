@@ -164,6 +164,7 @@ def test_octopus_loop_feeds_environment_feedback_into_the_next_round_and_records
     assert "First failure: pick('red cube'): pick('red cube') failed: red cube is out of reach" in fb[2]
     assert "on(red cube, blue plate) does NOT hold" in fb[3] and "Task not complete." in fb[3]
     assert "on(red cube, blue plate) holds" in fb[4] and fb[4].endswith("Task complete.")
+    assert "- pick('red cube'): ok: holding red cube [held: None -> red cube; support/red cube: floor -> gripper]" in fb[4]
     for k in range(1, 5):  # each prompt quotes the previous round's feedback
         assert ep.rounds[k - 1].feedback in backend.prompts[k]
     # nothing ran for the unparseable and the rejected responses; the failed pick stopped round 3's program

@@ -97,7 +97,8 @@ def program_feedback(result: ProgramResult, targets: dict[str, bool], target_pro
         lines += [f"- {v}" for v in result.violations]
     else:
         lines.append(f"The code made {len(result.calls)} skill call(s):")
-        lines += [f"- {c.to_text()}: {'ok' if c.success else 'FAILED'}{': ' + c.feedback if c.feedback else ''}" for c in result.calls]
+        lines += [f"- {c.to_text()}: {'ok' if c.success else 'FAILED'}{': ' + c.feedback if c.feedback else ''}{_changes(c.result)}"
+                  for c in result.calls]
         first = result.first_failure
         if first is not None:
             lines.append(f"First failure: {first.to_text()}: {first.feedback or 'no reason given'}")
@@ -108,6 +109,16 @@ def program_feedback(result: ProgramResult, targets: dict[str, bool], target_pro
     lines += [f"Could not check {p}" for p in target_problems]
     lines.append("Task complete." if success else "Task not complete.")
     return "\n".join(lines)
+
+
+def _changes(result) -> str:
+    """The suffix ' [held: None -> red cube; ...]' from a SkillResult's observation changes (base pose left out:
+    the numbers say little to a planner and the loop's prompt carries the current pose)."""
+    changes = getattr(result, "changes", None)
+    if not isinstance(changes, dict):
+        return ""
+    parts = [f"{k}: {v[0]} -> {v[1]}" for k, v in changes.items() if k != "base_pose" and isinstance(v, list) and len(v) == 2]
+    return f" [{'; '.join(parts)}]" if parts else ""
 
 
 def run_octopus_episode(backend: Backend, skills: SkillAPI, instruction: str, *, observe: Callable[[], list[np.ndarray]] | None = None,
