@@ -158,6 +158,11 @@ class Footprint:
         return self.radius_m
 
     @property
+    def half_width_m(self) -> float:
+        """Largest |y| of the outline, metres."""
+        return float(max(abs(y) for _, y in self.polygon)) if self.polygon else self.radius_m
+
+    @property
     def front_x_m(self) -> float:
         """Forward extent of the outline (its largest x), metres."""
         return float(max(x for x, _ in self.polygon)) if self.polygon else self.radius_m
@@ -338,8 +343,9 @@ class ObstacleStop:
         params: the rule's tunables.
 
     Call `update_depth(depth_m)` per frame (cheap: back-projection of at most `max_samples` pixels) and
-    `check(v, w)` per command tick (cheap: the zone test on the stored points; the zone's pixel coverage is
-    cached per command rounded to 1 cm/s and 0.01 rad/s).
+    `check(v, w)` per command tick (cheap: the zone test on the stored points; the pixels that see the zone
+    are cached per quantised command, see `_coverage`). About 2 ms per tick and frame together for
+    320x240 depth on one desktop core.
     """
 
     def __init__(self, intrinsics: CameraIntrinsics, mount: CameraMount, footprint: Footprint, params: ObstacleParams | None = None):
@@ -357,7 +363,7 @@ class ObstacleStop:
         # Ray per sampled pixel in base_link, scaled so that a point at depth z is origin + z * ray.
         self._rays = (rays_opt.reshape(-1, 3) @ rot.T).astype(np.float64)  # (P, 3)
         self._band = self._band_segments()
-        self._coverage_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._coverage_cache: dict[tuple[int, int, int], np.ndarray] = {}
         self._points: np.ndarray | None = None  # (M, 2) obstacle points in the floor plane
         self._valid: np.ndarray | None = None  # (P,) bool
         self.frames = 0
@@ -384,7 +390,7 @@ class ObstacleStop:
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(rays[:, 2] < 0, -oz / rays[:, 2], np.nan)
         xy = self._origin[None, :2] + t[:, None] * rays[:, :2]
-        half_width = self.footprint.bounding_radius_m
+        half_width = self.footprint.half_width_m
         ok = np.isfinite(t) & (np.abs(xy[:, 1]) <= half_width) & (xy[:, 0] > 0)
         return float(np.min(xy[ok, 0]) - self.footprint.front_x_m) if np.any(ok) else math.inf
 
