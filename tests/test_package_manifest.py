@@ -28,7 +28,7 @@ ROSDEP_KEYS = {
 PIP_ONLY = {
     "torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers", "safetensors": "safetensors",
     "onnx": "onnx", "onnxruntime": "onnxruntime", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support",
-    "mujoco": "mujoco", "pyrealsense2": "pyrealsense2",
+    "mujoco": "mujoco", "pyrealsense2": "pyrealsense2", "openvino": "openvino", "nncf": "nncf",
 }
 # Imported lazily, only on the hardware that provides them (JetPack's TensorRT).
 PLATFORM_PROVIDED = {"tensorrt", "pycuda"}
