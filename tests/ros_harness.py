@@ -111,6 +111,18 @@ class NodeProcess:
         self.returncode = self.proc.returncode
         return self.returncode
 
+    def wait(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit on its own (after a signal the test sent); kill it after `timeout`."""
+        if self.returncode is None and self.proc is not None:
+            try:
+                self.output, _ = self.proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.output, _ = self.proc.communicate()
+                self.output += f"\n[killed: no exit within {timeout:g} s]"
+            self.returncode = self.proc.returncode
+        return self.returncode
+
     def __exit__(self, *exc):
         self.stop()
         return False

@@ -347,7 +347,9 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
     configure_ros_environment()
     stop = threading.Event()
     try:
-        with rclpy_session(args=args, signal_handler_options=SignalHandlerOptions.NO), stop_on_signals(stop.set):
+        # Our handlers stay installed through the whole teardown: a second signal (ros2 launch
+        # escalates SIGINT -> SIGTERM) only repeats the stop request instead of killing the exit.
+        with stop_on_signals(stop.set), rclpy_session(args=args, signal_handler_options=SignalHandlerOptions.NO):
             node = node_factory()
             executor = SingleThreadedExecutor()
             executor.add_node(node)

@@ -172,10 +172,11 @@ def run_graph(config_path: str, only: list[str] | None = None, duration_s: float
         names = list(only)
     if not names:
         raise ValueError(f"{config_path}: no vlm_agent node sections (available: {', '.join(available_nodes())})")
-    with NodeGraph(names, params_file=config_path, logger=logger, namespace=namespace, ros_args=ros_args) as graph:
-        # Cooperative stop on Ctrl-C / SIGTERM (rclpy's handlers are off): the spin loop ends between
-        # callbacks and close() takes the nodes down in order while the context is still valid.
-        with stop_on_signals(graph.request_stop):
-            graph.spin(duration_s)
+    graph = NodeGraph(names, params_file=config_path, logger=logger, namespace=namespace, ros_args=ros_args)
+    # Cooperative stop on Ctrl-C / SIGTERM (rclpy's handlers are off): the spin loop ends between
+    # callbacks and close() takes the nodes down in order while the context is still valid. The
+    # handlers stay installed until close() has finished, so a second signal cannot cut it short.
+    with stop_on_signals(graph.request_stop), graph:
+        graph.spin(duration_s)
     logger("graph stopped")
     return 0

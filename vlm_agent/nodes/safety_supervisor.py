@@ -17,8 +17,8 @@ missed a single zero, is stopped by the zero stream; silence would leave it movi
 publisher, inputs and the e-stop service exist from construction so that this holds in every state.
 Deactivation, shutdown and process exit (SIGINT/SIGTERM through `run_node`) publish zero at once
 and wait until reliable subscribers have acknowledged it, before the context goes down.
-Activation re-arms like `stop()` when commands are streaming at that moment: they are held at zero
-until the commander comes to rest and starts a new motion.
+Activation re-arms like `stop()` when a moving command stream is running at that moment: it is held
+at zero until the commander comes to rest and starts a new motion.
 """
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ class SafetySupervisorNode(ManagedAgentNode):
         self._state = ""
         self._last_out = (0.0, 0.0)
         self._last_command_arrival = -math.inf
+        self._last_command_moving = False
         self._pub = self.create_publisher(Twist, OUTPUT_TOPIC, COMMAND_QOS)
         self.create_subscription(Twist, INPUT_TOPIC, self._on_command, COMMAND_QOS)
         self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
@@ -96,9 +97,10 @@ class SafetySupervisorNode(ManagedAgentNode):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def activate_node(self) -> None:
-        # Re-arm: a command stream that is running at activation must come to rest first (a silent
-        # commander is at rest already and its first motion passes).
-        if time.monotonic() - self._last_command_arrival <= max(self.config.command_timeout_s, 0.5):
+        # Re-arm: a command stream that is moving at activation must come to rest first (a silent
+        # commander, or one sending zeros, is at rest already and its next motion passes).
+        recent = time.monotonic() - self._last_command_arrival <= max(self.config.command_timeout_s, 0.5)
+        if recent and self._last_command_moving:
             self.supervisor.stop()
             self.get_logger().info("activated while commands were streaming: zero until the commander comes to rest")
 
@@ -121,6 +123,7 @@ class SafetySupervisorNode(ManagedAgentNode):
     def _on_command(self, msg: Twist) -> None:
         self.health.tick("cmd_vel_raw")
         self._last_command_arrival = time.monotonic()
+        self._last_command_moving = msg.linear.x != 0.0 or msg.angular.z != 0.0
         reason = self.supervisor.command(
             time.monotonic(), msg.linear.x, msg.angular.z, (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y)
         )
