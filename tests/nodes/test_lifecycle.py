@@ -163,3 +163,36 @@ def test_a_failed_configure_stops_the_bringup_and_the_robot_stays_stopped(ros_no
         n = len(cmds)
         assert spin_both(lambda: len(cmds) > n + 5, 10)
         assert all(c == (0.0, 0.0) for c in cmds[n:])
+
+
+def test_manager_services_pause_and_start_the_managed_nodes():
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    from vlm_agent.nodes.composition import NodeGraph
+
+    ns = f"/lc_srv_{os.getpid()}"
+    with NodeGraph(["safety_supervisor"], namespace=ns, logger=lambda *_: None) as graph:
+        helper = rclpy.create_node("lc_srv_helper", namespace=ns, context=graph.context)
+        graph.executor.add_node(helper)
+        supervisor = graph.node("safety_supervisor")
+        clients = {name: helper.create_client(Trigger, f"lifecycle_manager/{name}") for name in ("startup", "pause", "reset", "is_active")}
+
+        def call(name):
+            answer = call_service(graph.executor, clients[name], Trigger.Request(), timeout=20)
+            assert answer is not None, f"no answer from {name}"
+            return answer
+
+        manager = graph.node("lifecycle_manager")
+        assert spin_until(graph.executor, lambda: manager.state == "active", timeout=20)
+        assert supervisor.is_active and call("is_active").success
+        answer = call("pause")
+        assert answer.success and supervisor.lifecycle_state == "inactive", answer.message
+        assert not call("is_active").success
+        answer = call("reset")
+        assert answer.success and supervisor.lifecycle_state == "unconfigured", answer.message
+        answer = call("startup")
+        assert answer.success and supervisor.is_active, answer.message
+        assert call("is_active").success
+        graph.executor.remove_node(helper)
+        helper.destroy_node()

@@ -257,3 +257,31 @@ def test_commands_stop_gives_zero_and_only_zero(fresh):
     assert fresh.wait_for(lambda v, w: v == 0.0, timeout=2.0)
     fresh.spin(0.3)
     assert not any(_moving(v, w) for _, v, w in fresh.received[-4:])
+
+
+def test_inactive_publishes_zero_and_activation_rearms_a_moving_stream(fresh):
+    """Deactivate: zero at once and a zero stream while inactive (never silence). Activate while the
+    commander is still moving: held at zero until it comes to rest and starts a new motion."""
+    sup = fresh.supervisor
+    fresh.command = (0.3, 0.0)
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+    try:
+        sup.trigger_deactivate()
+        assert sup.lifecycle_state == "inactive"
+        t0 = time.monotonic()
+        fresh.spin(0.6)
+        during = [(v, w) for t, v, w in fresh.received if t > t0]
+        assert len(during) >= 8 and all(c == (0.0, 0.0) for c in during), during[:5]
+        sup.trigger_activate()
+        assert sup.is_active
+        t1 = time.monotonic()
+        fresh.spin(0.6)
+        held = [(v, w) for t, v, w in fresh.received if t > t1]
+        assert held and all(c == (0.0, 0.0) for c in held), held[:5]
+        fresh.command = (0.0, 0.0)
+        fresh.spin(0.8)
+        fresh.command = (0.3, 0.0)
+        assert fresh.wait_for(lambda v, w: v > 0.25)
+    finally:
+        if not sup.is_active:
+            sup.trigger_activate()

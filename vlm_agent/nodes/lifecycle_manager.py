@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from lifecycle_msgs.msg import State as StateMsg
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.task import Future
 from std_srvs.srv import Trigger
 
@@ -103,9 +104,13 @@ class LifecycleManagerNode(AgentNode):
         self._checks: dict[str, Future] = {}
         if self.config.check_period_s > 0:
             self._check_timer = self.create_steady_timer(self.config.check_period_s, self._check_states)
-        self.create_service(Trigger, "~/startup", self._service(ACTIVE, "startup"))
-        self.create_service(Trigger, "~/pause", self._service(INACTIVE, "pause"))
-        self.create_service(Trigger, "~/reset", self._service(UNCONFIGURED, "reset"))
+        # The operation services answer when their operation has finished (coroutines awaiting it);
+        # a callback group of their own keeps the default group (the tick timer, the clients) free
+        # while they wait.
+        waiting = ReentrantCallbackGroup()
+        self.create_service(Trigger, "~/startup", self._service(ACTIVE, "startup"), callback_group=waiting)
+        self.create_service(Trigger, "~/pause", self._service(INACTIVE, "pause"), callback_group=waiting)
+        self.create_service(Trigger, "~/reset", self._service(UNCONFIGURED, "reset"), callback_group=waiting)
         self.create_service(Trigger, "~/is_active", self._on_is_active)
         self.health.set("managed_nodes", ",".join(names))
         if self.config.autostart:
