@@ -78,3 +78,18 @@ def test_record_cli_in_second_process_round_trips(tmp_path, ros_node, ros_execut
         assert len(got) >= 0.9 * len(sent[topic])
         indices = [sent[topic].index(m) for m in got]  # every recorded message is one that was sent, unchanged
         assert indices == sorted(indices)
+
+
+def test_default_topics_resolve_in_the_recorder_namespace(ros_context, tmp_path):
+    from rclpy.parameter import Parameter
+
+    from vlm_agent.nodes.recorder import RecorderNode
+
+    node = RecorderNode(context=ros_context, namespace="/robot7",
+                        parameter_overrides=[Parameter("output_path", value=str(tmp_path / "ns.mcap"))])
+    try:
+        assert "/robot7/odom" in node._topics and "/robot7/cmd_vel" in node._topics
+        assert node._topics["/robot7/camera/color/image_raw"] == "sensor_msgs/msg/Image"
+        assert not any(t in node._topics for t in ("/odom", "/cmd_vel"))
+    finally:
+        node.destroy_node()

@@ -1,5 +1,7 @@
 """recorder: the agent's inputs and outputs to an MCAP file with ROS 2 encoding (`vlm-agent record`).
 
+Topics are relative by default (the contract's names, resolved in the recorder's namespace, so
+`-r __ns:=/robot1` records robot1's graph); absolute names are taken as they are.
 Subscribes *raw* (CDR bytes, never deserialised) to each topic and appends to an MCAP file through
 `vlm_agent.sensors.recording.McapRecordingWriter` (`ros2msg` schemas, `cdr` messages), which
 Foxglove and `ros2 bag` (MCAP storage) read. Topic types come from the topic contract or, for any
@@ -25,27 +27,28 @@ from vlm_agent.sensors.recording import COMPRESSIONS, McapRecordingWriter, canon
 
 NODE_CLASS = "RecorderNode"
 
-# The topic contract (ARCHITECTURE.md): what `vlm-agent record` captures by default.
+# The topic contract (ARCHITECTURE.md): what `vlm-agent record` captures by default. Names are
+# relative, as the nodes publish them: they resolve in the recorder's namespace (`-r __ns:=/robot1`).
 CONTRACT_TYPES = {
-    "/camera/color/image_raw": "sensor_msgs/msg/Image",
-    "/camera/color/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
-    "/camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
-    "/camera/depth/image_rect_raw": "sensor_msgs/msg/Image",
-    "/camera/depth/camera_info": "sensor_msgs/msg/CameraInfo",
-    "/odom": "nav_msgs/msg/Odometry",
-    "/joint_states": "sensor_msgs/msg/JointState",
-    "/vlm_agent/instruction": "std_msgs/msg/String",
-    "/vlm_agent/plan": "std_msgs/msg/String",
-    "/vlm_agent/executor/state": "std_msgs/msg/String",
-    "/vlm_agent/cmd_vel_raw": "geometry_msgs/msg/Twist",
-    "/cmd_vel": "geometry_msgs/msg/Twist",
-    "/goal_pose": "geometry_msgs/msg/PoseStamped",
-    "/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
-    "/gripper/command": "std_msgs/msg/Float64",
-    "/vlm_agent/segmentation/mask": "sensor_msgs/msg/Image",
+    "camera/color/image_raw": "sensor_msgs/msg/Image",
+    "camera/color/image_raw/compressed": "sensor_msgs/msg/CompressedImage",
+    "camera/color/camera_info": "sensor_msgs/msg/CameraInfo",
+    "camera/depth/image_rect_raw": "sensor_msgs/msg/Image",
+    "camera/depth/camera_info": "sensor_msgs/msg/CameraInfo",
+    "odom": "nav_msgs/msg/Odometry",
+    "joint_states": "sensor_msgs/msg/JointState",
+    "vlm_agent/instruction": "std_msgs/msg/String",
+    "vlm_agent/plan": "std_msgs/msg/String",
+    "vlm_agent/executor/state": "std_msgs/msg/String",
+    "vlm_agent/cmd_vel_raw": "geometry_msgs/msg/Twist",
+    "cmd_vel": "geometry_msgs/msg/Twist",
+    "goal_pose": "geometry_msgs/msg/PoseStamped",
+    "arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
+    "gripper/command": "std_msgs/msg/Float64",
+    "vlm_agent/segmentation/mask": "sensor_msgs/msg/Image",
     DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
 }
-DEFAULT_TOPICS = [t for t in CONTRACT_TYPES if t not in ("/vlm_agent/segmentation/mask", DIAGNOSTICS_TOPIC)]
+DEFAULT_TOPICS = [t for t in CONTRACT_TYPES if t not in ("vlm_agent/segmentation/mask", DIAGNOSTICS_TOPIC)]
 
 
 @dataclass
@@ -54,7 +57,8 @@ class RecorderConfig(ConfigBase):
 
     Attributes:
         output_path: the `.mcap` file; "" = `recordings/vlm_agent_<UTC time>.mcap` in the working dir.
-        topics: topics to record (types from the contract, else from the graph).
+        topics: topics to record, relative (resolved in the node's namespace) or absolute; types from
+            the contract, else from the graph.
         record_all: also record every other topic that appears in the graph (except rosout/parameter events).
         duration_s: stop recording after this many seconds (0 = until shutdown).
         compression: MCAP chunk compression.
@@ -72,9 +76,9 @@ class RecorderConfig(ConfigBase):
         super().__post_init__()
         if self.output_path and not self.output_path.endswith(".mcap"):
             raise ValueError(f"RecorderConfig.output_path: '{self.output_path}' must end in .mcap")
-        bad = [t for t in self.topics if not t.startswith("/")]
+        bad = [t for t in self.topics if not t.strip("/") or t.startswith("~") or " " in t]
         if bad:
-            raise ValueError(f"RecorderConfig.topics: topic names must be absolute, got {bad}")
+            raise ValueError(f"RecorderConfig.topics: not topic names: {bad}")
 
 
 def message_class(type_name: str):
@@ -98,6 +102,8 @@ class RecorderNode(AgentNode):
             metadata={"topics": ",".join(c.topics), "record_all": str(c.record_all), "node": self.get_fully_qualified_name(),
                       "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat()},
         )
+        # resolved name -> contract type (None: learn it from the graph)
+        self._topics = {self.resolve_topic_name(t): CONTRACT_TYPES.get(t.lstrip("/") if t != DIAGNOSTICS_TOPIC else t) for t in c.topics}
         self._subs: dict[str, object] = {}
         self._qos_key: dict[str, tuple] = {}
         self._skip_repeat: dict[str, bytes] = {}
@@ -114,9 +120,9 @@ class RecorderNode(AgentNode):
         """topic -> type name (None while unknown) for everything we should record."""
         graph = {name: types for name, types in self.get_topic_names_and_types()}
         wanted: dict[str, str | None] = {}
-        for topic in self.config.topics:
+        for topic, contract_type in self._topics.items():
             types = graph.get(topic)
-            wanted[topic] = types[0] if types else CONTRACT_TYPES.get(topic)
+            wanted[topic] = types[0] if types else contract_type
         if self.config.record_all:
             for topic, types in graph.items():
                 if topic not in wanted and topic not in _IGNORED and types:
