@@ -196,3 +196,25 @@ def test_manager_services_pause_and_start_the_managed_nodes():
         assert call("is_active").success
         graph.executor.remove_node(helper)
         helper.destroy_node()
+
+
+def test_is_active_names_the_failure(tmp_path):
+    from std_srvs.srv import Trigger
+
+    import rclpy
+
+    from vlm_agent.nodes.composition import NodeGraph
+
+    params = tmp_path / "fail.yaml"
+    params.write_text(yaml.safe_dump({"navid_planner": {"ros__parameters": {"model_dir": str(tmp_path / "missing")}}}))
+    ns = f"/lc_isactive_{os.getpid()}"
+    with NodeGraph(["navid_planner"], params_file=str(params), namespace=ns, logger=lambda *_: None) as graph:
+        helper = rclpy.create_node("lc_isactive_helper", namespace=ns, context=graph.context)
+        graph.executor.add_node(helper)
+        manager = graph.node("lifecycle_manager")
+        assert spin_until(graph.executor, lambda: manager.state == "failed", timeout=30)
+        answer = call_service(graph.executor, helper.create_client(Trigger, "lifecycle_manager/is_active"), Trigger.Request())
+        assert answer is not None and not answer.success
+        assert answer.message.startswith("failed: navid_planner: configure failed"), answer.message
+        graph.executor.remove_node(helper)
+        helper.destroy_node()

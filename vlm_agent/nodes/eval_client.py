@@ -277,6 +277,9 @@ class RosEvalClient:
             answer = self.call(self.active_client, self.Trigger.Request(), "/lifecycle_manager/is_active", graph)
             if answer.success:
                 return
+            if answer.message.startswith("failed"):
+                detail = f"\n--- graph log ---\n{graph.tail(40)}" if graph is not None else ""
+                raise RuntimeError(f"ROS eval: the graph's bring-up failed ({answer.message}){detail}")
             if time.monotonic() > deadline:
                 detail = f"\n--- graph log ---\n{graph.tail()}" if graph is not None else ""
                 raise TimeoutError(f"ROS eval: managed nodes not active within {t:g} s ({answer.message}){detail}")

@@ -137,6 +137,8 @@ class LifecycleManagerNode(AgentNode):
     def _on_is_active(self, request, response):
         response.success = self.state == "active" and all(s == "active" for s in self.states.values())
         response.message = ", ".join(f"{n}: {s}" for n, s in self.states.items())
+        if self.state == "failed":
+            response.message = f"failed: {self.failure}; {response.message}"
         return response
 
     def _tick(self) -> None:
