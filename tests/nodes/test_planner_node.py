@@ -259,3 +259,19 @@ def test_missing_model_fails_configure_with_the_cause_and_nothing_is_planned(tmp
             n.destroy_node()
         executor.shutdown()
         rclpy.shutdown(context=context)
+
+
+def test_cleanup_and_configure_again_serves_a_new_instruction(rig):
+    """deactivate -> cleanup -> configure -> activate: the node works as new (topics recreated)."""
+    node = rig.planner_node
+    assert node.trigger_deactivate() is not None and node.lifecycle_state == "inactive"
+    node.trigger_cleanup()
+    assert node.lifecycle_state == "unconfigured" and not node._entities
+    node.trigger_configure()
+    node.trigger_activate()
+    assert node.is_active
+    assert wait_for_subscribers(rig.instr_pub) and wait_for_subscribers(rig.camera_pub)
+    rig.backend.script, rig.backend.calls = ["stop"], 0
+    rig.spin(0.5)  # (a latched instruction still offered in the domain may replay on re-subscription)
+    rig.instruct("go to the window")
+    rig.wait_plan(lambda p: _is_stop(p) and p["instruction"] == "go to the window", timeout=15)

@@ -117,6 +117,7 @@ class NavidPlannerNode(ManagedAgentNode):
         self._episode_token = 0
         self._last_instruction: tuple[str, str, float] | None = None
         self._pending_instruction = None
+        self._results = queue.SimpleQueue()  # nothing from a worker of an earlier configuration
         if self._injected_planner is not None:
             self._planner = self._injected_planner
         else:
