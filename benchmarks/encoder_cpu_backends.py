@@ -21,12 +21,15 @@ Parity columns, against PyTorch eager fp32 on the same evaluation frames: featur
 NaVid checkpoint, the planner's decisions on the recorded evaluation episodes (identical primitives
 from the same frames and instruction, each planner keeping its own history; `accel/parity.py`).
 Parity is measured once per backend (at the first thread count); the file a backend runs does not
-depend on the thread count. Nothing is asserted: the numbers are recorded, good or bad.
+depend on the thread count. "build s" is the one-off preparation (quantisation, OpenVINO IR incl.
+NNCF) after the shared ONNX export. Memory: the seven backends of one encoder are held at once while
+timed (So400m@384: roughly 8-11 GB). Nothing is asserted: the numbers are recorded, good or bad.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import os
 import platform
 import statistics
@@ -66,7 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--calib", default="", help="calibration frames (.mcap, collect/dataset shard, .npz/.npy); default: sim train episodes")
     p.add_argument("--eval", default="", help="evaluation shard with episodes (collect/dataset); default: sim val episodes")
     p.add_argument("--calib-frames", type=int, default=None, help="calibration frames used (evenly subsampled; default 256, presets 64)")
-    p.add_argument("--parity-frames", type=int, default=None, help="evaluation frames for the cosine columns (default 32)")
+    p.add_argument("--parity-frames", type=int, default=None, help="evaluation frames for the cosine columns (default 32; presets at most 8)")
     p.add_argument("--decision-episodes", type=int, default=None, help="recorded episodes for the planner-decision column (default 12)")
     p.add_argument("--cache-dir", default="", help="engine cache to use/keep (default: a temporary one, so builds are timed)")
     p.add_argument("--markdown", default="", help="write the results section (machine, settings, table) to this file")
@@ -132,12 +135,14 @@ def machine_summary(threads) -> str:
     return "\n".join(f"- {p}" for p in parts)
 
 
-def sim_frames(out_dir: str, quick: bool) -> tuple[str, str]:
+def sim_frames(out_dir: str, calib_episodes: int, eval_episodes: int) -> tuple[str, str]:
     """(calibration shard, evaluation shard) from a few sim episodes (train / val splits)."""
     from vlm_agent.training.collect import collect_shards
 
-    calib = collect_shards(os.path.join(out_dir, "calib"), split="train", episodes=6 if quick else 24, episodes_per_shard=24, seed=101, log=lambda *a: None)[0]
-    evals = collect_shards(os.path.join(out_dir, "eval"), split="val", episodes=2 if quick else 12, episodes_per_shard=12, seed=202, log=lambda *a: None)[0]
+    calib = collect_shards(os.path.join(out_dir, "calib"), split="train", episodes=calib_episodes, episodes_per_shard=calib_episodes,
+                           seed=101, log=lambda *a: None)[0]
+    evals = collect_shards(os.path.join(out_dir, "eval"), split="val", episodes=eval_episodes, episodes_per_shard=eval_episodes,
+                           seed=202, log=lambda *a: None)[0]
     return calib, evals
 
 
@@ -215,15 +220,26 @@ def bench_encoder(name, args, cache_dir, calib_src, eval_shard, tmp):
     # (Subsampled before preprocessing: 500 frames at 384 px would be ~1 GB of float32.)
     raw = np.load(eval_shard, allow_pickle=False)
     raw = raw["frames"] if "frames" in raw.files else raw["rgb"]
-    px = _preprocess_uint8(raw[np.linspace(0, len(raw) - 1, min(args.parity_frames, len(raw))).round().astype(int)], info)
+    n_parity = min(args.parity_frames, len(raw), 8 if info.image_size > 64 else len(raw))  # So400m@384: seconds per frame and backend
+    px = _preprocess_uint8(raw[np.linspace(0, len(raw) - 1, n_parity).round().astype(int)], info)
     x = np.ascontiguousarray(px[:1])
+    # Prepare pass: every derived file (quantised ONNX, OpenVINO IR) is made one backend at a time
+    # and the encoder dropped, so the memory peak of one build (quantiser + its sessions) never
+    # adds to the sessions held for timing. "build s" is this pass; later loads are cache hits.
+    builds = {}
+    for label in args.backends:
+        if label != REFERENCE:
+            enc, builds[label], _ = build(label, module, onnx_path, args.threads[0], cache_dir, calib)
+            del enc
+            gc.collect()
+    builds[REFERENCE] = 0.0
     rows, parity = [], {}
     for bi, threads in enumerate(args.threads):
         torch.set_num_threads(threads)
-        encoders, builds, notes = {}, {}, {}
+        encoders, notes = {}, {}
         for label in args.backends:
-            enc, secs, note = build(label, module, onnx_path, threads, cache_dir, calib)
-            builds[label], notes[label] = secs, note
+            enc, _, note = build(label, module, onnx_path, threads, cache_dir, calib)
+            notes[label] = note
             if enc is not None:
                 encoders[label] = enc
         if bi == 0:
@@ -258,6 +274,7 @@ def bench_encoder(name, args, cache_dir, calib_src, eval_shard, tmp):
             rows.append((name, str(threads), label, f"{med * 1e3:.2f}", f"{p90 * 1e3:.2f}", f"{base / med:.2f}x" if base else "n/a",
                          f"{cos['mean']:.5f}", f"{cos['min']:.4f}", f"{err:.1e}", decisions or "-", f"{builds[label]:.1f}", note))
         del encoders
+        gc.collect()
     meta = (f"{name}{' (random weights)' if preset else ''}: {info.model_type}, {n_params / 1e6:.2f}M params, input (1,3,{info.image_size},{info.image_size}) -> "
             f"({info.num_tokens},{info.hidden_size}); {iters} calls x {args.rounds} rounds per backend; export {export_s:.1f} s; "
             f"calibration {n_used if n_used >= 0 else 'recording'} frames; parity on {len(px)} eval frames")
@@ -276,7 +293,8 @@ def main(argv=None) -> int:
             calib_src, eval_shard = args.calib, args.eval
         else:
             print("rendering sim episodes for calibration/evaluation frames ...", file=sys.stderr, flush=True)
-            sim_calib, sim_eval = sim_frames(os.path.join(tmp, "sim"), args.quick)
+            # ~40 frames per episode: enough train episodes for the calibration set, and the judged episodes.
+            sim_calib, sim_eval = sim_frames(os.path.join(tmp, "sim"), max(2, args.calib_frames // 40), max(1, args.decision_episodes))
             calib_src, eval_shard = args.calib or sim_calib, args.eval or sim_eval
         for name in args.encoders:
             print(f"benchmarking {name} ...", file=sys.stderr, flush=True)

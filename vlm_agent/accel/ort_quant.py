@@ -103,6 +103,8 @@ def quantized_onnx(
     tmp = cache.tmp_name(path)
     t0 = time.perf_counter()
     opts = dict(SETTINGS[mode])
+    # (Not "CalibMaxIntermediateOutputs": in onnxruntime 1.32 reaching that count *discards* the
+    # collected ranges instead of merging them. MinMax keeps only per-tensor min/max per batch anyway.)
     extra = {"MatMulConstBOnly": opts["matmul_const_b_only"]}
     try:
         with _quiet_quantiser():

@@ -12,7 +12,8 @@ is bf16 on CPUs with AVX512-BF16/AMX, which would silently change numerics):
 - fp32: `f32`;
 - bf16 / fp16: `bf16` / `f16`, only where the CPU lists BF16 / FP16 in `OPTIMIZATION_CAPABILITIES`
   (else the backend is unavailable and the factory falls back, logged);
-- int8 (static): NNCF post-training quantisation (`nncf.quantize`, transformer model type) on the
+- int8 (static): NNCF post-training quantisation (`nncf.quantize`, transformer model type, MIXED
+  preset, SmoothQuant off: see `NNCF_SETTINGS`) on the
   calibration frames of the TensorRT/ONNX Runtime INT8 paths (`calibration.load_calibration_frames`);
   layers NNCF leaves unquantised run in f32. Without `nncf` installed, OpenVINO runs ONNX
   Runtime's statically quantised QDQ file instead (OpenVINO turns QDQ pairs into its own INT8
@@ -42,8 +43,10 @@ log = logging.getLogger(__name__)
 _PRECISION = {"fp32": ("FP32", "f32"), "bf16": ("BF16", "bf16"), "fp16": ("FP16", "f16"), "int8": ("INT8", "f32")}
 OV_DEVICE = "CPU"
 # NNCF options (part of the INT8 cache key).
-# MIXED: symmetric int8 weights, asymmetric activations (GELU outputs are one-sided).
-NNCF_SETTINGS = (("model_type", "TRANSFORMER"), ("preset", "MIXED"), ("calibration_batch", 1))
+# MIXED: symmetric int8 weights, asymmetric activations (GELU outputs are one-sided). SmoothQuant
+# off: with it NNCF's INT8 SigLIP-base fell to feature cosine 0.95-0.99 on rendered frames, without
+# it 0.9995 at the same speed (measured 2026-11-29, benchmarks/encoder_cpu_results.md).
+NNCF_SETTINGS = (("model_type", "TRANSFORMER"), ("preset", "MIXED"), ("smooth_quant", False), ("calibration_batch", 1))
 
 
 @functools.lru_cache(maxsize=1)
@@ -222,6 +225,7 @@ def _nncf_quantize(model, frames: np.ndarray):
     import io
 
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     nncf.set_log_level(logging.ERROR)
     dataset = nncf.Dataset([frames[i : i + 1] for i in range(len(frames))])
@@ -230,4 +234,5 @@ def _nncf_quantize(model, frames: np.ndarray):
         return nncf.quantize(
             model, dataset, model_type=nncf.ModelType.TRANSFORMER, preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(frames),
+            advanced_parameters=AdvancedQuantizationParameters(smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=-1)),
         )
