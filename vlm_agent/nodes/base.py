@@ -322,7 +322,14 @@ def rclpy_session(args=None, context=None, signal_handler_options=None):
     try:
         yield context
     finally:
-        rclpy.try_shutdown(context=context)
+        try:
+            rclpy.try_shutdown(context=context)
+        except RuntimeError:
+            # With rclpy's own signal handlers (the default context's default), its handler thread
+            # can shut the context down between try_shutdown's check and its shutdown call
+            # ("rcl_shutdown already called"): the context is down either way.
+            if (context or rclpy.get_default_context()).ok():
+                raise
 
 
 @contextlib.contextmanager
