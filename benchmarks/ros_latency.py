@@ -1,12 +1,16 @@
 """Frame-to-`/cmd_vel` latency through ROS: camera frame stamp -> the first `/cmd_vel` caused by it.
 
-    .venv/bin/python benchmarks/ros_latency.py [--plans 12] [--rounds 2] [--out benchmarks/ros_latency_results.md]
+    .venv/bin/python benchmarks/ros_latency.py [--plans 40] [--rounds 2] [--out benchmarks/ros_latency_results.md]
+    .venv/bin/python benchmarks/ros_latency.py --size 64x48 --depth-encoding 32FC1   # the old, tiny frames
 
 Graph under test, in a second process (`vlm-agent up`): navid_planner (a tiny untrained NaVid model,
 built by this script, whose answer on the benchmark frames is always a motion) -> motion_executor ->
-safety_supervisor. This process plays the robot: it publishes 64x48 rgb8 camera frames at 30 Hz
-(header stamp = ROS system time at publish), a far 32FC1 depth image, and odometry from a kinematic
-base that integrates the gated `/cmd_vel`, and it sends the instruction.
+safety_supervisor. This process plays the robot: it publishes rgb8 camera frames and a far depth
+image at what a RealSense D435 publishes by default (640x480 at 30 Hz; depth 16UC1 millimetres;
+`--size`, `--depth-encoding`, `--fps` to change), header stamp = ROS system time at publish, and
+odometry from a kinematic base that integrates the gated `/cmd_vel`, and it sends the instruction.
+The colour image is a 64x48 random pattern scaled up (nearest neighbour), so the model sees the
+same content at every size and only the transport and preprocessing costs change.
 
 Each plan carries `frame_stamp_s`, the stamp of the frame it was made from. For every plan:
   frame -> plan      plan received here minus the frame stamp (frame transport, wait for the
@@ -17,7 +21,8 @@ Each plan carries `frame_stamp_s`, the stamp of the frame it was made from. For 
   total              first non-zero `/cmd_vel` minus the frame stamp.
 Configurations run in alternating rounds in one invocation (so load from other processes on a
 shared machine hits them alike): executor and supervisor timers at 20 Hz (the defaults) and at
-100 Hz. Ratios are of medians. Nothing is asserted; the numbers are recorded.
+100 Hz. Reported: p50 / p90 / p99 (p99 needs >= 100 samples to mean more than "the worst one":
+`--plans 50 --rounds 2`). Ratios are of medians. Nothing is asserted; the numbers are recorded.
 """
 from __future__ import annotations
 
@@ -57,13 +62,14 @@ def build_model(directory: str) -> str:
     return directory
 
 
-def graph_params(model_dir: str, rate_hz: float) -> dict:
+def graph_params(model_dir: str, rate_hz: float, encoder_backend: str = "torch") -> dict:
     import yaml  # noqa: F401 (checked early: the caller writes YAML)
 
     return {
         "/**": {"ros__parameters": {"use_sim_time": False}},
         "navid_planner": {"ros__parameters": {"model_dir": model_dir, "history_period_s": 0.2, "max_steps": 100000,
-                                              "num_threads": 1, "max_frame_age_s": 0.5}},
+                                              "num_threads": 1, "max_frame_age_s": 0.5, "encoder_backend": encoder_backend,
+                                              "encoder_num_threads": 1}},
         "motion_executor": {"ros__parameters": {"control_rate_hz": rate_hz, "max_linear_speed_mps": 0.5, "linear_accel_mps2": 2.0,
                                                 "max_angular_speed_radps": 1.5, "angular_accel_radps2": 6.0}},
         "safety_supervisor": {"ros__parameters": {"publish_rate_hz": rate_hz, "max_linear_speed_mps": 0.6, "max_linear_accel_mps2": 2.5,
@@ -71,7 +77,23 @@ def graph_params(model_dir: str, rate_hz: float) -> dict:
     }
 
 
-def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str) -> list[dict]:
+def camera_images(width: int, height: int, depth_encoding: str):
+    """(rgb8 frame, depth frame) arrays: a 64x48 random pattern scaled to width x height, depth 3 m."""
+    import numpy as np
+
+    small = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    rows = (np.arange(height) * 48 // height)[:, None]
+    cols = (np.arange(width) * 64 // width)[None, :]
+    rgb = np.ascontiguousarray(small[rows, cols])
+    if depth_encoding == "16UC1":
+        depth = np.full((height, width), 3000, np.uint16)  # millimetres (REP-118)
+    else:
+        depth = np.full((height, width), 3.0, np.float32)
+    return rgb, depth
+
+
+def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640, 480), depth_encoding: str = "16UC1",
+               fps: float = 30.0, encoder_backend: str = "torch") -> list[dict]:
     import numpy as np
     import rclpy
     import yaml
@@ -86,7 +108,7 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str) -> list[d
 
     path = os.path.join(tmp, f"graph_{int(rate_hz)}.yaml")
     with open(path, "w") as f:
-        yaml.safe_dump(graph_params(model_dir, rate_hz), f)
+        yaml.safe_dump(graph_params(model_dir, rate_hz, encoder_backend), f)
     log = open(os.path.join(tmp, f"graph_{int(rate_hz)}.log"), "w")
     proc = subprocess.Popen([sys.executable, "-m", "vlm_agent.cli", "up", "--config", path], stdout=log, stderr=subprocess.STDOUT)
     context = rclpy.Context()
@@ -101,8 +123,9 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str) -> list[d
 
     plans, cmds = [], []
     KinematicBase(node, cmd_topic="/cmd_vel", rate_hz=100.0)
-    rgb = numpy_to_image(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8), "rgb8")
-    depth = numpy_to_image(np.full((48, 64), 3.0, np.float32), "32FC1")
+    rgb_array, depth_array = camera_images(size[0], size[1], depth_encoding)
+    rgb = numpy_to_image(rgb_array, "rgb8")
+    depth = numpy_to_image(depth_array, depth_encoding)
     cam_pub = node.create_publisher(Image, "/camera/color/image_raw", SENSOR_QOS)
     depth_pub = node.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_QOS)
     instr_pub = node.create_publisher(String, "/vlm_agent/instruction", LATCHED_QOS)
@@ -115,7 +138,7 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str) -> list[d
         cam_pub.publish(rgb)
         depth_pub.publish(depth)
 
-    node.create_timer(1.0 / 30.0, camera)
+    node.create_timer(1.0 / fps, camera)
     try:
         deadline = time.monotonic() + 120
         while instr_pub.get_subscription_count() < 1 or cam_pub.get_subscription_count() < 2:
@@ -163,11 +186,16 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str) -> list[d
     return samples
 
 
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
 def summarise(samples: list[dict]) -> dict:
+    """{"n", key: (p50, p90, p99)} per column (nearest-rank percentiles of the sorted samples)."""
     out = {"n": len(samples)}
     for key in ("frame_to_plan_ms", "model_ms", "plan_to_cmd_ms", "total_ms"):
         values = sorted(s[key] for s in samples)
-        out[key] = (statistics.median(values), values[min(len(values) - 1, int(0.9 * len(values)))]) if values else (float("nan"),) * 2
+        out[key] = (statistics.median(values), _pct(values, 0.9), _pct(values, 0.99)) if values else (float("nan"),) * 3
     return out
 
 
@@ -183,10 +211,19 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plans", type=int, default=12, help="plans measured per configuration and round")
+    parser.add_argument("--plans", type=int, default=40, help="plans measured per configuration and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--size", default="640x480", help="camera WIDTHxHEIGHT (RealSense default 640x480; the old benchmark: 64x48)")
+    parser.add_argument("--depth-encoding", default="16UC1", choices=("16UC1", "32FC1"), help="depth image encoding (RealSense: 16UC1 mm)")
+    parser.add_argument("--fps", type=float, default=30.0, help="camera rate (colour and depth)")
+    parser.add_argument("--encoder-backend", default="torch", help="navid_planner encoder_backend (torch, onnxruntime, ...)")
     parser.add_argument("--out", default=None, help="write the markdown results here")
     args = parser.parse_args()
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        assert len(size) == 2 and min(size) > 0
+    except (ValueError, AssertionError):
+        parser.error(f"--size must be WIDTHxHEIGHT, got {args.size!r}")
 
     from vlm_agent.ros_env import configure_ros_environment
 
@@ -198,17 +235,19 @@ def main() -> int:
     results = {name: [] for name in CONFIGS}
     for r in range(args.rounds):
         for name, rate in CONFIGS.items():
-            samples = run_config(model_dir, rate, args.plans, tmp)
+            samples = run_config(model_dir, rate, args.plans, tmp, size, args.depth_encoding, args.fps, args.encoder_backend)
             print(f"round {r + 1} {name}: {len(samples)} samples", file=sys.stderr)
             results[name].extend(samples)
     summary = {name: summarise(s) for name, s in results.items()}
     base = summary["timers 20 Hz (default)"]["total_ms"][0]
     lines = [
-        "| configuration | n | frame -> plan ms (median / p90) | model ms | plan -> /cmd_vel ms | total frame -> /cmd_vel ms | total vs default |",
+        f"Camera {size[0]}x{size[1]} rgb8 + depth {args.depth_encoding} at {args.fps:g} Hz; encoder_backend {args.encoder_backend}.",
+        "",
+        "| configuration | n | frame -> plan ms (p50 / p90 / p99) | model ms | plan -> /cmd_vel ms | total frame -> /cmd_vel ms | total p50 vs default |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, s in summary.items():
-        cell = lambda k: f"{s[k][0]:.1f} / {s[k][1]:.1f}"  # noqa: E731
+        cell = lambda k: f"{s[k][0]:.1f} / {s[k][1]:.1f} / {s[k][2]:.1f}"  # noqa: E731
         lines.append(f"| {name} | {s['n']} | {cell('frame_to_plan_ms')} | {cell('model_ms')} | {cell('plan_to_cmd_ms')} | "
                      f"{cell('total_ms')} | {s['total_ms'][0] / base:.2f}x |")
     table = "\n".join(lines)
@@ -217,7 +256,7 @@ def main() -> int:
         with open(args.out, "w") as f:
             f.write("# Frame-to-/cmd_vel latency through ROS\n\n")
             f.write(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on: {machine()}.\n")
-            f.write(f"Command: `.venv/bin/python benchmarks/ros_latency.py --plans {args.plans} --rounds {args.rounds} --out {args.out}`\n\n")
+            f.write(f"Command: `.venv/bin/python benchmarks/ros_latency.py {' '.join(sys.argv[1:])}`\n\n")
             f.write(table + "\n")
     return 0
 
