@@ -121,3 +121,16 @@ def test_shipped_navid_decides_the_same_on_sim_frames_with_int8(sim_shards, cach
     assert enc.backend == "onnxruntime" and enc.precision == "int8"
     assert agreement.frames > 20 and agreement.episodes == 2
     assert agreement.plan_rate >= 0.9, agreement.disagreements
+
+
+def test_planner_config_parameters_select_int8_without_code_changes(cache_dir, tmp_path):
+    """The planner node's parameters (NavidPlannerConfig inherits EncoderParams) reach the encoder."""
+    from tests.helpers.tiny_navid import save_untrained_navid
+    from vlm_agent.planners.navid import NavidPlannerConfig, make_backend
+
+    model_dir = save_untrained_navid(tmp_path / "navid", seed=0, vision_layers=1)
+    cfg = NavidPlannerConfig(model_dir=model_dir, encoder_backend="onnxruntime", encoder_precision="int8", encoder_int8_mode="dynamic",
+                             encoder_cache_dir=cache_dir, encoder_num_threads=1, encoder_fallback=False)
+    backend = make_backend(cfg)
+    assert (backend.encoder.backend, backend.encoder.precision, backend.encoder.int8_mode) == ("onnxruntime", "int8", "dynamic")
+    assert backend.model.vision_encoder is not backend.model.vision_tower
