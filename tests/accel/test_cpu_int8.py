@@ -134,3 +134,28 @@ def test_planner_config_parameters_select_int8_without_code_changes(cache_dir, t
     backend = make_backend(cfg)
     assert (backend.encoder.backend, backend.encoder.precision, backend.encoder.int8_mode) == ("onnxruntime", "int8", "dynamic")
     assert backend.model.vision_encoder is not backend.model.vision_tower
+
+
+def test_static_int8_calibrates_on_an_mcap_recording_like_tensorrt(siglip_onnx, tmp_path):
+    """`vlm-agent record` output (the colour topic of an MCAP file) is a calibration source as for TensorRT."""
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+
+    from vlm_agent.sensors.image_conversion import numpy_to_image
+    from vlm_agent.sensors.recording import McapRecordingWriter
+
+    path = str(tmp_path / "robot.mcap")
+    with McapRecordingWriter(path) as writer:
+        writer.add_channel("/camera/color/image_raw", "sensor_msgs/msg/Image")
+        for i, frame in enumerate(smooth_frames(16, size=48, seed=10)):
+            writer.write("/camera/color/image_raw", serialize_message(numpy_to_image(frame, "rgb8")), 1_000_000 * (i + 1))
+    enc = make_encoder(siglip_onnx.path, backend="onnxruntime", precision="int8", calib_file=path, engine_cache_dir=str(tmp_path),
+                       num_threads=1, fallback=False)
+    assert enc.int8_mode == "static" and {"QuantizeLinear", "DequantizeLinear"} <= _op_types(enc.model_path)
+    meta = json.loads(open(enc.model_path + ".json").read())
+    from vlm_agent.accel.calibration import frames_sha256, load_calibration_frames
+
+    assert meta["spec"]["calib_sha256"] == frames_sha256(load_calibration_frames(path, enc.info))
+    x = pixel_values_like_calibration(enc.info)
+    ref = make_encoder(siglip_onnx.path, backend="onnxruntime", engine_cache_dir=str(tmp_path), num_threads=1).encode(x)
+    assert feature_cosine(ref, enc.encode(x))["mean"] > 0.99
