@@ -211,7 +211,8 @@ def test_a_latched_instruction_starts_exactly_one_episode(rig):
     rig.backend.script, rig.backend.calls = ["stop"], 0
     pub = rig.node.create_publisher(rig.String, "/vlm_agent/instruction", LATCHED_QOS)
     try:
-        assert wait_for_subscribers(pub, 2)
+        # the planner adds its transient-local subscription when it sees a transient-local publisher
+        assert spin_until(rig.executor, lambda: pub.get_subscription_count() >= 2, timeout=15)
         before = rig.planner_node.loop.episode
         rig.plans.clear()
         pub.publish(rig.String(data="go to the blue box"))
@@ -275,3 +276,14 @@ def test_cleanup_and_configure_again_serves_a_new_instruction(rig):
     rig.spin(0.5)  # (a latched instruction still offered in the domain may replay on re-subscription)
     rig.instruct("go to the window")
     rig.wait_plan(lambda p: _is_stop(p) and p["instruction"] == "go to the window", timeout=15)
+
+
+def test_a_default_qos_publisher_meets_no_incompatible_subscription(rig):
+    """With no transient-local publisher around, the planner has only its volatile instruction
+    subscription: `ros2 topic pub` sees nothing incompatible (no "No messages will be sent" warning)."""
+    from rclpy.qos import DurabilityPolicy
+
+    assert spin_until(rig.executor, lambda: rig.planner_node._latched_sub is None, timeout=5)
+    infos = rig.node.get_subscriptions_info_by_topic("/vlm_agent/instruction")
+    ours = [i for i in infos if i.node_name == "navid_planner"]
+    assert ours and all(i.qos_profile.durability == DurabilityPolicy.VOLATILE for i in ours)

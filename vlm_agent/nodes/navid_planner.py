@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 
 from nav_msgs.msg import Odometry
+from rclpy.qos import DurabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -67,21 +68,6 @@ PLAN_TOPIC = "vlm_agent/plan"
 EXECUTOR_STATE_TOPIC = "vlm_agent/executor/state"
 
 
-def _ignore_event(_event) -> None:
-    """An event handler that does nothing (replaces rclpy's default warning where a mismatch is expected)."""
-
-
-def _latched_subscription_events():
-    """Event callbacks for the latched instruction subscription: a volatile publisher (`ros2 topic pub`)
-    is expected to be incompatible with it and is served by the volatile subscription, so rclpy's
-    default incompatible-QoS warning would only mislead."""
-    try:  # Iron and later
-        from rclpy.event_handler import SubscriptionEventCallbacks
-    except ImportError:  # Humble
-        from rclpy.qos_event import SubscriptionEventCallbacks
-    return SubscriptionEventCallbacks(incompatible_qos=_ignore_event)
-
-
 def _planner_config(config: NavidPlannerNodeConfig) -> NavidPlannerConfig:
     return NavidPlannerConfig(**{k: getattr(config, k) for k in NavidPlannerConfig.__dataclass_fields__})
 
@@ -100,6 +86,8 @@ class NavidPlannerNode(ManagedAgentNode):
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._entities: list = []
         self._pending_instruction: str | None = None
+        self._latched_sub = None
+        self._latched_since = -math.inf
         self.loop = PlannerLoop(max_steps=self.config.max_steps, max_consecutive_aborts=self.config.max_consecutive_aborts)
         self.history = FrameHistory(self.config.history_max_frames, self.config.history_period_s)
         self._pose = None
@@ -127,15 +115,9 @@ class NavidPlannerNode(ManagedAgentNode):
         self._plan_pub = self.create_publisher(String, PLAN_TOPIC, LATCHED_QOS)
         subs = [
             self.create_subscription(Image, CAMERA_TOPIC, self._on_image, SENSOR_QOS),
-            # Two subscriptions: a volatile one matches every publisher (`ros2 topic pub`, scripts); a
-            # transient-local one also receives an instruction latched before this node subscribed
-            # (the simulator publishes the episode's instruction at reset). A latched sample arrives
-            # on both; `_on_instruction` drops the second copy.
+            # A volatile subscription matches every publisher (`ros2 topic pub`, scripts, the
+            # simulator). See `_update_latched_subscription` for instructions latched earlier.
             self.create_subscription(String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "volatile"), COMMAND_QOS),
-            self.create_subscription(
-                String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS,
-                event_callbacks=_latched_subscription_events(),
-            ),
             self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS),
             # Volatile: matches the executor's latched publisher and any default-QoS publisher.
             self.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_executor_state, COMMAND_QOS),
@@ -145,9 +127,27 @@ class NavidPlannerNode(ManagedAgentNode):
         # the 20 Hz timer only enforces the model timeout. Measured in benchmarks/ros_latency_results.md.
         self._wake = self.create_guard_condition(self._tick)
         self._tick_timer = self.create_steady_timer(0.05, self._tick)
+        self._latched_sub = None
+        self._graph_timer = self.create_steady_timer(1.0, self._update_latched_subscription)
         self._entities = [("publisher", self._plan_pub)] + [("subscription", s) for s in subs] + [
-            ("guard_condition", self._wake), ("timer", self._tick_timer)
+            ("guard_condition", self._wake), ("timer", self._tick_timer), ("timer", self._graph_timer)
         ]
+        self._update_latched_subscription()
+
+    def _update_latched_subscription(self) -> None:
+        """A transient-local instruction subscription exists exactly while a transient-local publisher
+        does (the simulator latches the episode's instruction at reset, possibly before this node
+        subscribed). It is not kept permanently: a default-QoS publisher (`ros2 topic pub`) would
+        see it as incompatible and warn "No messages will be sent to it", although the volatile
+        subscription receives them. A latched sample arrives on both; `_on_instruction` uses it once."""
+        infos = self.get_publishers_info_by_topic(self.resolve_topic_name(INSTRUCTION_TOPIC))
+        latched = any(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+        if latched and self._latched_sub is None:
+            self._latched_since = time.monotonic()
+            self._latched_sub = self.create_subscription(String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
+        elif not latched and self._latched_sub is not None:
+            self.destroy_subscription(self._latched_sub)
+            self._latched_sub = None
 
     def activate_node(self) -> None:
         self._ready_since = time.monotonic()
@@ -168,6 +168,9 @@ class NavidPlannerNode(ManagedAgentNode):
         for kind, entity in reversed(self._entities):
             getattr(self, f"destroy_{kind}")(entity)
         self._entities = []
+        if self._latched_sub is not None:
+            self.destroy_subscription(self._latched_sub)
+            self._latched_sub = None
         if self._worker is not None:
             # A hung model call cannot be interrupted; do not wait for it.
             self._worker.shutdown(wait=False, cancel_futures=True)
@@ -239,8 +242,13 @@ class NavidPlannerNode(ManagedAgentNode):
     def _on_instruction(self, msg: String, via: str = "volatile") -> None:
         now = time.monotonic()
         last = self._last_instruction
-        if last is not None and last[0] == msg.data and last[1] != via and now - last[2] < 1.0:
-            return  # the same latched sample through the other subscription
+        if last is not None and last[0] == msg.data and last[1] != via:
+            # A live sample of a latched publisher arrives on both subscriptions at once; a newly
+            # created latched subscription also replays the publisher's last sample, which the
+            # volatile one may have received a while ago. Either way: the same sample, used once.
+            replay = via == "latched" and now - self._latched_since < 3.0
+            if now - last[2] < 1.0 or replay:
+                return
         self._last_instruction = (msg.data, via, now)
         self.health.tick("instruction")
         if not self.is_active:
