@@ -293,8 +293,8 @@ def main(argv=None) -> int:
             calib_src, eval_shard = args.calib, args.eval
         else:
             print("rendering sim episodes for calibration/evaluation frames ...", file=sys.stderr, flush=True)
-            # ~40 frames per episode: enough train episodes for the calibration set, and the judged episodes.
-            sim_calib, sim_eval = sim_frames(os.path.join(tmp, "sim"), max(2, args.calib_frames // 40), max(1, args.decision_episodes))
+            # 15-60 frames per episode: enough train episodes for the calibration set, and the judged episodes.
+            sim_calib, sim_eval = sim_frames(os.path.join(tmp, "sim"), max(4, args.calib_frames // 20), max(1, args.decision_episodes))
             calib_src, eval_shard = args.calib or sim_calib, args.eval or sim_eval
         for name in args.encoders:
             print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
