@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from vlm_agent.accel.config import EncoderParams
+from vlm_agent.accel.config import BACKENDS, EncoderParams
 from vlm_agent.config import param
 
 from .navid_grammar import parse_primitives
@@ -50,13 +50,14 @@ class NavidPlannerConfig(EncoderParams):
     """Settings of `NavidPlanner` (also the planner node's ROS parameters).
 
     The `encoder_*` fields (from `vlm_agent.accel.config.EncoderParams`) choose how the builtin
-    model's vision tower runs: torch, onnxruntime or tensorrt, falling back in that fixed order
-    (tensorrt -> onnxruntime -> torch) with the reason logged; switching needs no code change.
+    model's vision tower runs: torch, onnxruntime, openvino or tensorrt, falling back in that fixed
+    order (tensorrt -> openvino -> onnxruntime -> torch) with the reason logged; switching needs no
+    code change.
     """
 
     # The reference backend by default: identical numerics and no export step at start-up. Robots
     # set onnxruntime (4x faster on CPU for navid_tiny) or tensorrt (Jetson) in their YAML.
-    encoder_backend: str = param("torch", "vision encoder backend of the builtin model (falls back tensorrt -> onnxruntime -> torch)", choices=("torch", "onnxruntime", "tensorrt"))
+    encoder_backend: str = param("torch", "vision encoder backend of the builtin model (falls back tensorrt -> openvino -> onnxruntime -> torch)", choices=BACKENDS)
 
     backend: str = param("builtin", "model backend: builtin (the project's NaVid model), transformers (any image-text-to-text dir), remote (OpenAI-compatible server)", choices=("builtin", "transformers", "remote"))
     model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_tiny")
