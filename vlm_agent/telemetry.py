@@ -75,7 +75,7 @@ class DropCounter:
 
 
 class HealthReport:
-    """Thread-safe bag of a node's rates, latencies, drops and free-form values for `/vlm_agent/status`.
+    """Thread-safe bag of a node's rates, latencies, drops and free-form values for `/diagnostics`.
 
     Levels follow diagnostic_msgs: 0 OK, 1 WARN, 2 ERROR, 3 STALE.
     """

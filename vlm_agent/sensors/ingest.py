@@ -139,7 +139,7 @@ class SensorIngest:
             self.latest = None
 
     def stats(self) -> dict[str, int]:
-        """Counters for `/vlm_agent/status`: observations, history size, drops by reason."""
+        """Counters for `/diagnostics`: observations, history size, drops by reason."""
         with self._lock:
             out: dict[str, int] = {"observations": self.observations}
             out.update({f"dropped.{k}": v for k, v in self.drops.items()})
