@@ -24,7 +24,9 @@ def generate_launch_description():
             agent_node("mujoco_sim"),
             agent_node("navid_planner"),
             agent_node("motion_executor"),
-            agent_node("safety_supervisor"),
+            # mujoco_sim stamps sim time and the supervisor judges freshness from stamps: it reads
+            # /clock whatever `use_sim_time` says for the rest of the graph.
+            agent_node("safety_supervisor", extra_parameters=[{"use_sim_time": True}]),
             lifecycle_manager(["safety_supervisor", "navid_planner"]),
         ]
     )

@@ -40,7 +40,7 @@ def graph_yaml(path, model_dir):
                                               "model_timeout_s": 20.0, "decoding": "constrained", "num_threads": 1}},
         "motion_executor": {"ros__parameters": {"max_linear_speed_mps": 0.4, "linear_accel_mps2": 1.0,
                                                 "max_angular_speed_radps": 1.2, "angular_accel_radps2": 4.0}},
-        "safety_supervisor": {"ros__parameters": {"max_linear_speed_mps": 0.5, "max_linear_accel_mps2": 1.5, "max_angular_speed_radps": 1.5,
+        "safety_supervisor": {"ros__parameters": {"use_sim_time": True, "max_linear_speed_mps": 0.5, "max_linear_accel_mps2": 1.5, "max_angular_speed_radps": 1.5,
                                                   "max_angular_accel_radps2": 5.0, "camera_timeout_s": 0.5, "depth_timeout_s": 0.5,
                                                   "obstacle_stop_distance_m": 0.2}},
     }

@@ -37,7 +37,7 @@ def test_two_graphs_in_two_namespaces_do_not_cross_talk(ros_node, ros_executor, 
         "mujoco_sim": {"ros__parameters": {"width": 64, "height": 48, "camera_rate_hz": 5.0, "publish_instruction": False}},
         "navid_planner": {"ros__parameters": {"model_dir": model_dir, "encoder_backend": "torch", "num_threads": 1}},
         "motion_executor": {"ros__parameters": {"max_linear_speed_mps": 0.3, "linear_accel_mps2": 1.0}},
-        "safety_supervisor": {"ros__parameters": {"camera_timeout_s": 1.5, "depth_timeout_s": 1.5, "odom_timeout_s": 1.0,
+        "safety_supervisor": {"ros__parameters": {"use_sim_time": True, "camera_timeout_s": 1.5, "depth_timeout_s": 1.5, "odom_timeout_s": 1.0,
                                                   "obstacle_stop_distance_m": 0.0}},
     }
     config = tmp_path / "graph.yaml"

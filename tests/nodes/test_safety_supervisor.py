@@ -50,6 +50,8 @@ class Rig:
         executor.add_node(self.node)
         self.Twist = Twist
         self.camera_on = self.depth_on = self.odom_on = True
+        self.camera_stamp = None
+        self.camera_stamp_age_s = None
         self.depth_m = np.full((48, 64), 3.0, np.float32)
         self.command: tuple[float, float] | None = None
         self.received: list[tuple[float, float, float]] = []  # (arrival monotonic s, linear.x, angular.z)
@@ -86,16 +88,25 @@ class Rig:
 
     def _sensors(self):
         from nav_msgs.msg import Odometry
+        from rclpy.duration import Duration
 
         stamp = self.node.get_clock().now().to_msg()
         if self.camera_on:
-            self._rgb.header.stamp = stamp
+            if self.camera_stamp is not None:  # a fault: a frozen stamp
+                self._rgb.header.stamp = self.camera_stamp
+            elif self.camera_stamp_age_s is not None:  # a fault: every frame arrives this old
+                self._rgb.header.stamp = (self.node.get_clock().now() - Duration(seconds=self.camera_stamp_age_s)).to_msg()
+            else:
+                self._rgb.header.stamp = stamp
             self.cam_pub.publish(self._rgb)
             self.last_camera_pub = time.monotonic()
         if self.depth_on:
-            self.depth_pub.publish(self._numpy_to_image(self.depth_m, "32FC1"))
+            depth = self._numpy_to_image(self.depth_m, "32FC1")
+            depth.header.stamp = stamp
+            self.depth_pub.publish(depth)
         if self.odom_on:
             odom = Odometry()
+            odom.header.stamp = stamp
             odom.pose.pose.orientation.w = 1.0
             self.odom_pub.publish(odom)
 
@@ -125,6 +136,8 @@ class Rig:
 
         self.call(self.estop, SetBool.Request(data=False))
         self.camera_on = self.depth_on = self.odom_on = True
+        self.camera_stamp = None
+        self.camera_stamp_age_s = None
         self.depth_m = np.full((48, 64), 3.0, np.float32)
         self.command = (0.0, 0.0)
         self.spin(0.3)
@@ -266,11 +279,15 @@ def test_inactive_publishes_zero_and_activation_rearms_a_moving_stream(fresh):
     fresh.command = (0.3, 0.0)
     assert fresh.wait_for(lambda v, w: v > 0.25)
     try:
+        n0 = len(fresh.received)
         sup.trigger_deactivate()
         assert sup.lifecycle_state == "inactive"
-        t0 = time.monotonic()
         fresh.spin(0.6)
-        during = [(v, w) for t, v, w in fresh.received if t > t0]
+        # Commands gated before the deactivation may still be in the helper's queue (forwarded on
+        # arrival); one publisher's messages arrive in order, so from the deactivation zero on,
+        # everything must be zero.
+        after = [(v, w) for _, v, w in fresh.received[n0:]]
+        during = after[next(i for i, c in enumerate(after) if c == (0.0, 0.0)):]
         assert len(during) >= 8 and all(c == (0.0, 0.0) for c in during), during[:5]
         sup.trigger_activate()
         assert sup.is_active
@@ -285,3 +302,84 @@ def test_inactive_publishes_zero_and_activation_rearms_a_moving_stream(fresh):
     finally:
         if not sup.is_active:
             sup.trigger_activate()
+
+
+# -- issue 11: freshness from stamps, parameters only tighten at the parameter level ---------------
+
+
+def _zero_after_fault(fresh, fault):
+    fresh.command = (0.3, 0.0)
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+    rejected_before = fresh.supervisor.supervisor.counts["frames_rejected"]
+    t0 = time.monotonic()
+    fault()
+    assert fresh.wait_for(lambda v, w: v == 0.0 and w == 0.0, timeout=3.0)
+    first_zero = next(t for t, v, w in fresh.received if t > t0 and v == 0.0 and w == 0.0)
+    fresh.spin(0.3)  # it stays zero while the faulty camera keeps "arriving" at full rate
+    assert all(v == 0.0 and w == 0.0 for t, v, w in fresh.received if t > first_zero)
+    assert fresh.supervisor.status_extra()["state"] == "stale"
+    assert fresh.supervisor.supervisor.counts["frames_rejected"] > rejected_before
+    assert int(fresh.supervisor.status_extra()["safety.frames_rejected"]) > rejected_before
+    return first_zero - t0
+
+
+def test_frozen_camera_stamp_is_a_dead_camera(fresh):
+    """A driver re-sending one frame (same stamp) at full rate: arrival-time freshness called it live."""
+    delay = _zero_after_fault(fresh, lambda: setattr(fresh, "camera_stamp", fresh.node.get_clock().now().to_msg()))
+    assert delay <= CAMERA_FAULT_BOUND_S, f"zero after {delay:.3f} s"
+    assert "camera" in fresh.supervisor.health.message
+    fresh.camera_stamp = None
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+
+
+def test_backlogged_camera_frames_are_not_fresh(fresh):
+    """Frames arriving at full rate with advancing stamps, but each 1 s old (an executor stall or a DDS
+    backlog): arrival-time freshness called them live."""
+    delay = _zero_after_fault(fresh, lambda: setattr(fresh, "camera_stamp_age_s", 1.0))
+    assert delay <= CAMERA_FAULT_BOUND_S, f"zero after {delay:.3f} s"
+    fresh.camera_stamp_age_s = None
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+
+
+def _set_remote(fresh, name, value):
+    """`ros2 param set safety_supervisor <name> <value>` through the node's SetParameters service."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = fresh.node.create_client(SetParameters, "/safety_supervisor/set_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=10)
+        result = fresh.call(client, SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()]))
+        return result.results[0]
+    finally:
+        fresh.node.destroy_client(client)
+
+
+def test_loosening_a_safety_parameter_is_refused_at_the_parameter_level(fresh):
+    """Before: AgentNode accepted the value (ros2 param get showed 0) while the supervisor kept its old
+    config silently. Now the set fails with the reason and the parameter keeps its value."""
+    sup = fresh.supervisor
+    fresh.command = (0.3, 0.0)
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+    before = sup.supervisor.counts["config_rejected"]
+    for name, value in (("command_timeout_s", 0.0), ("obstacle_stop_distance_m", 0.0), ("max_linear_speed_mps", 2.0)):
+        old = sup.get_parameter(name).value
+        result = _set_remote(fresh, name, value)
+        assert not result.successful, name
+        assert name in result.reason and "refused" in result.reason, result.reason
+        assert sup.get_parameter(name).value == old and getattr(sup.config, name) == old
+        assert getattr(sup.supervisor.config, name) == old
+    assert sup.supervisor.counts["config_rejected"] == before + 3
+    assert "parameter change refused" in sup.status_extra()["last_reason"]
+    # Tightening is accepted, at the parameter and in the gate.
+    result = _set_remote(fresh, "max_linear_speed_mps", 0.25)
+    try:
+        assert result.successful, result.reason
+        assert sup.supervisor.config.max_linear_speed_mps == 0.25
+        fresh.spin(0.3)
+        assert max(v for _, v, _ in fresh.received[-4:]) <= 0.25 + 1e-9
+    finally:
+        # Loosening is allowed while not gating (inactive): restore the module rig's limit.
+        sup.trigger_deactivate()
+        assert _set_remote(fresh, "max_linear_speed_mps", 0.5).successful
+        sup.trigger_activate()

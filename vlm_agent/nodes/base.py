@@ -4,9 +4,11 @@ managed (lifecycle) nodes, main().
 ROS parameters are declared from a `ConfigBase` dataclass (description, ranges, read-only from
 its field metadata); values come from `--params-file config/X.yaml` (`/**: ros__parameters:`) or
 `-p k:=v`; runtime changes are validated by building a new config and rejected with the
-dataclass's error message. Every node publishes a `diagnostic_msgs/DiagnosticArray` on the
-standard `/diagnostics` topic (what rqt_robot_monitor, Foxglove and diagnostic_aggregator read)
-with its rates, latencies, drop counts and state.
+dataclass's error message, or with the node's own reason (`accept_config_change`: the safety
+supervisor refuses loosening changes while gating), before the parameter takes the new value.
+Every node publishes a `diagnostic_msgs/DiagnosticArray` on the standard `/diagnostics` topic (what
+rqt_robot_monitor, Foxglove and diagnostic_aggregator read) with its rates, latencies, drop counts
+and state.
 
 Topic names are relative (`cmd_vel`, `camera/color/image_raw`, ...), so `-r __ns:=/robot1` moves a
 whole node into a namespace and `-r odom:=/wheel/odom` remaps one topic; only `/diagnostics` (and
@@ -145,12 +147,25 @@ class _AgentNodeMixin:
             new_config = dataclasses.replace(self.config, **changes)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        refused = self.accept_config_change(self.config, new_config)
+        if refused:
+            # Refused before anything changed: the ROS parameter keeps its old value, so
+            # `ros2 param get` never shows a value the node is not using.
+            self.get_logger().warning(f"parameter change refused: {refused}")
+            return SetParametersResult(successful=False, reason=refused)
         old, self.config = self.config, new_config
         self.on_config_changed(old, new_config)
         return SetParametersResult(successful=True)
 
+    def accept_config_change(self, old: ConfigBase, new: ConfigBase) -> str | None:
+        """Hook for subclasses, called with a valid new config *before* the parameter change is
+        accepted: return a reason to refuse it (`ros2 param set` then fails with that reason and the
+        parameter keeps its value), or None to accept. A subclass whose core must apply the change
+        atomically with its own check (the safety supervisor) may apply it here."""
+        return None
+
     def on_config_changed(self, old: ConfigBase, new: ConfigBase) -> None:
-        """Hook for subclasses; the default does nothing."""
+        """Hook for subclasses, after a change was accepted; the default does nothing."""
 
     # -- diagnostics ------------------------------------------------------------------------
     def status_extra(self) -> dict[str, str]:

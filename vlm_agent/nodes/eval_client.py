@@ -89,6 +89,8 @@ def graph_parameters(episode, sim_config=None, config: RosEvalConfig | None = No
         "camera_timeout_s": 0.5,
         "depth_timeout_s": 0.5,
         "odom_timeout_s": 0.5,
+        # mujoco_sim stamps sim time; freshness is judged from stamps on the supervisor's ROS clock.
+        "use_sim_time": True,
     }
     return {
         "/**": {"ros__parameters": {"use_sim_time": False}},

@@ -2,8 +2,9 @@
 
 Publishes (topic contract; relative names, so a namespace or `-r` remaps move them; sensor
 publishers reliable per REP-2003): `camera/color/image_raw` (rgb8), `camera/color/camera_info`,
-`camera/depth/image_rect_raw` (32FC1, metres), `odom` (frame `odom`, child `base_link`),
-`joint_states`, and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time).
+`camera/depth/image_rect_raw` (32FC1, metres, aligned to colour) and `camera/depth/camera_info`, `odom` (frame `odom`, child `base_link`),
+`joint_states`, and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time,
+so the safety supervisor, which judges freshness from stamps, must run with `use_sim_time`).
 Subscribes: `cmd_vel` (Twist: linear.x m/s, angular.z rad/s; non-finite commands are dropped with
 a logged reason; commands older than `cmd_vel_timeout_s` decay to zero), `arm_controller/joint_trajectory`
 (JointTrajectory, interpolated over `time_from_start`), `gripper/command` (Float64, 0 open .. 1 closed).
@@ -82,6 +83,8 @@ class MujocoSimNode(AgentNode):
         self.pub_rgb = self.create_publisher(Image, "camera/color/image_raw", SENSOR_PUB_QOS)
         self.pub_info = self.create_publisher(CameraInfo, "camera/color/camera_info", SENSOR_PUB_QOS)
         self.pub_depth = self.create_publisher(Image, "camera/depth/image_rect_raw", SENSOR_PUB_QOS)
+        # Depth is rendered aligned to colour: the same intrinsics (the safety supervisor's obstacle model reads it).
+        self.pub_depth_info = self.create_publisher(CameraInfo, "camera/depth/camera_info", SENSOR_PUB_QOS)
         self.pub_odom = self.create_publisher(Odometry, "odom", SENSOR_PUB_QOS)
         self.pub_joints = self.create_publisher(JointState, "joint_states", SENSOR_PUB_QOS)
         self.pub_clock = self.create_publisher(Clock, "/clock", 10)
@@ -274,6 +277,7 @@ class MujocoSimNode(AgentNode):
         info = intrinsics_to_camera_info(self.env.camera_intrinsics(), stamp=stamp)
         info.header.frame_id = frame
         self.pub_info.publish(info)
+        self.pub_depth_info.publish(info)
         self.health.latency("render", time.perf_counter() - t0)
         self.health.tick("camera")
 

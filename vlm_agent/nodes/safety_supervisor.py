@@ -2,13 +2,34 @@
 
 Topics (relative: `-r __ns:=/robot1` or `-r cmd_vel:=/base/cmd_vel` to move them): subscribes
 `vlm_agent/cmd_vel_raw` (Twist, reliable), `camera/color/image_raw`, `camera/depth/image_rect_raw`
-(16UC1 mm or 32FC1 m) and `odom` (best-effort: match any publisher); publishes `cmd_vel` (Twist) from
-a fixed-rate timer so the watchdogs act even when every input stops. Services: `vlm_agent/estop`
-(std_srvs/SetBool: true latches zero output, false releases) and `vlm_agent/stop` (std_srvs/Trigger:
-stop the current motion). The rules themselves live in `vlm_agent.safety.supervisor` (plain Python,
-unit-tested); this node converts messages and keeps time. Freshness uses the wall (monotonic) clock
-on arrival, not header stamps or `/clock`, and the output timer runs on the steady clock: a watchdog
-must keep running when a simulator's clock stops.
+(16UC1 mm or 32FC1 m), `camera/depth/camera_info` and `odom` (best-effort: match any publisher);
+publishes `cmd_vel` (Twist) and `vlm_agent/safety/state` (std_msgs/String JSON, reliable +
+transient-local: `{"state", "blocked", "blocked_forward", "blocked_turn", "reason", "distance_m"}`,
+sent on every change; the motion executor aborts a primitive the moment it is blocked). Services:
+`vlm_agent/estop` (std_srvs/SetBool: true latches zero output, false releases) and `vlm_agent/stop`
+(std_srvs/Trigger: stop the current motion). The rules live in `vlm_agent.safety.supervisor` (plain
+Python, unit-tested); this node converts messages and keeps time.
+
+Time: sensor freshness is judged from **header stamps** against this node's ROS clock (`/clock` under
+`use_sim_time`, system time otherwise; a stamp from another clock is rejected, so a graph with a
+simulator that stamps sim time must run this node with `use_sim_time`): backlogs and frozen
+(non-advancing) stamps do not count as a live sensor. The output timer and the arrival-time watchdogs
+run on the **steady clock** whatever `use_sim_time` says: a watchdog must keep running when a
+simulator's clock stops. Twist has no stamp: commands are judged by arrival (steady) time.
+
+Output: an accepted command is gated and published **on arrival** (as Nav2's collision monitor does),
+so it does not wait up to one period for the next tick; the fixed-rate timer (`publish_rate_hz`)
+enforces the watchdogs and the acceleration ramps between arrivals and keeps a zero stream going when
+every input stops.
+
+Obstacle rule: with the depth stream's `CameraInfo` and the camera mounting parameters
+(`camera_x_m` ... `camera_yaw_rad`, read-only) the footprint's path is checked in `base_link`
+(`vlm_agent.safety.obstacle`); until a valid CameraInfo arrives the old image-region rule applies.
+
+Parameters: limits may only be *tightened* while the node is gating (active); a loosening change
+(`ros2 param set safety_supervisor command_timeout_s 0`) is refused at the parameter level with the
+reason (the parameter keeps its value); while inactive any valid value is accepted
+(`vlm_agent.safety.params`). With `estop_latch_file` the e-stop survives a restart.
 
 A managed (lifecycle) node. Only while **active** does gated motion reach `cmd_vel`; in every other
 state (unconfigured, inactive, and until it is brought up) it publishes **zero** at `publish_rate_hz`,
@@ -22,19 +43,21 @@ at zero until the commander comes to rest and starts a new motion.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
 
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import Image
+from rclpy.duration import Duration
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from vlm_agent.config import param
-from rclpy.duration import Duration
-
-from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS, ManagedAgentNode, run_node
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, ManagedAgentNode, run_node
+from vlm_agent.safety.obstacle import depth_array_to_metres
 from vlm_agent.safety.supervisor import (
     STATE_IDLE,
     STATE_OK,
@@ -43,7 +66,8 @@ from vlm_agent.safety.supervisor import (
     SafetyConfig,
     SafetySupervisor,
 )
-from vlm_agent.sensors.image_conversion import depth_to_metres, image_to_numpy
+from vlm_agent.sensors.camera_info import camera_info_to_intrinsics
+from vlm_agent.sensors.image_conversion import image_to_numpy
 
 NODE_CLASS = "SafetySupervisorNode"
 
@@ -62,6 +86,8 @@ INPUT_TOPIC = "vlm_agent/cmd_vel_raw"
 OUTPUT_TOPIC = "cmd_vel"
 CAMERA_TOPIC = "camera/color/image_raw"
 DEPTH_TOPIC = "camera/depth/image_rect_raw"
+DEPTH_INFO_TOPIC = "camera/depth/camera_info"
+SAFETY_STATE_TOPIC = "vlm_agent/safety/state"
 ODOM_TOPIC = "odom"
 ESTOP_SERVICE = "vlm_agent/estop"
 STOP_SERVICE = "vlm_agent/stop"
@@ -77,14 +103,21 @@ class SafetySupervisorNode(ManagedAgentNode):
         super().__init__("safety_supervisor", SafetySupervisorNodeConfig, **kwargs)
         cfg = self.config
         self.supervisor = SafetySupervisor(_core_config(cfg))
+        if self.supervisor.estop_active:
+            self.get_logger().warning(f"starting with the e-stop latched: {self.supervisor.last_reason}")
         self._state = ""
+        self._gate_state: dict | None = None
         self._last_out = (0.0, 0.0)
+        self._last_cmd = (0.0, 0.0)
         self._last_command_arrival = -math.inf
         self._last_command_moving = False
+        self._camera_model_error = ""
         self._pub = self.create_publisher(Twist, OUTPUT_TOPIC, COMMAND_QOS)
+        self._state_pub = self.create_publisher(String, SAFETY_STATE_TOPIC, LATCHED_QOS)
         self.create_subscription(Twist, INPUT_TOPIC, self._on_command, COMMAND_QOS)
         self.create_subscription(Image, CAMERA_TOPIC, self._on_camera, SENSOR_QOS)
         self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
+        self.create_subscription(CameraInfo, DEPTH_INFO_TOPIC, self._on_depth_info, SENSOR_QOS)
         self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS)
         self.create_service(SetBool, ESTOP_SERVICE, self._on_estop)
         self.create_service(Trigger, STOP_SERVICE, self._on_stop)
@@ -106,6 +139,7 @@ class SafetySupervisorNode(ManagedAgentNode):
 
     def deactivate_node(self) -> None:
         self.publish_zero("deactivated")
+        self.supervisor.deactivate()  # not gating: any valid parameter value may be set until activated
 
     def cleanup_node(self) -> None:
         self.publish_zero("cleaned up")
@@ -119,6 +153,25 @@ class SafetySupervisorNode(ManagedAgentNode):
         self.get_logger().info(f"{why}: zero published on {self._pub.topic_name}" + ("" if acked else " (not acknowledged in time)"))
         return acked
 
+    # -- time -----------------------------------------------------------------------------------
+    def _clock_s(self) -> float:
+        """This node's ROS clock (sim time under use_sim_time) in seconds: the clock sensors stamp with."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    @staticmethod
+    def _stamp_s(header) -> float:
+        return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+    def _sensor(self, name: str, header) -> bool:
+        """Freshness bookkeeping for one stamped message; False (counted, logged) when it is not fresh."""
+        reason = self.supervisor.sensor(name, time.monotonic(), self._stamp_s(header), self._clock_s())
+        if reason:
+            self.health.drop("frame_rejected", reason)
+            self.get_logger().warning(f"{name} message not fresh: {reason}", throttle_duration_sec=2.0)
+            return False
+        self.health.tick(name)
+        return True
+
     # -- inputs -------------------------------------------------------------------------------
     def _on_command(self, msg: Twist) -> None:
         self.health.tick("cmd_vel_raw")
@@ -128,8 +181,14 @@ class SafetySupervisorNode(ManagedAgentNode):
             time.monotonic(), msg.linear.x, msg.angular.z, (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y)
         )
         if reason:
+            self._last_cmd = (0.0, 0.0)
             self.health.drop("rejected", reason)
             self.get_logger().error(f"command rejected, output zero: {reason}", throttle_duration_sec=1.0)
+        else:
+            self._last_cmd = (float(msg.linear.x), float(msg.angular.z))
+        if self.is_active:
+            # Forward on arrival (a rejected command's zero too): no wait for the next timer tick.
+            self._publish_output()
 
     def _on_camera(self, msg: Image) -> None:
         try:
@@ -138,18 +197,38 @@ class SafetySupervisorNode(ManagedAgentNode):
             self.health.drop("camera_malformed", str(exc))
             self.get_logger().warning(f"camera frame dropped: {exc}", throttle_duration_sec=2.0)
             return
-        self.health.tick("camera")
-        self.supervisor.sensor("camera", time.monotonic())
+        self._sensor("camera", msg.header)
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        try:
+            intrinsics = camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            # An uncalibrated camera (fx = 0) is no camera model: the previous model (or the image rule) stays.
+            if str(exc) != self._camera_model_error:
+                self.get_logger().warning(f"depth camera_info unusable, obstacle model unchanged: {exc}")
+            self._camera_model_error = str(exc)
+            self.health.drop("depth_camera_info_invalid", str(exc))
+            return
+        first = self.supervisor.obstacle_stop is None
+        self.supervisor.set_camera(intrinsics)  # idempotent: cheap on every message
+        self._camera_model_error = ""
+        if first:
+            stop = self.supervisor.obstacle_stop
+            self.get_logger().info(
+                f"obstacle rule in base_link: depth camera {intrinsics.width}x{intrinsics.height}, "
+                f"mount {self.supervisor.config.camera_mount()}, floor visible from {stop.floor_blind_distance_m:.2f} m ahead of the footprint"
+            )
 
     def _on_depth(self, msg: Image) -> None:
         try:
-            depth = depth_to_metres(msg)
+            depth = depth_array_to_metres(image_to_numpy(msg), msg.encoding)  # keeps REP-117 +-inf
+            reading = self.supervisor.depth(time.monotonic(), depth, self._stamp_s(msg.header), self._clock_s())
         except ValueError as exc:
+            self.supervisor.invalid_depth(time.monotonic(), str(exc))
             self.health.drop("depth_malformed", str(exc))
             self.get_logger().warning(f"depth frame dropped: {exc}", throttle_duration_sec=2.0)
             return
         self.health.tick("depth")
-        reading = self.supervisor.depth(time.monotonic(), depth)
         self.health.set("obstacle_distance_m", f"{reading.distance_m:.3f}")
         self.health.set("obstacle_valid_fraction", f"{reading.valid_fraction:.2f}")
 
@@ -160,18 +239,19 @@ class SafetySupervisorNode(ManagedAgentNode):
             self.health.drop("odom_non_finite", "NaN/inf pose")
             self.get_logger().warning("odometry with a non-finite pose dropped", throttle_duration_sec=2.0)
             return
-        self.health.tick("odom")
-        self.supervisor.sensor("odom", time.monotonic())
+        self._sensor("odom", msg.header)
 
     def _on_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        self.supervisor.set_estop(bool(request.data))
+        error = self.supervisor.set_estop(bool(request.data), "service call")
         if request.data:
             self.get_logger().warning("E-STOP latched: output held at zero until released")
-            self._on_timer()  # zero goes out now, not at the next tick
         else:
-            self.get_logger().warning("e-stop released")
-        response.success = True
-        response.message = "e-stop latched" if request.data else "e-stop released"
+            self.get_logger().warning("e-stop released: zero until the commander rests, then a new motion")
+        if error:
+            self.get_logger().error(error)
+        self._on_timer()  # the zero (or the new state) goes out now, not at the next tick
+        response.success = error is None
+        response.message = error or ("e-stop latched" if request.data else "e-stop released")
         return response
 
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -184,11 +264,21 @@ class SafetySupervisorNode(ManagedAgentNode):
 
     # -- output -------------------------------------------------------------------------------
     def _on_timer(self) -> None:
-        out = self.supervisor.update(time.monotonic())
-        msg = Twist()
         if self.is_active:
-            msg.linear.x, msg.angular.z = float(out.linear_x), float(out.angular_z)
-        self._pub.publish(msg)  # zero in every state but active
+            self._publish_output()
+        else:
+            # Not gating: zero, and no update() (which would mark the supervisor as gating and
+            # refuse parameter changes that are allowed while inactive).
+            self._pub.publish(Twist())
+            self._last_out = (0.0, 0.0)
+            self.health.tick("cmd_vel")
+            self._publish_gate_state("inactive", True, f"supervisor {self.lifecycle_state}: zero output", (0.0, 0.0))
+
+    def _publish_output(self) -> None:
+        out = self.supervisor.update(time.monotonic(), self._clock_s())
+        msg = Twist()
+        msg.linear.x, msg.angular.z = float(out.linear_x), float(out.angular_z)
+        self._pub.publish(msg)
         self._last_out = (msg.linear.x, msg.angular.z)
         self.health.tick("cmd_vel")
         if out.state != self._state:
@@ -205,18 +295,54 @@ class SafetySupervisorNode(ManagedAgentNode):
         else:
             level = self.health.ERROR
         self.health.set_level(level, out.state if not out.reasons else f"{out.state}: {'; '.join(out.reasons)}")
+        blocked = out.state not in (STATE_OK, STATE_IDLE)
+        reason = "; ".join(r for r in out.reasons if r not in ("speed clamped", "acceleration limited")) if blocked else ""
+        self._publish_gate_state(out.state, blocked, reason, (out.linear_x, out.angular_z))
+
+    def _publish_gate_state(self, state: str, blocked: bool, reason: str, out: tuple[float, float]) -> None:
+        """`vlm_agent/safety/state` on every change: is the gate blocking, which direction, why, how far."""
+        cmd_v, cmd_w = self._last_cmd
+        obstacle = state == STATE_OBSTACLE
+        decision = self.supervisor.last_obstacle if obstacle else None
+        if obstacle and decision is not None:
+            reason = decision.reason
+        gate = {
+            "state": state,
+            "blocked": blocked,
+            # Which part of the current command the gate withholds (the executor aborts a primitive
+            # moving that way; a blocked forward with a free turn still lets turns through).
+            "blocked_forward": blocked and cmd_v > 0.0 and out[0] <= 0.0,
+            "blocked_turn": blocked and cmd_w != 0.0 and out[1] == 0.0,
+            "reason": reason,
+            "distance_m": round(decision.distance_m, 3) if decision is not None and math.isfinite(decision.distance_m) else None,
+        }
+        if gate != self._gate_state:
+            self._gate_state = gate
+            self._state_pub.publish(String(data=json.dumps(gate)))
 
     def status_extra(self) -> dict[str, str]:
         values = {f"safety.{k}": str(v) for k, v in self.supervisor.counts.items()}
-        values["state"] = self._state
+        values["state"] = self._state if self.is_active else self.lifecycle_state
         values["estop"] = str(self.supervisor.estop_active)
         values["last_reason"] = self.supervisor.last_reason
+        stop = self.supervisor.obstacle_stop
+        values["obstacle.model"] = "base_link (depth camera_info)" if stop is not None else "image region (no depth camera_info yet)"
+        if stop is not None:
+            values["obstacle.floor_blind_distance_m"] = f"{stop.floor_blind_distance_m:.3f}"
+        last = self.supervisor.last_obstacle
+        values["obstacle.last_reason"] = last.reason if last is not None else ""
+        if self._camera_model_error:
+            values["obstacle.camera_info_error"] = self._camera_model_error
         values["cmd_vel.linear_x"] = f"{self._last_out[0]:.3f}"
         values["cmd_vel.angular_z"] = f"{self._last_out[1]:.3f}"
         return values
 
+    def accept_config_change(self, old, new) -> str | None:
+        # The supervisor applies the change only when it may (tightening while gating): refusing here
+        # keeps the ROS parameter at the value the gate actually uses.
+        return self.supervisor.set_config(_core_config(new))
+
     def on_config_changed(self, old, new) -> None:
-        self.supervisor.set_config(_core_config(new))
         if new.publish_rate_hz != old.publish_rate_hz:
             self._timer.cancel()
             self.destroy_timer(self._timer)
