@@ -12,17 +12,18 @@ from vlm_agent.sim.sdf import default_files
 ROOT = Path(__file__).resolve().parents[2]
 GZ = ROOT / "sim" / "gazebo"
 
-# The topic contract's sensor/actuator topics that a simulator provides (ARCHITECTURE.md).
+# The topic contract's sensor/actuator topics that a simulator provides (ARCHITECTURE.md); relative
+# like the nodes' topics (a namespace moves them), except /clock.
 CONTRACT = {
-    "/camera/color/image_raw": ("sensor_msgs/msg/Image", "GZ_TO_ROS"),
-    "/camera/color/camera_info": ("sensor_msgs/msg/CameraInfo", "GZ_TO_ROS"),
-    "/camera/depth/image_rect_raw": ("sensor_msgs/msg/Image", "GZ_TO_ROS"),
-    "/odom": ("nav_msgs/msg/Odometry", "GZ_TO_ROS"),
-    "/joint_states": ("sensor_msgs/msg/JointState", "GZ_TO_ROS"),
+    "camera/color/image_raw": ("sensor_msgs/msg/Image", "GZ_TO_ROS"),
+    "camera/color/camera_info": ("sensor_msgs/msg/CameraInfo", "GZ_TO_ROS"),
+    "camera/depth/image_rect_raw": ("sensor_msgs/msg/Image", "GZ_TO_ROS"),
+    "odom": ("nav_msgs/msg/Odometry", "GZ_TO_ROS"),
+    "joint_states": ("sensor_msgs/msg/JointState", "GZ_TO_ROS"),
     "/clock": ("rosgraph_msgs/msg/Clock", "GZ_TO_ROS"),
-    "/cmd_vel": ("geometry_msgs/msg/Twist", "ROS_TO_GZ"),
-    "/arm_controller/joint_trajectory": ("trajectory_msgs/msg/JointTrajectory", "ROS_TO_GZ"),
-    "/gripper/command": ("std_msgs/msg/Float64", "ROS_TO_GZ"),
+    "cmd_vel": ("geometry_msgs/msg/Twist", "ROS_TO_GZ"),
+    "arm_controller/joint_trajectory": ("trajectory_msgs/msg/JointTrajectory", "ROS_TO_GZ"),
+    "gripper/command": ("std_msgs/msg/Float64", "ROS_TO_GZ"),
 }
 GZ_TYPES = {
     "sensor_msgs/msg/Image": "gz.msgs.Image",
