@@ -150,3 +150,57 @@ def test_goal_pose_mode_sends_nav2_goals(fresh):
         assert fresh.final_state(pid)["state"] == "done"
     finally:
         node.set_parameters([Parameter("mode", value="velocity")])
+
+
+# -- issue 11: blocked means abort at once; caps on primitive size and plan length ----------------
+
+
+def _gate(rig, **state):
+    from vlm_agent.nodes.base import LATCHED_QOS
+
+    if not hasattr(rig, "gate_pub"):
+        rig.gate_pub = rig.node.create_publisher(rig.String, "/vlm_agent/safety/state", LATCHED_QOS)
+        assert wait_for_subscribers(rig.gate_pub)
+    rig.gate_pub.publish(rig.String(data=json.dumps(state)))
+
+
+def test_forward_blocked_by_the_supervisor_aborts_at_once_with_the_reason(rig):
+    """Before: the executor kept pushing against the gate until the primitive's timeout (4.5 s for
+    25 cm); now the supervisor's blocked state aborts it within a few control ticks."""
+    import time
+
+    plan = rig.send([{"kind": "forward", "value": 100}])
+    assert spin_until(rig.executor, lambda: any(s["plan_id"] == plan and s["state"] == "executing" for s in rig.states), timeout=5)
+    rig.spin(0.2)
+    _gate(rig, state="obstacle", blocked=True, blocked_forward=True, blocked_turn=False,
+          reason="blocked by obstacle at 0.31 m (forward)", distance_m=0.31)
+    t0 = time.monotonic()
+    final = rig.final_state(plan, timeout=3.0)
+    assert time.monotonic() - t0 < 0.5
+    assert final["state"] == "aborted" and "blocked by safety supervisor" in final["reason"]
+    assert "blocked by obstacle at 0.31 m" in final["reason"], final
+    # A turn is not aborted by a blocked forward.
+    turn = rig.send([{"kind": "turn_left", "value": 30}])
+    assert rig.final_state(turn, timeout=10.0)["state"] == "done"
+    _gate(rig, state="ok", blocked=False, blocked_forward=False, blocked_turn=False, reason="", distance_m=None)
+    rig.spin(0.1)
+
+
+@pytest.mark.parametrize(
+    "primitives, words",
+    [
+        ([{"kind": "forward", "value": 5000}], "max_forward_cm"),
+        ([{"kind": "turn_left", "value": 7200}], "max_turn_deg"),
+        ([{"kind": "forward", "value": 25}] * 1000, "max_primitives"),
+    ],
+    ids=["forward_5000cm", "turn_7200deg", "1000_primitives"],
+)
+def test_oversized_plans_are_refused_with_the_reason(rig, primitives, words):
+    """Whatever the source (here a hand-published plan): refused as a whole, nothing moves."""
+    n0 = len(rig.base.commands)
+    plan = rig.send(primitives)
+    final = rig.final_state(plan, timeout=5.0)
+    assert final["state"] == "aborted" and "plan refused" in final["reason"] and words in final["reason"], final
+    rig.spin(0.2)
+    assert rig.exec_node.executor_core.current is None
+    assert all(c == (0.0, 0.0) for c in rig.base.commands[n0:])

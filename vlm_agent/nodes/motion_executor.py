@@ -7,13 +7,25 @@ map-frame Odometry source to send `map` goals) for Nav2, and still judges comple
 Topic names are relative (namespaces, `-r` remaps).
 
 Reports `{"plan_id", "state": idle|executing|done|aborted, "reason"}` on `vlm_agent/executor/state`
-(latched). A malformed plan is logged and ignored, and any motion in progress is aborted: when the
+(latched).
+
+Blocked means abort at once: the node follows the safety supervisor's gate state
+(`vlm_agent/safety/state`, latched JSON). When the supervisor withholds the running primitive's
+motion (an obstacle blocks a forward move, or a turn's sweep; or the e-stop is latched), the primitive
+is aborted the moment that state arrives, with the supervisor's reason in the executor state
+("blocked by safety supervisor: blocked by obstacle at 0.31 m ..."), instead of pushing against the
+gate until the primitive's timeout. The planner reads that reason (see `planners/planner_loop.py`).
+
+Caps whatever the source (the planner, `ros2 topic pub`, Nav2 tooling): a plan longer than
+`max_primitives`, a forward primitive longer than `max_forward_cm` or a turn larger than
+`max_turn_deg` is refused as a whole, with the reason logged and in the executor state. A malformed plan is logged and ignored, and any motion in progress is aborted: when the
 planner's intent cannot be read, stopping is the only safe reading. The plan subscription is
 volatile on purpose: a restarted executor must not replay the last latched plan.
 The control logic is `vlm_agent.skills.motion.MotionExecutor` (plain Python, unit-tested).
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +36,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import String
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS, AgentNode, run_node
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
 from vlm_agent.planners.planner_loop import ExecutorState, PlanMessage
 from vlm_agent.sensors.frames import yaw_from_quaternion
 from vlm_agent.skills.motion import ABORTED, DONE, EXECUTING, IDLE, MotionConfig, MotionExecutor, Pose2D
@@ -44,10 +56,17 @@ class MotionExecutorNodeConfig(MotionConfig):
 
     control_rate_hz: float = param(20.0, "control loop rate", min=1.0, max=200.0)
     idle_zero_s: float = param(0.5, "keep sending zero this long after a plan ends, then go quiet", min=0.0, max=10.0)
+    max_forward_cm: float = param(
+        200.0, "a plan with a forward primitive longer than this is refused (NaVid steps are 25 cm)", min=1.0, max=10000.0
+    )
+    max_turn_deg: float = param(360.0, "a plan with a turn larger than this is refused (NaVid turns are 30 degrees)", min=1.0, max=3600.0)
+    abort_when_blocked: bool = param(True, "abort the running primitive when the safety supervisor blocks its motion")
 
 
 PLAN_TOPIC = "vlm_agent/plan"
 STATE_TOPIC = "vlm_agent/executor/state"
+SAFETY_STATE_TOPIC = "vlm_agent/safety/state"
+BLOCKED_PREFIX = "blocked by safety supervisor: "
 ODOM_TOPIC = "odom"
 CMD_TOPIC = "vlm_agent/cmd_vel_raw"
 GOAL_TOPIC = "goal_pose"
@@ -73,6 +92,7 @@ class MotionExecutorNode(AgentNode):
         self._state_pub = self.create_publisher(String, STATE_TOPIC, STATE_QOS)
         self.create_subscription(String, PLAN_TOPIC, self._on_plan, COMMAND_QOS)
         self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS)
+        self.create_subscription(String, SAFETY_STATE_TOPIC, self._on_safety_state, LATCHED_QOS)
         self._timer = self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer)
         self._publish_state(ExecutorState(0, IDLE, "started"))
 
@@ -96,6 +116,7 @@ class MotionExecutorNode(AgentNode):
         if plan.error:
             self.get_logger().warning(f"plan {plan.plan_id} carries an error: {plan.error}")
         try:
+            self._check_sizes(plan.primitives)
             core.start(plan.plan_id, list(plan.primitives))
         except ValueError as exc:
             self.health.drop("invalid_plan", str(exc))
@@ -105,6 +126,36 @@ class MotionExecutorNode(AgentNode):
         self._ended_at = None
         self.get_logger().info(f"plan {plan.plan_id}: {', '.join(p.to_text() for p in plan.primitives)}")
         self._on_timer()  # start now, and report "executing" (or "done" for a bare stop) at once
+
+    def _check_sizes(self, primitives) -> None:
+        """ValueError naming the first primitive above the caps (the plan is refused as a whole)."""
+        cfg = self.config
+        for i, p in enumerate(primitives):
+            if p.kind == "forward" and p.value > cfg.max_forward_cm:
+                raise ValueError(f"primitive {i} '{p.to_text()}' exceeds max_forward_cm={cfg.max_forward_cm:g}")
+            if p.kind in ("turn_left", "turn_right") and p.value > cfg.max_turn_deg:
+                raise ValueError(f"primitive {i} '{p.to_text()}' exceeds max_turn_deg={cfg.max_turn_deg:g}")
+
+    def _on_safety_state(self, msg: String) -> None:
+        try:
+            gate = json.loads(msg.data)
+            if not isinstance(gate, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            self.health.drop("malformed_safety_state", str(exc))
+            return
+        self.health.set("safety_state", str(gate.get("state", ""))[:40])
+        current = self.executor_core.current
+        if not self.config.abort_when_blocked or current is None:
+            return
+        blocked = (
+            (current.kind == "forward" and bool(gate.get("blocked_forward")))
+            or (current.kind in ("turn_left", "turn_right") and bool(gate.get("blocked_turn")))
+            or gate.get("state") == "estop"
+        )
+        if blocked:
+            reason = str(gate.get("reason") or gate.get("state") or "blocked")[:300]
+            self._end(f"{BLOCKED_PREFIX}{reason} (during '{current.to_text()}')")
 
     def _on_odom(self, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
