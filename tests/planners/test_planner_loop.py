@@ -156,3 +156,33 @@ def test_optional_frame_stamp_round_trips_and_is_checked():
     assert "frame_stamp_s" not in json.loads(PlanMessage(1, "x", 0, "", (S,)).to_json())
     with pytest.raises(ValueError, match="frame_stamp_s"):
         PlanMessage.from_json('{"plan_id": 1, "step": 0, "primitives": [], "frame_stamp_s": "soon"}')
+
+
+def test_a_blocked_forward_is_not_asked_again_without_turning():
+    """Issue 11: facing a wall the model asked for the same blocked `move forward` until the abort limit
+    (200 identical aborted steps in one eval episode). After a supervisor block the loop turns instead."""
+    from vlm_agent.planners.planner_loop import BLOCKED_PREFIX, avoid_blocked_forward
+
+    fwd, left, right = NavPrimitive.forward(), NavPrimitive.turn_left(), NavPrimitive.turn_right()
+    assert avoid_blocked_forward((fwd, fwd)) == (left,)
+    assert avoid_blocked_forward((fwd, right, fwd)) == (right, fwd)  # the model's own turn direction
+    assert avoid_blocked_forward((left, fwd)) == (left, fwd)
+
+    loop = PlannerLoop(max_steps=10, max_consecutive_aborts=3)
+    loop.start_episode("go to the chair")
+    req = loop.next_request(have_frame=True)
+    plan = loop.on_result(req, "move forward 25 cm", (fwd,), 0.1, None)
+    assert plan.primitives == (fwd,)
+    blocked = f"{BLOCKED_PREFIX}blocked by obstacle at 0.31 m (forward) (during 'move forward 25 cm')"
+    loop.on_executor_state(ExecutorState(plan.plan_id, "aborted", blocked))
+    assert loop.blocked_reason.startswith("blocked by obstacle at 0.31 m")
+    req = loop.next_request(have_frame=True)
+    plan = loop.on_result(req, "move forward 25 cm", (fwd,), 0.1, None)  # the model repeats itself
+    assert plan.primitives == (left,) and loop.rewrites == 1
+    loop.on_executor_state(ExecutorState(plan.plan_id, "done", "plan complete"))
+    assert loop.blocked_reason == "" and loop.aborts_in_row == 0  # turned: forward may be tried again
+    req = loop.next_request(have_frame=True)
+    assert loop.on_result(req, "move forward 25 cm", (fwd,), 0.1, None).primitives == (fwd,)
+    # An abort for another reason (odometry lost, timeout) does not block forward.
+    loop.on_executor_state(ExecutorState(loop.last_plan_id, "aborted", "odometry stale"))
+    assert loop.blocked_reason == ""

@@ -37,7 +37,7 @@ from std_msgs.msg import String
 
 from vlm_agent.config import param
 from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
-from vlm_agent.planners.planner_loop import ExecutorState, PlanMessage
+from vlm_agent.planners.planner_loop import BLOCKED_PREFIX, ExecutorState, PlanMessage
 from vlm_agent.sensors.frames import yaw_from_quaternion
 from vlm_agent.skills.motion import ABORTED, DONE, EXECUTING, IDLE, MotionConfig, MotionExecutor, Pose2D
 
@@ -66,7 +66,6 @@ class MotionExecutorNodeConfig(MotionConfig):
 PLAN_TOPIC = "vlm_agent/plan"
 STATE_TOPIC = "vlm_agent/executor/state"
 SAFETY_STATE_TOPIC = "vlm_agent/safety/state"
-BLOCKED_PREFIX = "blocked by safety supervisor: "
 ODOM_TOPIC = "odom"
 CMD_TOPIC = "vlm_agent/cmd_vel_raw"
 GOAL_TOPIC = "goal_pose"

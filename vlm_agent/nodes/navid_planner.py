@@ -20,6 +20,13 @@ received while inactive is kept (the newest one) and starts when the node is act
 * A call that raises, or runs longer than `model_timeout_s`, publishes a stop plan carrying the
   error; the episode ends, the node keeps running, and a new instruction starts over (a hung call
   keeps the worker busy: the next episode starts planning when it returns).
+* The worker is a **daemon** thread with a bounded queue (`ModelWorker`), not a
+  `ThreadPoolExecutor`: concurrent.futures joins its worker threads at interpreter exit, so a hung
+  or very slow model call used to keep the process alive after SIGINT until `ros2 launch` escalated
+  to SIGKILL. A hung call cannot be interrupted; the process now exits without waiting for it.
+* Blocked moves: the executor's abort reason when the safety supervisor blocked a forward move
+  reaches the loop, which does not publish the same blocked move again before the robot has turned
+  (rule in `planner_loop`); the reason and the rewrites are on /diagnostics.
 * Unparsable output is a stop (the parser's error is in the plan); a bad instruction is logged and
   answered with a stop plan, so nothing moves.
 The loop logic is `vlm_agent.planners.planner_loop.PlannerLoop` (plain Python, unit-tested).
@@ -30,6 +37,7 @@ import concurrent.futures
 import dataclasses
 import math
 import queue
+import threading
 import time
 from dataclasses import dataclass
 
@@ -46,6 +54,62 @@ from vlm_agent.planners.planner_loop import FINISHED, IDLE, READY, ExecutorState
 from vlm_agent.sensors.frame_history import FrameHistory
 
 NODE_CLASS = "NavidPlannerNode"
+
+
+class ModelWorker:
+    """One **daemon** thread that runs submitted calls in order, with a bounded queue.
+
+    `submit(fn, *args)` returns a `concurrent.futures.Future` (raises `queue.Full` when `max_queued`
+    calls already wait, RuntimeError after `shutdown`); `shutdown(cancel_futures=True)` cancels the
+    queued calls and lets the thread end after the running one, without waiting for it. Unlike a
+    `ThreadPoolExecutor`, whose threads the interpreter joins at exit, a call that never returns (a
+    hung model) cannot keep the process from exiting.
+    """
+
+    def __init__(self, name: str, max_queued: int = 8):
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        if self._closed:
+            raise RuntimeError("worker shut down")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put_nowait((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 (delivered to the caller through the future)
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+        if wait:
+            self._thread.join()
 
 
 @dataclass
@@ -111,7 +175,7 @@ class NavidPlannerNode(ManagedAgentNode):
         else:
             self._planner = None
             self._load_model()  # raises: configure fails with the reason
-        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="navid_model")
+        self._worker = ModelWorker("navid_model")
         self._plan_pub = self.create_publisher(String, PLAN_TOPIC, LATCHED_QOS)
         subs = [
             self.create_subscription(Image, CAMERA_TOPIC, self._on_image, SENSOR_QOS),
@@ -211,7 +275,12 @@ class NavidPlannerNode(ManagedAgentNode):
             raise RuntimeError(f"model unavailable: {self._model_error or 'not loaded'}")
 
     def _submit(self, fn, *args, tag=None):
-        future = self._worker.submit(fn, *args)
+        try:
+            future = self._worker.submit(fn, *args)
+        except (queue.Full, RuntimeError) as exc:
+            # A hung model with callers piling up: this call fails at once (a stop plan with the reason).
+            future = concurrent.futures.Future()
+            future.set_exception(RuntimeError(f"model worker busy, call not queued: {exc or 'queue full'}"))
         self._jobs.append(future)
         future.add_done_callback(lambda f: self._job_done(tag, f))
         return future
@@ -277,8 +346,10 @@ class NavidPlannerNode(ManagedAgentNode):
         except ValueError as exc:
             self.health.drop("executor_state", str(exc))
             return
-        before = self.loop.state
+        before, blocked_before = self.loop.state, self.loop.blocked_reason
         self.loop.on_executor_state(state)
+        if self.loop.blocked_reason and self.loop.blocked_reason != blocked_before:
+            self.get_logger().warning(f"forward blocked by the safety supervisor: {self.loop.blocked_reason}; turning before moving forward again")
         if self.loop.state != before:
             self._ready_since = time.monotonic()  # the next plan needs a frame from after this moment
             self._tick()
@@ -369,6 +440,9 @@ class NavidPlannerNode(ManagedAgentNode):
     def _publish(self, plan: PlanMessage | None) -> None:
         if plan is None:
             return
+        if self.loop.rewrites != getattr(self, "_rewrites_logged", 0):
+            self._rewrites_logged = self.loop.rewrites
+            self.get_logger().info(f"plan {plan.plan_id}: model asked to move forward while blocked ({plan.raw_text[:80]!r}); rewritten to turn")
         self._plan_pub.publish(String(data=plan.to_json()))
         self.health.tick("plan")
         self.health.set("last_plan", ", ".join(p.to_text() for p in plan.primitives))
@@ -389,6 +463,8 @@ class NavidPlannerNode(ManagedAgentNode):
             "step": str(self.loop.step),
             "instruction": self.loop.instruction[:120],
             "finish_reason": self.loop.finish_reason,
+            "blocked_reason": self.loop.blocked_reason,
+            "blocked_rewrites": str(self.loop.rewrites),
             "history_frames": str(len(self.history)),
             "model": "loaded" if self._planner is not None else (self._model_error or "loading"),
         }

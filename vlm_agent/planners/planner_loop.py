@@ -17,7 +17,16 @@ unit-testable with plain values:
 * the model raising, timing out, or producing unparsable text publishes a **stop plan** carrying
   the error, and the episode ends (robot stopped, node alive, a new instruction starts over);
 * a plan containing `stop`, `max_steps` plans, or `max_consecutive_aborts` aborted plans in a row
-  end the episode.
+  end the episode;
+* **blocked moves are not repeated** (issue 11): when the executor aborts a forward move because the
+  safety supervisor blocked it (reason starting with `BLOCKED_PREFIX`, e.g. "blocked by safety
+  supervisor: blocked by obstacle at 0.31 m ... (during 'move forward 25 cm')"), forward is *blocked*
+  until the robot has turned (a plan with a turn completed) or the episode restarts. While blocked,
+  a model plan that starts with `move forward` is rewritten before it is published: the leading
+  forward moves are dropped when the plan turns later (the model's own turn direction), otherwise
+  the plan becomes `turn left 30 degrees`. The rewrite is recorded in `rewrites` and the reason in
+  `blocked_reason` (the node logs both and reports them on /diagnostics). So a robot facing a wall
+  turns away at once instead of asking for the same move until the abort limit ends the episode.
 
 Wire formats (std_msgs/String JSON), shared with the motion executor and the ROS eval client:
 
@@ -34,6 +43,8 @@ from dataclasses import dataclass, field
 
 from vlm_agent.planners.primitives import NavPrimitive
 
+# The executor's abort reason when the safety supervisor blocked the running primitive.
+BLOCKED_PREFIX = "blocked by safety supervisor: "
 MAX_MESSAGE_CHARS = 65536  # a plan is a few hundred bytes; anything huge is hostile or broken
 EXECUTOR_STATES = ("idle", "executing", "done", "aborted")
 
@@ -198,6 +209,9 @@ class PlannerLoop:
     episode: int = 0
     stale_call: bool = False  # the call in flight belongs to a replaced episode
     history: list[dict] = field(default_factory=list)  # short log of (plan_id, state, reason)
+    blocked_reason: str = ""  # non-empty: forward is blocked (the supervisor's reason) until the robot turns
+    rewrites: int = 0  # plans rewritten by the blocked-move rule
+    _published: dict = field(default_factory=dict)  # plan_id -> primitives of the last plan we published
 
     def start_episode(self, instruction: str) -> None:
         """A validated instruction (the caller's model `reset` accepted it) starts a new episode.
@@ -209,6 +223,7 @@ class PlannerLoop:
         self.instruction = instruction
         self.step = 0
         self.aborts_in_row = 0
+        self.blocked_reason = ""
         self.finish_reason = ""
         self.state = READY if self.in_flight is None else PLANNING
         self.stale_call = self.in_flight is not None
@@ -258,7 +273,12 @@ class PlannerLoop:
         if error is not None or not prims:
             prims = (NavPrimitive.stop(),)
             error = error or "model returned no primitives"
+        if error is None and self.blocked_reason:
+            prims = avoid_blocked_forward(prims)
+            if prims != tuple(primitives):
+                self.rewrites += 1
         plan = PlanMessage(request.plan_id, request.instruction, request.step, raw_text or "", prims, float(latency_s), error)
+        self._published = {plan.plan_id: prims}
         self.step += 1
         if any(p.kind == "stop" for p in prims):
             return self._finish_with(plan)
@@ -276,11 +296,15 @@ class PlannerLoop:
             return
         if state.state == "done":
             self.aborts_in_row = 0
+            if any(p.kind in ("turn_left", "turn_right") for p in self._published.get(state.plan_id, ())):
+                self.blocked_reason = ""  # the robot has turned: forward may be tried again
             if state.reason == "stop":
                 self.state, self.finish_reason = FINISHED, "stop"
             else:
                 self.state = READY
         elif state.state == "aborted":
+            if state.reason.startswith(BLOCKED_PREFIX) and "during 'move forward" in state.reason:
+                self.blocked_reason = state.reason[len(BLOCKED_PREFIX):]
             self.aborts_in_row += 1
             if self.aborts_in_row >= self.max_consecutive_aborts:
                 self.state = FINISHED
@@ -297,3 +321,17 @@ class PlannerLoop:
         self.state = FINISHED
         self.finish_reason = plan.error or "stop"
         return plan
+
+
+def avoid_blocked_forward(primitives) -> tuple[NavPrimitive, ...]:
+    """The blocked-move rule (module docstring): drop leading `forward` moves when the plan turns later,
+    else replace the plan by one 30-degree left turn. A plan that starts with a turn or a stop is kept."""
+    prims = tuple(primitives)
+    if not prims or prims[0].kind != "forward":
+        return prims
+    rest = prims
+    while rest and rest[0].kind == "forward":
+        rest = rest[1:]
+    if rest and rest[0].kind in ("turn_left", "turn_right", "stop"):
+        return rest
+    return (NavPrimitive.turn_left(),)
