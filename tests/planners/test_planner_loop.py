@@ -186,3 +186,38 @@ def test_a_blocked_forward_is_not_asked_again_without_turning():
     # An abort for another reason (odometry lost, timeout) does not block forward.
     loop.on_executor_state(ExecutorState(loop.last_plan_id, "aborted", "odometry stale"))
     assert loop.blocked_reason == ""
+
+
+def test_one_episode_ending_rule_for_eval_ros_and_the_demo():
+    from vlm_agent.planners.planner_loop import episode_end_reason
+
+    common = dict(max_steps=5, max_consecutive_aborts=3)
+    assert episode_end_reason(stopped_by=None, steps=1, aborts_in_row=0, **common) is None
+    assert episode_end_reason(stopped_by="model said stop", steps=1, aborts_in_row=2, **common) == "model said stop"
+    assert episode_end_reason(stopped_by=None, steps=1, aborts_in_row=0, planner_reason="stop", **common) == "planner: stop"
+    blocked = episode_end_reason(stopped_by=None, steps=3, aborts_in_row=3, last_abort_reason="blocked by obstacle at 0.3 m", **common)
+    assert blocked.startswith("3 primitives aborted in a row") and "0.3 m" in blocked
+    assert episode_end_reason(stopped_by=None, steps=5, aborts_in_row=0, **common) == "step limit 5 reached"
+
+
+@pytest.mark.ros
+def test_demo_and_eval_ros_use_the_shared_rule():
+    """Both clients end an episode through `episode_end_reason`: a demo episode whose plans keep being
+    blocked ends after max_consecutive_aborts (before: only the planner's own report ended it)."""
+    import inspect
+
+    from vlm_agent.commands.demo import DemoClient
+    from vlm_agent.nodes import eval_client
+    from vlm_agent.nodes.eval_client import RosEvalConfig
+
+    assert "episode_end_reason(" in inspect.getsource(eval_client.run_ros_episodes)
+    client = DemoClient(RosEvalConfig())
+    client.plans = [{"plan_id": i, "instruction": "go"} for i in (1, 2, 3)]
+    reason = "blocked by safety supervisor: blocked by obstacle at 0.31 m (during 'move forward 25 cm')"
+    client.latest.states = [{"plan_id": i, "state": "aborted", "reason": reason} for i in (1, 2)]
+    assert client._episode_finished("go") is None
+    client.latest.states.append({"plan_id": 3, "state": "aborted", "reason": reason})
+    assert client._episode_finished("go").startswith("3 primitives aborted in a row")
+    client.plans.append({"plan_id": 4, "instruction": "go", "error": None})
+    client.latest.states.append({"plan_id": 4, "state": "done", "reason": "stop"})
+    assert client._episode_finished("go") == "model said stop"

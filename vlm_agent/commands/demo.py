@@ -82,6 +82,9 @@ def run(args) -> int:
     rows = []
     t_start = time.monotonic()
     with GraphProcess(params, log_path=os.path.join(args.out, "graph.log"), nodes=DEMO_NODES) as graph, DemoClient(RosEvalConfig()) as client:
+        planner = params.get("navid_planner", {}).get("ros__parameters", {})
+        client.max_steps = int(planner.get("max_steps", client.max_steps))
+        client.max_consecutive_aborts = int(planner.get("max_consecutive_aborts", client.max_consecutive_aborts))
         client.wait_ready(graph)
         for ep in episodes:
             rows.append(client.run_episode(ep, graph, args.episode_timeout, args.out))
@@ -127,6 +130,9 @@ class DemoClient(RosEvalClient):
         self.frames: list = []
         self.recording = False
         self.planner_status: dict[str, str] = {}
+        # The graph's planner limits (set from the demo's parameters before the episodes run).
+        self.max_steps = 100
+        self.max_consecutive_aborts = 3
 
     def __enter__(self):
         super().__enter__()
@@ -157,16 +163,32 @@ class DemoClient(RosEvalClient):
             self.frames.append(self.latest.rgb)
 
     def _episode_finished(self, instruction: str) -> str | None:
-        """The end reason once the executor finished a `stop` plan of this episode, or the planner
-        ended the episode itself (e.g. after repeated aborted primitives); else None."""
+        """The end reason by the rule shared with `eval --ros` (`planner_loop.episode_end_reason`): the
+        executor finished a `stop` plan of this episode, the planner ended the episode itself,
+        `max_consecutive_aborts` of its plans aborted in a row, or `max_steps` plans; else None."""
+        from vlm_agent.planners.planner_loop import episode_end_reason
+
         ours = {p.get("plan_id"): p for p in self.plans if p.get("instruction") == instruction}
+        stopped_by, aborts_in_row, last_abort, final = None, 0, "", {}
         for state in self.latest.states:
-            if state.get("plan_id") in ours and state.get("state") == "done" and state.get("reason") == "stop":
-                return ours[state["plan_id"]].get("error") or "model said stop"
+            if state.get("plan_id") in ours and state.get("state") in ("done", "aborted"):
+                final[state["plan_id"]] = state
+        for plan_id in sorted(final):
+            state = final[plan_id]
+            if state["state"] == "done" and state.get("reason") == "stop":
+                stopped_by = ours[plan_id].get("error") or "model said stop"
+            if state["state"] == "aborted":
+                aborts_in_row, last_abort = aborts_in_row + 1, str(state.get("reason") or "")
+            else:
+                aborts_in_row = 0
         status = self.planner_status
+        planner_reason = None
         if ours and status.get("loop_state") == "finished" and instruction.startswith(status.get("instruction", "\0")):
-            return f"planner: {status.get('finish_reason') or 'finished'}"
-        return None
+            planner_reason = status.get("finish_reason") or "finished"
+        return episode_end_reason(
+            stopped_by=stopped_by, steps=len(final), max_steps=self.max_steps, aborts_in_row=aborts_in_row,
+            max_consecutive_aborts=self.max_consecutive_aborts, last_abort_reason=last_abort, planner_reason=planner_reason,
+        )
 
     def run_episode(self, ep, graph, timeout_s: float, out_dir: str) -> dict:
         from std_srvs.srv import Trigger

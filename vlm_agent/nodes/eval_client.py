@@ -10,7 +10,9 @@ the safety supervisor onto `/cmd_vel`, and moves the simulated base. Per episode
 2. loop: wait for a camera frame and odometry that arrived after the last primitive finished, build a
    `NavObservation`, ask the policy (`act(obs) -> NavPrimitive`, the same objects in-process eval
    uses) for a primitive, publish it as a one-primitive plan, wait for the executor's `done` or
-   `aborted` report; until the policy says `stop` or the step limit;
+   `aborted` report; until the episode-ending rule shared with the demo says so
+   (`planner_loop.episode_end_reason`: `stop`, `max_consecutive_aborts` aborted primitives in a
+   row, e.g. a robot the safety supervisor keeps blocking, or the step limit);
 3. query `/mujoco_sim/result` (scored as stopped at the current pose; an episode that hit the step
    limit without `stop` is scored unsuccessful, as in-process).
 
@@ -34,6 +36,7 @@ import numpy as np
 import yaml
 
 from vlm_agent.config import ConfigBase, param
+from vlm_agent.planners.planner_loop import episode_end_reason
 
 GRAPH_NODES = ("mujoco_sim", "motion_executor", "safety_supervisor")
 
@@ -53,6 +56,9 @@ class RosEvalConfig(ConfigBase):
     angular_accel_radps2: float = param(5.0, "executor angular acceleration", min=0.1, max=20.0)
     obstacle_stop_distance_m: float = param(0.2, "safety supervisor obstacle threshold in the graph (0 = off)", min=0.0, max=2.0)
     real_time_factor: float = param(1.0, "simulator real-time factor", min=0.1, max=4.0)
+    max_consecutive_aborts: int = param(
+        3, "end the episode after this many aborted primitives in a row (the planner node's default; 0 = never)", min=0, max=1000
+    )
 
 
 def graph_parameters(episode, sim_config=None, config: RosEvalConfig | None = None) -> dict:
@@ -398,6 +404,7 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
             policy.reset(ep)
             since = time.monotonic()
             frames, actions, aborted, stopped = [], [], 0, False
+            aborts_in_row, last_abort, end_reason = 0, "", None
             max_steps = max_override or ep.max_steps
             for step in range(max_steps):
                 obs = client.observation(since, instruction, step, graph)
@@ -412,16 +419,23 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
                 env_steps += 1
                 if report["state"] == "aborted":
                     aborted += 1
+                    aborts_in_row, last_abort = aborts_in_row + 1, str(report.get("reason") or "")
                     log(f"{ep.episode_id} step {step}: {primitive.to_text()} aborted: {report.get('reason')}")
-                if primitive.kind == "stop":
-                    stopped = True
+                else:
+                    aborts_in_row = 0
+                stopped = primitive.kind == "stop"
+                end_reason = episode_end_reason(
+                    stopped_by="policy said stop" if stopped else None, steps=step + 1, max_steps=max_steps,
+                    aborts_in_row=aborts_in_row, max_consecutive_aborts=ros_config.max_consecutive_aborts, last_abort_reason=last_abort,
+                )
+                if end_reason:
                     break
             metrics = client.result(graph)
             if not stopped:  # the step limit ended the episode: in-process scores this as not stopped
                 metrics["success"], metrics["spl"] = 0.0, 0.0
             metrics.update(
                 episode_id=ep.episode_id, task=ep.task, held_out=ep.held_out, instruction=ep.instruction,
-                steps=len(actions), ros_aborted_primitives=aborted, actions=actions,
+                steps=len(actions), ros_aborted_primitives=aborted, actions=actions, end_reason=end_reason or "no steps",
             )
             per.append(metrics)
             log(f"{ep.episode_id}: success={metrics['success']:.0f} nav_error={metrics['navigation_error']:.2f} m steps={len(actions)}")

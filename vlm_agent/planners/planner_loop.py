@@ -335,3 +335,36 @@ def avoid_blocked_forward(primitives) -> tuple[NavPrimitive, ...]:
     if rest and rest[0].kind in ("turn_left", "turn_right", "stop"):
         return rest
     return (NavPrimitive.turn_left(),)
+
+
+def episode_end_reason(
+    *,
+    stopped_by: str | None,
+    steps: int,
+    max_steps: int,
+    aborts_in_row: int,
+    max_consecutive_aborts: int,
+    last_abort_reason: str = "",
+    planner_reason: str | None = None,
+) -> str | None:
+    """The one episode-ending rule of `vlm-agent eval --ros` and `vlm-agent demo` (plain values in, the
+    end reason out, None while the episode goes on). The first that applies:
+
+    1. `stopped_by`: a `stop` primitive was executed (the policy / model decided; its text);
+    2. `planner_reason`: the planner node ended the episode itself (demo: its `finish_reason`);
+    3. `max_consecutive_aborts` primitives aborted in a row (a blocked robot: the safety supervisor's
+       reason is in `last_abort_reason`), instead of waiting out the step limit against a wall;
+    4. `max_steps` primitives (eval) or plans (demo) used.
+
+    Only 1 is a decision to stop: the callers score the others as not stopped (success 0), as
+    in-process evaluation scores the step limit.
+    """
+    if stopped_by:
+        return stopped_by
+    if planner_reason:
+        return f"planner: {planner_reason}"
+    if max_consecutive_aborts > 0 and aborts_in_row >= max_consecutive_aborts:
+        return f"{aborts_in_row} primitives aborted in a row (last: {last_abort_reason or 'no reason'})"
+    if steps >= max_steps:
+        return f"step limit {max_steps} reached"
+    return None
