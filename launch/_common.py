@@ -98,3 +98,39 @@ def agent_node(executable, condition_arg=None, unless_arg=None, extra_parameters
 def lifecycle_manager(node_names, **kwargs):
     """The lifecycle manager for `node_names` (managed nodes, in bring-up order) of this namespace."""
     return agent_node("lifecycle_manager", extra_parameters=[{"node_names": list(node_names), "autostart": True}], **kwargs)
+
+
+def nav2_actions():
+    """Nav2's navigation_launch.py (nav2_bringup), when `nav2:=true`, with its velocity output remapped
+    into the safety supervisor's input (`vlm_agent.nodes.composition.nav2_gate_remaps`; SetRemap rules
+    come before nav2_bringup's own per-node remaps, and rcl applies the first match);
+    `nav2_params_file:=` is passed on. Needs nav2_bringup."""
+    from launch.actions import GroupAction, IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch_ros.actions import PushRosNamespace, SetRemap
+
+    from vlm_agent.nodes.composition import nav2_gate_remaps
+
+    def include(context):
+        nav2_launch = os.path.join(get_package_share_directory("nav2_bringup"), "launch", "navigation_launch.py")
+        args = {"use_sim_time": LaunchConfiguration("use_sim_time"), "autostart": "true"}
+        params = perform_substitutions(context, normalize_to_list_of_substitutions(LaunchConfiguration("nav2_params_file")))
+        if params:
+            args["params_file"] = params
+        return [
+            GroupAction(
+                [
+                    PushRosNamespace(LaunchConfiguration("namespace")),
+                    *[SetRemap(src=src, dst=dst) for src, dst in nav2_gate_remaps()],
+                    IncludeLaunchDescription(PythonLaunchDescriptionSource(nav2_launch), launch_arguments=args.items()),
+                ]
+            )
+        ]
+
+    from launch.actions import OpaqueFunction
+
+    return [
+        DeclareLaunchArgument("nav2", default_value="false", description="start Nav2 (nav2_bringup navigation_launch.py) behind the safety gate"),
+        DeclareLaunchArgument("nav2_params_file", default_value="", description="Nav2 parameter YAML (empty: nav2_bringup's default)"),
+        OpaqueFunction(function=include, condition=IfCondition(LaunchConfiguration("nav2"))),
+    ]

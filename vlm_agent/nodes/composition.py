@@ -180,3 +180,23 @@ def run_graph(config_path: str, only: list[str] | None = None, duration_s: float
         graph.spin(duration_s)
     logger("graph stopped")
     return 0
+
+
+# Nav2's velocity chain ends in a node that publishes `cmd_vel` itself: nav2_bringup remaps
+# velocity_smoother's `cmd_vel_smoothed` to `cmd_vel` (Humble), or feeds it to collision_monitor, which
+# publishes `cmd_vel` (Jazzy, Kilted). Through the gate that last stage must publish the supervisor's
+# *input*, or two publishers fight on `cmd_vel` (issue 11).
+NAV2_GATE_INPUT = "vlm_agent/cmd_vel_raw"
+NAV2_FINAL_STAGES = (("velocity_smoother", "cmd_vel_smoothed"), ("collision_monitor", "cmd_vel"))
+
+
+def nav2_gate_remaps(gate_input: str = NAV2_GATE_INPUT) -> list[tuple[str, str]]:
+    """(src, dst) remap rules that send Nav2's velocity output into the safety supervisor's input.
+
+    controller_server -> `cmd_vel_nav` -> velocity_smoother -> `vlm_agent/cmd_vel_raw` ->
+    safety_supervisor -> `cmd_vel`. Node-qualified (`node:from:=to`), so only those nodes' names
+    change; placed before nav2_bringup's own remaps they win (rcl applies the first matching rule).
+    The supervisor takes the collision monitor's place: Nav2's own, if started, receives nothing, and
+    its `cmd_vel` is routed to the gate too, so the supervisor stays the only publisher of `cmd_vel`.
+    """
+    return [(f"{node}:{topic}", gate_input) for node, topic in NAV2_FINAL_STAGES]
