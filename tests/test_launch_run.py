@@ -111,9 +111,11 @@ def _run_and_interrupt(workspace, ros_node, ros_executor, launch_file, namespace
             return reporting and (watcher.odom_count > 0 or not needs_odom)
 
         spin_until(ros_executor, up, timeout=BRING_UP_TIMEOUT_S)
-        assert launch.alive(), "the launch exited early"
         missing = [n for n in expected_nodes if not watcher.reporting(n)]
-        assert not missing, f"no /diagnostics from {missing}; seen: {sorted(watcher.diagnostics)}"
+        if not launch.alive() or missing:
+            launch.stop(timeout=60.0)
+            pytest.fail(f"launch alive: {launch.alive()}; no /diagnostics from {missing}; seen: {sorted(watcher.diagnostics)}\n"
+                        + launch.output[-6000:])
         managed = watcher.managed_nodes()
         assert {"navid_planner", "safety_supervisor"} <= set(managed), managed
         deadline = time.monotonic() + 30.0
