@@ -204,3 +204,13 @@ def test_oversized_plans_are_refused_with_the_reason(rig, primitives, words):
     rig.spin(0.2)
     assert rig.exec_node.executor_core.current is None
     assert all(c == (0.0, 0.0) for c in rig.base.commands[n0:])
+
+
+def test_a_stale_sensor_does_not_abort_the_primitive(rig):
+    """Only an obstacle, a stop or the e-stop abort; a sensor hiccup (state stale) is waited out."""
+    plan = rig.send([{"kind": "forward", "value": 30}])
+    assert spin_until(rig.executor, lambda: any(s["plan_id"] == plan and s["state"] == "executing" for s in rig.states), timeout=5)
+    _gate(rig, state="stale", blocked=True, blocked_forward=True, blocked_turn=False, reason="camera stale", distance_m=None)
+    rig.spin(0.3)
+    _gate(rig, state="ok", blocked=False, blocked_forward=False, blocked_turn=False, reason="", distance_m=None)
+    assert rig.final_state(plan, timeout=10.0)["state"] == "done"

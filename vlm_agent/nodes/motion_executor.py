@@ -11,8 +11,9 @@ Reports `{"plan_id", "state": idle|executing|done|aborted, "reason"}` on `vlm_ag
 
 Blocked means abort at once: the node follows the safety supervisor's gate state
 (`vlm_agent/safety/state`, latched JSON). When the supervisor withholds the running primitive's
-motion (an obstacle blocks a forward move, or a turn's sweep; or the e-stop is latched), the primitive
-is aborted the moment that state arrives, with the supervisor's reason in the executor state
+motion (an obstacle blocks a forward move, or a turn's sweep; a stop request; the e-stop), the
+primitive is aborted the moment that state arrives (a stale sensor does not abort: the primitive
+resumes when the stream is fresh again, and its timeout bounds a dead one), with the supervisor's reason in the executor state
 ("blocked by safety supervisor: blocked by obstacle at 0.31 m ..."), instead of pushing against the
 gate until the primitive's timeout. The planner reads that reason (see `planners/planner_loop.py`).
 
@@ -147,10 +148,16 @@ class MotionExecutorNode(AgentNode):
         current = self.executor_core.current
         if not self.config.abort_when_blocked or current is None:
             return
-        blocked = (
-            (current.kind == "forward" and bool(gate.get("blocked_forward")))
-            or (current.kind in ("turn_left", "turn_right") and bool(gate.get("blocked_turn")))
-            or gate.get("state") == "estop"
+        # An obstacle in the primitive's way, a stop request or the e-stop: the motion will not happen.
+        # Not a stale sensor (often a transient hiccup: the primitive resumes when it is fresh again,
+        # and its timeout still bounds a dead one).
+        state = gate.get("state")
+        blocked = state == "estop" or (
+            state in ("obstacle", "stopped")
+            and (
+                (current.kind == "forward" and bool(gate.get("blocked_forward")))
+                or (current.kind in ("turn_left", "turn_right") and bool(gate.get("blocked_turn")))
+            )
         )
         if blocked:
             reason = str(gate.get("reason") or gate.get("state") or "blocked")[:300]
