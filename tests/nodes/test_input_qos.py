@@ -66,25 +66,31 @@ def test_each_input_topic_accepts_a_default_qos_publisher(ros_context, ros_execu
     depth = numpy_to_image(np.full((24, 32), 2.0, np.float32), "32FC1")
     odom = Odometry()
     odom.pose.pose.orientation.w = 1.0
+
+    def stamped(msg):
+        # The safety supervisor judges sensors by their header stamps: an unstamped frame is not fresh.
+        msg.header.stamp = ros_node.get_clock().now().to_msg()
+        return msg
+
     stop_plan = PlanMessage(1, "test", 0, "stop", (NavPrimitive.stop(),), 0.0, None).to_json()
     inputs = [  # (node, topic, type, message factory, the node's counter that shows it was used)
-        ("supervisor", "camera/color/image_raw", Image, lambda: rgb, "count.camera"),
-        ("supervisor", "camera/depth/image_rect_raw", Image, lambda: depth, "count.depth"),
-        ("supervisor", "odom", Odometry, lambda: odom, "count.odom"),
+        ("supervisor", "camera/color/image_raw", Image, lambda: stamped(rgb), "count.camera"),
+        ("supervisor", "camera/depth/image_rect_raw", Image, lambda: stamped(depth), "count.depth"),
+        ("supervisor", "odom", Odometry, lambda: stamped(odom), "count.odom"),
         ("supervisor", "vlm_agent/cmd_vel_raw", Twist, Twist, "count.cmd_vel_raw"),
-        ("planner", "camera/color/image_raw", Image, lambda: rgb, "count.camera"),
-        ("planner", "odom", Odometry, lambda: odom, "count.odom"),
+        ("planner", "camera/color/image_raw", Image, lambda: stamped(rgb), "count.camera"),
+        ("planner", "odom", Odometry, lambda: stamped(odom), "count.odom"),
         ("planner", "vlm_agent/instruction", String, lambda: String(data="go to the door"), "count.instruction"),
         ("planner", "vlm_agent/executor/state", String, lambda: String(data="not json"), "dropped.executor_state"),
         ("executor", "vlm_agent/plan", String, lambda: String(data=stop_plan), "count.plan"),
-        ("executor", "odom", Odometry, lambda: odom, "count.odom"),
+        ("executor", "odom", Odometry, lambda: stamped(odom), "count.odom"),
         ("sim", "cmd_vel", Twist, Twist, "count.cmd_vel"),
         ("sim", "gripper/command", Float64, lambda: Float64(data=float("nan")), "dropped.non_finite_gripper"),
         ("sim", "arm_controller/joint_trajectory", JointTrajectory, JointTrajectory, "dropped.bad_trajectory"),
         ("decompressor", "camera/color/image_raw/compressed", CompressedImage,
          lambda: numpy_to_compressed(np.zeros((24, 32, 3), np.uint8), "rgb8", fmt="png"), "count.input"),
-        ("ingest", "camera/color/image_raw", Image, lambda: rgb, "count.color"),
-        ("ingest", "odom", Odometry, lambda: odom, "count.odom"),
+        ("ingest", "camera/color/image_raw", Image, lambda: stamped(rgb), "count.color"),
+        ("ingest", "odom", Odometry, lambda: stamped(odom), "count.odom"),
     ]
     pubs = [(who, ros_node.create_publisher(mtype, f"{ns[who]}/{topic}", 10), make, key, topic) for who, topic, mtype, make, key in inputs]
 

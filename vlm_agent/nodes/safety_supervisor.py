@@ -220,6 +220,7 @@ class SafetySupervisorNode(ManagedAgentNode):
             )
 
     def _on_depth(self, msg: Image) -> None:
+        rejected = self.supervisor.counts["frames_rejected"]
         try:
             depth = depth_array_to_metres(image_to_numpy(msg), msg.encoding)  # keeps REP-117 +-inf
             reading = self.supervisor.depth(time.monotonic(), depth, self._stamp_s(msg.header), self._clock_s())
@@ -227,6 +228,10 @@ class SafetySupervisorNode(ManagedAgentNode):
             self.supervisor.invalid_depth(time.monotonic(), str(exc))
             self.health.drop("depth_malformed", str(exc))
             self.get_logger().warning(f"depth frame dropped: {exc}", throttle_duration_sec=2.0)
+            return
+        if self.supervisor.counts["frames_rejected"] != rejected:  # a stale, frozen or foreign-clock stamp
+            self.health.drop("frame_rejected", self.supervisor.last_reason)
+            self.get_logger().warning(f"depth message not fresh: {self.supervisor.last_reason}", throttle_duration_sec=2.0)
             return
         self.health.tick("depth")
         self.health.set("obstacle_distance_m", f"{reading.distance_m:.3f}")
