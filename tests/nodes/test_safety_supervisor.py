@@ -383,3 +383,24 @@ def test_loosening_a_safety_parameter_is_refused_at_the_parameter_level(fresh):
         sup.trigger_deactivate()
         assert _set_remote(fresh, "max_linear_speed_mps", 0.5).successful
         sup.trigger_activate()
+
+
+def test_estop_release_does_not_resume_the_running_stream(fresh):
+    """Releasing the e-stop while the commander keeps streaming the same motion keeps zero: the
+    commander must rest `estop_release_dwell_s`, then start a new motion (issue 11)."""
+    from std_srvs.srv import SetBool
+
+    fresh.command = (0.3, 0.0)
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+    assert fresh.call(fresh.estop, SetBool.Request(data=True)).success
+    fresh.spin(0.2)
+    assert fresh.call(fresh.estop, SetBool.Request(data=False)).success
+    t0 = time.monotonic()
+    fresh.spin(1.0)  # the same stream keeps coming
+    after = [(v, w) for t, v, w in fresh.received if t > t0 + 0.05]
+    assert after and all(c == (0.0, 0.0) for c in after), after[:5]
+    assert fresh.supervisor.status_extra()["state"] == "stopped"
+    fresh.command = (0.0, 0.0)  # rest for the dwell, then a new motion passes
+    fresh.spin(0.8)
+    fresh.command = (0.3, 0.0)
+    assert fresh.wait_for(lambda v, w: v > 0.25)
