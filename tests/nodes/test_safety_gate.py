@@ -211,3 +211,34 @@ def test_estop_survives_a_supervisor_restart_with_a_latch_file(tmp_path):
         assert gate.received and all(v == 0.0 for _, v, _ in gate.received)
         assert gate.supervisor.status_extra()["estop"] == "True"
         assert spin_until(executor, lambda: gate.states and gate.states[-1]["state"] == "estop", timeout=2.0)
+
+
+def test_depth_that_does_not_match_its_camera_info_is_not_fresh_and_uncalibrated_info_is_no_model():
+    """A depth image whose size differs from the depth CameraInfo cannot be back-projected: it must not
+    keep the depth stream fresh (zero output). A CameraInfo with fx = 0 (uncalibrated) is no camera
+    model: the image-region rule stays, and the reason is on /diagnostics."""
+    from vlm_agent.safety.supervisor import SafetyConfig
+
+    mount = SafetyConfig().camera_mount()
+    with ros_session() as (context, executor):
+        gate = Gate(context, executor, "/gate_mismatch", dict(SIM_PARAMS, depth_timeout_s=0.3))
+        sup = gate.supervisor
+        gate.depth_m = render_wall_depth(None, mount)
+        gate.command = (0.3, 0.0)
+        assert gate.wait_for(lambda v, w: v > 0.25)
+        fx = gate.info.k[0]
+        gate.info.width, gate.info.height = W * 2, H * 2  # the driver changed resolution, the image did not
+        gate.info.k = [fx * 2, 0.0, W - 0.5, 0.0, fx * 2, H - 0.5, 0.0, 0.0, 1.0]
+        assert gate.wait_for(lambda v, w: v == 0.0, timeout=2.0)
+        gate.spin(0.3)
+        assert all(v == 0.0 for _, v, _ in gate.received[-4:])
+        assert "does not match" in sup.health.key_values().get("dropped.last_reason", ""), sup.health.key_values()
+    with ros_session() as (context, executor):
+        gate = Gate(context, executor, "/gate_uncalibrated", SIM_PARAMS)
+        gate.info.k = [0.0] * 9
+        gate.depth_m = np.full((H, W), 3.0, np.float32)
+        gate.command = (0.3, 0.0)
+        assert gate.wait_for(lambda v, w: v > 0.25)
+        extra = gate.supervisor.status_extra()
+        assert gate.supervisor.supervisor.obstacle_stop is None and "image region" in extra["obstacle.model"]
+        assert "focal lengths" in extra["obstacle.camera_info_error"]
