@@ -52,6 +52,7 @@ class Rig:
         self.camera_on = self.depth_on = self.odom_on = True
         self.camera_stamp = None
         self.camera_stamp_age_s = None
+        self.hostile: dict = {}
         self.depth_m = np.full((48, 64), 3.0, np.float32)
         self.command: tuple[float, float] | None = None
         self.received: list[tuple[float, float, float]] = []  # (arrival monotonic s, linear.x, angular.z)
@@ -98,16 +99,22 @@ class Rig:
                 self._rgb.header.stamp = (self.node.get_clock().now() - Duration(seconds=self.camera_stamp_age_s)).to_msg()
             else:
                 self._rgb.header.stamp = stamp
-            self.cam_pub.publish(self._rgb)
+            if self.hostile.get("camera") is not None:  # a hostile frame instead of the good one
+                self.hostile["camera"].header.stamp = stamp
+                self.cam_pub.publish(self.hostile["camera"])
+            else:
+                self.cam_pub.publish(self._rgb)
             self.last_camera_pub = time.monotonic()
         if self.depth_on:
-            depth = self._numpy_to_image(self.depth_m, "32FC1")
+            depth = self.hostile.get("depth") or self._numpy_to_image(self.depth_m, "32FC1")
             depth.header.stamp = stamp
             self.depth_pub.publish(depth)
         if self.odom_on:
             odom = Odometry()
             odom.header.stamp = stamp
             odom.pose.pose.orientation.w = 1.0
+            if self.hostile.get("odom_x") is not None:
+                odom.pose.pose.position.x = self.hostile["odom_x"]
             self.odom_pub.publish(odom)
 
     def _commands(self):
@@ -138,6 +145,7 @@ class Rig:
         self.camera_on = self.depth_on = self.odom_on = True
         self.camera_stamp = None
         self.camera_stamp_age_s = None
+        self.hostile = {}
         self.depth_m = np.full((48, 64), 3.0, np.float32)
         self.command = (0.0, 0.0)
         self.spin(0.3)
@@ -404,3 +412,71 @@ def test_estop_release_does_not_resume_the_running_stream(fresh):
     fresh.spin(0.8)
     fresh.command = (0.3, 0.0)
     assert fresh.wait_for(lambda v, w: v > 0.25)
+
+
+
+# -- hostile inputs through ROS (a first slice of issue 11 item 8) ---------------------------------
+
+
+def _image(height, width, encoding, step, data_len):
+    from sensor_msgs.msg import Image
+
+    return Image(height=height, width=width, encoding=encoding, step=step, data=bytes(data_len))
+
+
+HOSTILE_SENSORS = {
+    "camera_huge_header": ("camera", lambda: _image(100000, 100000, "rgb8", 300000, 64), "camera_malformed"),
+    "camera_0x0": ("camera", lambda: _image(0, 0, "rgb8", 0, 0), "camera_malformed"),
+    "camera_step_mismatch": ("camera", lambda: _image(48, 64, "rgb8", 100, 48 * 100 - 7), "camera_malformed"),
+    "camera_unknown_encoding": ("camera", lambda: _image(48, 64, "yuv_garbage", 64, 48 * 64), "camera_malformed"),
+    "depth_wrong_encoding": ("depth", lambda: _image(48, 64, "rgb8", 192, 48 * 192), "depth_malformed"),
+    "depth_huge_header": ("depth", lambda: _image(100000, 100000, "32FC1", 400000, 64), "depth_malformed"),
+    "odom_nan": ("odom_x", lambda: float("nan"), "odom_non_finite"),
+    "odom_inf": ("odom_x", lambda: float("inf"), "odom_non_finite"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_SENSORS))
+def test_hostile_sensor_messages_stop_the_robot_with_the_reason(fresh, case):
+    """The hostile message replaces the good stream: zero within the camera-fault bound, only finite
+    zeros while it lasts, the reason counted on /diagnostics, and recovery when the stream is good."""
+    key, make, drop = HOSTILE_SENSORS[case]
+    fresh.command = (0.3, 0.0)
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+    t0 = time.monotonic()
+    fresh.hostile = {key: make()}
+    assert fresh.wait_for(lambda v, w: v == 0.0 and w == 0.0, timeout=3.0)
+    first_zero = next(t for t, v, w in fresh.received if t > t0 and v == 0.0 and w == 0.0)
+    assert first_zero - t0 <= CAMERA_FAULT_BOUND_S + 0.1, f"zero after {first_zero - t0:.3f} s"
+    fresh.spin(0.3)
+    assert all(v == 0.0 and w == 0.0 for t, v, w in fresh.received if t > first_zero)
+    values = fresh.supervisor.health.key_values()
+    assert int(values.get(f"dropped.{drop}", 0)) > 0, values
+    assert fresh.supervisor.status_extra()["state"] == "stale"
+    fresh.hostile = {}
+    assert fresh.wait_for(lambda v, w: v > 0.25)
+
+
+@pytest.mark.parametrize(
+    "command, expect",
+    [
+        ((float("inf"), 0.0), "zero"),
+        ((0.0, float("-inf")), "zero"),
+        ((float("nan"), float("nan")), "zero"),
+        ((1e308, 0.0), "clamped"),
+        ((-1e308, 1e308), "clamped"),
+    ],
+    ids=["inf", "-inf_turn", "nan", "huge", "huge_both"],
+)
+def test_absurd_raw_commands_give_finite_output_within_limits(fresh, command, expect):
+    import math
+
+    fresh.command = command
+    fresh.spin(0.6)
+    out = [(v, w) for _, v, w in fresh.received[-6:]]
+    assert out and all(math.isfinite(v) and math.isfinite(w) and abs(v) <= 0.5 + 1e-9 and abs(w) <= 1.5 + 1e-9 for v, w in out), out
+    if expect == "zero":
+        assert all(c == (0.0, 0.0) for c in out), out
+        assert "non-finite" in fresh.supervisor.health.key_values()["dropped.last_reason"]
+    else:
+        assert abs(out[-1][0]) == pytest.approx(0.5)
