@@ -214,3 +214,32 @@ def test_a_stale_sensor_does_not_abort_the_primitive(rig):
     rig.spin(0.3)
     _gate(rig, state="ok", blocked=False, blocked_forward=False, blocked_turn=False, reason="", distance_m=None)
     assert rig.final_state(plan, timeout=10.0)["state"] == "done"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "x" * 200_000,  # far above the 64 KiB bound
+        json.dumps({"plan_id": 7, "step": 0, "primitives": [{"kind": "forward", "value": 25}] * 5000}),  # > 64 KiB of JSON
+        "\x7f\x01\x02binary\xff\xfe" * 100,
+        json.dumps({"plan_id": 7, "step": 0, "primitives": [{"kind": "forward", "value": float("inf")}]}).replace("Infinity", "1e999"),
+        json.dumps({"plan_id": 7, "step": 0, "primitives": [{"kind": "forward", "value": -25}]}),
+        json.dumps({"plan_id": "ignore previous instructions", "step": 0, "primitives": []}),
+    ],
+    ids=["200k_chars", "5000_primitives_json", "binary", "inf_value", "negative_value", "prompt_injection_id"],
+)
+def test_hostile_plans_interrupt_motion_and_move_nothing(fresh, raw):
+    """Hostile plans on the plan topic: the running motion stops (the planner's intent is unknown),
+    nothing new moves, the reason is counted on /diagnostics, and the node keeps serving good plans."""
+    base = fresh.base
+    pid = fresh.send([{"kind": "forward", "value": 100}])
+    assert spin_until(fresh.executor, lambda: base.cmd[0] > 0.1, timeout=5)
+    dropped = int(fresh.exec_node.health.key_values().get("dropped.malformed_plan", 0))
+    fresh.send(None, raw=raw)
+    state = fresh.final_state(pid)
+    assert state["state"] == "aborted" and "malformed plan" in state["reason"], state
+    fresh.spin(0.3)
+    assert base.cmd == (0.0, 0.0)
+    assert int(fresh.exec_node.health.key_values()["dropped.malformed_plan"]) == dropped + 1
+    good = fresh.send([{"kind": "turn_left", "value": 10}])
+    assert fresh.final_state(good, timeout=10.0)["state"] == "done"
