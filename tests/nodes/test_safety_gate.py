@@ -242,3 +242,39 @@ def test_depth_that_does_not_match_its_camera_info_is_not_fresh_and_uncalibrated
         extra = gate.supervisor.status_extra()
         assert gate.supervisor.supervisor.obstacle_stop is None and "image region" in extra["obstacle.model"]
         assert "focal lengths" in extra["obstacle.camera_info_error"]
+
+
+def test_a_blocked_forward_primitive_aborts_at_once_through_the_real_nodes():
+    """supervisor + motion_executor + a kinematic base, a wall 0.3 m ahead: the forward primitive is
+    aborted within a fraction of a second with the supervisor's reason (before: the executor pushed
+    against the gate until its 4.5 s+ primitive timeout, and the planner asked for the same move)."""
+    from std_msgs.msg import String
+
+    from tests.helpers.kinematic_base import KinematicBase
+    from vlm_agent.nodes.base import LATCHED_QOS
+    from vlm_agent.nodes.motion_executor import STATE_QOS, MotionExecutorNode
+    from vlm_agent.safety.supervisor import SafetyConfig
+
+    ns = "/gate_wall"
+    with ros_session() as (context, executor):
+        gate = Gate(context, executor, ns, SIM_PARAMS)
+        gate.depth_m = render_wall_depth(0.20 + 0.30, SafetyConfig().camera_mount())
+        motion = MotionExecutorNode(context=context, namespace=ns)
+        executor.add_node(motion)
+        base = KinematicBase(gate.node, cmd_topic=f"{ns}/cmd_vel", odom_topic=f"{ns}/odom")
+        states = []
+        gate.node.create_subscription(String, f"{ns}/vlm_agent/executor/state", lambda m: states.append(json.loads(m.data)), STATE_QOS)
+        plan_pub = gate.node.create_publisher(String, f"{ns}/vlm_agent/plan", LATCHED_QOS)
+        assert wait_for_subscribers(plan_pub) and wait_for_subscribers(base.odom_pub)
+        gate.spin(0.5)  # depth + camera model in
+        plan = {"plan_id": 1, "instruction": "go", "step": 0, "raw_text": "move forward 25 cm",
+                "primitives": [{"kind": "forward", "value": 25}], "latency_s": 0.0, "error": None}
+        t0 = time.monotonic()
+        plan_pub.publish(String(data=json.dumps(plan)))
+        assert spin_until(executor, lambda: any(s["plan_id"] == 1 and s["state"] == "aborted" for s in states), timeout=5.0), states
+        elapsed = time.monotonic() - t0
+        final = next(s for s in states if s["plan_id"] == 1 and s["state"] == "aborted")
+        assert "blocked by safety supervisor: blocked by obstacle" in final["reason"], final
+        print(f"forward primitive aborted {elapsed * 1e3:.0f} ms after the plan")
+        assert elapsed < 1.0, f"aborted after {elapsed:.2f} s"
+        assert base.x < 0.01  # it never moved towards the wall
