@@ -287,3 +287,38 @@ def test_a_default_qos_publisher_meets_no_incompatible_subscription(rig):
     infos = rig.node.get_subscriptions_info_by_topic("/vlm_agent/instruction")
     ours = [i for i in infos if i.node_name == "navid_planner"]
     assert ours and all(i.qos_profile.durability == DurabilityPolicy.VOLATILE for i in ours)
+
+
+def test_a_blocked_forward_reaches_the_planner_and_is_not_asked_again(rig):
+    """Issue 11: the supervisor blocks the forward move (its gate state), the executor aborts at once
+    with the reason, the planner receives it and publishes a turn although the model repeats the
+    blocked `move forward` (before: the same move until the abort limit ended the episode)."""
+    from vlm_agent.nodes.base import LATCHED_QOS
+
+    gate = rig.node.create_publisher(rig.String, "/vlm_agent/safety/state", LATCHED_QOS)
+    assert wait_for_subscribers(gate)
+    rig.backend.script = ["move forward 25 cm", "move forward 25 cm", "stop"]
+    rig.backend.calls = 0
+    rig.instruct("go through the wall")
+    first = rig.wait_plan(lambda p: p["instruction"] == "go through the wall" and p["step"] == 0)
+    assert [p["kind"] for p in first["primitives"]] == ["forward"]
+    assert spin_until(rig.executor, lambda: rig.exec_node.executor_core.current is not None, timeout=5)
+    blocked = {"state": "obstacle", "blocked": True, "blocked_forward": True, "blocked_turn": False,
+               "reason": "blocked by obstacle at 0.31 m (forward)", "distance_m": 0.31}
+    try:
+        gate.publish(rig.String(data=json.dumps(blocked)))
+        second = rig.wait_plan(lambda p: p["instruction"] == "go through the wall" and p["step"] == 1)
+        assert [p["kind"] for p in second["primitives"]] == ["turn_left"], second
+        assert second["raw_text"] == "move forward 25 cm"  # what the model said is kept for the record
+        status = rig.planner_node.status_extra()
+        assert status["blocked_rewrites"] == "1"
+        final = rig.wait_plan(lambda p: p["instruction"] == "go through the wall" and _is_stop(p), timeout=20)
+        assert final["error"] is None
+        assert rig.planner_node.loop.blocked_reason == ""  # it turned: forward may be tried again
+        reasons = [h["reason"] for h in rig.planner_node.loop.history if h["plan_id"] == first["plan_id"] and h["state"] == "aborted"]
+        assert reasons and "blocked by obstacle at 0.31 m" in reasons[0]
+    finally:
+        gate.publish(rig.String(data=json.dumps({"state": "ok", "blocked": False, "blocked_forward": False,
+                                                 "blocked_turn": False, "reason": "", "distance_m": None})))
+        rig.spin(0.1)
+        rig.node.destroy_publisher(gate)
