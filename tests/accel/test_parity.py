@@ -47,3 +47,21 @@ def test_default_encoders_pick_up_shipped_checkpoints(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(module(x), model.vision_tower(x))  # the trained weights, loaded strictly
+
+
+def test_default_encoders_skip_instruction_conditioned_stems(tmp_path):
+    """A film_cnn NaVid checkpoint has no pixel-only tower to accelerate: it is not a default encoder."""
+    import json
+
+    from vlm_agent.models.navid.modeling_navid import NavidModel
+    from vlm_agent.models.registry import make_config
+
+    torch.manual_seed(0)
+    model = NavidModel(make_config("navid", vocab_size=512, image_size=32, patch_size=8, vision_hidden=32, text_hidden=32, current_grid_size=4, film_layers=0))
+    model.save_pretrained(tmp_path / "navid_film")
+    cfg_path = tmp_path / "navid_film" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    assert "navid_film" in default_encoders(tmp_path)  # a vit stem counts
+    cfg["vision_stem"] = "film_cnn"
+    cfg_path.write_text(json.dumps(cfg))
+    assert "navid_film" not in default_encoders(tmp_path)

@@ -1,7 +1,8 @@
 """The project's default vision encoders: what the parity tests and the CPU benchmark cover.
 
 A default encoder is the vision tower of a built-in model as it ships: every `checkpoints/<name>/`
-whose config.json has a nested SigLIP/CLIP `vision_config` (loaded with its trained weights), plus,
+whose config.json has a nested SigLIP/CLIP `vision_config` (loaded with its trained weights) that is
+the model's pixel-only vision stem, plus,
 for built-in families whose checkpoint is not in the tree, the tower built from the family's
 default training config (random weights, same graph and shapes as the trained one).
 """
@@ -23,6 +24,10 @@ def _builtin_checkpoints(root: Path) -> dict[str, Path]:
         try:
             raw = json.loads(cfg.read_text())
         except (OSError, ValueError):
+            continue
+        # An instruction-conditioned stem (NaVid's film_cnn) is not a pixel-only tower: the encoder
+        # backends cannot run it, and the planner keeps it in torch (planners/navid.py).
+        if raw.get("vision_stem", "vit") != "vit":
             continue
         if isinstance(raw.get("vision_config"), dict) and (cfg.parent / "model.safetensors").is_file():
             found[cfg.parent.name] = cfg.parent
