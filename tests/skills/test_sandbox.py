@@ -180,7 +180,8 @@ def test_the_time_budget_stops_a_long_loop():
     rec = Recorder()
     code = act("x = 0\nfor i in range(100):\n    for j in range(100):\n        for k in range(100):\n            x += 1")
     t0 = time.monotonic()
-    result = run_program(code, rec.skills(), timeout_s=0.05)
+    # 0.01 s is ~12k steps here; the step budget (100k) would need 10M steps/s to be reached first.
+    result = run_program(code, rec.skills(), timeout_s=0.01)
     assert result.error_kind == "timeout" and not result.ok and result.steps < MAX_STEPS
     assert time.monotonic() - t0 < 3.0  # generous: the CPU is shared
 
