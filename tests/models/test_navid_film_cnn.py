@@ -117,3 +117,20 @@ def test_film_cnn_trains_saves_and_plans(cnn_navid, tmp_path):
     for _ in range(6):
         backend.observe(frame)
     assert backend.generate(frame)  # grammar text from recent + sparse history
+
+
+def test_stop_logit_bias_moves_the_stop_decision(cnn_navid):
+    model, proc = cnn_navid
+    trie = proc.grammar_trie()
+    stop_ids = proc.answer_ids([__import__("vlm_agent.planners.primitives", fromlist=["NavPrimitive"]).NavPrimitive.stop()])
+    torch.manual_seed(1)
+    embeds = torch.randn(1, 12, 32)
+    outs = {}
+    for bias in (-50.0, 0.0, 50.0):
+        model.config.stop_logit_bias = bias
+        outs[bias] = model.generate_constrained(embeds, trie)
+    model.config.stop_logit_bias = 0.0
+    assert outs[50.0] == stop_ids  # a large positive bias always stops
+    assert outs[-50.0] != stop_ids  # a large negative one never does
+    with pytest.raises(ValueError, match="stop_logit_bias"):
+        _cnn_config(stop_logit_bias=float("nan"))

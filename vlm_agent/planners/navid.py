@@ -1,6 +1,6 @@
 """NaVid-style navigation planner: instruction + egocentric RGB video -> 1..3 NavPrimitives.
 
-    planner = NavidPlanner(NavidPlannerConfig(backend="builtin", model_dir="checkpoints/navid_tiny"))
+    planner = NavidPlanner(NavidPlannerConfig(backend="builtin", model_dir="checkpoints/navid_film"))
     planner.reset("go to the red ball")      # validates the instruction (ValueError if bad)
     result = planner.plan(rgb)                # PlanResult(raw_text, primitives, latency_s, error)
     planner.observe(rgb)                      # the frame becomes history for later calls
@@ -28,10 +28,12 @@ from .primitives import NavPrimitive
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_tiny")
+# The shipped default navigator (checkpoints/navid_film/MODEL_CARD.md); navid_tiny stays for the
+# encoder-acceleration path (its SigLIP tower exports to ONNX / TensorRT).
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_film")
 
 
-def default_checkpoint_dir(name: str = "navid_tiny") -> str:
+def default_checkpoint_dir(name: str = "navid_film") -> str:
     """The shipped checkpoint: `checkpoints/<name>` of the source tree (pip -e, the repo), else of the
     installed share folder (`colcon build` installs checkpoints/ under share/vlm_agent)."""
     source_tree = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), name)
@@ -60,7 +62,7 @@ class NavidPlannerConfig(EncoderParams):
     encoder_backend: str = param("torch", "vision encoder backend of the builtin model (falls back tensorrt -> openvino -> onnxruntime -> torch)", choices=BACKENDS)
 
     backend: str = param("builtin", "model backend: builtin (the project's NaVid model), transformers (any image-text-to-text dir), remote (OpenAI-compatible server)", choices=("builtin", "transformers", "remote"))
-    model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_tiny")
+    model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_film")
     remote_url: str = param("http://127.0.0.1:8000/v1", "base URL of the OpenAI-compatible server (remote backend)")
     remote_model: str = param("navid_tiny", "model name sent to the remote server")
     remote_api_key: str = param("", "bearer token for the remote server (empty = none)")

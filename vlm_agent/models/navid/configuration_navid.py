@@ -37,6 +37,10 @@ class NavidConfig(EmbodiedVLMConfig):
         recent_history_frames: 0 = history frames uniformly subsampled over the episode (navid_tiny);
             k > 0 = the k most recent frames always, plus a sparse uniform subsample of older ones
             (the long-term memory) filling the rest of `max_history_frames`.
+        stop_logit_bias: added to the logit of `stop` when the constrained decoder chooses the first
+            primitive (< 0 = stop only when clearly more likely than a move). A decision threshold
+            tuned closed-loop on val episodes: a premature stop ends the episode, a late one costs a
+            step, so the cost of the two errors is not symmetric.
     """
 
     current_grid_size: int = 8
@@ -53,6 +57,7 @@ class NavidConfig(EmbodiedVLMConfig):
     vision_stem: str = "vit"
     cnn_channels: list = dataclasses.field(default_factory=lambda: [24, 48])
     recent_history_frames: int = 0
+    stop_logit_bias: float = 0.0
     model_type: str = "navid"
 
     def __post_init__(self):
@@ -78,6 +83,8 @@ class NavidConfig(EmbodiedVLMConfig):
                 raise ValueError(f"{owner}.cnn_channels: {self.cnn_channels!r} must be {p.bit_length() - 2} ints in [1, 1024] (one per stage before the last, patch_size {p})")
         if not isinstance(self.recent_history_frames, int) or not 0 <= self.recent_history_frames <= self.max_history_frames:
             raise ValueError(f"{owner}.recent_history_frames: {self.recent_history_frames!r} must be an int in [0, max_history_frames={self.max_history_frames}]")
+        if not isinstance(self.stop_logit_bias, (int, float)) or not -50.0 <= float(self.stop_logit_bias) <= 50.0:
+            raise ValueError(f"{owner}.stop_logit_bias: {self.stop_logit_bias!r} must be a number in [-50, 50]")
         vocab = self.text_config.vocab_size
         for name in ("his_token_id", "obs_token_id", "nav_token_id"):
             v = getattr(self, name)

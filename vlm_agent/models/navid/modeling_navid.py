@@ -95,6 +95,15 @@ class FiLMConvStem(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
+def _is_chain(node: dict) -> bool:
+    """True if a grammar-trie subtree has no branching down to its end ({})."""
+    while node:
+        if len(node) != 1:
+            return False
+        (node,) = node.values()
+    return True
+
+
 class NavidModel(EmbodiedVLMModel):
     config_class = NavidConfig
 
@@ -232,12 +241,18 @@ class NavidModel(EmbodiedVLMModel):
         out = lm(inputs_embeds=inputs_embeds, use_cache=True)
         past, logits = out.past_key_values, out.logits[0, -1]
         node, produced, pending = trie, [], []
+        bias = float(getattr(self.config, "stop_logit_bias", 0.0))
         while node and len(produced) < max_new_tokens:
             if pending:  # feed forced tokens in one call, then decide
                 o = lm(input_ids=torch.tensor([pending]), past_key_values=past, use_cache=True)
                 past, logits, pending = o.past_key_values, o.logits[0, -1], []
             allowed = list(node)
-            tok = allowed[0] if len(allowed) == 1 else allowed[int(torch.argmax(logits[allowed]))]
+            scores = logits[allowed]
+            if bias and not produced:
+                # `stop` is the root child whose subtree is one unbranched chain to the end (a move
+                # branches: ", " may follow it).
+                scores = scores + torch.tensor([bias if _is_chain(node[t]) else 0.0 for t in allowed], dtype=scores.dtype)
+            tok = allowed[0] if len(allowed) == 1 else allowed[int(torch.argmax(scores))]
             produced.append(tok)
             node = node[tok]
             if node:
