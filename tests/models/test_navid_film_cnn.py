@@ -134,3 +134,28 @@ def test_stop_logit_bias_moves_the_stop_decision(cnn_navid):
     assert outs[-50.0] != stop_ids  # a large negative one never does
     with pytest.raises(ValueError, match="stop_logit_bias"):
         _cnn_config(stop_logit_bias=float("nan"))
+
+
+def test_planner_keeps_the_conditioned_stem_in_torch(cnn_navid, tmp_path):
+    from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig
+
+    model, proc = cnn_navid
+    model.save_pretrained(tmp_path, proc.tokenizer)
+    planner = NavidPlanner(NavidPlannerConfig(model_dir=str(tmp_path), encoder_backend="onnxruntime"))
+    assert planner.backend.encoder is None  # no pixel-only export of an instruction-conditioned stem
+    planner.reset("go to the red ball")
+    assert planner.plan(np.zeros((16, 16, 3), np.uint8)).primitives
+
+
+def test_shipped_default_is_the_film_cnn_navigator():
+    import os
+
+    from vlm_agent.planners.navid import NavidPlannerConfig
+
+    path = NavidPlannerConfig().resolved_model_dir()
+    assert os.path.basename(path) == "navid_film"
+    if os.path.isfile(os.path.join(path, "config.json")):
+        from vlm_agent.models.navid.configuration_navid import NavidConfig
+
+        cfg = NavidConfig.from_pretrained(path)
+        assert cfg.vision_stem == "film_cnn" and cfg.recent_history_frames > 0
