@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from vlm_agent.ros_env import configure_ros_environment, fastdds_profile_path
+from vlm_agent.ros_env import _fast_dds_major, configure_ros_environment, fastdds_profile_path
 
 
 def test_standalone_defaults_fill_only_missing_values():
@@ -11,7 +11,10 @@ def test_standalone_defaults_fill_only_missing_values():
     changed = configure_ros_environment(env, standalone=True)
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"  # the user's choice wins
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == fastdds_profile_path()
-    assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == fastdds_profile_path()  # Fast DDS 2.x (Humble, Jazzy)
+    if _fast_dds_major() == 2:  # Fast DDS 2.x (Humble, Jazzy) reads only the old name
+        assert env["FASTRTPS_DEFAULT_PROFILES_FILE"] == fastdds_profile_path()
+    else:  # Fast DDS 3 (Kilted) warns at every start when the old name is set
+        assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in env
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in changed
 
 

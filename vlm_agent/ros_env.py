@@ -36,6 +36,18 @@ def is_standalone_ros() -> bool:
     return not spec.origin.startswith("/opt/ros")
 
 
+def _fast_dds_major() -> int | None:
+    """Major version of the Fast DDS wheel in this environment (2 for Jazzy's, 3 for Kilted's), or None."""
+    from importlib import metadata
+
+    for dist in ("ros-fastdds", "ros-fastrtps"):  # Fast DDS 3 renamed the package
+        try:
+            return int(metadata.version(dist).split(".")[0])
+        except (metadata.PackageNotFoundError, ValueError):
+            continue
+    return None
+
+
 def configure_ros_environment(environ: dict | None = None, standalone: bool | None = None) -> dict:
     """Fill in middleware defaults for standalone runs; returns the variables it set.
 
@@ -52,11 +64,13 @@ def configure_ros_environment(environ: dict | None = None, standalone: bool | No
     defaults = {
         "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
         "FASTDDS_DEFAULT_PROFILES_FILE": fastdds_profile_path(),
-        # Fast DDS 2.x (Humble, Jazzy) reads the profile from the older name only: without it the
-        # 512 KiB default SHM segment drops ~90% of 640x480 BEST_EFFORT frames on Jazzy.
-        "FASTRTPS_DEFAULT_PROFILES_FILE": fastdds_profile_path(),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
     }
+    if _fast_dds_major() == 2:
+        # Fast DDS 2.x (Humble, Jazzy) reads the profile from the older name only: without it the
+        # 512 KiB default SHM segment drops ~90% of 640x480 BEST_EFFORT frames on Jazzy. Fast DDS 3
+        # (Kilted) warns at every start when the old name is set, so it is set for 2.x only.
+        defaults["FASTRTPS_DEFAULT_PROFILES_FILE"] = fastdds_profile_path()
     for key, value in defaults.items():
         if not env.get(key):
             env[key] = value
