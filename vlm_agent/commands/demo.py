@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--episodes", type=int, default=3, help="validation episodes to run (default 3)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--seed", type=int, default=0, help="episode seed")
-    parser.add_argument("--model", default="", help="NaVid model directory (default: checkpoints/navid_tiny)")
+    parser.add_argument("--model", default="", help="NaVid model directory (default: the planner's shipped default, checkpoints/navid_film)")
     parser.add_argument("--config", default="", help="graph parameter YAML (default: the package's config/sim.yaml)")
     parser.add_argument("--max-steps", type=int, default=40, help="plans per episode before the planner stops itself")
     parser.add_argument("--episode-timeout", type=float, default=240.0, help="wall-clock seconds per episode before a forced stop")
@@ -94,7 +94,7 @@ def run(args) -> int:
         "spl": sum(r["spl"] for r in rows) / len(rows),
         "navigation_error": sum(r["navigation_error"] for r in rows) / len(rows),
         "wall_s": time.monotonic() - t_start,
-        "model_dir": model_dir or "checkpoints/navid_tiny",
+        "model_dir": model_dir or "checkpoints/navid_film",
         "per_episode": rows,
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
