@@ -80,7 +80,7 @@ def test_no_rclpy_api_newer_than_humble():
 
 def test_scan_catches_the_jazzy_crash():
     """The scan itself can fail: the exact line that killed every node on Jazzy is caught."""
-    line = "        with rclpy.init(args=args):"
+    line = "        with rclpy." + "init(args=args):"  # split so repository greps for the bad form stay clean
     assert any(re.search(p, line) for p, _ in POST_HUMBLE_APIS)
     assert not any(re.search(p, "    rclpy.init(args=args, context=context)") for p, _ in POST_HUMBLE_APIS)
 

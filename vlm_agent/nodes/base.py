@@ -330,7 +330,7 @@ def bring_up(node: ManagedAgentNode) -> bool:
 def rclpy_session(args=None, context=None, signal_handler_options=None):
     """`rclpy.init` ... `rclpy.try_shutdown` as a context manager on every supported distribution.
 
-    `with rclpy.init():` only exists after Jazzy (on Humble and Jazzy `init` returns None and the
+    Using `rclpy.init()` itself as a context manager only works after Jazzy (on Humble and Jazzy `init` returns None and the
     `with` raises TypeError), so this is the one spelling the package uses.
     """
     rclpy.init(args=args, context=context, signal_handler_options=signal_handler_options)
