@@ -19,6 +19,23 @@ import time
 log = logging.getLogger(__name__)
 
 
+def read_sidecar(path: str, key: str, what: str) -> dict | None:
+    """The `.json` sidecar of a cached file when the file exists and the sidecar holds exactly `key`,
+    else None (missing, unreadable, or made for another spec). Shared with the TensorRT engine cache."""
+    meta = path + ".json"
+    if not (os.path.isfile(path) and os.path.isfile(meta)):
+        return None
+    try:
+        with open(meta) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if stored.get("key") != key:
+        log.warning("%s: %s was made for a different spec, ignoring it", what, path)
+        return None
+    return stored
+
+
 @dataclasses.dataclass(frozen=True)
 class ArtifactSpec:
     """Everything a derived model depends on. `key()` is its cache key.
@@ -58,16 +75,8 @@ class ArtifactCache:
 
     def lookup(self, spec: ArtifactSpec, path: str) -> str | None:
         """`path` when it and its companions are complete and were made for exactly `spec`, else None."""
-        meta = path + ".json"
-        if not (os.path.isfile(path) and os.path.isfile(meta)):
-            return None
-        try:
-            with open(meta) as f:
-                stored = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if stored.get("key") != spec.key():
-            log.warning("model cache: %s was made for a different spec, ignoring it", path)
+        stored = read_sidecar(path, spec.key(), "model cache")
+        if stored is None:
             return None
         for name, size in stored.get("sizes", {}).items():
             full = os.path.join(os.path.dirname(path), name)

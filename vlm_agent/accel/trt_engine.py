@@ -106,17 +106,11 @@ class EngineCache:
         return os.path.join(self.directory, f"{stem}.{spec.precision}.{spec.key()[:16]}.engine")
 
     def lookup(self, spec: EngineSpec, stem: str) -> str | None:
+        from .artifact_cache import read_sidecar
+
         path = self.path_for(spec, stem)
-        meta = path + ".json"
-        if not (os.path.isfile(path) and os.path.isfile(meta)):
-            return None
-        try:
-            with open(meta) as f:
-                stored = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if stored.get("key") != spec.key():
-            log.warning("engine cache: %s has a different spec, ignoring it", path)
+        stored = read_sidecar(path, spec.key(), "engine cache")
+        if stored is None:
             return None
         if stored.get("size") != os.path.getsize(path):
             log.warning("engine cache: %s is truncated, ignoring it", path)
