@@ -79,3 +79,24 @@ def pixel_values_like_calibration(info, n: int = 4, seed: int = 11):
     from vlm_agent.accel.calibration import _preprocess_uint8
 
     return _preprocess_uint8(smooth_frames(n, seed=seed), info)
+
+
+def assert_same_plans_through_encoder(ref, acc, enc, n_frames: int = 3) -> list:
+    """Drive two NaVid planners over the same random frames and assert identical plans, and that
+    `acc`'s plans really went through `enc` (one encode call per frame). Returns the frames."""
+    import numpy as np
+
+    calls = []
+    original = enc._encode
+    enc._encode = lambda x: calls.append(x.shape) or original(x)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(n_frames)]
+    for p in (ref, acc):
+        p.reset("go to the red ball")
+    for frame in frames:
+        a, b = ref.plan(frame), acc.plan(frame)
+        assert (a.raw_text, a.primitives) == (b.raw_text, b.primitives)
+        ref.observe(frame)
+        acc.observe(frame)
+    assert len(calls) == len(frames)
+    return frames

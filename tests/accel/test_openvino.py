@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.accel.conftest import pixel_values_like_calibration
+from tests.accel.conftest import assert_same_plans_through_encoder, pixel_values_like_calibration
 from vlm_agent.accel import factory
 from vlm_agent.accel.factory import EncoderUnavailableError, make_encoder
 from vlm_agent.accel.parity import feature_cosine
@@ -137,16 +137,4 @@ def test_planner_runs_with_an_openvino_encoder(cache_dir):
         ref, acc = (NavidPlanner(NavidPlannerConfig(), backend=BuiltinNavidBackend(model_dir, decoding="greedy", max_new_tokens=12)) for _ in range(2))
         enc = attach_encoder(acc.backend.model, backend="openvino", engine_cache_dir=cache_dir, num_threads=1)
         assert enc.backend == "openvino" and enc.fallback_reasons == []
-        calls = []
-        original = enc._encode
-        enc._encode = lambda x: calls.append(x.shape) or original(x)  # proves the planner goes through OpenVINO
-        rng = np.random.default_rng(0)
-        frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
-        for p in (ref, acc):
-            p.reset("go to the red ball")
-        for frame in frames:
-            a, b = ref.plan(frame), acc.plan(frame)
-            assert (a.raw_text, a.primitives) == (b.raw_text, b.primitives)
-            ref.observe(frame)
-            acc.observe(frame)
-        assert len(calls) == len(frames)
+        assert_same_plans_through_encoder(ref, acc, enc)  # and the planner really goes through OpenVINO

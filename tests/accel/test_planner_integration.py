@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.accel.conftest import assert_same_plans_through_encoder
 from tests.helpers.tiny_navid import save_untrained_navid
 from vlm_agent.accel import attach_encoder
 
@@ -25,20 +26,7 @@ def test_navid_planner_same_output_with_torch_and_onnxruntime_encoders(navid_dir
     ref, acc = _planner(navid_dir), _planner(navid_dir)
     enc = attach_encoder(acc.backend.model, backend="onnxruntime", engine_cache_dir=cache_dir)
     assert enc.backend == "onnxruntime" and enc.fallback_reasons == []
-    calls = []
-    original = enc._encode
-    enc._encode = lambda x: calls.append(x.shape) or original(x)  # proves the planner goes through ORT
-
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]
-    for p in (ref, acc):
-        p.reset("go to the red ball")
-    for frame in frames:
-        a, b = ref.plan(frame), acc.plan(frame)
-        assert a.raw_text == b.raw_text and a.primitives == b.primitives
-        ref.observe(frame)
-        acc.observe(frame)
-    assert len(calls) == len(frames)
+    frames = assert_same_plans_through_encoder(ref, acc, enc)  # and the planner really goes through ORT
 
     # The features behind those plans agree to ONNX Runtime's precision, history tokens included.
     px = acc.backend.processor.image_processor(frames)
