@@ -122,7 +122,7 @@ def test_film_cnn_trains_saves_and_plans(cnn_navid, tmp_path):
 def test_stop_logit_bias_moves_the_stop_decision(cnn_navid):
     model, proc = cnn_navid
     trie = proc.grammar_trie()
-    stop_ids = proc.answer_ids([__import__("vlm_agent.planners.primitives", fromlist=["NavPrimitive"]).NavPrimitive.stop()])
+    stop_ids = proc.answer_ids([__import__("vlm_agent.actions", fromlist=["NavPrimitive"]).NavPrimitive.stop()])
     torch.manual_seed(1)
     embeds = torch.randn(1, 12, 32)
     outs = {}

@@ -45,7 +45,7 @@ def test_each_input_topic_accepts_a_default_qos_publisher(ros_context, ros_execu
     from vlm_agent.nodes.sensor_ingest import SensorIngestNode
     from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig
     from vlm_agent.planners.planner_loop import PlanMessage
-    from vlm_agent.planners.primitives import NavPrimitive
+    from vlm_agent.actions import NavPrimitive
     from vlm_agent.sensors.image_conversion import numpy_to_compressed, numpy_to_image
 
     base = f"/qos_test_{os.getpid()}"

@@ -30,7 +30,7 @@ def test_two_graphs_in_two_namespaces_do_not_cross_talk(ros_node, ros_executor, 
 
     from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
     from vlm_agent.planners.planner_loop import PlanMessage
-    from vlm_agent.planners.primitives import NavPrimitive
+    from vlm_agent.actions import NavPrimitive
 
     model_dir = save_untrained_navid(tmp_path / "navid", seed=0)
     params = {

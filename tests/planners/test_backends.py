@@ -16,7 +16,7 @@ import pytest
 from vlm_agent.planners.backends import BackendError, BackendTimeoutError, RemoteBackend, TransformersBackend, encode_image_data_url
 from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig
 from vlm_agent.planners.navid_prompt import chat_prompt, extract_instruction
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 from . import tiny_vlms
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlm_agent.planners.navid_grammar import MAX_TEXT_CHARS, parse_primitives
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 STOP = [NavPrimitive.stop()]
 

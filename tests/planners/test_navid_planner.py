@@ -8,7 +8,7 @@ import torch
 from vlm_agent.planners.backends import BuiltinNavidBackend
 from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig, PlanResult
 from vlm_agent.planners.navid_policy import NavidPolicy, make_navid_policy
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 
 def frame(seed, h=24, w=32):

@@ -15,7 +15,7 @@ from vlm_agent.planners.planner_loop import (
     PlanMessage,
     PlannerLoop,
 )
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 F, L, S = NavPrimitive.forward(), NavPrimitive.turn_left(), NavPrimitive.stop()
 

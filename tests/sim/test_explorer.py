@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episode
 from vlm_agent.sim.explorer import ExplorerExpert

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episodes
 from vlm_agent.sim.metrics import aggregate_nav

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
+from vlm_agent.geometry import wrap_angle
 from vlm_agent.skills.motion import (
     ABORTED,
     DONE,
@@ -16,7 +17,6 @@ from vlm_agent.skills.motion import (
     MotionExecutor,
     Pose2D,
     profile_time,
-    wrap_angle,
 )
 
 DT = 0.05

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from vlm_agent.models.navid.collection import ACTIONS, load_shards
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 from vlm_agent.training.collect import collect_shards
 
 

@@ -433,7 +433,7 @@ class NavidPlannerNode(ManagedAgentNode):
             self.get_logger().error(reason)
         self.loop.cancel(reason)
         self.loop.last_plan_id += 1
-        from vlm_agent.planners.primitives import NavPrimitive
+        from vlm_agent.actions import NavPrimitive
 
         self._publish(PlanMessage(self.loop.last_plan_id, self.loop.instruction, self.loop.step, "", (NavPrimitive.stop(),), 0.0, reason))
 

@@ -20,11 +20,11 @@ import time
 import numpy as np
 
 from vlm_agent.accel.config import BACKENDS, EncoderParams
+from vlm_agent.actions import NavPrimitive
 from vlm_agent.config import param
 
 from .navid_grammar import parse_primitives
 from .navid_prompt import validate_instruction
-from .primitives import NavPrimitive
 
 log = logging.getLogger(__name__)
 

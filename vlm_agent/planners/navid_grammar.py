@@ -2,10 +2,12 @@
 
     answer    := primitive (SEP primitive){0,2} [.]
     primitive := "move forward" N "cm" | "turn left" N ("degrees"|"degree") | "turn right" N (...) | "stop"
-    SEP       := "," | ";" | newline | " then " (with optional surrounding whitespace)
+    SEP       := ("," | ";" | newline) [" then"] | " then " (with optional surrounding whitespace)
     N         := a decimal number, forward in (0, max_forward_cm], turns in (0, max_turn_deg]
 
-Case and runs of whitespace are ignored; nothing else is. *Total*: `parse_primitives` never raises;
+Case and runs of whitespace are ignored; nothing else is. ", then" is one separator (general VLMs
+write "move forward 50 cm, then turn left 30 degrees"); a "then" with no primitive after it is an
+empty clause, rejected. *Total*: `parse_primitives` never raises;
 whatever it cannot read exactly (empty text, a fourth primitive, an unknown word, a value out of
 range, anything after `stop`, non-text input) becomes `[stop]` with the reason in `error`. We never
 guess a partial plan out of garbage: a half-understood command is how a robot drives into a wall.
@@ -16,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 MAX_TEXT_CHARS = 1000
 _NUMBER = r"([0-9]{1,4}(?:\.[0-9]{1,3})?)"  # ASCII digits only: \d matches other scripts too
@@ -26,7 +28,7 @@ _PRIMITIVE_RES = (
     (re.compile(rf"turn right {_NUMBER} degrees?"), "turn_right"),
     (re.compile(r"stop"), "stop"),
 )
-_SEPARATORS = re.compile(r"\s*(?:,|;|\n|\bthen\b)\s*")
+_SEPARATORS = re.compile(r"\s*(?:[,;\n]\s*(?:then\b)?|\bthen\b)\s*")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import collections
 
+from vlm_agent.actions import NavPrimitive
+
 from .navid import NavidPlanner, NavidPlannerConfig
-from .primitives import NavPrimitive
 
 
 class NavidPolicy:

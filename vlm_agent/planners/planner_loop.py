@@ -41,7 +41,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 # The executor's abort reason when the safety supervisor blocked the running primitive.
 BLOCKED_PREFIX = "blocked by safety supervisor: "

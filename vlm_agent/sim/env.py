@@ -22,15 +22,15 @@ import numpy as np
 import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
 import mujoco
 
+from vlm_agent.actions import NavPrimitive
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.geometry import wrap_angle
 from vlm_agent.sim.episodes import Episode
 from vlm_agent.sim.geometry import CollisionModel, GridMap
 from vlm_agent.sim.metrics import SUCCESS_DISTANCE_M, nav_episode_metrics
 from vlm_agent.sim.mjcf import MODEL_CACHE, ModelCache
 from vlm_agent.sim.renderer import SceneRenderer
 from vlm_agent.sim.world import OBJECT_SIZE, ROBOT_RADIUS, WorldSpec
-from vlm_agent.skills.motion import wrap_angle
 
 ARM_JOINTS = ("arm_yaw", "arm_shoulder", "arm_elbow", "arm_wrist")
 GRIPPER_JOINTS = ("gripper_left", "gripper_right")

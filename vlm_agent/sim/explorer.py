@@ -32,7 +32,8 @@ import math
 
 import numpy as np
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
+from vlm_agent.geometry import wrap_angle
 from vlm_agent.sim.oracle import NavOracle
 from vlm_agent.sim.world import ROBOT_RADIUS
 
@@ -128,7 +129,7 @@ class ExplorerExpert:
         dx, dy = grid.gx - x, grid.gy - y
         dist = np.hypot(dx, dy)
         bearing = np.arctan2(dy, dx) - yaw
-        bearing = (bearing + np.pi) % (2 * np.pi) - np.pi
+        bearing = wrap_angle(bearing)
         cand = self.free & (dist <= self.view_range_m) & (np.abs(bearing) <= half)
         return self._line_of_sight(x, y, cand)
 
@@ -186,7 +187,7 @@ class ExplorerExpert:
         bearing = np.arctan2(dy[ii, jj], dx[ii, jj])
         gains = {}
         for k in range(-(n_turns // 2) + 1, n_turns // 2 + 1):
-            rel = (bearing - (yaw + k * turn) + np.pi) % (2 * np.pi) - np.pi
+            rel = wrap_angle(bearing - (yaw + k * turn))
             gains[k] = int((np.abs(rel) <= self._hfov / 2).sum())
         return gains
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from vlm_agent.planners.primitives import FORWARD_STEP_CM, TURN_STEP_DEG, NavPrimitive
+from vlm_agent.actions import FORWARD_STEP_CM, TURN_STEP_DEG, NavPrimitive
 from vlm_agent.sim.world import ROBOT_RADIUS
 
 

@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 POLICIES: dict[str, str] = {
     "oracle": "vlm_agent.sim.policies:make_oracle_policy",

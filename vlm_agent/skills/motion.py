@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from vlm_agent.actions import NavPrimitive
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.geometry import wrap_angle
 
 IDLE, EXECUTING, DONE, ABORTED = "idle", "executing", "done", "aborted"
 MODES = ("velocity", "goal_pose")
@@ -88,11 +89,6 @@ class MotionCommand:
     reason: str = ""
     goal: Pose2D | None = None
     index: int = -1
-
-
-def wrap_angle(a: float) -> float:
-    """Angle wrapped to [-pi, pi)."""
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def profile_time(distance: float, v_max: float, accel: float) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 ACTIONS = (NavPrimitive.forward(), NavPrimitive.turn_left(), NavPrimitive.turn_right(), NavPrimitive.stop())
 ACTION_INDEX = {(a.kind, a.value): i for i, a in enumerate(ACTIONS)}

@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from vlm_agent.planners.primitives import NavPrimitive
+from vlm_agent.actions import NavPrimitive
 
 from ..embodied_vlm.processing_embodied_vlm import ImagePreprocessor
 from .configuration_navid import NavidConfig

@@ -1,8 +1,10 @@
-"""NaVid-style navigation primitives shared by the simulator, oracles, planners and the executor.
+"""The action vocabulary: NaVid-style navigation primitives, shared by the simulator, its experts,
+the models, the planners, the motion executor and training (bottom layer: imports nothing of ours).
 
 Grammar (what models emit): `move forward N cm | turn left N degrees | turn right N degrees | stop`.
-The parser lives with the planner; this module only defines the value type.
-Units: forward in centimetres, turns in degrees (positive, the direction is in `kind`).
+The parser lives with the planner (`planners/navid_grammar.py`); this module only defines the value
+type and the discrete action set. Units: forward in centimetres, turns in degrees (positive, the
+direction is in `kind`).
 """
 from __future__ import annotations
 
@@ -73,3 +75,9 @@ class NavPrimitive:
     @classmethod
     def from_dict(cls, d: dict) -> "NavPrimitive":
         return cls(str(d["kind"]), float(d.get("value", 0.0)))
+
+
+# The discrete action set: one default step of each kind. The index is the class label of training
+# shards (`actions` column) and of the model's auxiliary expert-action head.
+ACTIONS = (NavPrimitive.forward(), NavPrimitive.turn_left(), NavPrimitive.turn_right(), NavPrimitive.stop())
+ACTION_INDEX = {(a.kind, a.value): i for i, a in enumerate(ACTIONS)}
