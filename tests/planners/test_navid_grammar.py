@@ -30,7 +30,7 @@ plan = st.tuples(st.lists(move, min_size=0, max_size=2), st.booleans()).map(lamb
 
 
 @settings(max_examples=200, deadline=None)
-@given(plan, st.sampled_from([", ", ",", "; ", "\n", " then "]), st.booleans(), st.booleans())
+@given(plan, st.sampled_from([", ", ",", "; ", "\n", " then ", ", then ", ",then ", "; then ", "\nthen "]), st.booleans(), st.booleans())
 def test_valid_plans_round_trip(prims, sep, upper, period):
     text = sep.join(p.to_text() for p in prims) + ("." if period else "")
     text = text.upper() if upper else text
@@ -65,10 +65,34 @@ def test_junk_appended_or_prepended_never_passes_silently(prims, junk):
     ("move forward 25 cm, , stop", "not a primitive"),
     ("x" * (MAX_TEXT_CHARS + 1), "too long"),
     ("Sure! move forward 25 cm", "not a primitive"),
+    # "then" joins two primitives; it is never a clause of its own.
+    ("move forward 25 cm, then", "not a primitive"),
+    ("then move forward 25 cm", "not a primitive"),
+    (", then move forward 25 cm", "not a primitive"),
+    ("move forward 25 cm, then then turn left 30 degrees", "not a primitive"),
+    ("move forward 25 cm, then, turn left 30 degrees", "not a primitive"),
+    ("move forward 25 cm, and then turn left 30 degrees", "not a primitive"),
+    ("move forward 25 cm, thence turn left 30 degrees", "not a primitive"),
+    ("move forward 25 cm, then turn left 30 degrees, then turn right 30 degrees, then stop", "more than the allowed 3"),
+    ("stop, then move forward 25 cm", "after stop"),
 ])
 def test_rejections_are_logged_stops(text, reason):
     r = parse_primitives(text)
     assert r.primitives == STOP and reason in r.error
+
+
+@pytest.mark.parametrize("text", [
+    "move forward 50 cm, then turn left 30 degrees",
+    "Move forward 50 cm, Then turn left 30 degrees.",
+    "MOVE FORWARD 50 CM,THEN TURN LEFT 30 DEGREES",
+    "move forward 50 cm;  then\tturn left 30 degrees",
+    "move forward 50 cm,\nthen turn left 30 degrees",
+])
+def test_comma_then_separates_primitives(text):
+    # How general VLMs phrase a sequence; before ", then" was one separator this was a stop.
+    r = parse_primitives(text)
+    assert r.ok, r.error
+    assert r.primitives == [NavPrimitive.forward(50), NavPrimitive.turn_left(30)]
 
 
 def test_limits_are_configurable():

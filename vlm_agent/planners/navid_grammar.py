@@ -7,10 +7,10 @@
 
 Case and runs of whitespace are ignored; nothing else is. ", then" is one separator (general VLMs
 write "move forward 50 cm, then turn left 30 degrees"); a "then" with no primitive after it is an
-empty clause, rejected. *Total*: `parse_primitives` never raises;
-whatever it cannot read exactly (empty text, a fourth primitive, an unknown word, a value out of
-range, anything after `stop`, non-text input) becomes `[stop]` with the reason in `error`. We never
-guess a partial plan out of garbage: a half-understood command is how a robot drives into a wall.
+empty clause, rejected. *Total*: `parse_primitives` never raises; whatever it cannot read exactly
+(empty text, a fourth primitive, an unknown word, a value out of range, anything after `stop`,
+non-text input) becomes `[stop]` with the reason in `error`. We never guess a partial plan out of
+garbage: a half-understood command is how a robot drives into a wall.
 """
 from __future__ import annotations
 
