@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 
 def run_config(name, width, height, policy_name, episodes, **sim_kw):
+    from vlm_agent.evaluation.policies import make_policy
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episodes
-    from vlm_agent.sim.policies import make_policy
 
     env = NavEnv(SimConfig(width=width, height=height, **sim_kw))
     eps = make_episodes("nav", "val", episodes, seed=123)

@@ -12,11 +12,11 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_ros_eval_matches_in_process_with_the_oracle():
+    from vlm_agent.evaluation.policies import make_policy
+    from vlm_agent.evaluation.rollouts import evaluate
     from vlm_agent.nodes.eval_client import run_ros_episodes
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episodes
-    from vlm_agent.sim.evaluation import evaluate
-    from vlm_agent.sim.policies import make_policy
 
     config = SimConfig(width=64, height=48, render_depth=True)
     episodes = make_episodes("nav", "val", 2, seed=0)[:1]  # episode 0: 10 oracle steps

@@ -4,7 +4,7 @@ suite the oracle backends score 1.00 through parsers, sandbox and skill layer.""
 import numpy as np
 import pytest
 
-from vlm_agent.planners.manip_eval import OracleOctopusBackend, evaluate_manip_planner, oracle_program_code
+from vlm_agent.evaluation.manip_planners import OracleOctopusBackend, evaluate_manip_planner, oracle_program_code
 from vlm_agent.planners.octopus_format import OctopusResponse, TargetPredicate, format_response
 from vlm_agent.planners.octopus_loop import OctopusConfig, run_octopus_episode
 from vlm_agent.planners.palme_loop import IMAGE_TOKEN, PalmeConfig, run_palme_episode

@@ -6,10 +6,10 @@ import math
 import pytest
 
 from vlm_agent.actions import NavPrimitive
+from vlm_agent.evaluation.policies import make_policy
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episode
 from vlm_agent.sim.explorer import ExplorerExpert
-from vlm_agent.sim.policies import make_policy
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from vlm_agent.evaluation.manip_oracle import ManipOracle
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episodes
-from vlm_agent.sim.manip_oracle import ManipOracle
 from vlm_agent.skills.api import SkillCall, parse_program, program_to_text
 from vlm_agent.skills.sim_skills import SimSkills, arm_ik, L1, L2, WRIST_TO_GRASP
 

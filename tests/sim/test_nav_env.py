@@ -92,7 +92,7 @@ def test_step_velocity_stops_at_walls_but_still_turns(env):
 
 def test_oracle_recovers_from_states_a_learner_wanders_into(env):
     """Stateless expert (DAgger labels): after random detours it still reaches the goal."""
-    from vlm_agent.sim.policies import RandomNavPolicy
+    from vlm_agent.evaluation.policies import RandomNavPolicy
 
     wander = RandomNavPolicy(seed=4, p_stop=0.0)
     for ep in make_episodes("nav", "val", 4, seed=9):

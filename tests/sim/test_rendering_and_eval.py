@@ -46,8 +46,8 @@ def test_centre_pixel_depth_is_the_floor_distance_along_the_optical_axis(env):
 
 
 def test_segmentation_masks_and_oracle_seg_policy(env):
-    from vlm_agent.sim.evaluation import evaluate
-    from vlm_agent.sim.policies import make_policy
+    from vlm_agent.evaluation.policies import make_policy
+    from vlm_agent.evaluation.rollouts import evaluate
 
     episodes = make_episodes("seg", "val", 6, seed=0)
     for ep in episodes:

@@ -2,10 +2,10 @@
 episodes, with exactly the oracle's calls (ground-truth perception: an upper bound)."""
 import pytest
 
-from vlm_agent.planners.manip_eval import oracle_program_code
+from vlm_agent.evaluation.manip_oracle import ManipOracle
+from vlm_agent.evaluation.manip_planners import oracle_program_code
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episodes
-from vlm_agent.sim.manip_oracle import ManipOracle
 from vlm_agent.skills.api import SkillCall
 from vlm_agent.skills.perception import GROUND_TRUTH_LABEL
 from vlm_agent.skills.sandbox import run_program
@@ -35,7 +35,7 @@ def test_oracle_program_succeeds_through_the_sandbox_and_the_skill_layer(env):
 
 
 def test_the_legacy_skill_call_path_still_succeeds(env):
-    """sim/evaluation.py's path (SkillCall lists through SkillAPI.execute) on the same layer."""
+    """evaluation/rollouts.py's path (SkillCall lists through SkillAPI.execute) on the same layer."""
     for ep in make_episodes("manip", "val", 3, seed=0):
         env.reset(ep)
         results = SimSkills(env).run_program(ManipOracle(env).act() + [SkillCall("done")])

@@ -193,7 +193,7 @@ class DemoClient(RosEvalClient):
     def run_episode(self, ep, graph, timeout_s: float, out_dir: str) -> dict:
         from std_srvs.srv import Trigger
 
-        from vlm_agent.sim.evaluation import write_video
+        from vlm_agent.sim.video import write_video
 
         self.plans.clear()
         self.frames = []

@@ -26,7 +26,7 @@ def _run_ros(args, episodes, policy, config):
     import inspect
     import time
 
-    from vlm_agent.sim.evaluation import EvalResult
+    from vlm_agent.evaluation.rollouts import EvalResult
     from vlm_agent.sim.metrics import aggregate_manip, aggregate_nav, aggregate_seg
 
     try:
@@ -56,10 +56,10 @@ def run(args) -> int:
     from rich.table import Table
     from tqdm import tqdm
 
+    from vlm_agent.evaluation.policies import make_policy
+    from vlm_agent.evaluation.rollouts import EvalResult, evaluate
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episodes
-    from vlm_agent.sim.evaluation import EvalResult, evaluate
-    from vlm_agent.sim.policies import make_policy
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")

@@ -19,10 +19,10 @@ import numpy as np
 from vlm_agent.actions import NavPrimitive
 
 POLICIES: dict[str, str] = {
-    "oracle": "vlm_agent.sim.policies:make_oracle_policy",
-    "explorer": "vlm_agent.sim.policies:make_explorer_policy",
-    "random": "vlm_agent.sim.policies:make_random_policy",
-    "colour": "vlm_agent.sim.policies:make_colour_policy",
+    "oracle": "vlm_agent.evaluation.policies:make_oracle_policy",
+    "explorer": "vlm_agent.evaluation.policies:make_explorer_policy",
+    "random": "vlm_agent.evaluation.policies:make_random_policy",
+    "colour": "vlm_agent.evaluation.policies:make_colour_policy",
     "navid": "vlm_agent.planners.navid_policy:make_navid_policy",
 }
 
@@ -122,7 +122,7 @@ def make_oracle_policy(suite: str, model_dir=None, env=None, **kw):
     if suite == "nav":
         return OracleNavPolicy(env)
     if suite == "manip":
-        from vlm_agent.sim.manip_oracle import ManipOracle
+        from vlm_agent.evaluation.manip_oracle import ManipOracle
 
         return ManipOracle(env)
     if suite == "seg":
@@ -145,7 +145,7 @@ def make_random_policy(suite: str, model_dir=None, env=None, seed: int = 0, **kw
     if suite == "seg":
         return RandomSegPolicy(seed)
     if suite == "manip":
-        from vlm_agent.sim.manip_oracle import RandomManipPolicy
+        from vlm_agent.evaluation.manip_oracle import RandomManipPolicy
 
         return RandomManipPolicy(env, seed)
     raise ValueError(f"random: unknown suite '{suite}'")
@@ -155,6 +155,6 @@ def make_colour_policy(suite: str, model_dir=None, env=None, **kw):
     """A non-learned segmentation baseline: threshold pixels near the named colour."""
     if suite != "seg":
         raise ValueError("the colour baseline only supports --suite seg")
-    from vlm_agent.sim.seg_baseline import ColourThresholdPolicy
+    from vlm_agent.evaluation.seg_baseline import ColourThresholdPolicy
 
     return ColourThresholdPolicy()

@@ -367,7 +367,7 @@ class RosEvalClient:
 
 def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?", config=None, video_dir: str | None = None,
                      env=None, seed: int | None = None, ros_config: RosEvalConfig | None = None, logger=None) -> dict:
-    """Run `policy` on `episodes` through ROS; returns the fields of `vlm_agent.sim.evaluation.EvalResult`.
+    """Run `policy` on `episodes` through ROS; returns the fields of `vlm_agent.evaluation.rollouts.EvalResult`.
 
     Args:
         episodes: navigation episodes from `make_episodes` (ids encode seed and index).
@@ -440,7 +440,7 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
             per.append(metrics)
             log(f"{ep.episode_id}: success={metrics['success']:.0f} nav_error={metrics['navigation_error']:.2f} m steps={len(actions)}")
             if video_dir and frames:
-                from vlm_agent.sim.evaluation import write_video
+                from vlm_agent.sim.video import write_video
 
                 write_video(video_dir, ep, frames)
     wall = time.perf_counter() - t0

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlm_agent.evaluation.policies import make_policy
+from vlm_agent.evaluation.rollouts import breakdown, evaluate
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episodes
-from vlm_agent.sim.evaluation import breakdown, evaluate, topdown_map
-from vlm_agent.sim.policies import make_policy
+from vlm_agent.sim.video import topdown_map
 
 
 def test_topdown_map_draws_path_and_objects():

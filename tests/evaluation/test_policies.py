@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from vlm_agent.actions import NavPrimitive
+from vlm_agent.evaluation.policies import POLICIES, make_policy, register_policy
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import make_episodes
-from vlm_agent.sim.policies import POLICIES, make_policy, register_policy
 from vlm_agent.skills.api import SkillCall
 
 BUILTIN = {"oracle": ("nav", "manip", "seg"), "random": ("nav", "manip", "seg"), "colour": ("seg",)}
@@ -57,7 +57,7 @@ def test_registry_errors_and_context_passing(env):
     with pytest.raises(ValueError, match="privileged"):
         make_policy("oracle", "nav")  # no env
     # a factory that does not name suite/env/seed does not receive them
-    register_policy("plain", "tests.sim.test_policies:_plain_factory")
+    register_policy("plain", "tests.evaluation.test_policies:_plain_factory")
     assert make_policy("plain", "nav", env=env, seed=3, extra=7) == {"model_dir": None, "extra": 7}
     del POLICIES["broken"], POLICIES["plain"]
 
