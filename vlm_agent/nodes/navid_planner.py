@@ -114,11 +114,10 @@ class ModelWorker:
 
 @dataclass
 class NavidPlannerNodeConfig(NavidPlannerConfig):
-    """NavidPlannerConfig (backend, model, grammar limits) plus the node's topics, history and loop limits."""
+    """NavidPlannerConfig (backend, model, grammar limits, model_timeout_s) plus the node's topics, history and loop limits."""
 
     history_period_s: float = param(0.5, "minimum spacing of history frames, seconds", min=0.0, max=60.0)
     history_max_frames: int = param(64, "most frames kept in the node's history", min=2, max=10000)
-    model_timeout_s: float = param(10.0, "a model call running longer than this becomes a stop plan", min=0.05, max=600.0)
     max_frame_age_s: float = param(1.0, "plan only from a frame that arrived at most this long ago", min=0.05, max=60.0)
     max_steps: int = param(100, "plans per episode before a forced stop", min=1, max=100000)
     max_consecutive_aborts: int = param(3, "aborted plans in a row before the episode ends", min=1, max=1000)

@@ -285,17 +285,31 @@ class RemoteBackend(_ChatBackend):
     """OpenAI-compatible chat-completions client with base64 images, a timeout and retries.
 
     Retries connection errors, timeouts, HTTP 429 and 5xx with exponential backoff; other 4xx and
-    malformed replies raise `BackendError` at once. `timeout_s` bounds each attempt.
+    malformed replies raise `BackendError` at once.
+
+    timeout_s: bound on each attempt's waits (httpx connect, write and read, each), seconds.
+    deadline_s: bound on one whole `generate()` call, every attempt and backoff included (None: no
+        bound beyond `timeout_s` per attempt). Each attempt gets min(timeout_s, time left); no
+        attempt starts with less than `MIN_ATTEMPT_S` left, and no backoff runs past that point.
+        The planner sets it a little below `model_timeout_s`, so the worker is free again by the
+        time the node gives up on the call.
     """
 
-    def __init__(self, base_url: str, model: str, timeout_s: float = 10.0, retries: int = 2, api_key: str = "", history_images: int = 4, max_tokens: int = 32, image_format: str = "png", backoff_s: float = 0.2, transport=None):
+    MIN_ATTEMPT_S = 0.05
+
+    def __init__(self, base_url: str, model: str, timeout_s: float = 10.0, retries: int = 2, api_key: str = "", history_images: int = 4, max_tokens: int = 32, image_format: str = "png", backoff_s: float = 0.2, transport=None, deadline_s: float | None = None):
         import httpx
 
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"remote base_url must start with http:// or https://, got {base_url!r}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if deadline_s is not None and not deadline_s >= self.MIN_ATTEMPT_S:
+            raise ValueError(f"deadline_s must be None or >= {self.MIN_ATTEMPT_S} s, got {deadline_s!r}")
         self._httpx = httpx
         self.url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith("/v1") else "/v1/chat/completions")
         self.model, self.timeout_s, self.retries, self.backoff_s = model, timeout_s, retries, backoff_s
+        self.deadline_s = deadline_s
         self.max_tokens, self.image_format = max_tokens, image_format
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport)
@@ -311,31 +325,48 @@ class RemoteBackend(_ChatBackend):
 
     def generate(self, rgb: np.ndarray) -> str:
         httpx = self._httpx
+        # The clock starts before the images are encoded: the caller's limit covers the whole call.
+        end = time.monotonic() + (self.deadline_s if self.deadline_s is not None else float("inf"))
         body = self.request_body(rgb)
         last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            delay = self.backoff_s * 2 ** (attempt - 1) if attempt else 0.0
+            if end - time.monotonic() - delay < self.MIN_ATTEMPT_S:
+                last = _out_of_time(last, self.name, self.deadline_s, attempt)
+                break
+            if delay:
+                time.sleep(delay)
+            per_attempt = min(self.timeout_s, end - time.monotonic())
             try:
-                resp = self._client.post(self.url, json=body)
+                resp = self._client.post(self.url, json=body, timeout=httpx.Timeout(per_attempt))
             except httpx.TimeoutException as exc:
-                last = BackendTimeoutError(f"{self.name}: no answer within {self.timeout_s:g} s (attempt {attempt + 1}/{self.retries + 1})")
+                last = BackendTimeoutError(f"{self.name}: no answer within {per_attempt:.3g} s (attempt {attempt + 1}/{attempts})")
                 last.__cause__ = exc
                 continue
             except httpx.TransportError as exc:
-                last = BackendError(f"{self.name}: {type(exc).__name__}: {exc} (attempt {attempt + 1}/{self.retries + 1})")
+                last = BackendError(f"{self.name}: {type(exc).__name__}: {exc} (attempt {attempt + 1}/{attempts})")
                 continue
             if resp.status_code == 429 or resp.status_code >= 500:
-                last = BackendError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]}")
+                last = BackendError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]} (attempt {attempt + 1}/{attempts})")
                 continue
             if resp.status_code != 200:
                 raise BackendError(f"{self.name}: HTTP {resp.status_code}: {resp.text[:200]}")
             return _completion_text(resp, self.name)
-        log.warning("remote backend gave up after %d attempts: %s", self.retries + 1, last)
+        log.warning("remote backend gave up: %s", last)
         raise last
 
     def close(self) -> None:
         self._client.close()
+
+
+def _out_of_time(last: Exception | None, name: str, deadline_s: float, attempts_made: int) -> BackendError:
+    """The error `RemoteBackend.generate` raises when its deadline leaves no room for another attempt:
+    a timeout error (it is one), whose message keeps the last attempt's failure."""
+    why = f"; last failure: {last}" if last is not None else ""
+    err = BackendTimeoutError(f"{name}: deadline of {deadline_s:g} s leaves no time for attempt {attempts_made + 1}{why}")
+    err.__cause__ = last
+    return err
 
 
 def _completion_text(resp, name: str) -> str:

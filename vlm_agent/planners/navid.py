@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # The shipped default navigator (checkpoints/navid_film/MODEL_CARD.md); navid_tiny stays for the
 # encoder-acceleration path (its SigLIP tower exports to ONNX / TensorRT).
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_film")
+# The remote backend's deadline for one call (every attempt and backoff), as a fraction of model_timeout_s.
+REMOTE_DEADLINE_FRACTION = 0.9
 
 
 def default_checkpoint_dir(name: str = "navid_film") -> str:
@@ -68,6 +70,7 @@ class NavidPlannerConfig(EncoderParams):
     remote_api_key: str = param("", "bearer token for the remote server (empty = none)")
     timeout_s: float = param(10.0, "remote request timeout per attempt, seconds", min=0.05, max=600.0)
     retries: int = param(2, "remote retries after the first attempt (timeouts, connection errors, 429/5xx)", min=0, max=10)
+    model_timeout_s: float = param(10.0, "a model call running longer than this becomes a stop plan (node); remote attempts and backoffs all end within 90% of it", min=0.05, max=600.0)
     max_history_frames: int = param(0, "history frames fed to the builtin LM (uniform subsample of the cache); 0 = the model's default", min=0, max=4096)
     history_images: int = param(4, "history images sent to transformers/remote backends per call", min=0, max=64)
     decoding: str = param("constrained", "builtin decoding: constrained (grammar trie) or greedy (free text, parsed strictly)", choices=("constrained", "greedy"))
@@ -124,7 +127,11 @@ def make_backend(config: NavidPlannerConfig):
         if not config.model_dir or not os.path.isdir(config.model_dir):
             raise FileNotFoundError(f"transformers backend needs model_dir of a local model directory, got {config.model_dir!r}")
         return backends.TransformersBackend(config.model_dir, config.history_images, min(config.max_new_tokens, 64), config.device)
-    return backends.RemoteBackend(config.remote_url, config.remote_model, config.timeout_s, config.retries, config.remote_api_key, config.history_images, min(config.max_new_tokens, 64))
+    # All attempts end a little before the node's model timeout, so a failed call reports the
+    # server's error rather than a generic timeout and leaves the worker free for the next episode.
+    deadline_s = max(REMOTE_DEADLINE_FRACTION * config.model_timeout_s, backends.RemoteBackend.MIN_ATTEMPT_S)
+    return backends.RemoteBackend(config.remote_url, config.remote_model, config.timeout_s, config.retries, config.remote_api_key, config.history_images,
+                                  min(config.max_new_tokens, 64), deadline_s=deadline_s)
 
 
 class NavidPlanner:
