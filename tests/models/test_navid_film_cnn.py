@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from vlm_agent.models.navid.collection import ACTIONS
+from vlm_agent.actions import ACTIONS
 from vlm_agent.models.navid.modeling_navid import NavidModel
 from vlm_agent.models.navid.processing_navid import NavidProcessor, select_history
-from vlm_agent.models.navid.training import EpisodeBatcher
 from vlm_agent.models.registry import make_config
+from vlm_agent.training.navid import EpisodeBatcher
 
 
 def _cnn_config(**extra):

@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 
-from vlm_agent.models.navid.collection import ACTIONS, load_shards
-from vlm_agent.actions import NavPrimitive
+from vlm_agent.actions import ACTIONS, NavPrimitive
 from vlm_agent.training.collect import collect_shards
+from vlm_agent.training.data import load_shards
 
 
 class _AlwaysLeft:

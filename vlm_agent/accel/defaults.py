@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
+# NaVid's default architecture, as `vlm-agent train` builds it (the defaults of
+# `vlm_agent.training.navid.NavidTrainConfig`, which sits above this layer; a test keeps them equal).
+NAVID_TRAIN_DEFAULTS = {"image_size": 64, "patch_size": 8, "vision_hidden": 64, "vision_layers": 2, "text_hidden": 64, "text_layers": 2, "heads": 4}
 
 
 def _builtin_checkpoints(root: Path) -> dict[str, Path]:
@@ -35,18 +38,15 @@ def _builtin_checkpoints(root: Path) -> dict[str, Path]:
 
 
 def _navid_default_config_tower(seed: int = 0):
-    """NaVid's vision tower from `NavidTrainConfig` defaults (what `vlm-agent train` builds)."""
+    """NaVid's vision tower from the training defaults (`NAVID_TRAIN_DEFAULTS`: what `vlm-agent train` builds)."""
     import torch
 
     from vlm_agent.models.embodied_vlm.modeling_embodied_vlm import VisionTower
-    from vlm_agent.models.navid.training import NavidTrainConfig
     from vlm_agent.models.registry import make_config
 
     from .tower import tower_info
 
-    t = NavidTrainConfig()
-    cfg = make_config("navid", vocab_size=512, image_size=t.image_size, patch_size=t.patch_size, vision_hidden=t.vision_hidden,
-                      vision_layers=t.vision_layers, text_hidden=t.text_hidden, text_layers=t.text_layers, heads=t.heads)
+    cfg = make_config("navid", vocab_size=512, **NAVID_TRAIN_DEFAULTS)
     torch.manual_seed(seed)
     tower = VisionTower(cfg.vision_config).eval()
     return tower, tower_info(tower, name="navid (default config)")

@@ -18,6 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--beta", type=float, default=1.0, help="probability of executing the expert's action instead of the learner's")
     parser.add_argument("--max-steps", type=int, default=0, help="cap on steps per episode (0 = the episode's own limit)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the learner")
+    parser.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps (checked before collecting)")
 
 
 def run(args) -> int:
@@ -33,10 +34,11 @@ def run(args) -> int:
     if args.learner:
         import torch
 
+        from vlm_agent.devices import check_device
         from vlm_agent.planners.navid_policy import make_navid_policy
 
         torch.set_num_threads(args.threads)
-        learner = make_navid_policy(args.learner)
+        learner = make_navid_policy(args.learner, device=check_device(args.device))
     kw = dict(split=args.split, episodes=args.episodes, seed=args.seed, image_size=args.image_size, expert=args.expert,
               learner=learner, beta=args.beta if learner else 1.0, max_steps=args.max_steps)
     if args.out.endswith(".npz"):  # one shard file

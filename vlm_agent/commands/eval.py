@@ -8,6 +8,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--suite", required=True, choices=["nav", "manip", "seg"])
     parser.add_argument("--policy", default="oracle", help="registered policy name (oracle, random, colour, navid, ...)")
     parser.add_argument("--model", default=None, help="model directory for learned policies")
+    parser.add_argument("--device", default=None, help="torch device of a learned policy's model: cpu (default), cuda, cuda:N, mps")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -56,6 +57,7 @@ def run(args) -> int:
     from rich.table import Table
     from tqdm import tqdm
 
+    from vlm_agent.devices import check_device
     from vlm_agent.evaluation.policies import make_policy
     from vlm_agent.evaluation.rollouts import EvalResult, evaluate
     from vlm_agent.sim.env import NavEnv, SimConfig
@@ -63,12 +65,13 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
+    policy_kw = {"device": check_device(args.device)} if args.device else {}
     console = Console(stderr=True)
     config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,
                        render_depth=args.suite == "nav")
     episodes = make_episodes(args.suite, args.split, args.episodes, args.seed)
     env = NavEnv(config)
-    policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed)
+    policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed, **policy_kw)
     if args.ros:
         result = _run_ros(args, episodes, policy, config)
     else:

@@ -5,9 +5,9 @@ HELP = "train the built-in NaVid-style model on shards from `vlm-agent collect` 
 
 
 def add_arguments(parser) -> None:
-    from vlm_agent.models.navid.training import NavidTrainConfig
-
     import dataclasses
+
+    from vlm_agent.training.navid import NavidTrainConfig
 
     for f in dataclasses.fields(NavidTrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -26,7 +26,7 @@ def run(args) -> int:
     import dataclasses
     import json
 
-    from vlm_agent.models.navid.training import NavidTrainConfig, train
+    from vlm_agent.training.navid import NavidTrainConfig, train
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(NavidTrainConfig)}
     summary = train(NavidTrainConfig.from_dict(values))

@@ -1,7 +1,7 @@
 """Sharded, resumable expert data collection for the NaVid model (behaviour cloning and DAgger).
 
 `collect_shards(out_dir, ...)` writes `shard_00000.npz`, `shard_00001.npz`, ... of `episodes_per_shard`
-episodes each (the format of `vlm_agent.models.navid.collection`: frames (F, S, S, 3) uint8, actions
+episodes each (the format of `vlm_agent.training.data`: frames (F, S, S, 3) uint8, actions
 (F,) int8, episode_start, episode_length, instructions, episode_ids, plus tasks, success, expert);
 a shard that already exists is skipped, so an interrupted run resumes where it stopped. Episode `i`
 of shard `k` is `make_episode("nav", split, seed, k * episodes_per_shard + i)`: deterministic.
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from vlm_agent.models.navid.collection import ACTION_INDEX
+from vlm_agent.actions import ACTION_INDEX
 
 
 def make_expert(name: str, env):
@@ -108,15 +108,17 @@ def main(argv=None) -> int:
     p.add_argument("--beta", type=float, default=1.0, help="probability of executing the expert's action")
     p.add_argument("--max-steps", type=int, default=0, help="step cap per episode (0 = the episode's, 300)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(a.threads)
     learner = None
     if a.learner:
+        from vlm_agent.devices import check_device
         from vlm_agent.planners.navid_policy import make_navid_policy
 
-        learner = make_navid_policy(a.learner)
+        learner = make_navid_policy(a.learner, device=check_device(a.device))
     paths = collect_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.expert, learner,
                            a.beta if learner else 1.0, a.max_steps, log=lambda s: print(s, flush=True))
     print(json.dumps({"shards": len(paths), "out": a.out}))

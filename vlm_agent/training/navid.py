@@ -1,10 +1,11 @@
-"""Behaviour-cloning trainer of the built-in NaVid model on collected shards (see collection.py).
+"""Behaviour-cloning trainer of the built-in NaVid model on collected shards (see `training/data.py`).
 
 A batch holds whole slices of episodes: the frames they need are encoded once (vision tower + FiLM),
 then every chosen step becomes one multimodal sentence whose history slots index those encodings,
 exactly as the planner's cache does at run time (the same `select_history` subsampling).
 Only the answer tokens are trained (cross-entropy), stop labels weighted by `stop_weight`.
-Model selection is by *closed-loop* success on validation episodes, never per-step accuracy.
+Model selection is by *closed-loop* success on validation episodes, never per-step accuracy
+(`training/selection.py`). The model, every batch and the selection runs live on `device`.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import time
 import numpy as np
 import torch
 
+from vlm_agent.actions import ACTIONS
 from vlm_agent.config import ConfigBase, param
-
-from .collection import ACTIONS, load_shards
-from .processing_navid import NavidProcessor, select_history
+from vlm_agent.devices import DEVICE_NAMES, check_device, check_device_name, to_device
+from vlm_agent.models.navid.processing_navid import NavidProcessor, select_history
+from vlm_agent.training.data import expand_shards, load_shards
+from vlm_agent.training.selection import closed_loop_eval
 
 
 @dataclasses.dataclass
@@ -58,6 +61,14 @@ class NavidTrainConfig(ConfigBase):
     eval_every_min: float = param(6.0, "minutes between closed-loop evaluations", min=0.1)
     threads: int = param(2, "torch CPU threads", min=1, max=256)
     seed: int = param(0, "random seed")
+    device: str = param("cpu", f"torch device for training and the closed-loop selection ({', '.join(DEVICE_NAMES)}); checked before any work")
+
+    def __post_init__(self):
+        super().__post_init__()
+        try:
+            check_device_name(self.device)
+        except ValueError as exc:
+            raise ValueError(f"NavidTrainConfig.device: {exc}") from None
 
 
 def _pixels(frames: np.ndarray) -> torch.Tensor:
@@ -67,7 +78,7 @@ def _pixels(frames: np.ndarray) -> torch.Tensor:
 
 
 class EpisodeBatcher:
-    """Builds `NavidModel.forward_train` batches from a dataset dict (see collection.load_shards)."""
+    """Builds `NavidModel.forward_train` batches (CPU tensors) from a dataset dict (see `training.data.load_shards`)."""
 
     def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0):
         self.data, self.processor = data, processor
@@ -188,45 +199,16 @@ def plot_training_curves(log_path: str, png_path: str) -> None:
     plt.close(fig)
 
 
-def expand_shards(paths: list[str]) -> list[str]:
-    """Shard files from a list of .npz files and/or directories of them (sorted within a directory)."""
-    import glob
-
-    out = []
-    for p in paths:
-        out.extend(sorted(glob.glob(os.path.join(p, "*.npz"))) if os.path.isdir(p) else [p])
-    return [p for p in out if not p.endswith(".tmp.npz")]
-
-
-def closed_loop_eval(model_dir: str, n_episodes: int, max_steps: int, image_size: int, split: str = "val", seed: int = 0, progress: bool = False) -> dict:
-    """Success rate / SPL of the checkpoint in `model_dir` over `n_episodes` sim episodes."""
-    import vlm_agent.sim  # noqa: F401
-    from tqdm import tqdm
-
-    from vlm_agent.planners.navid_policy import make_navid_policy
-    from vlm_agent.sim.env import NavEnv, SimConfig
-    from vlm_agent.sim.episodes import make_episodes
-
-    policy = make_navid_policy(model_dir)
-    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=False, max_steps=max_steps))
-    sr, spl = [], []
-    for ep in tqdm(make_episodes("nav", split, n_episodes, seed), desc="closed-loop val", disable=not progress, leave=False):
-        obs = env.reset(ep)
-        policy.reset(ep)
-        while not env.done and env.step_count < env.max_steps:
-            obs = env.step(policy.act(obs))
-        m = env.metrics(assume_stopped=False)
-        sr.append(float(m.get("success", 0.0)))
-        spl.append(float(m.get("spl", 0.0)))
-    return {"success_rate": float(np.mean(sr)), "spl": float(np.mean(spl)), "episodes": n_episodes, "parse_errors": policy.parse_errors}
-
-
 def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
+    """Train on `cfg.data`, keep the checkpoint with the best closed-loop val SR (then SPL) in
+    `cfg.out_dir`; returns the run summary (also written as `training_summary.json`)."""
+    device = torch.device(check_device(cfg.device))  # first: a bad device fails before any work
+
     from tqdm import tqdm
 
-    from ..embodied_vlm.processing_embodied_vlm import load_tokenizer, train_tokenizer
-    from ..registry import make_config
-    from .modeling_navid import NavidModel
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import load_tokenizer, train_tokenizer
+    from vlm_agent.models.navid.modeling_navid import NavidModel
+    from vlm_agent.models.registry import make_config
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -249,6 +231,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         model = NavidModel(config)
     if cfg.aux_weight and model.aux_action_head is None:
         model.add_aux_action_head(len(ACTIONS))
+    model.to(device)
     model.train()
     processor = NavidProcessor(tokenizer, model.config)
     batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed)
@@ -267,7 +250,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     step = 0
     state_path = os.path.join(work_dir, "train_state.pt")
     if cfg.resume and os.path.isfile(state_path):
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, ema, best = state["step"], state["ema"], state["best"]
@@ -280,7 +263,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         nonlocal best
         model.eval()
         model.save_pretrained(work_dir, tokenizer)
-        res = closed_loop_eval(work_dir, cfg.val_episodes, cfg.val_max_steps, cfg.image_size) if cfg.val_episodes else {"success_rate": 0.0, "spl": 0.0}
+        res = closed_loop_eval(work_dir, cfg.val_episodes, cfg.val_max_steps, cfg.image_size, device=cfg.device) if cfg.val_episodes else {"success_rate": 0.0, "spl": 0.0}
         model.train()
         rec = {"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "val": res, "loss_ema": ema}
         log_f.write(json.dumps(rec) + "\n")
@@ -298,7 +281,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, (time.monotonic() - t0) / budget_s))) * 0.9 + 0.1
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = batcher.sample(cfg.batch_episodes)
+        batch = to_device(batcher.sample(cfg.batch_episodes), device)
         batch["aux_weight"] = cfg.aux_weight
         loss = model.forward_train(batch)
         opt.zero_grad(set_to_none=True)
@@ -306,7 +289,8 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        ema = float(loss) if ema is None else 0.98 * ema + 0.02 * float(loss)
+        value = loss.detach().item()
+        ema = value if ema is None else 0.98 * ema + 0.02 * value
         bar.update(1)
         bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}")
         if step % 50 == 0:

@@ -1,0 +1,41 @@
+"""Training shards: the on-disk format of expert-labelled episodes, and reading them back.
+
+One shard = one `.npz` with every frame of every episode (written by `training/collect.py`):
+    frames (F, S, S, 3) uint8 RGB, actions (F,) int8 (`vlm_agent.actions.ACTIONS` index of the
+    expert's label for that frame), episode_start (E,) int64, episode_length (E,) int64,
+    instructions (E,) str, episode_ids (E,) str; collect_shards adds tasks (E,) str,
+    success (E,) float32 and expert () str.
+With a learner (DAgger) the learner's own primitive was executed with probability 1 - beta, the
+expert's otherwise, and the label is always the expert's action for the state actually visited.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+
+
+def expand_shards(paths: list[str]) -> list[str]:
+    """Shard files from a list of .npz files and/or directories of them (sorted within a directory);
+    unfinished `*.tmp.npz` files of an interrupted collection are left out."""
+    out = []
+    for p in paths:
+        out.extend(sorted(glob.glob(os.path.join(p, "*.npz"))) if os.path.isdir(p) else [p])
+    return [p for p in out if not p.endswith(".tmp.npz")]
+
+
+def load_shards(paths: list[str]) -> dict:
+    """Concatenate shards into one dataset dict (the keys every shard has; starts re-based)."""
+    parts = [np.load(p) for p in paths]
+    out = {"frames": [], "actions": [], "episode_start": [], "episode_length": [], "instructions": [], "episode_ids": []}
+    offset = 0
+    for d in parts:
+        out["frames"].append(d["frames"])
+        out["actions"].append(d["actions"])
+        out["episode_start"].append(d["episode_start"] + offset)
+        out["episode_length"].append(d["episode_length"])
+        out["instructions"].append(d["instructions"])
+        out["episode_ids"].append(d["episode_ids"])
+        offset += len(d["frames"])
+    return {k: np.concatenate(v) for k, v in out.items()}
