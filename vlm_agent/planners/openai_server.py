@@ -210,7 +210,8 @@ class ServedNavid:
     def count_tokens(self, instruction: str, n_history: int, answer: str, limit: int) -> tuple[int, int, bool]:
         """(prompt_tokens, completion_tokens, whether generation hit `limit`) for the call just made.
 
-        The one place the server reads the backend's internals (its processor and history cap).
+        With `backend.max_new_tokens` (set per request in `complete`), the one place the server
+        reads the backend's internals (its processor and history cap): adapt here when they move.
         Prompt: the processor's own prompt layout, image placeholder tokens included, with the
         history frames the backend keeps (min(n_history, max_history_frames)). Completion: the
         answer tokenised by the model's tokenizer; the decoders stop only after emitting the
