@@ -104,11 +104,11 @@ def test_prompt_tokens_count_image_placeholders(client, served):
 def test_max_tokens_truncates_with_finish_reason_length(client, served):
     full = create(client, served)
     text, n = full.choices[0].message.content, full.usage.completion_tokens
-    assert n >= 2, "the tiny model's answer should take more than one token"
+    assert n >= 2  # at least one answer token and the end-of-sequence token
     one = create(client, served, max_tokens=1)
-    assert one.choices[0].finish_reason == "length"
+    assert one.choices[0].finish_reason == "length"  # cut before the end-of-sequence token, even for "stop"
     assert one.usage.completion_tokens == 1
-    assert text.startswith(one.choices[0].message.content) and len(one.choices[0].message.content) < len(text)
+    assert text.startswith(one.choices[0].message.content)
     # Every limit below the answer's length cuts it there; the answer's own length (EOS included) does not.
     for k in range(2, n):
         cut = create(client, served, max_completion_tokens=k)
@@ -116,6 +116,52 @@ def test_max_tokens_truncates_with_finish_reason_length(client, served):
         assert text.startswith(cut.choices[0].message.content)
     whole = create(client, served, max_completion_tokens=n, max_tokens=1)  # max_completion_tokens wins
     assert (whole.choices[0].finish_reason, whole.choices[0].message.content) == ("stop", text)
+
+
+class WordDecoder:
+    """A stand-in backend: one token per word, a fixed answer, decoding that stops at EOS or at
+    `max_new_tokens` as the built-in decoders do (so limits inside a long answer can be checked)."""
+
+    ANSWER = "move forward 25 cm , turn left 30 degrees"
+    EOS = "</s>"
+
+    def __init__(self):
+        self.max_new_tokens, self.max_history_frames = 48, 4
+        self.processor = types.SimpleNamespace(
+            tokenizer=lambda text, add_special_tokens=False: types.SimpleNamespace(input_ids=text.split()),
+            encode_instruction=lambda text: text.split(),
+            prompt_ids=lambda ids, n_history: ["<s>", *ids, "[HIS]"] + ["<img>"] * 4 * n_history + ["[OBS]"] + ["<img>"] * 64 + ["[NAV]"],
+        )
+
+    def reset(self, instruction):
+        self.history = 0
+
+    def observe(self, rgb):
+        self.history += 1
+
+    def generate(self, rgb):
+        produced = (self.ANSWER.split() + [self.EOS])[: self.max_new_tokens]
+        return " ".join(t for t in produced if t != self.EOS)
+
+
+def test_limits_inside_a_long_answer():
+    from vlm_agent.planners.openai_server import GenerationOptions, ServedNavid
+
+    served = ServedNavid.__new__(ServedNavid)
+    served.backend, served.lock = WordDecoder(), threading.Lock()
+    served.max_new_tokens = served.backend.max_new_tokens
+    words = WordDecoder.ANSWER.split()
+    images = [frame(0)] * 7  # 6 history frames, 4 kept
+    full = served.complete(chat_prompt(INSTRUCTION, 6), images)
+    assert (full.text, full.finish_reason, full.completion_tokens) == (WordDecoder.ANSWER, "stop", len(words) + 1)
+    assert full.prompt_tokens == 1 + len(INSTRUCTION.split()) + 1 + 4 * 4 + 1 + 64 + 1
+    for k in range(1, len(words) + 1):
+        cut = served.complete(chat_prompt(INSTRUCTION, 6), images, GenerationOptions(max_tokens=k))
+        assert (cut.text, cut.finish_reason, cut.completion_tokens) == (" ".join(words[:k]), "length", k)
+    assert served.complete(chat_prompt(INSTRUCTION, 6), images, GenerationOptions(max_tokens=len(words) + 1)) == full
+    assert served.backend.max_new_tokens == 48  # restored after each request
+    stopped = served.complete(chat_prompt(INSTRUCTION, 6), images, GenerationOptions(max_tokens=5, stop=(" ,", "30")))
+    assert (stopped.text, stopped.finish_reason, stopped.completion_tokens) == ("move forward 25 cm", "stop", 5)
 
 
 def test_stop_strings_are_honoured(client, served):
