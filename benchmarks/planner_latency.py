@@ -49,14 +49,13 @@ def model_dir(path: str | None) -> tuple[str, str]:
         return DEFAULT_CHECKPOINT, "checkpoints/navid_tiny"
     # No checkpoint: a random model with the default training sizes (latency does not need weights).
     from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
-    from vlm_agent.models.navid.modeling_navid import NavidModel
-    from vlm_agent.models.registry import make_config
+    from vlm_agent.models.registry import new_model
 
     torch.manual_seed(0)
-    tok = train_tokenizer()
-    cfg = make_config("navid", vocab_size=512, image_size=64, patch_size=8, vision_hidden=64, text_hidden=64, max_history_frames=8)
+    model, processor = new_model("navid", train_tokenizer(), image_size=64, patch_size=8, vision_hidden=64, text_hidden=64, max_history_frames=8)
     d = tempfile.mkdtemp(prefix="navid_bench_")
-    NavidModel(cfg).save_pretrained(d, tokenizer=tok)
+    model.save_pretrained(d)
+    processor.save_pretrained(d)
     return d, "random NaVid model with the navid_tiny sizes"
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
@@ -42,23 +41,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 CONFIGS = {"timers 20 Hz (default)": 20.0, "timers 100 Hz": 100.0}
-SEED = 2  # with this seed the untrained model answers "move forward 25 cm, turn right 30 degrees"
+SEED = 2  # with this seed the untrained model answers moves ("move forward 25 cm, move forward 25 cm, ..."), never stop
 
 
 def build_model(directory: str) -> str:
     import torch
 
     from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
-    from vlm_agent.models.navid.modeling_navid import NavidModel
-    from vlm_agent.models.registry import make_config
+    from vlm_agent.models.registry import new_model
 
-    tok = train_tokenizer()
-    cfg = make_config("navid", vocab_size=int(math.ceil(len(tok) / 64) * 64), image_size=64, patch_size=8, vision_hidden=32,
-                      vision_layers=1, text_hidden=32, text_layers=1, heads=4, film_layers=1)
     torch.manual_seed(SEED)
-    model = NavidModel(cfg).eval()
+    model, processor = new_model("navid", train_tokenizer(), image_size=64, patch_size=8, vision_hidden=32,
+                                 vision_layers=1, text_hidden=32, text_layers=1, heads=4, film_layers=1)
     torch.nn.init.normal_(model.instruction_film[-1].weight, std=0.05)
-    model.save_pretrained(directory, tokenizer=tok)
+    model.eval().save_pretrained(directory)
+    processor.save_pretrained(directory)
     return directory
 
 

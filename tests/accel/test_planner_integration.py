@@ -29,7 +29,7 @@ def test_navid_planner_same_output_with_torch_and_onnxruntime_encoders(navid_dir
     frames = assert_same_plans_through_encoder(ref, acc, enc)  # and the planner really goes through ORT
 
     # The features behind those plans agree to ONNX Runtime's precision, history tokens included.
-    px = acc.backend.processor.image_processor(frames)
+    px = acc.backend.processor.pixel_values(frames)
     cond = acc.backend._condition
     with torch.no_grad():
         cur_a, his_a = ref.backend.model.encode_frames(px, cond)

@@ -11,14 +11,12 @@ from vlm_agent.models.navid.processing_navid import NavidProcessor, answer_text,
 from vlm_agent.planners.navid_grammar import parse_primitives
 from vlm_agent.training.navid import EpisodeBatcher
 
-from .conftest import tiny_config
+from .conftest import tiny_model_and_processor
 
 
 @pytest.fixture
-def navid(tiny_tokenizer):
-    torch.manual_seed(0)
-    model = NavidModel(tiny_config("navid", 512, max_history_frames=4)).eval()
-    return model, NavidProcessor(tiny_tokenizer, model.config)
+def navid():
+    return tiny_model_and_processor("navid", max_history_frames=4)
 
 
 @pytest.mark.parametrize("n,cap", [(0, 4), (3, 4), (4, 4), (5, 4), (200, 16), (1000, 1), (17, 16)])
@@ -48,7 +46,8 @@ def test_candidate_answers_are_the_grammar(navid):
     assert sorted(leaves) == sorted(proc.answer_ids(a) for a in answers)
 
 
-def _embeds(model, proc, instruction_ids, n_history, seed):
+def _prompt(model, proc, instruction_ids, n_history, seed):
+    """(input_ids (1, L), image features (M, D)) of a NaVid prompt over random frames."""
     g = torch.Generator().manual_seed(seed)
     c = model.config
     with torch.no_grad():
@@ -57,7 +56,7 @@ def _embeds(model, proc, instruction_ids, n_history, seed):
         feats = torch.cat([his[:n_history].reshape(-1, his.shape[-1]), cur[-1]])
         ids = torch.tensor([proc.prompt_ids(instruction_ids, n_history)])
         assert int((ids == c.image_token_id).sum()) == n_history * 4 + 64
-        return model.embed_multimodal(ids, feats)
+        return ids, feats
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -66,7 +65,8 @@ def test_constrained_decoding_always_yields_grammar_text(navid, seed):
     torch.manual_seed(seed)
     for p in model.language_model.parameters():  # a random, confident LM: argmax varies by seed
         p.data.normal_(0, 0.5)
-    out = model.generate_constrained(_embeds(model, proc, proc.encode_instruction("go to the red ball"), 3, seed), proc.grammar_trie())
+    ids, feats = _prompt(model, proc, proc.encode_instruction("go to the red ball"), 3, seed)
+    out = model.generate_constrained(ids, proc.grammar_trie(), image_features=feats)
     assert out[-1] == model.config.eos_token_id
     parsed = parse_primitives(proc.tokenizer.decode(out, skip_special_tokens=True))
     assert parsed.ok and 1 <= len(parsed.primitives) <= 3
@@ -139,7 +139,8 @@ def test_aux_action_head_trains_and_round_trips(navid, tmp_path):
     assert float(loss) > plain  # the expert-action cross-entropy is added
     loss.backward()
     assert model.aux_action_head.weight.grad.abs().sum() > 0
-    model.save_pretrained(tmp_path, tokenizer=proc.tokenizer)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
     again = NavidModel.from_pretrained(tmp_path)
     assert again.config.aux_action_classes == len(ACTIONS)
     torch.testing.assert_close(again.aux_action_head.weight, model.aux_action_head.weight)

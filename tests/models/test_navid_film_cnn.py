@@ -19,10 +19,14 @@ def _cnn_config(**extra):
 
 
 @pytest.fixture
-def cnn_navid(tiny_tokenizer):
+def cnn_navid():
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
+    from vlm_agent.models.registry import new_model
+
     torch.manual_seed(0)
-    model = NavidModel(_cnn_config()).eval()
-    return model, NavidProcessor(tiny_tokenizer, model.config)
+    model, proc = new_model("navid", train_tokenizer(), image_size=16, patch_size=4, vision_hidden=16, text_hidden=32, text_layers=1, heads=4,
+                            vision_stem="film_cnn", cnn_channels=[8], current_grid_size=4, max_history_frames=4, recent_history_frames=2)
+    return model.eval(), proc
 
 
 def _dataset(n_episodes=2, length=6, size=16, seed=0):
@@ -107,7 +111,8 @@ def test_film_cnn_trains_saves_and_plans(cnn_navid, tmp_path):
         first = float(loss.detach()) if first is None else first
     assert float(loss.detach()) < 0.5 * first
     model.eval()
-    model.save_pretrained(tmp_path, proc.tokenizer)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
     again = NavidModel.from_pretrained(tmp_path)
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         torch.testing.assert_close(a, b, msg=k)
@@ -124,12 +129,11 @@ def test_stop_logit_bias_moves_the_stop_decision(cnn_navid):
     trie = proc.grammar_trie()
     stop_ids = proc.answer_ids([__import__("vlm_agent.actions", fromlist=["NavPrimitive"]).NavPrimitive.stop()])
     torch.manual_seed(1)
-    embeds = torch.randn(1, 12, 32)
+    ids = torch.tensor([proc.prompt_ids(proc.encode_instruction("go to the red ball"), 0)])
+    feats = torch.randn(proc.current_tokens, 32)
     outs = {}
     for bias in (-50.0, 0.0, 50.0):
-        model.config.stop_logit_bias = bias
-        outs[bias] = model.generate_constrained(embeds, trie)
-    model.config.stop_logit_bias = 0.0
+        outs[bias] = model.generate_constrained(ids, trie, image_features=feats, first_token_bias=proc.first_token_bias(bias))
     assert outs[50.0] == stop_ids  # a large positive bias always stops
     assert outs[-50.0] != stop_ids  # a large negative one never does
     with pytest.raises(ValueError, match="stop_logit_bias"):
@@ -140,7 +144,8 @@ def test_planner_keeps_the_conditioned_stem_in_torch(cnn_navid, tmp_path):
     from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig
 
     model, proc = cnn_navid
-    model.save_pretrained(tmp_path, proc.tokenizer)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
     planner = NavidPlanner(NavidPlannerConfig(model_dir=str(tmp_path), encoder_backend="onnxruntime"))
     assert planner.backend.encoder is None  # no pixel-only export of an instruction-conditioned stem
     planner.reset("go to the red ball")

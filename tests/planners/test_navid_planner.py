@@ -76,7 +76,7 @@ def test_history_fed_to_the_lm_is_capped(planner, monkeypatch):
     backend = planner.backend
     seen = []
     real = backend.model.embed_multimodal
-    monkeypatch.setattr(backend.model, "embed_multimodal", lambda ids, feats: seen.append(int((ids == backend.model.config.image_token_id).sum())) or real(ids, feats))
+    monkeypatch.setattr(backend.model, "embed_multimodal", lambda ids, feats, states=None: seen.append(int((ids == backend.model.config.image_token_id).sum())) or real(ids, feats, states))
     planner.reset("go to the red ball")
     for i in range(7):
         planner.plan(frame(i))

@@ -58,17 +58,16 @@ class BuiltinNavidBackend:
     def __init__(self, model_dir: str, max_history_frames: int = 0, decoding: str = "constrained", history_mode: str = "cached", max_new_tokens: int = 48, device: str = "cpu"):
         import torch
 
-        from vlm_agent.models.embodied_vlm.processing_embodied_vlm import load_tokenizer
-        from vlm_agent.models.navid.modeling_navid import NavidModel
-        from vlm_agent.models.navid.processing_navid import NavidProcessor
+        from vlm_agent.models.registry import load_model_and_processor
 
         if decoding not in ("constrained", "greedy"):
             raise ValueError(f"decoding must be 'constrained' or 'greedy', got {decoding!r}")
         if history_mode not in ("cached", "reencode"):
             raise ValueError(f"history_mode must be 'cached' or 'reencode', got {history_mode!r}")
         self._torch = torch
-        self.model = NavidModel.from_pretrained(model_dir, device=device)
-        self.processor = NavidProcessor(load_tokenizer(model_dir), self.model.config)
+        self.model, self.processor = load_model_and_processor(model_dir, device=device)
+        if self.model.config.model_type != "navid":
+            raise ValueError(f"{model_dir}: a '{self.model.config.model_type}' model, not a NaVid one")
         self.device = device
         self.decoding, self.history_mode, self.max_new_tokens = decoding, history_mode, max_new_tokens
         self.max_history_frames = max_history_frames or self.model.config.max_history_frames
@@ -95,7 +94,7 @@ class BuiltinNavidBackend:
         if self._last is not None and self._last[0] == key:
             return self._last[1], self._last[2]
         with self._torch.no_grad():
-            pixels = self.processor.image_processor(rgb).to(self.device)
+            pixels = self.processor.pixel_values(rgb).to(self.device)
             cur, his = self.model.encode_frames(pixels, self._condition)
         self._last = (key, cur[0], his[0])
         return cur[0], his[0]
@@ -106,7 +105,7 @@ class BuiltinNavidBackend:
         if self.history_mode == "cached":
             self._history.append(self._encode(rgb)[1])
         else:
-            self._history.append(self.processor.image_processor(rgb))
+            self._history.append(self.processor.pixel_values(rgb))
 
     @property
     def history_length(self) -> int:
@@ -134,11 +133,14 @@ class BuiltinNavidBackend:
             his, k = self._history_tokens()
             feats = cur if his is None else torch.cat([his, cur])
             ids = torch.tensor([self.processor.prompt_ids(self._instruction_ids, k)], device=self.device)
-            embeds = self.model.embed_multimodal(ids, feats)
             if self.decoding == "constrained":
-                out = self.model.generate_constrained(embeds, self.processor.grammar_trie(), self.max_new_tokens)
+                bias = self.processor.first_token_bias(getattr(self.model.config, "stop_logit_bias", 0.0))
+                out = self.model.generate_constrained(ids, self.processor.grammar_trie(), image_features=feats, first_token_bias=bias, max_new_tokens=self.max_new_tokens)
             else:
-                out = self.model.generate_greedy(embeds, self.max_new_tokens)
+                eos = self.model.config.eos_token_id
+                seq = self.model.generate(input_ids=ids, image_features=feats, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens,
+                                          do_sample=False, eos_token_id=eos, pad_token_id=self.model.config.pad_token_id)
+                out = seq[0, ids.shape[1]:].tolist()
         return self.processor.tokenizer.decode(out, skip_special_tokens=True)
 
 

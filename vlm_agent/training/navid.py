@@ -21,7 +21,7 @@ import torch
 from vlm_agent.actions import ACTIONS
 from vlm_agent.config import ConfigBase, param
 from vlm_agent.devices import DEVICE_NAMES, check_device, check_device_name, to_device
-from vlm_agent.models.navid.processing_navid import NavidProcessor, select_history
+from vlm_agent.models.navid.processing_navid import NavidProcessor
 from vlm_agent.training.data import expand_shards, load_shards
 from vlm_agent.training.selection import closed_loop_eval
 
@@ -71,18 +71,11 @@ class NavidTrainConfig(ConfigBase):
             raise ValueError(f"NavidTrainConfig.device: {exc}") from None
 
 
-def _pixels(frames: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 normalised like `ImagePreprocessor` (SigLIP 0.5/0.5)."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    return x.div_(127.5).sub_(1.0)
-
-
 class EpisodeBatcher:
     """Builds `NavidModel.forward_train` batches (CPU tensors) from a dataset dict (see `training.data.load_shards`)."""
 
     def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0):
         self.data, self.processor = data, processor
-        self.cfg = processor.config
         self.steps_per_episode, self.stop_weight = steps_per_episode, stop_weight
         self.rng = np.random.default_rng(seed)
         self.instr_ids = [processor.encode_instruction(str(t)) for t in data["instructions"]]
@@ -93,11 +86,11 @@ class EpisodeBatcher:
         return self.build(list(eps))
 
     def build(self, episodes: list[int], steps: list[np.ndarray] | None = None) -> dict:
-        cfg, d = self.cfg, self.data
+        proc, d = self.processor, self.data
         frame_ids: list[int] = []
         frame_episode: list[int] = []
         seqs, labels, feat_index, weights, actions, current = [], [], [], [], [], []
-        per_frame_his, per_frame_cur = cfg.history_tokens_per_frame, cfg.current_tokens
+        per_frame_his, per_frame_cur = proc.history_tokens_per_frame, proc.current_tokens
         plans = []
         for j, e in enumerate(episodes):
             start, length = int(d["episode_start"][e]), int(d["episode_length"][e])
@@ -108,7 +101,7 @@ class EpisodeBatcher:
             else:
                 chosen = np.sort(self.rng.choice(length, self.steps_per_episode, replace=False))
             needed = set(int(s) for s in chosen)
-            hists = {int(s): select_history(int(s), cfg.max_history_frames, cfg.recent_history_frames) for s in chosen}
+            hists = {int(s): proc.history_indices(int(s)) for s in chosen}
             for h in hists.values():
                 needed.update(int(i) for i in h)
             local = {}
@@ -136,7 +129,7 @@ class EpisodeBatcher:
                 actions.append(action)
                 current.append(local[s])
         L = max(len(s) for s in seqs)
-        pad = cfg.pad_token_id
+        pad = proc.ids["pad_token_id"]
         input_ids = torch.full((len(seqs), L), pad, dtype=torch.long)
         lab = torch.full((len(seqs), L), -100, dtype=torch.long)
         attn = torch.zeros((len(seqs), L), dtype=torch.long)
@@ -152,7 +145,7 @@ class EpisodeBatcher:
             instr_ids[i, : len(t)] = torch.tensor(t)
             instr_mask[i, : len(t)] = 1
         return {
-            "pixel_values": _pixels(d["frames"][np.asarray(frame_ids)]),
+            "pixel_values": proc.frames_to_pixel_values(d["frames"][np.asarray(frame_ids)]),
             "frame_episode": torch.tensor(frame_episode, dtype=torch.long),
             "instruction_ids": instr_ids,
             "instruction_mask": instr_mask,
@@ -199,6 +192,12 @@ def plot_training_curves(log_path: str, png_path: str) -> None:
     plt.close(fig)
 
 
+def save_checkpoint(model, processor, directory: str) -> None:
+    """Model + processor into one directory (what the planner and `--init-from` load)."""
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+
+
 def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     """Train on `cfg.data`, keep the checkpoint with the best closed-loop val SR (then SPL) in
     `cfg.out_dir`; returns the run summary (also written as `training_summary.json`)."""
@@ -206,9 +205,8 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import load_tokenizer, train_tokenizer
-    from vlm_agent.models.navid.modeling_navid import NavidModel
-    from vlm_agent.models.registry import make_config
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
+    from vlm_agent.models.registry import load_model_and_processor, new_model
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -218,22 +216,20 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     if data["frames"].shape[1:] != (cfg.image_size, cfg.image_size, 3):
         raise ValueError(f"shards hold {data['frames'].shape[1:]} frames but image_size is {cfg.image_size}")
     if cfg.init_from:
-        model = NavidModel.from_pretrained(cfg.init_from)
-        tokenizer = load_tokenizer(cfg.init_from)
+        model, processor = load_model_and_processor(cfg.init_from)
+        if model.config.model_type != "navid":
+            raise ValueError(f"--init-from {cfg.init_from}: a '{model.config.model_type}' model, not a NaVid one")
     else:
-        tokenizer = train_tokenizer(sorted(set(str(t) for t in data["instructions"])))
-        vocab = int(math.ceil(len(tokenizer) / 64) * 64)
-        config = make_config("navid", vocab_size=vocab, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_hidden=cfg.vision_hidden,
+        tokenizer = train_tokenizer(sorted(set(str(t) for t in data["instructions"])), special_tokens=NavidProcessor.special_tokens())
+        model, processor = new_model("navid", tokenizer, image_size=cfg.image_size, patch_size=cfg.patch_size, vision_hidden=cfg.vision_hidden,
                              vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads,
                              film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames, aux_action_classes=len(ACTIONS) if cfg.aux_weight else 0,
                              vision_stem=cfg.vision_stem, cnn_channels=[int(c) for c in str(cfg.cnn_channels).split(",") if c.strip()],
                              recent_history_frames=cfg.recent_history_frames, current_grid_size=cfg.current_grid_size)
-        model = NavidModel(config)
     if cfg.aux_weight and model.aux_action_head is None:
         model.add_aux_action_head(len(ACTIONS))
     model.to(device)
     model.train()
-    processor = NavidProcessor(tokenizer, model.config)
     batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     os.makedirs(cfg.out_dir, exist_ok=True)
@@ -262,7 +258,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     def evaluate_and_keep(step):
         nonlocal best
         model.eval()
-        model.save_pretrained(work_dir, tokenizer)
+        save_checkpoint(model, processor, work_dir)
         res = closed_loop_eval(work_dir, cfg.val_episodes, cfg.val_max_steps, cfg.image_size, device=cfg.device) if cfg.val_episodes else {"success_rate": 0.0, "spl": 0.0}
         model.train()
         rec = {"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "val": res, "loss_ema": ema}
@@ -270,7 +266,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         log_f.flush()
         if (res["success_rate"], res["spl"]) >= (best["success_rate"], best.get("spl", -1.0)):
             best = {**res, "step": step}
-            model.save_pretrained(cfg.out_dir, tokenizer)
+            save_checkpoint(model, processor, cfg.out_dir)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
                     "elapsed_s": time.monotonic() - t0}, state_path)
         plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"))

@@ -7,12 +7,9 @@ let the instruction scale/shift the vision features *before* pooling (see docs/m
 """
 from __future__ import annotations
 
-import dataclasses
-
 from ..embodied_vlm.configuration_embodied_vlm import EmbodiedVLMConfig
 
 
-@dataclasses.dataclass
 class NavidConfig(EmbodiedVLMConfig):
     """NaVid fields on top of `EmbodiedVLMConfig`.
 
@@ -50,18 +47,22 @@ class NavidConfig(EmbodiedVLMConfig):
     his_token_id: int = 6
     obs_token_id: int = 7
     nav_token_id: int = 8
-    forward_values_cm: list = dataclasses.field(default_factory=lambda: [25])
-    turn_values_deg: list = dataclasses.field(default_factory=lambda: [30])
+    forward_values_cm: list[int] | None = None
+    turn_values_deg: list[int] | None = None
     max_primitives: int = 3
     aux_action_classes: int = 0
     vision_stem: str = "vit"
-    cnn_channels: list = dataclasses.field(default_factory=lambda: [24, 48])
+    cnn_channels: list[int] | None = None
     recent_history_frames: int = 0
     stop_logit_bias: float = 0.0
-    model_type: str = "navid"
+    model_type = "navid"
 
-    def __post_init__(self):
-        super().__post_init__()
+    def __post_init__(self, **kwargs):
+        # Mutable defaults are filled here (config fields are dataclass fields).
+        self.forward_values_cm = [25] if self.forward_values_cm is None else list(self.forward_values_cm)
+        self.turn_values_deg = [30] if self.turn_values_deg is None else list(self.turn_values_deg)
+        self.cnn_channels = [24, 48] if self.cnn_channels is None else list(self.cnn_channels)
+        super().__post_init__(**kwargs)
         owner = type(self).__name__
         g = self.grid_size
         for name in ("current_grid_size", "history_grid_size"):
@@ -85,15 +86,14 @@ class NavidConfig(EmbodiedVLMConfig):
             raise ValueError(f"{owner}.recent_history_frames: {self.recent_history_frames!r} must be an int in [0, max_history_frames={self.max_history_frames}]")
         if not isinstance(self.stop_logit_bias, (int, float)) or not -50.0 <= float(self.stop_logit_bias) <= 50.0:
             raise ValueError(f"{owner}.stop_logit_bias: {self.stop_logit_bias!r} must be a number in [-50, 50]")
-        vocab = self.text_config.vocab_size
-        for name in ("his_token_id", "obs_token_id", "nav_token_id"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v < vocab:
-                raise ValueError(f"{owner}.{name}: {v!r} must be an int in [0, {vocab})")
         for name, hi in (("forward_values_cm", 500), ("turn_values_deg", 180)):
             v = getattr(self, name)
             if not v or not all(isinstance(x, int) and 0 < x <= hi for x in v):
                 raise ValueError(f"{owner}.{name}: {v!r} must be a non-empty list of ints in (0, {hi}]")
+
+    @classmethod
+    def token_id_fields(cls) -> tuple[str, ...]:
+        return super().token_id_fields() + ("his_token_id", "obs_token_id", "nav_token_id")
 
     @property
     def current_tokens(self) -> int:

@@ -95,17 +95,19 @@ class FiLMConvStem(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
-def _is_chain(node: dict) -> bool:
-    """True if a grammar-trie subtree has no branching down to its end ({})."""
-    while node:
-        if len(node) != 1:
-            return False
-        (node,) = node.values()
-    return True
+def _zero_linear(d_in: int, d_out: int) -> nn.Linear:
+    """A Linear that starts at zero (FiLM output: the modulation starts as the identity and is
+    learnt); `_zero_init` tells the core's init rule to keep it so."""
+    layer = nn.Linear(d_in, d_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    layer._zero_init = True
+    return layer
 
 
 class NavidModel(EmbodiedVLMModel):
     config_class = NavidConfig
+    config: NavidConfig
 
     def __init__(self, config: NavidConfig):
         super().__init__(config)
@@ -116,20 +118,16 @@ class NavidModel(EmbodiedVLMModel):
             # any saved weight). It is instruction-conditioned, so pixel-only accelerated encoders do
             # not apply (`accepts_external_encoder`); it is small enough for torch on a CPU.
             self.vision_tower = FiLMConvStem(list(config.cnn_channels) + [dv])
-            self.stem_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, self.vision_tower.film_dim))
-            nn.init.zeros_(self.stem_film[-1].weight)
-            nn.init.zeros_(self.stem_film[-1].bias)
+            self.stem_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), _zero_linear(d, self.vision_tower.film_dim))
         # A GRU over the instruction's token embeddings: word order matters ("first x, then y").
         self.instruction_encoder = nn.GRU(d, d, batch_first=True)
         self.film_blocks = nn.ModuleList(FiLMBlock(dv) for _ in range(config.film_layers))
         # Zero-initialised last layer: FiLM starts as the identity and learns to modulate.
-        self.instruction_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * dv * config.film_layers)) if config.film_layers else None
-        if self.instruction_film is not None:
-            nn.init.zeros_(self.instruction_film[-1].weight)
-            nn.init.zeros_(self.instruction_film[-1].bias)
+        self.instruction_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), _zero_linear(d, 2 * dv * config.film_layers)) if config.film_layers else None
         self.aux_action_head = None
         if config.aux_action_classes:
             self.add_aux_action_head(config.aux_action_classes)
+        self.post_init()
 
     @property
     def accepts_external_encoder(self) -> bool:
@@ -196,7 +194,7 @@ class NavidModel(EmbodiedVLMModel):
 
     # -- training ------------------------------------------------------------------------------
     def forward_train(self, batch: dict) -> torch.Tensor:
-        """Loss over a batch built by `vlm_agent.models.navid.training.collate_episodes`.
+        """Loss over a batch built by `vlm_agent.training.navid.EpisodeBatcher`.
 
         batch: pixel_values (F, 3, S, S) all frames of the batch's episodes; frame_episode (F,);
             instruction_ids/instruction_mask (E, T); input_ids/attention_mask/labels (B, L);
@@ -230,53 +228,3 @@ class NavidModel(EmbodiedVLMModel):
             aux = self.aux_action_head(pooled[batch["current_frame"]])
             loss = loss + batch.get("aux_weight", 1.0) * (F.cross_entropy(aux, batch["actions"], reduction="none") * batch["loss_weight"]).sum() / batch["loss_weight"].sum()
         return loss
-
-    # -- generation ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate_constrained(self, inputs_embeds: torch.Tensor, trie: dict, max_new_tokens: int = 48) -> list[int]:
-        """Greedy decoding restricted to the grammar trie: at each step only tokens that keep the output
-        a prefix of a valid answer are allowed; forced tokens (one child) are fed without a decision.
-        inputs_embeds (1, L, D). Returns the answer token ids ending in EOS."""
-        lm = self.language_model
-        out = lm(inputs_embeds=inputs_embeds, use_cache=True)
-        past, logits = out.past_key_values, out.logits[0, -1]
-        node, produced, pending = trie, [], []
-        bias = float(getattr(self.config, "stop_logit_bias", 0.0))
-        while node and len(produced) < max_new_tokens:
-            if pending:  # feed forced tokens in one call, then decide
-                o = lm(input_ids=torch.tensor([pending]), past_key_values=past, use_cache=True)
-                past, logits, pending = o.past_key_values, o.logits[0, -1], []
-            allowed = list(node)
-            scores = logits[allowed]
-            if bias and not produced:
-                # `stop` is the root child whose subtree is one unbranched chain to the end (a move
-                # branches: ", " may follow it).
-                scores = scores + torch.tensor([bias if _is_chain(node[t]) else 0.0 for t in allowed], dtype=scores.dtype)
-            tok = allowed[0] if len(allowed) == 1 else allowed[int(torch.argmax(scores))]
-            produced.append(tok)
-            node = node[tok]
-            if node:
-                pending.append(tok)
-            # Walk forced chains without running the LM.
-            while len(node) == 1 and len(produced) < max_new_tokens:
-                (tok,) = node
-                produced.append(tok)
-                node = node[tok]
-                if node:
-                    pending.append(tok)
-        return produced
-
-    @torch.no_grad()
-    def generate_greedy(self, inputs_embeds: torch.Tensor, max_new_tokens: int = 48) -> list[int]:
-        """Unconstrained greedy decoding until EOS or `max_new_tokens` (the parser judges the text)."""
-        lm = self.language_model
-        out = lm(inputs_embeds=inputs_embeds, use_cache=True)
-        past, logits, produced = out.past_key_values, out.logits[0, -1], []
-        for _ in range(max_new_tokens):
-            tok = int(torch.argmax(logits))
-            produced.append(tok)
-            if tok == self.config.eos_token_id:
-                break
-            o = lm(input_ids=torch.tensor([[tok]]), past_key_values=past, use_cache=True)
-            past, logits = o.past_key_values, o.logits[0, -1]
-        return produced

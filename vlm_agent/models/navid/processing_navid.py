@@ -1,4 +1,4 @@
-"""NaVid prompt building, history subsampling and the grammar trie for constrained decoding.
+"""NaVid's processor: prompt building, history subsampling and the grammar trie for constrained decoding.
 
 Prompt (token level):  <s> {instruction} [HIS] <img> x (4 * k) [OBS] <img> x 64 [NAV] {answer} </s>
 The answer is the action grammar's text, primitives joined by ", " (see planners/navid_grammar.py).
@@ -11,8 +11,7 @@ import numpy as np
 
 from vlm_agent.actions import NavPrimitive
 
-from ..embodied_vlm.processing_embodied_vlm import ImagePreprocessor
-from .configuration_navid import NavidConfig
+from ..embodied_vlm.processing_embodied_vlm import EmbodiedVLMProcessor
 
 PRIMITIVE_SEPARATOR = ", "
 
@@ -42,16 +41,66 @@ def answer_text(primitives: list[NavPrimitive]) -> str:
     return PRIMITIVE_SEPARATOR.join(p.to_text() for p in primitives)
 
 
-class NavidProcessor:
-    """Tokenizer + image preprocessing + prompt layout for `NavidModel`."""
+class NavidProcessor(EmbodiedVLMProcessor):
+    """Tokenizer + image processor + prompt layout of `NavidModel` (saved with the model).
 
-    def __init__(self, tokenizer, config: NavidConfig):
-        self.tokenizer = tokenizer
-        self.config = config
-        self.image_processor = ImagePreprocessor(config.image_size)
-        if len(tokenizer) > config.text_config.vocab_size:
-            raise ValueError(f"tokenizer has {len(tokenizer)} tokens but text_config.vocab_size is {config.text_config.vocab_size}")
+    Special tokens `[HIS]`, `[OBS]`, `[NAV]` (besides `<img>`) are looked up by name. The layout
+    (tokens per current/history frame) and the action grammar (values, primitives per answer) are
+    processor settings saved in `processor_config.json`; `from_config` copies them from a
+    `NavidConfig` and `check_config` verifies a loaded pair agrees.
+    """
+
+    extra_special_tokens = ("[HIS]", "[OBS]", "[NAV]")
+    token_fields = {**EmbodiedVLMProcessor.token_fields, "his_token_id": "[HIS]", "obs_token_id": "[OBS]", "nav_token_id": "[NAV]"}
+    LAYOUT_FIELDS = ("current_tokens", "history_tokens_per_frame", "max_history_frames", "recent_history_frames", "forward_values_cm", "turn_values_deg", "max_primitives")
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, current_tokens: int = 64, history_tokens_per_frame: int = 4,
+                 max_history_frames: int = 16, recent_history_frames: int = 0,
+                 forward_values_cm: list[int] | None = None, turn_values_deg: list[int] | None = None, max_primitives: int = 3, **kwargs):
+        self.current_tokens, self.history_tokens_per_frame = int(current_tokens), int(history_tokens_per_frame)
+        self.max_history_frames, self.recent_history_frames = int(max_history_frames), int(recent_history_frames)
+        self.forward_values_cm = list(forward_values_cm or [25])
+        self.turn_values_deg = list(turn_values_deg or [30])
+        self.max_primitives = int(max_primitives)
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
         self._trie = None
+        self._ids = None
+
+    @classmethod
+    def from_config(cls, image_processor, tokenizer, config) -> "NavidProcessor":
+        """A processor with `config`'s layout and grammar (the model's settings are the source)."""
+        return cls(image_processor, tokenizer, **{k: getattr(config, k) for k in cls.LAYOUT_FIELDS})
+
+    def check_config(self, config) -> None:
+        super().check_config(config)
+        expected = {k: getattr(config, k) for k in self.LAYOUT_FIELDS}
+        wrong = {k: (getattr(self, k), v) for k, v in expected.items() if getattr(self, k) != v}
+        if wrong:
+            raise ValueError(f"processor and config disagree: {', '.join(f'{k}: processor {a} vs config {b}' for k, (a, b) in wrong.items())}")
+
+    @property
+    def ids(self) -> dict:
+        """Special token ids by config field name (looked up once)."""
+        if self._ids is None:
+            self._ids = self.config_token_ids()
+        return self._ids
+
+    def history_indices(self, n_frames: int, cap: int | None = None) -> np.ndarray:
+        """Which of `n_frames` past frames feed the prompt (see `select_history`)."""
+        return select_history(n_frames, cap or self.max_history_frames, self.recent_history_frames)
+
+    def frames_to_pixel_values(self, frames: np.ndarray):
+        """(N, S, S, 3) uint8 frames already at the model's size -> pixel_values (N, 3, S, S), with
+        the processor's statistics (a vectorised fast path for training batches)."""
+        import torch
+
+        ip = self.image_processor
+        if frames.ndim != 4 or frames.shape[1:3] != (ip.image_size, ip.image_size) or frames.dtype != np.uint8:
+            raise ValueError(f"expected (N, {ip.image_size}, {ip.image_size}, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+        mean = torch.tensor(ip.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(ip.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() * float(ip.rescale_factor)
+        return (x - mean) / std
 
     def encode_instruction(self, instruction: str) -> list[int]:
         ids = self.tokenizer(instruction, add_special_tokens=False).input_ids
@@ -60,24 +109,26 @@ class NavidProcessor:
         return ids
 
     def prompt_ids(self, instruction_ids: list[int], n_history: int) -> list[int]:
-        c = self.config
+        """<s> instruction [HIS] <img> x (history tokens * n_history) [OBS] <img> x current [NAV]
+        (no <s> for tokenizers without a BOS, e.g. Qwen2's)."""
+        i = self.ids
+        bos = [] if i["bos_token_id"] is None else [i["bos_token_id"]]
         return (
-            [c.bos_token_id] + list(instruction_ids) + [c.his_token_id]
-            + [c.image_token_id] * (n_history * c.history_tokens_per_frame)
-            + [c.obs_token_id] + [c.image_token_id] * c.current_tokens + [c.nav_token_id]
+            bos + list(instruction_ids) + [i["his_token_id"]]
+            + [i["image_token_id"]] * (n_history * self.history_tokens_per_frame)
+            + [i["obs_token_id"]] + [i["image_token_id"]] * self.current_tokens + [i["nav_token_id"]]
         )
 
     def answer_ids(self, primitives: list[NavPrimitive]) -> list[int]:
-        return self.tokenizer(answer_text(primitives), add_special_tokens=False).input_ids + [self.config.eos_token_id]
+        return self.tokenizer(answer_text(primitives), add_special_tokens=False).input_ids + [self.ids["eos_token_id"]]
 
     def candidate_answers(self) -> list[list[NavPrimitive]]:
         """Every answer the constrained decoder may produce: 1..max_primitives primitives from the
         configured values, `stop` only last."""
-        c = self.config
-        moves = [NavPrimitive.forward(v) for v in c.forward_values_cm]
-        moves += [NavPrimitive.turn_left(v) for v in c.turn_values_deg] + [NavPrimitive.turn_right(v) for v in c.turn_values_deg]
+        moves = [NavPrimitive.forward(v) for v in self.forward_values_cm]
+        moves += [NavPrimitive.turn_left(v) for v in self.turn_values_deg] + [NavPrimitive.turn_right(v) for v in self.turn_values_deg]
         answers = []
-        for n in range(1, c.max_primitives + 1):
+        for n in range(1, self.max_primitives + 1):
             for head in itertools.product(moves, repeat=n - 1):
                 answers.append(list(head) + [NavPrimitive.stop()])
                 answers.extend(list(head) + [m] for m in moves)
@@ -95,3 +146,16 @@ class NavidProcessor:
                     node = node.setdefault(t, {})
             self._trie = trie
         return self._trie
+
+    def first_token_bias(self, stop_bias: float) -> dict[int, float]:
+        """{token: stop_bias} for the first decision of the trie: `stop` is the root child whose
+        subtree is one unbranched chain to the end (a move branches: ", " may follow it)."""
+        if not stop_bias:
+            return {}
+        out = {}
+        for tok, node in self.grammar_trie().items():
+            while node and len(node) == 1:
+                (node,) = node.values()
+            if not node:
+                out[tok] = float(stop_bias)
+        return out
