@@ -35,6 +35,10 @@ def test_demo_runs_the_graph_and_writes_results(untrained_navid_dir, tmp_path):
     assert math.isfinite(row["navigation_error"]) and row["navigation_error"] >= 0
     assert (out / f"{row['episode_id']}.png").is_file() and (out / f"{row['episode_id']}.gif").is_file()
     assert "SR" in proc.stdout
+    # The graph ran on sim time: the simulated and wall seconds of the episode are reported.
+    assert row["sim_time_s"] > 0 and results["sim_time_s"] == pytest.approx(row["sim_time_s"])
+    assert results["wall_time_s"] > 0 and results["real_time_factor"] == 0.0
+    assert "x real time" in proc.stdout
 
 
 def test_demo_rejects_bad_arguments(tmp_path):

@@ -38,6 +38,27 @@ def test_ros_eval_matches_in_process_with_the_oracle():
     assert got["trajectory_length"] == pytest.approx(ref["trajectory_length"], rel=0.15)
     assert got["ros_aborted_primitives"] == 0
     assert out["episodes"] == 1 and out["env_steps"] == got["steps"] and out["wall_s"] > 0
+    # Sim time (issue 11): as fast as the graph keeps up by default, yet no faster than the robot can
+    # move: the simulated time covers at least the speed profile of every executed primitive.
+    from vlm_agent.nodes.eval_client import RosEvalConfig
+    from vlm_agent.planners.navid_grammar import parse_primitives
+    from vlm_agent.skills.motion import profile_time
+
+    cfg = RosEvalConfig()
+    assert out["real_time_factor"] == cfg.real_time_factor == 0.0
+    nominal = 0.0
+    for text in got["actions"]:
+        for p in parse_primitives(text).primitives:
+            if p.kind == "forward":
+                nominal += profile_time(p.distance_m, cfg.max_linear_speed_mps, cfg.linear_accel_mps2)
+            elif p.kind != "stop":
+                nominal += profile_time(p.yaw_rad, cfg.max_angular_speed_radps, cfg.angular_accel_radps2)
+    ratio = out["sim_time_s"] / out["wall_time_s"]
+    print(f"sim {out['sim_time_s']:.1f} s in {out['wall_time_s']:.1f} s wall ({ratio:.1f}x); primitives' nominal time {nominal:.1f} s")
+    assert got["sim_time_s"] == pytest.approx(out["sim_time_s"], abs=0.1)
+    assert out["sim_time_s"] >= 0.95 * nominal > 0
+    assert 0 < out["wall_time_s"] <= out["wall_s"]
+    assert ratio > 1.0
 
 
 def test_ros_eval_refuses_what_it_cannot_run():

@@ -9,6 +9,10 @@ the supervisor gates `/cmd_vel`. An episode ends when the executor finishes a `s
 or the planner's own on its step limit or an error) or the wall-clock limit passes (then the
 demo calls `/vlm_agent/stop`). Prints a results table and writes, per episode, a contact sheet
 PNG and a GIF of the camera stream, plus `results.json`.
+
+The graph runs on sim time and, by default, as fast as it keeps up (`--real-time-factor 0`: the
+simulator steps in lock-step with the controller while the robot moves and freely while it rests;
+see `vlm_agent.nodes.mujoco_sim`); `results.json` reports `sim_time_s` and `wall_time_s`.
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-steps", type=int, default=40, help="plans per episode before the planner stops itself")
     parser.add_argument("--episode-timeout", type=float, default=240.0, help="wall-clock seconds per episode before a forced stop")
     parser.add_argument("--out", default="outputs/demo", help="folder for results.json, contact sheets and GIFs")
+    parser.add_argument("--real-time-factor", type=float, default=0.0,
+                        help="simulated seconds per wall second (0 = as fast as the graph keeps up, the default; 1 = real time)")
 
 
 def default_config_path() -> str:
@@ -44,8 +50,9 @@ def default_config_path() -> str:
     return os.path.join(get_package_share_directory("vlm_agent"), "config", "sim.yaml")
 
 
-def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int) -> dict:
-    """The graph's parameter YAML: `config_path` with the first episode and the demo's model set."""
+def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, real_time_factor: float = 0.0) -> dict:
+    """The graph's parameter YAML: `config_path` with the first episode, the demo's model and the
+    simulator's real-time factor set, every node but the simulator on sim time."""
     import yaml
 
     from vlm_agent.nodes.eval_client import episode_seed_index
@@ -55,7 +62,9 @@ def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int) -
     seed, index = episode_seed_index(episode)
     sim = params.setdefault("mujoco_sim", {"ros__parameters": {}})["ros__parameters"]
     # The demo resets explicitly per episode; the reset publishes the instruction to the planner.
-    sim.update(suite="nav", split=episode.split, episode_seed=seed, episode_index=index, reset_on_start=False, publish_instruction=True)
+    sim.update(suite="nav", split=episode.split, episode_seed=seed, episode_index=index, reset_on_start=False, publish_instruction=True,
+               real_time_factor=real_time_factor, use_sim_time=False)
+    params.setdefault("/**", {"ros__parameters": {}})["ros__parameters"]["use_sim_time"] = True
     planner = params.setdefault("navid_planner", {"ros__parameters": {}})["ros__parameters"]
     planner["max_steps"] = max_steps
     if model_dir:
@@ -76,7 +85,7 @@ def run(args) -> int:
         raise FileNotFoundError(f"--model {model_dir} is not a directory")
     os.makedirs(args.out, exist_ok=True)
     episodes = make_episodes("nav", args.split, args.episodes, args.seed)
-    params = demo_parameters(config_path, episodes[0], model_dir, args.max_steps)
+    params = demo_parameters(config_path, episodes[0], model_dir, args.max_steps, getattr(args, "real_time_factor", 0.0))
 
     print(f"vlm-agent demo: {len(episodes)} {args.split} episodes, graph {', '.join(DEMO_NODES)} (log: {args.out}/graph.log)")
     rows = []
@@ -94,12 +103,19 @@ def run(args) -> int:
         "spl": sum(r["spl"] for r in rows) / len(rows),
         "navigation_error": sum(r["navigation_error"] for r in rows) / len(rows),
         "wall_s": time.monotonic() - t_start,
+        # Over the episodes (from each reset to its result): simulated and wall seconds.
+        "sim_time_s": sum(r["sim_time_s"] for r in rows),
+        "wall_time_s": sum(r["wall_s"] for r in rows),
+        "real_time_factor": getattr(args, "real_time_factor", 0.0),
         "model_dir": model_dir or "checkpoints/navid_film",
         "per_episode": rows,
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print_table(rows, summary)
+    if summary["wall_time_s"] > 0:
+        print(f"simulated {summary['sim_time_s']:.1f} s in {summary['wall_time_s']:.1f} s of wall time "
+              f"({summary['sim_time_s'] / summary['wall_time_s']:.1f}x real time)")
     print(f"wrote {args.out}/results.json and a contact sheet + GIF per episode")
     return 0
 
@@ -228,6 +244,7 @@ class DemoClient(RosEvalClient):
             "planner_latency_ms": 1e3 * sum(latencies) / max(1, len(latencies)),
             "end_reason": end_reason,
             "wall_s": time.monotonic() - start,
+            "sim_time_s": float(metrics.get("sim_time", float("nan"))) - float(info.get("sim_time", float("nan"))),
             "contact_sheet": png,
             "gif": gif,
             "raw_text_examples": [p.get("raw_text", "") for p in ours[:3]],

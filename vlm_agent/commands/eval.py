@@ -19,11 +19,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--height", type=int, default=128, help="camera height (px)")
     parser.add_argument("--fov", type=float, default=60.0, help="vertical field of view (degrees)")
     parser.add_argument("--shadows", action="store_true", help="render shadows (slower)")
+    parser.add_argument("--real-time-factor", type=float, default=0.0,
+                        help="with --ros: simulated seconds per wall second (0 = as fast as the graph keeps up, the default)")
 
 
 def _run_ros(args, episodes, policy, config):
     """The same episodes through the real graph (mujoco_sim + motion_executor + safety_supervisor),
-    driven by the control area's `vlm_agent.nodes.eval_client.run_ros_episodes`."""
+    driven by the control area's `vlm_agent.nodes.eval_client.run_ros_episodes`.
+    Returns (EvalResult, timing) with timing = {"sim_time_s", "wall_time_s"} over the episodes."""
     import inspect
     import time
 
@@ -31,10 +34,12 @@ def _run_ros(args, episodes, policy, config):
     from vlm_agent.sim.metrics import aggregate_manip, aggregate_nav, aggregate_seg
 
     try:
-        from vlm_agent.nodes.eval_client import run_ros_episodes
+        from vlm_agent.nodes.eval_client import RosEvalConfig, run_ros_episodes
     except ImportError as exc:
         raise ValueError(f"--ros needs vlm_agent.nodes.eval_client.run_ros_episodes (the ROS evaluation client): {exc}") from exc
-    offered = {"suite": args.suite, "policy_name": args.policy, "config": config, "video_dir": args.video, "split": args.split, "seed": args.seed}
+    ros_config = RosEvalConfig(real_time_factor=getattr(args, "real_time_factor", 0.0))
+    offered = {"suite": args.suite, "policy_name": args.policy, "config": config, "video_dir": args.video, "split": args.split, "seed": args.seed,
+               "ros_config": ros_config}
     params = inspect.signature(run_ros_episodes).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in offered.items() if accepts_any or k in params}
@@ -42,12 +47,18 @@ def _run_ros(args, episodes, policy, config):
     out = run_ros_episodes(episodes, policy, **kwargs)
     wall = time.perf_counter() - t0
     if isinstance(out, EvalResult):
-        return out
+        return out, {"sim_time_s": float("nan"), "wall_time_s": out.wall_s}
     per = out.get("per_episode", []) if isinstance(out, dict) else list(out)
     agg = {"nav": aggregate_nav, "manip": aggregate_manip, "seg": aggregate_seg}[args.suite]
     metrics = agg(per) if per else {k: v for k, v in out.items() if isinstance(v, (int, float))}
     steps = sum(int(m.get("steps", 1)) for m in per) if per else int(out.get("env_steps", 0))
-    return EvalResult(args.suite, args.policy, args.split, args.seed, len(episodes), metrics, per, steps, wall)
+    timing = {
+        "sim_time_s": float(out.get("sim_time_s", float("nan"))),
+        "wall_time_s": float(out.get("wall_time_s", wall)),
+        "real_time_factor": ros_config.real_time_factor,
+        "sim_time": "simulated seconds from the first reset to the last result (mujoco_sim's /clock)",
+    }
+    return EvalResult(args.suite, args.policy, args.split, args.seed, len(episodes), metrics, per, steps, wall), timing
 
 
 def run(args) -> int:
@@ -73,19 +84,28 @@ def run(args) -> int:
     env = NavEnv(config)
     policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed, **policy_kw)
     if args.ros:
-        result = _run_ros(args, episodes, policy, config)
+        result, timing = _run_ros(args, episodes, policy, config)
     else:
+        timed = _PrimitiveTimer(policy) if args.suite == "nav" else policy
+        physics_s = [0.0]  # MuJoCo time per episode (a reset makes new MjData), summed
         bar = tqdm(total=len(episodes), desc=f"eval {args.suite}/{args.policy}", unit="ep", file=None)
         successes = []
 
         def progress(i, m):
+            physics_s[0] += float(getattr(env.data, "time", 0.0))
             successes.append(m.get("success", m.get("iou", 0.0)))
             bar.set_postfix(score=f"{sum(successes) / len(successes):.2f}")
             bar.update(1)
 
-        result = evaluate(args.suite, policy, episodes, env, policy_name=args.policy, split=args.split, seed=args.seed,
+        result = evaluate(args.suite, timed, episodes, env, policy_name=args.policy, split=args.split, seed=args.seed,
                           video_dir=args.video, progress=progress)
         bar.close()
+        if args.suite == "nav":
+            timing = {"sim_time_s": timed.seconds, "wall_time_s": result.wall_s,
+                      "sim_time": "nominal robot time of the executed primitives at the ROS graph's motion profile (no waiting)"}
+        else:
+            timing = {"sim_time_s": physics_s[0], "wall_time_s": result.wall_s,
+                      "sim_time": "MuJoCo physics time stepped by the skills"}
     env.close()
     table = Table(title=f"{args.suite} / {args.policy} / {args.split} ({result.episodes} episodes, seed {args.seed})")
     table.add_column("metric")
@@ -101,6 +121,10 @@ def run(args) -> int:
             row.append(f"{held.get(k, float('nan')):.3f}")
         table.add_row(*row)
     table.add_row("env_steps_per_second", f"{result.env_steps_per_second:.1f}", *([""] if held else []))
+    wall_time = timing["wall_time_s"]
+    table.add_row("sim_time_s", f"{timing['sim_time_s']:.1f}", *([""] if held else []))
+    table.add_row("wall_time_s", f"{wall_time:.1f}", *([""] if held else []))
+    table.add_row("sim_time / wall_time", f"{timing['sim_time_s'] / wall_time if wall_time > 0 else float('nan'):.2f}", *([""] if held else []))
     Console().print(table)
     groups = result.metrics.get("breakdown")
     if groups:
@@ -112,8 +136,38 @@ def run(args) -> int:
         Console().print(by)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result.to_json_dict(), f, indent=2, default=float)
+            json.dump({**result.to_json_dict(), **timing}, f, indent=2, default=float)
         console.print(f"wrote {args.json}")
     if args.video:
         console.print(f"wrote contact sheets and GIFs to {args.video}/")
     return 0
+
+
+class _PrimitiveTimer:
+    """Wraps an in-process nav policy and adds up the time its primitives take on the robot: each
+    forward or turn at the speed profile the ROS graph's motion executor uses (`RosEvalConfig`),
+    `stop` none. In-process episodes step primitives instantly; this is their simulated duration."""
+
+    def __init__(self, policy):
+        from vlm_agent.nodes.eval_client import RosEvalConfig
+
+        self.policy = policy
+        self.profile = RosEvalConfig()
+        self.seconds = 0.0
+
+    def reset(self, episode):
+        return self.policy.reset(episode)
+
+    def act(self, observation):
+        from vlm_agent.skills.motion import profile_time
+
+        primitive = self.policy.act(observation)
+        p = self.profile
+        if primitive.kind == "forward":
+            self.seconds += profile_time(primitive.distance_m, p.max_linear_speed_mps, p.linear_accel_mps2)
+        elif primitive.kind in ("turn_left", "turn_right"):
+            self.seconds += profile_time(primitive.yaw_rad, p.max_angular_speed_radps, p.angular_accel_radps2)
+        return primitive
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)

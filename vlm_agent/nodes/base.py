@@ -121,6 +121,23 @@ class _AgentNodeMixin:
         anyone publishes `/clock` (watchdogs, diagnostics, the lifecycle manager)."""
         return self.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
+    @property
+    def sim_time_active(self) -> bool:
+        """True while this node's ROS clock follows `/clock` (`use_sim_time`)."""
+        return bool(self.get_clock().ros_time_is_active)
+
+    def control_now_s(self) -> float:
+        """Now, in seconds, on the clock this node measures motion durations, data ages and command
+        timeouts on: the ROS clock (sim time, from `/clock`) under `use_sim_time`, the steady clock
+        (`time.monotonic()`) otherwise. In simulation that keeps a 0.5 s timeout 0.5 s of *simulated*
+        time whether the simulator runs slower or faster than the wall clock; before the first `/clock`
+        message it reads 0. Watchdogs that must fire when `/clock` itself stops use the steady clock
+        (`create_steady_timer`, `time.monotonic()`)."""
+        clock = self.get_clock()
+        if clock.ros_time_is_active:
+            return clock.now().nanoseconds * 1e-9
+        return time.monotonic()
+
     # -- parameters -------------------------------------------------------------------------
     def _declare_config(self, config_cls):
         types = field_types(config_cls)

@@ -18,6 +18,11 @@ the safety supervisor onto `/cmd_vel`, and moves the simulated base. Per episode
 
 Privileged policies (the oracle) read the simulator's ground truth from a local `NavEnv`; the client
 keeps that env on the same episode and teleports it to the ROS pose before each decision.
+Time: every node of the graph runs on sim time (`use_sim_time`; `mujoco_sim` is the clock) and the
+simulator runs at `real_time_factor` (default 0: as fast as the graph keeps up, in lock-step with
+the controller while the robot moves; see `vlm_agent.nodes.mujoco_sim`). The result reports
+`sim_time_s` (simulated seconds from the first reset to the last result) and `wall_time_s` (wall
+seconds over the same span; `wall_s` also counts the graph's start-up).
 This module imports rclpy; call it lazily (the `eval` command does).
 """
 from __future__ import annotations
@@ -55,7 +60,9 @@ class RosEvalConfig(ConfigBase):
     linear_accel_mps2: float = param(1.5, "executor linear acceleration", min=0.1, max=5.0)
     angular_accel_radps2: float = param(5.0, "executor angular acceleration", min=0.1, max=20.0)
     obstacle_stop_distance_m: float = param(0.2, "safety supervisor obstacle threshold in the graph (0 = off)", min=0.0, max=2.0)
-    real_time_factor: float = param(1.0, "simulator real-time factor", min=0.1, max=4.0)
+    real_time_factor: float = param(
+        0.0, "simulator real-time factor: sim seconds per wall second, 0 = as fast as the graph keeps up", min=0.0, max=20.0
+    )
     max_consecutive_aborts: int = param(
         3, "end the episode after this many aborted primitives in a row (the planner node's default; 0 = never)", min=0, max=1000
     )
@@ -73,6 +80,7 @@ def graph_parameters(episode, sim_config=None, config: RosEvalConfig | None = No
         "reset_on_start": False,
         "publish_instruction": False,
         "real_time_factor": config.real_time_factor,
+        "use_sim_time": False,  # the clock source itself
         "max_linear_mps": 1.0,
         "max_angular_radps": 2.0,
     }
@@ -84,6 +92,7 @@ def graph_parameters(episode, sim_config=None, config: RosEvalConfig | None = No
         "linear_accel_mps2": config.linear_accel_mps2,
         "angular_accel_radps2": config.angular_accel_radps2,
         "timeout_margin_s": 2.0,
+        "use_sim_time": True,
     }
     safety = {
         # 20 % headroom over the executor so the supervisor's ramp never lags the profile.
@@ -99,7 +108,8 @@ def graph_parameters(episode, sim_config=None, config: RosEvalConfig | None = No
         "use_sim_time": True,
     }
     return {
-        "/**": {"ros__parameters": {"use_sim_time": False}},
+        # Every node on sim time: timeouts, profiles and watchdogs count simulated seconds.
+        "/**": {"ros__parameters": {"use_sim_time": True}},
         "mujoco_sim": {"ros__parameters": sim},
         "motion_executor": {"ros__parameters": executor},
         "safety_supervisor": {"ros__parameters": safety},
@@ -394,10 +404,14 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
     per, env_steps = [], 0
     graph_cm = GraphProcess(graph_parameters(episodes[0], config, ros_config)) if ros_config.start_graph else None
     t0 = time.perf_counter()
+    sim_span, wall_span = [math.inf, -math.inf], [math.inf, -math.inf]
     with _maybe(graph_cm) as graph, RosEvalClient(ros_config, log) as client:
         client.wait_ready(graph)
         for ep in episodes:
+            wall_span[0] = min(wall_span[0], time.perf_counter())
             info = client.reset_episode(ep, graph)
+            sim_start = float(info.get("sim_time", math.nan))
+            sim_span[0] = min(sim_span[0], sim_start)
             instruction = info.get("instruction", ep.instruction)
             if privileged is not None:
                 privileged.reset(ep)
@@ -431,6 +445,10 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
                 if end_reason:
                     break
             metrics = client.result(graph)
+            wall_span[1] = time.perf_counter()
+            sim_end = float(metrics.get("sim_time", math.nan))
+            sim_span[1] = max(sim_span[1], sim_end)
+            metrics["sim_time_s"] = sim_end - sim_start
             if not stopped:  # the step limit ended the episode: in-process scores this as not stopped
                 metrics["success"], metrics["spl"] = 0.0, 0.0
             metrics.update(
@@ -458,6 +476,9 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
         "per_episode": per,
         "env_steps": env_steps,
         "wall_s": wall,
+        "sim_time_s": sim_span[1] - sim_span[0],
+        "wall_time_s": wall_span[1] - wall_span[0],
+        "real_time_factor": ros_config.real_time_factor,
     }
 
 

@@ -22,6 +22,13 @@ Caps whatever the source (the planner, `ros2 topic pub`, Nav2 tooling): a plan l
 `max_turn_deg` is refused as a whole, with the reason logged and in the executor state. A malformed plan is logged and ignored, and any motion in progress is aborted: when the
 planner's intent cannot be read, stopping is the only safe reading. The plan subscription is
 volatile on purpose: a restarted executor must not replay the last latched plan.
+Time: the control loop, the speed profile, primitive timeouts, the odometry age and `idle_zero_s`
+run on the node's control clock (`control_now_s`): the steady clock on a robot, **sim time** under
+`use_sim_time` (the control timer then fires on `/clock`), so a primitive takes the same simulated
+time whatever the simulator's real-time factor, and a simulator that steps in lock-step with
+`cmd_vel` gets one command per control period of sim time. A steady-clock watchdog aborts the running
+primitive when `/clock` has not advanced for `clock_timeout_s` of wall time (the control timer
+itself would wait for the clock forever).
 The control logic is `vlm_agent.skills.motion.MotionExecutor` (plain Python, unit-tested).
 """
 from __future__ import annotations
@@ -39,6 +46,7 @@ from std_msgs.msg import String
 from vlm_agent.config import param
 from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, AgentNode, run_node
 from vlm_agent.planners.planner_loop import BLOCKED_PREFIX, ExecutorState, PlanMessage
+from vlm_agent.safety.freshness import CLOCK_JUMP_BACK_S
 from vlm_agent.sensors.frames import yaw_from_quaternion
 from vlm_agent.skills.motion import ABORTED, DONE, EXECUTING, IDLE, MotionConfig, MotionExecutor, Pose2D
 
@@ -62,6 +70,10 @@ class MotionExecutorNodeConfig(MotionConfig):
     )
     max_turn_deg: float = param(360.0, "a plan with a turn larger than this is refused (NaVid turns are 30 degrees)", min=1.0, max=3600.0)
     abort_when_blocked: bool = param(True, "abort the running primitive when the safety supervisor blocks its motion")
+    clock_timeout_s: float = param(
+        2.0, "under use_sim_time: abort the running primitive when /clock has not advanced for this long on the steady clock (0 = off)",
+        min=0.0, max=60.0,
+    )
 
 
 PLAN_TOPIC = "vlm_agent/plan"
@@ -93,7 +105,10 @@ class MotionExecutorNode(AgentNode):
         self.create_subscription(String, PLAN_TOPIC, self._on_plan, COMMAND_QOS)
         self.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS)
         self.create_subscription(String, SAFETY_STATE_TOPIC, self._on_safety_state, LATCHED_QOS)
-        self._timer = self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer)
+        self._timer = self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer)  # node clock: sim time under use_sim_time
+        self._clock_seen = (-math.inf, time.monotonic())  # (control clock, steady time it last changed)
+        self._last_now = -math.inf
+        self._watchdog = self.create_steady_timer(0.2, self._on_clock_watchdog)
         self._publish_state(ExecutorState(0, IDLE, "started"))
 
     # -- inputs -------------------------------------------------------------------------------
@@ -167,13 +182,39 @@ class MotionExecutorNode(AgentNode):
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         # Non-finite values are kept as they are: the core aborts on them with the reason.
         self._pose = Pose2D(float(p.x), float(p.y), yaw_from_quaternion(q.x, q.y, q.z, q.w))
-        self._pose_time = time.monotonic()
+        self._pose_time = self._now()
         self._pose_frame = msg.header.frame_id or "odom"
         self.health.tick("odom")
 
     # -- control ------------------------------------------------------------------------------
+    def _on_clock_watchdog(self) -> None:
+        """Steady clock: under use_sim_time, a primitive must not wait forever for a clock that stopped."""
+        if not self.sim_time_active or self.config.clock_timeout_s <= 0.0:
+            return
+        steady, now = time.monotonic(), self.control_now_s()
+        if now != self._clock_seen[0]:
+            self._clock_seen = (now, steady)
+        silent = steady - self._clock_seen[1]
+        if self.executor_core.state == EXECUTING and silent > self.config.clock_timeout_s:
+            self._end(f"use_sim_time: /clock has not advanced for {silent:.1f} s (clock_timeout_s {self.config.clock_timeout_s:g}); stopped")
+
+    def _now(self) -> float:
+        """The control clock, never decreasing: a step back under CLOCK_JUMP_BACK_S is held; a larger
+        jump (a restarted simulator) makes start times and odometry ages meaningless: stop."""
+        now = self.control_now_s()
+        last = self._last_now
+        if now < last:
+            if last - now < CLOCK_JUMP_BACK_S:
+                return last
+            self._pose, self._pose_time, self._ended_at = None, None, None
+            self._last_now = now
+            if self.executor_core.state == EXECUTING:
+                self._end(f"clock jumped back from {last:.2f} s to {now:.2f} s; stopped")
+        self._last_now = now
+        return now
+
     def _on_timer(self) -> None:
-        now = time.monotonic()
+        now = self._now()
         cmd = self.executor_core.update(self._pose, self._pose_time, now)
         if cmd.goal is not None and self.config.mode == "goal_pose":
             self._publish_goal(cmd.goal)
@@ -190,7 +231,7 @@ class MotionExecutorNode(AgentNode):
     def _end(self, reason: str) -> None:
         self.executor_core.cancel(reason)
         self._publish_twist(0.0, 0.0)
-        self._ended_at = time.monotonic()
+        self._ended_at = self._now()
         self._report()
 
     def _report(self) -> None:

@@ -14,6 +14,26 @@ instruction), `~/result` (Trigger: message = JSON metrics of the current episode
 robot stopped now). With `publish_instruction`, the instruction goes out on `vlm_agent/instruction`
 (latched) after reset.
 The simulation itself is `vlm_agent.sim.env.NavEnv` (plain Python).
+
+Time: each tick advances the simulation by `1 / physics_rate_hz` of sim time and publishes `/clock`
+first, then odometry, joints and (at `camera_rate_hz`) the camera. Every other node of the graph runs
+with `use_sim_time: true` (this node is the clock source and stays on the wall clock itself), so
+their timers, timeouts and profiles count simulated seconds.
+
+* `real_time_factor > 0`: a wall-clock timer ticks at `physics_rate_hz * real_time_factor`.
+* `real_time_factor = 0`: **as fast as the graph keeps up.** The tick timer has period 0: it runs once
+  per turn of the executor, between the callbacks of whatever else is ready, so the sim never queues
+  up more than a tick or two of sensor data ahead of the nodes that share its executor. While the
+  robot is commanded to move (the last `cmd_vel` was not zero) the simulator runs in **lock-step with
+  the controller**: at every `1 / lockstep_rate_hz` of sim time (the motion executor's control
+  period) it pauses until a `cmd_vel` has arrived since the previous such boundary, i.e. until the
+  control loop has answered the odometry of that period; after `lockstep_timeout_s` of wall time
+  without one it goes on (a dead or absent controller cannot freeze the world; the count is on
+  /diagnostics). While the robot rests, nothing depends on reaction time and the sim runs freely.
+  Safety semantics hold because every timeout in the graph is in sim time (the supervisor's command
+  and sensor watchdogs, the executor's profile, timeouts and odometry age), while the steady-clock
+  watchdogs of the supervisor and the executor catch a `/clock` that stops.
+The achieved factor (sim seconds per wall second over the last diagnostics period) is on /diagnostics.
 """
 from __future__ import annotations
 
@@ -51,7 +71,16 @@ class MujocoSimConfig(ConfigBase):
     shadows: bool = param(False, "render shadows (slow in software GL)", read_only=True)
     physics_rate_hz: float = param(50.0, "simulation tick rate in sim time (odom, joint_states, clock)", min=5.0, max=1000.0)
     camera_rate_hz: float = param(10.0, "camera publish rate in sim time", min=0.5, max=60.0)
-    real_time_factor: float = param(1.0, "sim seconds per wall second", min=0.05, max=20.0)
+    real_time_factor: float = param(
+        1.0, "sim seconds per wall second; 0 = as fast as the graph keeps up (lock-step with cmd_vel while moving)", min=0.0, max=20.0
+    )
+    lockstep_rate_hz: float = param(
+        20.0, "real_time_factor 0, robot moving: pause every 1/rate s of sim time until a cmd_vel arrived (the controller's rate)",
+        min=1.0, max=1000.0,
+    )
+    lockstep_timeout_s: float = param(
+        0.2, "real_time_factor 0: go on after this much wall time without that cmd_vel (dead or absent controller)", min=0.001, max=10.0
+    )
     cmd_vel_timeout_s: float = param(0.5, "a /cmd_vel older than this (sim time) is treated as zero", min=0.05, max=10.0)
     max_linear_mps: float = param(1.0, "base speed limit (m/s); larger commands are clipped", min=0.0, max=5.0)
     max_angular_radps: float = param(2.0, "base turn-rate limit (rad/s)", min=0.0, max=10.0)
@@ -60,6 +89,15 @@ class MujocoSimConfig(ConfigBase):
     odom_frame: str = param("odom", "odometry frame", read_only=True)
     base_frame: str = param("base_link", "robot base frame", read_only=True)
     camera_frame: str = param("camera_color_optical_frame", "camera optical frame", read_only=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if 0.0 < self.real_time_factor < 0.05:
+            raise ValueError(f"MujocoSimConfig.real_time_factor: {self.real_time_factor} must be 0 (as fast as possible) or at least 0.05")
+
+    def tick_period_s(self) -> float:
+        """Wall-clock period of the tick timer (0 = once per executor turn)."""
+        return 0.0 if self.real_time_factor == 0.0 else 1.0 / (self.physics_rate_hz * self.real_time_factor)
 
 
 class MujocoSimNode(AgentNode):
@@ -80,6 +118,15 @@ class MujocoSimNode(AgentNode):
         self._cmd_stamp = -math.inf
         self._trajectory = None  # (start sim time, [(t, positions)])
         self._next_camera = 0.0
+        # Lock-step (real_time_factor 0): cmd_vel count, the count at the last boundary passed, and
+        # since when (steady) the tick timer has been paused waiting for the controller.
+        self._cmd_count = 0
+        self._boundary_count = 0
+        self._boundary = 0
+        self._paused_since: float | None = None
+        self._lockstep = {"pauses": 0, "timeouts": 0}
+        self._rtf_window = (time.monotonic(), 0.0)
+        self._rtf_achieved = float("nan")
         self.pub_rgb = self.create_publisher(Image, "camera/color/image_raw", SENSOR_PUB_QOS)
         self.pub_info = self.create_publisher(CameraInfo, "camera/color/camera_info", SENSOR_PUB_QOS)
         self.pub_depth = self.create_publisher(Image, "camera/depth/image_rect_raw", SENSOR_PUB_QOS)
@@ -96,13 +143,18 @@ class MujocoSimNode(AgentNode):
         self.create_service(Trigger, "~/result", self._on_result)
         if c.reset_on_start:
             self.reset_episode()
-        self._timer = self.create_timer(1.0 / (c.physics_rate_hz * c.real_time_factor), self._tick)
+        self._timer = self.create_timer(c.tick_period_s(), self._tick)
+        self._lockstep_watchdog = self.create_steady_timer(c.lockstep_timeout_s / 4.0, self._check_lockstep)
 
     def on_config_changed(self, old, new) -> None:
         # Rates apply immediately; the episode choice applies at the next /mujoco_sim/reset.
         if (old.physics_rate_hz, old.real_time_factor) != (new.physics_rate_hz, new.real_time_factor):
             self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / (new.physics_rate_hz * new.real_time_factor), self._tick)
+            self._timer = self.create_timer(new.tick_period_s(), self._tick)
+            self._paused_since = None
+        if old.lockstep_timeout_s != new.lockstep_timeout_s:
+            self.destroy_timer(self._lockstep_watchdog)
+            self._lockstep_watchdog = self.create_steady_timer(new.lockstep_timeout_s / 4.0, self._check_lockstep)
 
     # -- episodes -------------------------------------------------------------------------------
     def reset_episode(self) -> dict:
@@ -114,6 +166,7 @@ class MujocoSimNode(AgentNode):
         self._cmd, self._cmd_stamp, self._trajectory = (0.0, 0.0), -math.inf, None
         self._next_camera = self.sim_time
         info = {
+            "sim_time": self.sim_time,
             "episode_id": episode.episode_id,
             "suite": episode.suite,
             "split": episode.split,
@@ -162,7 +215,10 @@ class MujocoSimNode(AgentNode):
         c = self.config
         self._cmd = (max(-c.max_linear_mps, min(c.max_linear_mps, v)), max(-c.max_angular_radps, min(c.max_angular_radps, w)))
         self._cmd_stamp = self.sim_time
+        self._cmd_count += 1
         self.health.tick("cmd_vel")
+        if self._paused_since is not None:
+            self._resume()  # the controller answered: step on
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         from vlm_agent.sim.env import ARM_JOINTS
@@ -194,9 +250,38 @@ class MujocoSimNode(AgentNode):
         if self.env.episode is not None:
             self.env.set_gripper(min(1.0, max(0.0, msg.data)))
 
+    # -- lock-step (real_time_factor 0) ---------------------------------------------------------
+    def _at_boundary(self) -> bool:
+        """After a tick: True when it crossed a lock-step boundary while the robot is commanded to move
+        and no cmd_vel arrived since the previous boundary (then the tick timer pauses)."""
+        c = self.config
+        boundary = math.floor(self.sim_time * c.lockstep_rate_hz + 1e-9)
+        if c.real_time_factor != 0.0 or boundary == self._boundary:
+            return False
+        self._boundary = boundary
+        answered = self._cmd_count > self._boundary_count
+        self._boundary_count = self._cmd_count
+        return self._cmd != (0.0, 0.0) and not answered
+
+    def _pause(self) -> None:
+        self._paused_since = time.monotonic()
+        self._lockstep["pauses"] += 1
+        self._timer.cancel()
+
+    def _resume(self) -> None:
+        self._paused_since = None
+        self._boundary_count = self._cmd_count
+        self._timer.reset()
+
+    def _check_lockstep(self) -> None:
+        """Steady clock: a pause ends after lockstep_timeout_s even without a cmd_vel."""
+        if self._paused_since is not None and time.monotonic() - self._paused_since > self.config.lockstep_timeout_s:
+            self._lockstep["timeouts"] += 1
+            self._resume()
+
     # -- simulation loop -------------------------------------------------------------------------
     def _tick(self) -> None:
-        if self.env.episode is None:
+        if self.env.episode is None or self._paused_since is not None:
             return
         t0 = time.perf_counter()
         c = self.config
@@ -218,6 +303,8 @@ class MujocoSimNode(AgentNode):
             self._publish_camera(stamp)
         self.health.latency("tick", time.perf_counter() - t0)
         self.health.tick("tick")
+        if self._at_boundary():
+            self._pause()
 
     def _follow_trajectory(self):
         if self._trajectory is None:
@@ -282,7 +369,19 @@ class MujocoSimNode(AgentNode):
         self.health.tick("camera")
 
     def status_extra(self) -> dict[str, str]:
-        return {"sim_time_s": f"{self.sim_time:.2f}", "pose": "%.2f %.2f %.2f" % self.env.pose if self.env.episode else ""}
+        wall0, sim0 = self._rtf_window
+        wall = time.monotonic()
+        if wall - wall0 > 0.5:
+            self._rtf_achieved = (self.sim_time - sim0) / (wall - wall0)
+            self._rtf_window = (wall, self.sim_time)
+        return {
+            "sim_time_s": f"{self.sim_time:.2f}",
+            "pose": "%.2f %.2f %.2f" % self.env.pose if self.env.episode else "",
+            "real_time_factor": "max (lock-step)" if self.config.real_time_factor == 0.0 else f"{self.config.real_time_factor:g}",
+            "real_time_factor_achieved": f"{self._rtf_achieved:.2f}",
+            "lockstep_pauses": str(self._lockstep["pauses"]),
+            "lockstep_timeouts": str(self._lockstep["timeouts"]),
+        }
 
     def destroy_node(self):
         self.env.close()

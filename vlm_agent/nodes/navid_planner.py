@@ -14,7 +14,9 @@ received while inactive is kept (the newest one) and starts when the node is act
 * Frames enter a `FrameHistory` sampled every `history_period_s`; before each model call the frames
   sampled since the last call are `observe()`d, then `plan()` runs on the newest frame, which must
   have arrived after the executor finished the previous plan (never plan from a frame taken while
-  the robot was still moving).
+  the robot was still moving). The frame's age (`max_frame_age_s`) is judged on the control clock
+  (sim time under `use_sim_time`); the model timeout stays on the steady clock (a model runs in
+  wall time whatever the simulator does).
 * Model calls (reset, observe, plan) run on one worker thread; callbacks only queue work, and
   a guard condition brings results back to the executor thread, so it never blocks on the model.
 * A call that raises, or runs longer than `model_timeout_s`, publishes a stop plan carrying the
@@ -118,7 +120,9 @@ class NavidPlannerNodeConfig(NavidPlannerConfig):
 
     history_period_s: float = param(0.5, "minimum spacing of history frames, seconds", min=0.0, max=60.0)
     history_max_frames: int = param(64, "most frames kept in the node's history", min=2, max=10000)
-    max_frame_age_s: float = param(1.0, "plan only from a frame that arrived at most this long ago", min=0.05, max=60.0)
+    max_frame_age_s: float = param(
+        1.0, "plan only from a frame that arrived at most this long ago (sim time under use_sim_time)", min=0.05, max=60.0
+    )
     max_steps: int = param(100, "plans per episode before a forced stop", min=1, max=100000)
     max_consecutive_aborts: int = param(3, "aborted plans in a row before the episode ends", min=1, max=1000)
 
@@ -162,7 +166,8 @@ class NavidPlannerNode(ManagedAgentNode):
         self.history = FrameHistory(cfg.history_max_frames, cfg.history_period_s)
         self._model_error = None
         self._call_started: float | None = None
-        self._last_frame_arrival = -math.inf
+        self._last_frame_arrival = -math.inf  # steady clock: arrival order against _ready_since
+        self._last_frame_age_ref = -math.inf  # control clock (sim time under use_sim_time): the frame's age
         self._ready_since = -math.inf
         self._last_observed_stamp = -math.inf
         self._episode_token = 0
@@ -298,6 +303,7 @@ class NavidPlannerNode(ManagedAgentNode):
         self.health.tick("camera")
         if self.history.add_message(msg):
             self._last_frame_arrival = time.monotonic()
+            self._last_frame_age_ref = self.control_now_s()
             if self.loop.state == READY:
                 self._tick()  # plan from this frame now, not at the next timer tick
         else:
@@ -379,7 +385,7 @@ class NavidPlannerNode(ManagedAgentNode):
         fresh = (
             latest is not None
             and self._last_frame_arrival > self._ready_since
-            and now - self._last_frame_arrival <= self.config.max_frame_age_s
+            and self.control_now_s() - self._last_frame_age_ref <= self.config.max_frame_age_s
         )
         request = self.loop.next_request(have_frame=fresh)
         if request is None:

@@ -13,9 +13,19 @@ Python, unit-tested); this node converts messages and keeps time.
 Time: sensor freshness is judged from **header stamps** against this node's ROS clock (`/clock` under
 `use_sim_time`, system time otherwise; a stamp from another clock is rejected, so a graph with a
 simulator that stamps sim time must run this node with `use_sim_time`): backlogs and frozen
-(non-advancing) stamps do not count as a live sensor. The output timer and the arrival-time watchdogs
-run on the **steady clock** whatever `use_sim_time` says: a watchdog must keep running when a
-simulator's clock stops. Twist has no stamp: commands are judged by arrival (steady) time.
+(non-advancing) stamps do not count as a live sensor. Twist has no stamp: commands are judged by
+arrival time. Arrival times, command and sensor timeouts, the hold dwell and the acceleration ramps
+run on the node's **control clock** (`control_now_s`): the steady clock on a robot, **sim time** under
+`use_sim_time`, so a 0.5 s command timeout is 0.5 simulated seconds whether the simulator runs at a
+tenth of real time (where a steady-clock timeout would fire between two commands) or twenty times
+faster (where it would let the robot drive on for ten simulated seconds). Under `use_sim_time` the
+output timer runs on sim time too, and publishes only when the gate has been silent for 1.5 periods
+(a commander streaming at `publish_rate_hz` is forwarded on arrival; a simulator stepping in
+lock-step with `cmd_vel` is not let go before the commander's own command for that step); a second
+timer on the **steady clock** is the watchdog of the clock itself: when `/clock` has not advanced for
+`clock_timeout_s` of wall time (or never arrived) the output is zero, state `stale`, whatever arrives.
+The control clock never runs backwards: a step back under a second (two clock sources interleaving) is
+held, a larger jump (a simulator restart) voids every recorded time (`SafetySupervisor.clock_reset`).
 
 Output: an accepted command is gated and published **on arrival** (as Nav2's collision monitor does),
 so it does not wait up to one period for the next tick; the fixed-rate timer (`publish_rate_hz`)
@@ -57,6 +67,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from vlm_agent.config import param
 from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, ManagedAgentNode, run_node
+from vlm_agent.safety.freshness import CLOCK_JUMP_BACK_S
 from vlm_agent.safety.obstacle import depth_array_to_metres
 from vlm_agent.safety.supervisor import (
     STATE_IDLE,
@@ -78,6 +89,9 @@ class SafetySupervisorNodeConfig(SafetyConfig):
 
     zero_ack_timeout_s: float = param(
         1.0, "on deactivate/shutdown/exit, wait this long for reliable subscribers to acknowledge the zero", min=0.0, max=10.0
+    )
+    clock_timeout_s: float = param(
+        1.0, "under use_sim_time: zero output while /clock has not advanced for this long on the steady clock (0 = off)", min=0.0, max=60.0
     )
 
 
@@ -111,6 +125,9 @@ class SafetySupervisorNode(ManagedAgentNode):
         self._last_cmd = (0.0, 0.0)
         self._last_command_arrival = -math.inf
         self._last_command_moving = False
+        self._last_publish = -math.inf  # control clock
+        self._last_now: float | None = None  # control clock, to notice a backwards jump
+        self._clock_seen = (-math.inf, time.monotonic())  # (control clock value, steady time it last changed)
         self._camera_model_error = ""
         self._pub = self.create_publisher(Twist, OUTPUT_TOPIC, COMMAND_QOS)
         self._state_pub = self.create_publisher(String, SAFETY_STATE_TOPIC, LATCHED_QOS)
@@ -122,6 +139,7 @@ class SafetySupervisorNode(ManagedAgentNode):
         self.create_service(SetBool, ESTOP_SERVICE, self._on_estop)
         self.create_service(Trigger, STOP_SERVICE, self._on_stop)
         self._timer = self.create_steady_timer(1.0 / cfg.publish_rate_hz, self._on_timer)
+        self._sim_timer = self.create_timer(1.0 / cfg.publish_rate_hz, self._on_sim_timer)  # node clock: sim time under use_sim_time
         self.get_logger().info(
             f"gating {self.resolve_topic_name(INPUT_TOPIC)} -> {self.resolve_topic_name(OUTPUT_TOPIC)} at {cfg.publish_rate_hz:g} Hz "
             f"(|v| <= {cfg.max_linear_speed_mps:g} m/s, |w| <= {cfg.max_angular_speed_radps:g} rad/s); "
@@ -132,7 +150,7 @@ class SafetySupervisorNode(ManagedAgentNode):
     def activate_node(self) -> None:
         # Re-arm: a command stream that is moving at activation must come to rest first (a silent
         # commander, or one sending zeros, is at rest already and its next motion passes).
-        recent = time.monotonic() - self._last_command_arrival <= max(self.config.command_timeout_s, 0.5)
+        recent = self._now() - self._last_command_arrival <= max(self.config.command_timeout_s, 0.5)
         if recent and self._last_command_moving:
             self.supervisor.stop()
             self.get_logger().info("activated while commands were streaming: zero until the commander comes to rest")
@@ -154,6 +172,36 @@ class SafetySupervisorNode(ManagedAgentNode):
         return acked
 
     # -- time -----------------------------------------------------------------------------------
+    def _now(self) -> float:
+        """The control clock (steady, or sim time under use_sim_time) in seconds, never decreasing: a
+        step back of less than CLOCK_JUMP_BACK_S (two clock sources interleaving, jitter) holds the
+        latest value; a larger jump (a restarted simulator) resets every time recorded on it."""
+        now = self.control_now_s()
+        last = self._last_now
+        if last is not None and now < last:
+            if last - now < CLOCK_JUMP_BACK_S:
+                return last
+            self.supervisor.clock_reset()
+            self._last_command_arrival = self._last_publish = -math.inf
+            self.get_logger().warning(f"clock jumped back from {last:.3f} s to {now:.3f} s: command and sensors start over")
+        self._last_now = now
+        return now
+
+    def _clock_stall_reason(self) -> str | None:
+        """Under use_sim_time: why the sim clock cannot be trusted to drive the watchdogs (never
+        arrived, or stopped for `clock_timeout_s` on the steady clock); None when it runs."""
+        if not self.sim_time_active or self.config.clock_timeout_s <= 0.0:
+            return None
+        steady, now = time.monotonic(), self.control_now_s()
+        if now != self._clock_seen[0]:
+            self._clock_seen = (now, steady)
+        if now <= 0.0:
+            return "use_sim_time: no /clock message yet"
+        silent = steady - self._clock_seen[1]
+        if silent > self.config.clock_timeout_s:
+            return f"use_sim_time: /clock has not advanced for {silent:.1f} s (clock_timeout_s {self.config.clock_timeout_s:g})"
+        return None
+
     def _clock_s(self) -> float:
         """This node's ROS clock (sim time under use_sim_time) in seconds: the clock sensors stamp with."""
         return self.get_clock().now().nanoseconds * 1e-9
@@ -164,7 +212,7 @@ class SafetySupervisorNode(ManagedAgentNode):
 
     def _sensor(self, name: str, header) -> bool:
         """Freshness bookkeeping for one stamped message; False (counted, logged) when it is not fresh."""
-        reason = self.supervisor.sensor(name, time.monotonic(), self._stamp_s(header), self._clock_s())
+        reason = self.supervisor.sensor(name, self._now(), self._stamp_s(header), self._clock_s())
         if reason:
             self.health.drop("frame_rejected", reason)
             self.get_logger().warning(f"{name} message not fresh: {reason}", throttle_duration_sec=2.0)
@@ -175,11 +223,10 @@ class SafetySupervisorNode(ManagedAgentNode):
     # -- inputs -------------------------------------------------------------------------------
     def _on_command(self, msg: Twist) -> None:
         self.health.tick("cmd_vel_raw")
-        self._last_command_arrival = time.monotonic()
+        now = self._now()
+        self._last_command_arrival = now
         self._last_command_moving = msg.linear.x != 0.0 or msg.angular.z != 0.0
-        reason = self.supervisor.command(
-            time.monotonic(), msg.linear.x, msg.angular.z, (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y)
-        )
+        reason = self.supervisor.command(now, msg.linear.x, msg.angular.z, (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y))
         if reason:
             self._last_cmd = (0.0, 0.0)
             self.health.drop("rejected", reason)
@@ -223,9 +270,9 @@ class SafetySupervisorNode(ManagedAgentNode):
         rejected = self.supervisor.counts["frames_rejected"]
         try:
             depth = depth_array_to_metres(image_to_numpy(msg), msg.encoding)  # keeps REP-117 +-inf
-            reading = self.supervisor.depth(time.monotonic(), depth, self._stamp_s(msg.header), self._clock_s())
+            reading = self.supervisor.depth(self._now(), depth, self._stamp_s(msg.header), self._clock_s())
         except ValueError as exc:
-            self.supervisor.invalid_depth(time.monotonic(), str(exc))
+            self.supervisor.invalid_depth(self._now(), str(exc))
             self.health.drop("depth_malformed", str(exc))
             self.get_logger().warning(f"depth frame dropped: {exc}", throttle_duration_sec=2.0)
             return
@@ -254,7 +301,7 @@ class SafetySupervisorNode(ManagedAgentNode):
             self.get_logger().warning("e-stop released: zero until the commander rests, then a new motion")
         if error:
             self.get_logger().error(error)
-        self._on_timer()  # the zero (or the new state) goes out now, not at the next tick
+        self._output_now()  # the zero (or the new state) goes out now, not at the next tick
         response.success = error is None
         response.message = error or ("e-stop latched" if request.data else "e-stop released")
         return response
@@ -262,25 +309,49 @@ class SafetySupervisorNode(ManagedAgentNode):
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         self.supervisor.stop()
         self.get_logger().info("stop requested: zero until the commander starts a new motion")
-        self._on_timer()
+        self._output_now()
         response.success = True
         response.message = "stopped"
         return response
 
     # -- output -------------------------------------------------------------------------------
-    def _on_timer(self) -> None:
+    def _output_now(self) -> None:
         if self.is_active:
             self._publish_output()
         else:
-            # Not gating: zero, and no update() (which would mark the supervisor as gating and
-            # refuse parameter changes that are allowed while inactive).
-            self._pub.publish(Twist())
-            self._last_out = (0.0, 0.0)
-            self.health.tick("cmd_vel")
-            self._publish_gate_state("inactive", True, f"supervisor {self.lifecycle_state}: zero output", (0.0, 0.0))
+            self._publish_inactive_zero()
+
+    def _on_timer(self) -> None:
+        """Steady clock, `publish_rate_hz`: the output stream on a robot; under use_sim_time only the
+        watchdog of the clock itself (zero while `/clock` is missing or stopped)."""
+        if not self.is_active:
+            self._publish_inactive_zero()
+        elif not self.sim_time_active or self._clock_stall_reason():
+            self._publish_output()
+
+    def _on_sim_timer(self) -> None:
+        """Node clock (sim time) under use_sim_time, `publish_rate_hz`: the output when the gate has been
+        silent for 1.5 periods (no command forwarded on arrival), so the watchdogs act at the sim's rate."""
+        if not (self.is_active and self.sim_time_active):
+            return
+        now = self._now()
+        if 0.0 <= now - self._last_publish <= 1.5 / self.config.publish_rate_hz:
+            return
+        self._publish_output()
+
+    def _publish_inactive_zero(self) -> None:
+        # Not gating: zero, and no update() (which would mark the supervisor as gating and
+        # refuse parameter changes that are allowed while inactive).
+        self._pub.publish(Twist())
+        self._last_out = (0.0, 0.0)
+        self.health.tick("cmd_vel")
+        self._publish_gate_state("inactive", True, f"supervisor {self.lifecycle_state}: zero output", (0.0, 0.0))
 
     def _publish_output(self) -> None:
-        out = self.supervisor.update(time.monotonic(), self._clock_s())
+        now = self._now()
+        stalled = self._clock_stall_reason()
+        out = self.supervisor.clock_stopped(stalled) if stalled else self.supervisor.update(now, self._clock_s())
+        self._last_publish = now
         msg = Twist()
         msg.linear.x, msg.angular.z = float(out.linear_x), float(out.angular_z)
         self._pub.publish(msg)
@@ -329,6 +400,7 @@ class SafetySupervisorNode(ManagedAgentNode):
         values = {f"safety.{k}": str(v) for k, v in self.supervisor.counts.items()}
         values["state"] = self._state if self.is_active else self.lifecycle_state
         values["estop"] = str(self.supervisor.estop_active)
+        values["control_clock"] = "sim time (/clock)" if self.sim_time_active else "steady"
         values["last_reason"] = self.supervisor.last_reason
         stop = self.supervisor.obstacle_stop
         values["obstacle.model"] = "base_link (depth camera_info)" if stop is not None else "image region (no depth camera_info yet)"
@@ -349,9 +421,11 @@ class SafetySupervisorNode(ManagedAgentNode):
 
     def on_config_changed(self, old, new) -> None:
         if new.publish_rate_hz != old.publish_rate_hz:
-            self._timer.cancel()
-            self.destroy_timer(self._timer)
+            for timer in (self._timer, self._sim_timer):
+                timer.cancel()
+                self.destroy_timer(timer)
             self._timer = self.create_steady_timer(1.0 / new.publish_rate_hz, self._on_timer)
+            self._sim_timer = self.create_timer(1.0 / new.publish_rate_hz, self._on_sim_timer)
 
     def destroy_node(self):
         # Leave the base with a zero command rather than whatever went out last. `run_node` and the

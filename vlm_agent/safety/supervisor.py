@@ -420,6 +420,26 @@ class SafetySupervisor:
         """Lifecycle: the node stopped gating (it publishes zero); any valid config may be set until the next update."""
         self._active = False
 
+    def clock_reset(self) -> None:
+        """The clock `now` is read from jumped backwards (a simulator restarted its `/clock`): every time
+        recorded on it is void. The command counts as never received (zero until the next one), every
+        sensor as never seen, a hold's rest starts over; the output keeps ramping from its last value."""
+        self._cmd, self._cmd_time = (0.0, 0.0), None
+        self._rest_since = None
+        self._out_time = None
+        for monitor in self._monitors.values():
+            monitor.reset()
+        self.last_reason = "clock jumped backwards: command and sensors start over"
+
+    def clock_stopped(self, reason: str) -> SafetyOutput:
+        """The node's time source stopped (under sim time: `/clock` silent on the steady clock): zero
+        output, state `stale`, with `reason`; nothing is ramped (a watchdog does not ramp)."""
+        if self._out != (0.0, 0.0):
+            self.counts["stale_zeros"] += 1
+        self.last_reason = reason
+        self._out = (0.0, 0.0)
+        return SafetyOutput(0.0, 0.0, STATE_STALE, [reason])
+
     # -- decision -----------------------------------------------------------------------------
     def blocking_reasons(self, now: float, clock_s: float | None = None) -> tuple[str, list[str]]:
         """(state, reasons) for everything that currently forces a full stop; state OK/IDLE when none."""
