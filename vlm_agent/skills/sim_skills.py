@@ -18,33 +18,21 @@ import numpy as np
 
 from vlm_agent.sim.env import ARM_STOW
 from vlm_agent.skills.api import PREDICATES, SkillAPI, SkillError, SkillResult
+# The arm and approach geometry is shared with the ROS adapter (nodes/ros_skills.py); the names stay
+# importable from here.
+from vlm_agent.skills.arm import (  # noqa: F401
+    APPROACH_ABOVE_M, ARM_CARRY, DEFAULT_ARM, L1, L2, LIFT_M, NEAR_TOLERANCE_M, PLACE_ABOVE_M, REACH_STANDOFF_M,
+    RETREAT_M, SHOULDER_OFFSET, TABLE_INSET_M, TABLE_STANDOFF_M, WRIST_TO_GRASP, arm_ik, offset, place_point_on_box,
+    place_point_on_object, smooth_trajectory, standoff_m,
+)
 from vlm_agent.skills.perception import Detection, GroundTruthPerception, Perception
 from vlm_agent.skills.resolver import normalise_phrase
 
-SHOULDER_OFFSET = (0.10, 0.0, 0.28)  # m, shoulder joint in base_link
-L1, L2 = 0.35, 0.35  # m, upper arm and forearm
-WRIST_TO_GRASP = 0.14  # m
-REACH_STANDOFF_M = 0.45  # base centre to object centre when grasping from the floor
-TABLE_STANDOFF_M = 0.24  # base centre to the table edge
-TABLE_INSET_M = 0.16  # how far onto the table an object is placed
 LOOK_AROUND_STOPS = 12  # look_around turns a full circle in 30 degree steps
 
 
 def _fmt(position) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in position) + ")"
-
-
-def arm_ik(r: float, h: float) -> tuple[float, float, float]:
-    """(shoulder, elbow, wrist) rad that put the grasp point at horizontal distance `r` and height `h`
-    (m) from the shoulder with the gripper pointing straight down (elbow-up solution)."""
-    wr, wh = r, h + WRIST_TO_GRASP
-    c = (wr * wr + wh * wh - L1 * L1 - L2 * L2) / (2 * L1 * L2)
-    if not -1.0 <= c <= 1.0:
-        raise SkillError(f"target out of the arm's reach (r={r:.2f} m, h={h:.2f} m)")
-    elbow = -math.acos(c)
-    shoulder = math.atan2(wh, wr) - math.atan2(L2 * math.sin(elbow), L1 + L2 * math.cos(elbow))
-    wrist = -math.pi / 2 - shoulder - elbow
-    return shoulder, elbow, wrist
 
 
 class SimSkills(SkillAPI):
@@ -102,13 +90,13 @@ class SimSkills(SkillAPI):
         self._drive_to(name)
         p = np.asarray(obj.pos)
         self.open_gripper()
-        self._reach(p + (0, 0, 0.12))
+        self._reach(offset(p, APPROACH_ABOVE_M))
         self._reach(p)
         self.close_gripper()
         if env.held != name:
-            self._reach(p + (0, 0, 0.15))
+            self._reach(offset(p, RETREAT_M))
             raise SkillError(f"grasp of {obj.label} missed")
-        self._reach(p + (0, 0, 0.2))
+        self._reach(offset(p, LIFT_M))
         self._carry()
         return self._result(True, f"holding {obj.label}")
 
@@ -124,19 +112,16 @@ class SimSkills(SkillAPI):
         x, y, yaw = env.pose
         try:
             dest = env.world.object(name)
-            top = dest.pos[2] + dest.half_height
-            point = np.array([dest.pos[0], dest.pos[1], top + held.half_height + 0.01])
+            point = np.array(place_point_on_object(dest.pos, dest.half_height, held.half_height))
         except KeyError:
             box = env.world.furniture_piece(name)
             # the point on the table nearest to the robot, TABLE_INSET_M inside its edge
-            px = float(np.clip(x, box.xy_min[0] + TABLE_INSET_M, box.xy_max[0] - TABLE_INSET_M))
-            py = float(np.clip(y, box.xy_min[1] + TABLE_INSET_M, box.xy_max[1] - TABLE_INSET_M))
-            point = np.array([px, py, box.top_z + held.half_height + 0.01])
+            point = np.array(place_point_on_box((x, y), box.xy_min, box.xy_max, box.top_z, held.half_height))
             self._face(point[:2])
-        self._reach(point + (0, 0, 0.1))
+        self._reach(offset(point, PLACE_ABOVE_M))
         self._reach(point)
         self.open_gripper()
-        self._reach(point + (0, 0, 0.15))
+        self._reach(offset(point, RETREAT_M))
         self._stow()
         obj = env.world.object(held.name)
         if obj.support != name:
@@ -217,8 +202,8 @@ class SimSkills(SkillAPI):
             return env.held is not None and env.held == self.resolve(args[0])
         if predicate == "near":
             name = self.resolve(args[0])
-            standoff = REACH_STANDOFF_M if name in {o.name for o in env.world.objects} else TABLE_STANDOFF_M
-            return env.distance_to(name) <= standoff + 0.12
+            standoff = standoff_m(name in {o.name for o in env.world.objects})
+            return env.distance_to(name) <= standoff + NEAR_TOLERANCE_M
         obj, support = self.resolve(args[0]), self.resolve(args[1])
         try:
             spec = env.world.object(obj)
@@ -242,7 +227,7 @@ class SimSkills(SkillAPI):
 
         env = self.env
         is_object = name in {o.name for o in env.world.objects}
-        standoff = REACH_STANDOFF_M if is_object else TABLE_STANDOFF_M
+        standoff = standoff_m(is_object)
         oracle = NavOracle(env, stop_radius_m=standoff + 0.35)
         for _ in range(self.max_nav_steps):
             if env.distance_to(name) <= standoff + 0.35:
@@ -258,7 +243,7 @@ class SimSkills(SkillAPI):
         if abs(dist) > 0.01:
             env.step_velocity(math.copysign(0.25, dist), 0.0, abs(dist) / 0.25)
             self._face(target)
-        if env.distance_to(name) > standoff + 0.12:
+        if env.distance_to(name) > standoff + NEAR_TOLERANCE_M:
             raise SkillError(f"blocked on the way to {name} ({env.distance_to(name):.2f} m away)")
 
     def _focus_point(self, name):
@@ -293,31 +278,21 @@ class SimSkills(SkillAPI):
     def _reach(self, point, duration: float = 0.8) -> None:
         """Move the grasp point to `point` (world, m) with the gripper pointing down."""
         env = self.env
-        x, y, yaw = env.pose
-        c, s = math.cos(yaw), math.sin(yaw)
-        dx, dy = point[0] - x, point[1] - y
-        lx, ly = c * dx + s * dy - SHOULDER_OFFSET[0], -s * dx + c * dy - SHOULDER_OFFSET[1]
-        arm_yaw = math.atan2(ly, lx)
-        shoulder, elbow, wrist = arm_ik(math.hypot(lx, ly), point[2] - SHOULDER_OFFSET[2])
-        self._move_arm((arm_yaw, shoulder, elbow, wrist), duration)
+        self._move_arm(DEFAULT_ARM.reach_joints(env.pose, point), duration)
         err = float(np.linalg.norm(env.grasp_point() - np.asarray(point)))
         if err > 0.03:
             raise SkillError(f"arm could not reach the target (error {err:.3f} m)")
 
     def _carry(self):
-        self._move_arm((0.0, 1.2, -1.9, -0.87), 0.8)
+        self._move_arm(ARM_CARRY, 0.8)
 
     def _stow(self):
         self._move_arm(ARM_STOW, 0.8)
 
     def _move_arm(self, target, duration: float) -> None:
         env = self.env
-        start = env.arm_targets()
-        target = np.asarray(target, float)
-        n = max(1, int(duration / self.sim_dt))
-        for k in range(1, n + 1):
-            a = 0.5 - 0.5 * math.cos(math.pi * k / n)  # smooth start and stop
-            env.set_arm_targets(start + a * (target - start))
+        for _t, positions in smooth_trajectory(env.arm_targets(), target, duration, self.sim_dt):
+            env.set_arm_targets(positions)
             env.step_physics(self.sim_dt)
         self._settle(0.5)
 
