@@ -177,22 +177,27 @@ def test_passes_commands_clamped_when_all_inputs_are_fresh(fresh):
 
 
 def test_camera_stops_gives_zero_within_half_a_second(fresh):
+    """From the first moving output on: moving, then zero within the bound of the camera's last frame,
+    then only zero. The fault time is the camera's last publish, which can come *before* the first
+    moving output (a frame published between setting the command and its echo); judging every output
+    after that time used to count the idle zeros that preceded the motion as an "early zero" followed
+    by "motion resuming" (the 1-in-6 glitch of an earlier version of this test, reproduced under CPU
+    contention: the supervisor had not yet received the new command)."""
+    n0 = len(fresh.received)
     fresh.command = (0.3, 0.5)
     assert fresh.wait_for(lambda v, w: v > 0.25 and w > 0.45)
     fresh.camera_on = False
     fresh.spin(0.05)  # make sure the sensor timer has seen the flag
     fault_time = fresh.last_camera_pub
     assert fresh.wait_for(lambda v, w: v == 0.0 and w == 0.0, timeout=3.0)
-    # The zero that holds: the first one from which the output stays zero. (An isolated early zero
-    # right after the fault was seen in 1 of ~6 runs, motion resuming until the timeout: a known
-    # glitch under investigation, not what this test is about.)
     fresh.spin(0.3)  # and it stays zero while the commands keep coming
-    after = [(t, v, w) for t, v, w in fresh.received if t > fault_time]
-    moving = [t for t, v, w in after if v != 0.0 or w != 0.0]
-    first_zero = next(t for t, v, w in after if v == 0.0 and w == 0.0 and (not moving or t > moving[-1]))
-    delay = first_zero - fault_time
-    assert delay <= CAMERA_FAULT_BOUND_S + 0.1, f"zero after {delay:.3f} s"
-    assert all(v == 0.0 and w == 0.0 for t, v, w in fresh.received if t > first_zero)
+    outputs = fresh.received[n0:]
+    motion = outputs[next(i for i, (_, v, w) in enumerate(outputs) if v != 0.0 or w != 0.0):]
+    stop = next(i for i, (_, v, w) in enumerate(motion) if v == 0.0 and w == 0.0)
+    assert all(v != 0.0 or w != 0.0 for _, v, w in motion[:stop]), motion[:stop]
+    assert all(v == 0.0 and w == 0.0 for _, v, w in motion[stop:]), motion[stop:]
+    delay = motion[stop][0] - fault_time
+    assert CAMERA_TIMEOUT_S - 0.05 <= delay <= CAMERA_FAULT_BOUND_S, f"zero after {delay:.3f} s"
     status = fresh.supervisor.status_extra()
     assert status["state"] == "stale" and "camera" in fresh.supervisor.health.message
     fresh.camera_on = True  # recovery
