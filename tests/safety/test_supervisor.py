@@ -315,3 +315,30 @@ def test_bad_depth_shape_raises_and_configs_are_validated():
         SafetyConfig(max_linear_speed_mps=-1.0)
     with pytest.raises(ValueError, match="sensor"):
         SafetySupervisor().sensor("lidar", 0.0)
+
+
+def test_clock_reset_voids_the_command_and_the_sensors():
+    """A simulator restart (its clock jumps back): a command stamped on the old clock must not look
+    fresh for the seconds until the new clock catches up."""
+    sup = fed(t=100.0)
+    sup.command(100.0, 0.3, 0.0)
+    assert sup.update(100.0 + DT).linear_x > 0.0
+    sup.clock_reset()
+    out = sup.update(1.0)  # new clock: 1 s
+    assert (out.linear_x, out.angular_z) == (0.0, 0.0) and out.state == STATE_STALE
+    assert any("no message yet" in r for r in out.reasons)
+    feed(sup, 1.0)
+    out = sup.update(1.0 + DT)
+    assert out.state == STATE_IDLE and out.linear_x == 0.0  # sensors back, no command yet
+    sup.command(1.1, 0.3, 0.0)
+    assert sup.update(1.1).linear_x > 0.0
+
+
+def test_clock_stopped_gives_zero_without_a_ramp_and_the_reason():
+    sup = fed()
+    sup.command(0.0, 0.4, 1.0)
+    assert sup.update(DT).linear_x == pytest.approx(0.4)
+    out = sup.clock_stopped("use_sim_time: /clock has not advanced for 1.2 s")
+    assert (out.linear_x, out.angular_z) == (0.0, 0.0) and out.state == STATE_STALE
+    assert "/clock" in out.reasons[0] and "/clock" in sup.last_reason
+    assert sup.counts["stale_zeros"] == 1
