@@ -18,6 +18,9 @@ import os
 MODEL_REGISTRY: dict[str, tuple[str, str, str]] = {
     "embodied_vlm": ("EmbodiedVLMConfig", "EmbodiedVLMModel", "EmbodiedVLMProcessor"),
     "navid": ("NavidConfig", "NavidModel", "NavidProcessor"),
+    "sa2va": ("Sa2VAConfig", "Sa2VAModel", "Sa2VAProcessor"),
+    "palme": ("PalmeConfig", "PalmeModel", "PalmeProcessor"),
+    "octopus": ("OctopusConfig", "OctopusModel", "OctopusProcessor"),
 }
 _registered = False
 
