@@ -402,3 +402,23 @@ def test_wide_frames_are_centre_cropped_not_squashed():
     pre = EmbodiedVLMImageProcessor(size={"height": 16, "width": 16})
     np.testing.assert_array_equal(pre.to_array(wide), pre.to_array(square))
     np.testing.assert_array_equal(pre.to_array(tall), pre.to_array(square))
+
+
+def test_from_pretrained_builds_on_the_meta_device(tiny_pair, tmp_path, monkeypatch):
+    """No random fp32 weights are materialised before loading (what made 1B+ models unusable):
+    transformers builds the module on the meta device and the checkpoint fills it."""
+    from vlm_agent.models.embodied_vlm.modeling_embodied_vlm import VisionTower
+
+    model, processor = tiny_pair
+    _save(model, processor, tmp_path)
+    seen = []
+    original = VisionTower.__init__
+
+    def spy(self, vision_config):
+        original(self, vision_config)
+        seen.append(next(self.parameters()).device.type)
+
+    monkeypatch.setattr(VisionTower, "__init__", spy)
+    loaded = load_pretrained(tmp_path)
+    assert "meta" in seen
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
