@@ -43,6 +43,8 @@ def test_plan_message_round_trip_and_contract_keys():
         ('{"plan_id": 1, "step": 0, "primitives": [{"kind": "forward", "value": NaN}]}', "primitives\\[0\\]"),
         ('{"plan_id": 1, "step": 0, "primitives": [], "latency_s": Infinity}', "latency_s"),
         ("x" * 70000, "too long"),
+        ("[" * 5000, "nested too deeply"),  # was RecursionError: the executor node died on it
+        ('{"a": ' * 3000 + "1" + "}" * 3000, "nested too deeply"),
     ],
 )
 def test_malformed_plans_raise_with_the_reason(text, match):
@@ -55,6 +57,8 @@ def test_executor_state_round_trip_and_validation():
     assert ExecutorState.from_json(s.to_json()) == s
     with pytest.raises(ValueError, match="state"):
         ExecutorState.from_json('{"plan_id": 1, "state": "flying"}')
+    with pytest.raises(ValueError, match="nested too deeply"):
+        ExecutorState.from_json("[" * 5000)
 
 
 def test_loop_plans_waits_for_the_executor_and_replans():

@@ -156,7 +156,7 @@ class MotionExecutorNode(AgentNode):
             gate = json.loads(msg.data)
             if not isinstance(gate, dict):
                 raise ValueError("not a JSON object")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply (hostile)
             self.health.drop("malformed_safety_state", str(exc))
             return
         self.health.set("safety_state", str(gate.get("state", ""))[:40])

@@ -59,6 +59,9 @@ def _loads_object(text) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        # '[[[[...' of a few kilobytes exhausts the decoder's recursion limit: hostile, not a crash.
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     return data
