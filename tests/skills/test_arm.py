@@ -69,3 +69,19 @@ def test_place_points_and_box_helpers():
     # a box narrower than twice the inset: its centre line
     assert arm.box_nearest_point((0.0, 0.0), (1.0, -0.1), (2.0, 0.1), inset=0.16)[1] == pytest.approx(0.0)
     assert arm.standoff_m(True) == arm.REACH_STANDOFF_M and arm.standoff_m(False) == arm.TABLE_STANDOFF_M
+
+
+def test_reachable_place_point_shrinks_the_inset_at_a_corner():
+    box = ((1.0, -0.5), (2.0, 0.5))
+    facing_edge = (0.68, 0.0, 0.0)  # 0.32 m from the edge
+    p = arm.reachable_place_point_on_box(facing_edge, *box, 0.45, 0.11)
+    assert p[:2] == pytest.approx((1.0 + arm.TABLE_INSET_M, 0.0))
+    corner = (1.0 - 0.23, -0.5 - 0.23, math.radians(45))  # 0.32 m from the corner, diagonally
+    with pytest.raises(SkillError):
+        arm.DEFAULT_ARM.reach_joints(corner, arm.offset(arm.place_point_on_box(corner[:2], *box, 0.45, 0.11), arm.RETREAT_M))
+    p = arm.reachable_place_point_on_box(corner, *box, 0.45, 0.11)
+    assert 1.0 + 0.05 < p[0] < 1.0 + arm.TABLE_INSET_M and -0.5 + 0.05 < p[1] < -0.5 + arm.TABLE_INSET_M
+    for z in (0.0, arm.RETREAT_M):
+        arm.DEFAULT_ARM.reach_joints(corner, arm.offset(p, z))
+    with pytest.raises(SkillError, match="no place point"):
+        arm.reachable_place_point_on_box((-1.0, 0.0, 0.0), *box, 0.45, 0.11)

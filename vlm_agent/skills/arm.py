@@ -24,7 +24,11 @@ SHOULDER_OFFSET = (0.10, 0.0, 0.28)  # m, shoulder joint in base_link
 L1, L2 = 0.35, 0.35  # m, upper arm and forearm
 WRIST_TO_GRASP = 0.14  # m
 ARM_STOW = (0.0, 1.5, -2.8, 0.0)  # rad; folded up behind the camera's view (the simulator's reset pose)
-ARM_CARRY = (0.0, 1.2, -1.9, -0.87)  # rad; a held object high in front of the base, clear of the floor
+# rad; carrying: the grasp point 0.24 m ahead of the base centre, 0.34 m high (above the base's top, over
+# its front edge), below the sim camera's view (0.95 m high, pitched 20 degrees down, it sees nothing
+# that low closer than ~0.37 m ahead), so the safety supervisor's depth stop does not take the carried
+# object for an obstacle, as it did with the earlier pose held out at 0.50 m.
+ARM_CARRY = (0.0, 2.175, -2.429, -1.316)
 REACH_STANDOFF_M = 0.45  # base centre to object centre when grasping from the floor
 TABLE_STANDOFF_M = 0.24  # base centre to the table edge
 TABLE_INSET_M = 0.16  # how far onto the table an object is placed
@@ -141,6 +145,25 @@ def place_point_on_box(base_xy, xy_min, xy_max, top_z: float, held_half_height: 
     inside its edge."""
     px, py = box_nearest_point(base_xy, xy_min, xy_max, TABLE_INSET_M)
     return (px, py, float(top_z) + held_half_height + PLACE_CLEARANCE_M)
+
+
+def reachable_place_point_on_box(base_pose, xy_min, xy_max, top_z: float, held_half_height: float,
+                                 arm: ArmGeometry = DEFAULT_ARM, insets=(TABLE_INSET_M, 0.12, 0.09)) -> tuple[float, float, float]:
+    """`place_point_on_box` with the largest of `insets` (m inside the edge) whose place point and the
+    points above it (pre-place and retreat) the arm reaches from `base_pose` (x, y, yaw) in odom: a base
+    that ended up at a table's corner is farther from the inset point than one facing an edge.
+    SkillError when none is reachable."""
+    last = None
+    for inset in insets:
+        px, py = box_nearest_point(base_pose[:2], xy_min, xy_max, inset)
+        point = (px, py, float(top_z) + held_half_height + PLACE_CLEARANCE_M)
+        try:
+            arm.reach_joints(base_pose, offset(point, max(PLACE_ABOVE_M, RETREAT_M)))
+            arm.reach_joints(base_pose, point)
+            return point
+        except SkillError as exc:
+            last = exc
+    raise SkillError(f"no place point on the table within the arm's reach ({last})")
 
 
 def offset(point, dz: float) -> tuple[float, float, float]:
