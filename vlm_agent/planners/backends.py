@@ -326,10 +326,17 @@ class RemoteBackend(_ChatBackend):
         return {"model": self.model, "messages": [{"role": "user", "content": content}], "max_tokens": self.max_tokens, "temperature": 0.0, "stream": False}
 
     def generate(self, rgb: np.ndarray) -> str:
-        httpx = self._httpx
         # The clock starts before the images are encoded: the caller's limit covers the whole call.
         end = time.monotonic() + (self.deadline_s if self.deadline_s is not None else float("inf"))
-        body = self.request_body(rgb)
+        return self.complete(self.request_body(rgb), end=end)
+
+    def complete(self, body: dict, end: float | None = None) -> str:
+        """POST one chat-completions `body` with this client's retries, backoff and deadline; the
+        reply's text. `end` (time.monotonic()) bounds the whole call; None: `deadline_s` from now.
+        (`generate` uses it for NaVid's prompt; the manipulation backends send their own bodies.)"""
+        httpx = self._httpx
+        if end is None:
+            end = time.monotonic() + (self.deadline_s if self.deadline_s is not None else float("inf"))
         last: Exception | None = None
         attempts = self.retries + 1
         for attempt in range(attempts):
