@@ -6,9 +6,15 @@ HELP = "evaluate a policy on the embedded simulator (nav SR/SPL/NE/OSR/TL, manip
 
 def add_arguments(parser) -> None:
     parser.add_argument("--suite", required=True, choices=["nav", "manip", "seg"])
-    parser.add_argument("--policy", default="oracle", help="registered policy name (oracle, random, colour, navid, ...)")
+    parser.add_argument("--policy", default="oracle", help="registered policy name (oracle, random, colour, navid, palme, octopus, ...)")
     parser.add_argument("--model", default=None, help="model directory for learned policies")
     parser.add_argument("--device", default=None, help="torch device of a learned policy's model: cpu (default), cuda, cuda:N, mps")
+    parser.add_argument("--backend", default=None, choices=["builtin", "transformers", "remote", "oracle"],
+                        help="model backend of a learned planner: builtin (the project's model in --model; the default with --model), "
+                             "transformers (an image-text-to-text directory in --model), remote (an OpenAI-compatible server, --remote-url), "
+                             "oracle (palme/octopus only: the privileged scripted backend, an upper bound)")
+    parser.add_argument("--remote-url", default=None, help="base URL of the OpenAI-compatible server for --backend remote")
+    parser.add_argument("--remote-model", default=None, help="model name sent to the remote server")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -77,6 +83,7 @@ def run(args) -> int:
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
     policy_kw = {"device": check_device(args.device)} if args.device else {}
+    policy_kw.update({k: getattr(args, k) for k in ("backend", "remote_url", "remote_model") if getattr(args, k, None)})
     console = Console(stderr=True)
     config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,
                        render_depth=args.suite == "nav")

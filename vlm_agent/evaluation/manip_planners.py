@@ -1,5 +1,6 @@
-"""In-process evaluation of the manipulation planners' loops on the simulator's manip suite, and
-scripted oracle backends that stand in for the models until they exist (issue 9 first).
+"""In-process evaluation of the manipulation planners' loops on the simulator's manip suite, the
+scripted oracle backends, and the loops as `vlm-agent eval --suite manip --policy {palme,octopus}`
+policies over any backend (`ManipPlannerPolicy`, `make_palme_policy`, `make_octopus_policy`).
 
 `evaluate_manip_planner("palme" | "octopus", episodes=10, ...)` runs each episode through the
 planner loop with `SimSkills` (ground-truth perception: the scores are upper bounds, and the result
@@ -96,6 +97,23 @@ class OracleOctopusBackend:
 ORACLE_BACKENDS = {"palme": OraclePalmeBackend, "octopus": OracleOctopusBackend}
 
 
+def run_manip_episode(policy: str, backend, env, skills, episode, observe, *, palme_config: PalmeConfig | None = None,
+                      octopus_config: OctopusConfig | None = None, dataset=None) -> dict:
+    """One manip episode through the `policy` loop with `backend`, on `env` (already reset to
+    `episode`) and its `skills`. Returns the loop's per-episode fields: PaLM-E `finished`, `reason`,
+    `steps`, `calls`, `model_calls`, `parse_errors`; Octopus `rounds`, `feedback`, `parse_errors`;
+    both `skill_calls`."""
+    if policy == "palme":
+        out = run_palme_episode(backend, skills, episode.instruction, observe=observe, config=palme_config)
+        return {"finished": out.finished, "reason": out.reason, "steps": out.steps_executed, "calls": out.executed_calls(),
+                "model_calls": len(out.records), "parse_errors": sum(r.error is not None for r in out.records), "skill_calls": out.steps_executed}
+    out = run_octopus_episode(backend, skills, episode.instruction, observe=observe,
+                              success_fn=lambda: bool(env.manip_metrics()["success"]), dataset=dataset,
+                              episode_id=episode.episode_id, config=octopus_config)
+    return {"rounds": len(out.rounds), "feedback": [r.feedback for r in out.rounds], "parse_errors": sum(bool(r.parse_errors) for r in out.rounds),
+            "skill_calls": sum(len(r.program.calls) for r in out.rounds if r.program is not None)}
+
+
 def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val", seed: int = 0,
                            backend_factory: Callable | None = None, env=None, dataset_dir: str | None = None,
                            image_size: int = 48, palme_config: PalmeConfig | None = None,
@@ -131,14 +149,8 @@ def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val
             def observe():
                 return [env.render()[0]]
 
-            if policy == "palme":
-                out = run_palme_episode(backend, skills, ep.instruction, observe=observe, config=palme_config)
-                extra = {"finished": out.finished, "reason": out.reason, "steps": out.steps_executed, "calls": out.executed_calls()}
-            else:
-                out = run_octopus_episode(backend, skills, ep.instruction, observe=observe,
-                                          success_fn=lambda: bool(env.manip_metrics()["success"]), dataset=dataset,
-                                          episode_id=ep.episode_id, config=octopus_config)
-                extra = {"rounds": len(out.rounds), "feedback": [r.feedback for r in out.rounds]}
+            extra = run_manip_episode(policy, backend, env, skills, ep, observe, palme_config=palme_config,
+                                      octopus_config=octopus_config, dataset=dataset)
             m = env.manip_metrics()
             per_episode.append({"episode_id": ep.episode_id, "task": ep.task, "instruction": ep.instruction,
                                 "held_out": ep.held_out, "success": m["success"], **extra})
@@ -152,3 +164,79 @@ def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val
         "perception": perception, "upper_bound": perception is not None and "upper bound" in perception,
         "per_episode": per_episode,
     }
+
+
+# -- the loops as `vlm-agent eval --suite manip --policy {palme,octopus}` policies --------------------
+class ManipPlannerPolicy:
+    """A PaLM-E or Octopus loop as an evaluation policy. It is closed-loop (it calls the skills
+    itself, observing after each model call), so the evaluator calls `run_episode(env, skills,
+    episode, observe)` instead of `act` (`vlm_agent.evaluation.rollouts`).
+
+    `backend_factory(env)` gives the backend for an episode: a model backend is built once and
+    returned for every episode; the privileged oracle backends read `env`.
+    """
+
+    def __init__(self, style: str, backend_factory: Callable, *, palme_config: PalmeConfig | None = None,
+                 octopus_config: OctopusConfig | None = None, dataset_dir: str | None = None, name: str = ""):
+        if style not in POLICIES:
+            raise ValueError(f"unknown manipulation planner '{style}' (choose from {', '.join(POLICIES)})")
+        self.style, self.backend_factory, self.name = style, backend_factory, name or style
+        self.palme_config, self.octopus_config = palme_config, octopus_config
+        self.dataset = None
+        if dataset_dir and style == "octopus":
+            from vlm_agent.planners.rlef_dataset import RlefDatasetWriter
+
+            self.dataset = RlefDatasetWriter(dataset_dir)
+        self.episode = None
+
+    def reset(self, episode=None) -> None:
+        self.episode = episode
+
+    def act(self, obs=None):
+        raise RuntimeError(f"the {self.style} planner is closed-loop: the evaluator calls run_episode(env, skills, episode, observe)")
+
+    def run_episode(self, env, skills, episode, observe) -> dict:
+        return run_manip_episode(self.style, self.backend_factory(env), env, skills, episode, observe, palme_config=self.palme_config,
+                                 octopus_config=self.octopus_config, dataset=self.dataset)
+
+
+def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str | None = None, env=None, backend: str | None = None,
+                              remote_url: str = "", remote_model: str = "", device: str = "cpu", dataset_dir: str | None = None,
+                              max_steps: int | None = None, max_model_calls: int | None = None, max_rounds: int | None = None,
+                              **backend_kwargs) -> ManipPlannerPolicy:
+    """The `style` loop over a backend `backend`: "builtin" (the project's model in `model_dir`),
+    "transformers" (an image-text-to-text directory in `model_dir`), "remote" (an OpenAI-compatible
+    server at `remote_url`) or "oracle" (the privileged scripted backend: an upper bound of the loop,
+    parsers and skills, not a model score). Default: builtin when `model_dir` is given, remote when
+    `remote_url` is; neither is a ValueError. Budgets: PaLM-E `max_steps` / `max_model_calls`, Octopus
+    `max_rounds` (the loops' defaults otherwise). `backend_kwargs` go to `make_manip_backend`."""
+    if suite != "manip":
+        raise ValueError(f"the {style} planner runs the manip suite only (got --suite {suite})")
+    kind = backend or ("builtin" if model_dir else "remote" if remote_url else None)
+    if kind is None:
+        raise ValueError(f"--policy {style} needs --model DIR (a saved {style} model), --backend remote with --remote-url, or --backend oracle")
+    palme_config = PalmeConfig(**{k: v for k, v in (("max_steps", max_steps), ("max_model_calls", max_model_calls)) if v is not None})
+    octopus_config = OctopusConfig(**({"max_rounds": max_rounds} if max_rounds is not None else {}))
+    if kind == "oracle":
+        factory = ORACLE_BACKENDS[style]
+    else:
+        from vlm_agent.planners.manip_backends import make_manip_backend
+
+        built = make_manip_backend(style, kind, model_dir=model_dir, base_url=remote_url or None, remote_model=remote_model, device=device,
+                                   **backend_kwargs)
+
+        def factory(env):
+            return built
+
+    return ManipPlannerPolicy(style, factory, palme_config=palme_config, octopus_config=octopus_config, dataset_dir=dataset_dir,
+                              name=f"{style}:{kind}")
+
+
+def make_palme_policy(suite: str = "manip", model_dir: str | None = None, env=None, **kw) -> ManipPlannerPolicy:
+    """`--policy palme`: see `make_manip_planner_policy`."""
+    return make_manip_planner_policy("palme", suite, model_dir=model_dir, env=env, **kw)
+
+
+def make_octopus_policy(suite: str = "manip", model_dir: str | None = None, env=None, **kw) -> ManipPlannerPolicy:
+    """`--policy octopus`: see `make_manip_planner_policy`."""
+    return make_manip_planner_policy("octopus", suite, model_dir=model_dir, env=env, **kw)

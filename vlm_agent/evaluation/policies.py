@@ -4,7 +4,8 @@
 plus the evaluation context `suite`, `env` (the `NavEnv`) and `seed` for each of those it names in
 its signature (so a learned policy's factory need not accept them); it returns a policy for the suite:
 * nav:   `reset(episode)`, `act(obs: NavObservation) -> NavPrimitive` (one primitive per env step);
-* manip: `reset(episode)`, `act(obs) -> list[SkillCall] | str` (a skill program, run by the evaluator);
+* manip: `reset(episode)`, `act(obs) -> list[SkillCall] | str` (a skill program, run by the evaluator),
+  or a closed-loop planner with `run_episode(env, skills, episode, observe) -> dict` (PaLM-E, Octopus);
 * seg:   `reset(episode)`, `act(obs: SegObservation) -> (H, W) bool mask`.
 Privileged policies (the oracles) use `env`; learned ones ignore it.
 """
@@ -24,6 +25,8 @@ POLICIES: dict[str, str] = {
     "random": "vlm_agent.evaluation.policies:make_random_policy",
     "colour": "vlm_agent.evaluation.policies:make_colour_policy",
     "navid": "vlm_agent.planners.navid_policy:make_navid_policy",
+    "palme": "vlm_agent.evaluation.manip_planners:make_palme_policy",
+    "octopus": "vlm_agent.evaluation.manip_planners:make_octopus_policy",
 }
 
 

@@ -125,6 +125,18 @@ def _run_manip(env, policy, ep, frames, max_rounds: int = 3):
     skills = SimSkills(env)
     if frames is not None:
         frames.append(obs.rgb)
+    if hasattr(policy, "run_episode"):  # a closed-loop planner (PaLM-E, Octopus) calls the skills itself
+        def observe():
+            rgb = env.render()[0]
+            if frames is not None:
+                frames.append(rgb)
+            return [rgb]
+
+        extra = policy.run_episode(env, skills, ep, observe)
+        m = env.manip_metrics()
+        m.update(extra)
+        m["env_steps"] = max(1, int(extra.get("skill_calls", 0)))
+        return m
     calls, feedback = 0, []
     for _ in range(max_rounds):
         program = policy.act(obs)
