@@ -29,6 +29,7 @@ PIP_ONLY = {
     "torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers", "safetensors": "safetensors",
     "onnx": "onnx", "onnxruntime": "onnxruntime", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support",
     "mujoco": "mujoco", "pyrealsense2": "pyrealsense2", "openvino": "openvino", "nncf": "nncf",
+    "sam2": "sam2",
 }
 # Imported lazily, only on the hardware that provides them (JetPack's TensorRT).
 PLATFORM_PROVIDED = {"tensorrt", "pycuda"}
@@ -85,7 +86,9 @@ def test_robot_requirements_pin_nothing_and_hold_no_ros_wheels():
 
 
 def test_standalone_venv_covers_the_same_modules():
-    """The CI venv (base.txt) installs every pip-only module too, so tests see what robots run."""
+    """The CI venv (base.txt, plus sam2.txt installed --no-deps after torch) installs every pip-only
+    module too, so tests see what robots run."""
     base = {re.split(r"[<>=!~\[ ]", ln.split("#")[0].strip())[0].lower()
-            for ln in (ROOT / "requirements" / "base.txt").read_text().splitlines() if ln.split("#")[0].strip()}
+            for name in ("base.txt", "sam2.txt")
+            for ln in (ROOT / "requirements" / name).read_text().splitlines() if ln.split("#")[0].strip()}
     assert {d.lower() for d in PIP_ONLY.values()} <= base
