@@ -175,6 +175,26 @@ def test_builtin_octopus_returns_text(octopus_dir):
         backend(octopus_prompt(TASK, STATE, [], 2), [frame()])
 
 
+def test_builtin_octopus_leaves_out_the_oldest_feedback_when_too_long(octopus_dir):
+    """Three rounds of a 50-call program's feedback do not fit 1536 tokens: the older rounds go, then
+    the latest round's earliest call lines; its last calls and verdict stay; the model answers."""
+    backend = BuiltinOctopusBackend(octopus_dir)
+    long_feedback = ["The code made 50 skill call(s):\n" + "\n".join(f"- pick('red cube'): FAILED: round {k} call {i} out of reach" for i in range(50))
+                     + "\nFirst failure: pick('red cube'): out of reach\nTask not complete." for k in range(3)]
+    prompt = octopus_prompt(TASK, STATE, long_feedback, 1)
+    compact = compact_prompt("octopus", prompt)
+    with pytest.raises(ValueError, match="tokens after expansion"):
+        backend.processor(text=compact, images=[frame()])
+    fitted = backend.fit(compact)
+    assert fitted.startswith("<img> Robot:") and "Task: " + TASK in fitted
+    assert "round 0" not in fitted and "round 1" not in fitted and "round 2 call 0 " not in fitted
+    assert "round 2 call 49" in fitted and "earlier call line(s) left out" in fitted and fitted.endswith("Task not complete.")
+    assert len(backend.processor(text=fitted, images=[frame()])["input_ids"][0]) <= 1536
+    assert isinstance(backend(prompt, [frame()]), str)
+    short = compact_prompt("octopus", octopus_prompt(TASK, STATE, ["ok", "ok"], 1))
+    assert backend.fit(short) == short
+
+
 def test_loops_run_on_the_builtin_backends(palme_dir, octopus_dir, tmp_path):
     """Whatever an untrained model says, the loops run to their budgets without crashing: PaLM-E
     executes valid steps, Octopus records its (unparseable) responses as feedback."""

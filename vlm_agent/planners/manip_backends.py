@@ -267,17 +267,46 @@ class BuiltinPalmeBackend(_BuiltinBackend):
         return self.processor.decode(tokens)
 
 
+FEEDBACK_MARK = "\nFeedback on an earlier attempt ("  # how octopus_loop.octopus_prompt starts each quoted round
+
+
 class BuiltinOctopusBackend(_BuiltinBackend):
     """The project's Octopus family (`vlm_agent.models.octopus`) as a loop backend: the compact
-    prompt, greedy decoding up to `max_new_tokens` (default: the model config's)."""
+    prompt, greedy decoding up to `max_new_tokens` (default: the model config's). When the quoted
+    feedback of earlier rounds (a 50-call program's is long) makes the prompt longer than the model
+    takes, the oldest rounds' feedback is left out until it fits, then the earliest call lines of the
+    latest round's (its first line, the last calls, the first failure and the target-state verdict
+    stay)."""
 
     family = "octopus"
+
+    def _tokens(self, text: str) -> int:
+        return len(self.processor.expand(self.processor.split_prompt(text)))
+
+    def fit(self, text: str) -> str:
+        """`text` cut to `max_prompt_tokens` as described above; unchanged when it fits. (Still too long
+        after that: the processor's error says so.)"""
+        limit = self.processor.max_prompt_tokens
+        blocks = text.split(FEEDBACK_MARK)
+        while len(blocks) > 2 and self._tokens(FEEDBACK_MARK.join(blocks)) > limit:
+            del blocks[1]
+        if len(blocks) < 2 or self._tokens(FEEDBACK_MARK.join(blocks)) <= limit:
+            return FEEDBACK_MARK.join(blocks)
+        lines = blocks[-1].split("\n")
+        calls = [i for i, line in enumerate(lines) if line.startswith("- ")]
+        for n in range(1, len(calls) + 1):
+            keep = [line for i, line in enumerate(lines) if i not in calls[:n]]
+            keep.insert(calls[0], f"- ... ({n} earlier call line(s) left out)")
+            candidate = FEEDBACK_MARK.join(blocks[:-1] + ["\n".join(keep)])
+            if self._tokens(candidate) <= limit:
+                return candidate
+        return candidate if calls else FEEDBACK_MARK.join(blocks)
 
     def __call__(self, prompt: str, images: Sequence[np.ndarray]) -> str:
         if not isinstance(prompt, str):
             raise ValueError(f"expected the prompt as text, got {type(prompt).__name__}")
         frames = [_check_frame(im) for im in images]
-        inputs = self.processor(text=compact_prompt("octopus", prompt), images=frames).to(self.device)
+        inputs = self.processor(text=self.fit(compact_prompt("octopus", prompt)), images=frames).to(self.device)
         return self.processor.decode(self._greedy(inputs))
 
 
@@ -308,6 +337,7 @@ class TransformersManipBackend:
         self.name = f"transformers:{model_dir}"
 
     def __call__(self, prompt: str, images: Sequence[np.ndarray]) -> str:
+        import torch
         from PIL import Image
 
         if not isinstance(prompt, str):
@@ -318,7 +348,7 @@ class TransformersManipBackend:
         text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
         pil = [Image.fromarray(v) for kind, v in parts if kind == "image"]
         inputs = self.processor(text=text, images=pil or None, return_tensors="pt").to(self.device)
-        with self._loaded._torch.no_grad():
+        with torch.no_grad():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new[None], skip_special_tokens=True)[0]
