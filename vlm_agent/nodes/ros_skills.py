@@ -1,0 +1,758 @@
+"""The skill API on a ROS robot: `RosSkills`, a `SkillAPI` that acts only through topics.
+
+Navigation goes through the motion executor: a skill publishes plans (`PlanMessage` JSON on
+`vlm_agent/plan`, `raw_text` naming the skill call) and follows `vlm_agent/executor/state` until
+each is done or aborted, reads the new pose on `odom` and plans again (a `Navigator` from
+`skills/approach.py`, or the simulator's privileged one). With `navigation: nav2` the far part is a
+Nav2 goal on `goal_pose` (Nav2's velocity output reaches `cmd_vel` through the safety supervisor,
+see `composition.nav2_gate_remaps`), the final approach again through the executor. The arm moves
+with `trajectory_msgs/JointTrajectory` on `arm_controller/joint_trajectory` (cosine-profiled
+points, `ARM_JOINTS`), the gripper with `std_msgs/Float64` on `gripper/command` (0 open .. 1
+closed); both are judged from `joint_states` (stamps and positions): an arm move is over when the
+joints have reached the target after its duration plus a settle time on the robot's clock (the
+stamps: sim time in the simulator), and a closed gripper holds something when its fingers stop
+more than `gripper_held_min_m` apart. Nothing here publishes `cmd_vel`: the executor's output
+passes the safety supervisor.
+
+The arm geometry (IK, forward kinematics, standoffs, place points) is `skills/arm.py`, shared
+with `SimSkills`, so the two implementations make the same moves.
+
+Where objects are comes from a `Perception` provider (`skills/perception.py`); a provider may also
+offer, by duck typing:
+* `shape(detection) -> TargetShape` (object or furniture, half height, box, graspable),
+* `observe_robot(pose, joints)` (called before every query with the robot's pose in `odom` and its
+  joint positions by name), `observe_gripper(command, pose, joints) -> held scene id | None`
+  (after every gripper command has settled),
+* `supports() -> {state key: support label}` and `support_of(scene id) -> scene id | None`.
+`SimGroundTruth` (nodes/sim_ground_truth.py) implements them all for the embedded simulator (an
+upper bound, labelled so in every result); `SegmentationPerception` below asks the segmentation
+node (issue 13) for a 3D point and implements none of them (positions only).
+
+Every skill call has a wall-clock deadline (`skill_timeout_s`), and every wait inside it a shorter
+one; `cancel(reason)` (any thread) makes the running and every later call fail at once until
+`reset()`. A timeout, a cancel or an aborted plan publishes a stop plan (the executor stops the
+base) and becomes a failed `SkillResult` with the reason, never an exception out of `execute`.
+
+Threading: the subscriptions' callbacks run on the node's executor thread and only record; the
+skills run on another thread (the task planner's worker, or a test's main thread) and wait on a
+condition variable. Never call a skill on the executor thread (it would wait for itself).
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from geometry_msgs.msg import PointStamped, PoseStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from vlm_agent.actions import NavPrimitive
+from vlm_agent.config import ConfigBase, param
+from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
+from vlm_agent.planners.planner_loop import ExecutorState, PlanMessage
+from vlm_agent.sensors.frames import stamp_to_seconds, yaw_from_quaternion
+from vlm_agent.skills.api import PREDICATES, SkillAPI, SkillError, SkillResult
+from vlm_agent.skills.approach import NavTarget, Navigator, StraightLineNavigator, TargetShape, turn
+from vlm_agent.skills.arm import (
+    APPROACH_ABOVE_M, ARM_CARRY, ARM_JOINTS, ARM_STOW, DEFAULT_ARM, GRIPPER_JOINTS, LIFT_M, PLACE_ABOVE_M, RETREAT_M,
+    ArmGeometry, offset, place_point_on_object, reachable_place_point_on_box, smooth_trajectory, standoff_m,
+)
+from vlm_agent.skills.resolver import normalise_phrase
+
+PLAN_TOPIC = "vlm_agent/plan"
+EXECUTOR_STATE_TOPIC = "vlm_agent/executor/state"
+ODOM_TOPIC = "odom"
+JOINT_STATES_TOPIC = "joint_states"
+ARM_TOPIC = "arm_controller/joint_trajectory"
+GRIPPER_TOPIC = "gripper/command"
+GOAL_TOPIC = "goal_pose"
+SEGMENTATION_QUERY_TOPIC = "segmentation/query"
+SEGMENTATION_TARGET_TOPIC = "segmentation/target"
+DEFAULT_HALF_HEIGHT_M = 0.08  # an object's half height when perception does not know it
+LOOK_AROUND_STOPS = 12
+
+
+@dataclass
+class RosSkillsConfig(ConfigBase):
+    """How the ROS skill adapter moves the robot and how long it waits. Times in seconds: `*_timeout_s`
+    are wall-clock bounds; arm durations and settle times are on the robot's clock (message stamps)."""
+
+    navigation: str = param("executor", "executor: plans on vlm_agent/plan; nav2: goal_pose for the far part, then the executor",
+                            choices=("executor", "nav2"))
+    skill_timeout_s: float = param(120.0, "wall-clock bound of one skill call (navigation included)", min=1.0, max=3600.0)
+    plan_timeout_s: float = param(30.0, "wait this long for the executor to finish one plan", min=0.5, max=600.0)
+    io_timeout_s: float = param(10.0, "wait this long for odometry / joint states / a subscriber / a segmentation answer", min=0.1, max=300.0)
+    max_nav_plans: int = param(60, "plans per navigate_to before it gives up", min=1, max=10000)
+    max_nav_aborts: int = param(3, "aborted plans in a row before navigate_to fails (a blocked robot)", min=1, max=100)
+    max_primitives_per_plan: int = param(6, "primitives per navigation plan (at most the executor's max_primitives)", min=1, max=100)
+    max_forward_cm: float = param(100.0, "longest forward primitive (at most the executor's max_forward_cm)", min=1.0, max=10000.0)
+    distance_tolerance_m: float = param(0.03, "final approach: arrived within this of the standoff", min=0.005, max=0.5)
+    table_standoff_m: float = param(0.24, "navigate_to a furniture piece stops this far from its edge (the arm must still reach "
+                                          "0.16 m onto it)", min=0.05, max=1.0)
+    dock_within_m: float = param(0.0, "the last this-many metres of an approach in short steps (0 = one move)", min=0.0, max=2.0)
+    dock_step_cm: float = param(4.0, "step length of the docking creep", min=0.5, max=50.0)
+    yaw_tolerance_rad: float = param(0.05, "final approach: facing the target within this", min=0.005, max=0.5)
+    nav2_tolerance_m: float = param(0.25, "nav2 mode: the goal counts as reached within this distance", min=0.01, max=5.0)
+    arm_move_s: float = param(0.8, "duration of one arm move (robot clock)", min=0.05, max=30.0)
+    arm_settle_s: float = param(0.5, "wait after an arm move before judging it (robot clock)", min=0.0, max=10.0)
+    arm_point_dt_s: float = param(0.05, "spacing of trajectory points", min=0.005, max=1.0)
+    arm_tolerance_rad: float = param(0.02, "an arm move is done when every joint is within this of its target ...", min=0.001, max=1.0)
+    arm_still_radps: float = param(0.05, "... and moves slower than this", min=0.001, max=10.0)
+    reach_tolerance_m: float = param(0.03, "grasp point error (forward kinematics) above which a reach fails", min=0.001, max=0.5)
+    gripper_settle_s: float = param(0.4, "wait after a gripper command (robot clock)", min=0.0, max=10.0)
+    gripper_held_min_m: float = param(0.01, "a closed gripper holds something when its fingers stay this far open", min=0.0, max=0.2)
+    gripper_open_m: float = param(0.09, "finger travel of the open gripper (joint_states, m)", min=0.005, max=0.5)
+    gripper_still_mps: float = param(0.005, "the gripper has settled when its fingers move slower than this", min=0.0001, max=1.0)
+    camera_x_m: float = param(-0.07, "segmentation perception: camera position in base_link (m)", min=-10.0, max=10.0)
+    camera_y_m: float = param(0.0, "segmentation perception: camera position in base_link (m)", min=-10.0, max=10.0)
+    camera_z_m: float = param(0.95, "segmentation perception: camera position in base_link (m)", min=-10.0, max=10.0)
+    camera_roll_rad: float = param(0.0, "segmentation perception: camera_link roll in base_link (URDF rpy)", min=-math.pi, max=math.pi)
+    camera_pitch_rad: float = param(0.349066, "segmentation perception: camera_link pitch (positive = down)", min=-math.pi, max=math.pi)
+    camera_yaw_rad: float = param(0.0, "segmentation perception: camera_link yaw", min=-math.pi, max=math.pi)
+
+
+def final_approach_kwargs(config: RosSkillsConfig) -> dict:
+    """`StraightLineNavigator` arguments from the adapter's parameters."""
+    return {"distance_tolerance_m": config.distance_tolerance_m, "yaw_tolerance_rad": config.yaw_tolerance_rad,
+            "max_forward_cm": config.max_forward_cm, "dock_within_m": config.dock_within_m, "dock_step_cm": config.dock_step_cm}
+
+
+class SkillCancelled(SkillError):
+    """The call was cancelled (`RosSkills.cancel`)."""
+
+
+class RosSkills(SkillAPI):
+    """The skills through ROS topics on `node` (see module docstring).
+
+    node: an rclpy node spun by some executor on another thread; the adapter adds its publishers and
+        subscriptions to it (relative names: the node's namespace and remaps apply).
+    perception: a `Perception` provider (see module docstring for the optional methods).
+    navigator: the `Navigator` for the executor path (default: `StraightLineNavigator`).
+    instruction: the task, copied into every plan's `instruction` field.
+    """
+
+    def __init__(self, node, perception, config: RosSkillsConfig | None = None, navigator: Navigator | None = None,
+                 arm: ArmGeometry = DEFAULT_ARM, instruction: str = ""):
+        self.node = node
+        self.config = config or RosSkillsConfig()
+        self.perception = perception
+        self.arm = arm
+        self.navigator = navigator or StraightLineNavigator(**final_approach_kwargs(self.config))
+        self.instruction = instruction
+        self.done_called = False
+        self.log: list[str] = []
+        self.listeners: list = []  # callables (SkillCall, SkillResult), told after every call (on the caller's thread)
+        self._cond = threading.Condition()
+        self._pose: tuple[float, float, float] | None = None
+        self._pose_stamp = -math.inf
+        self._joints: dict[str, float] = {}
+        self._velocities: dict[str, float] = {}
+        self._joints_stamp = -math.inf
+        self._states: dict[int, ExecutorState] = {}
+        self._cancel_reason: str | None = None
+        self._deadline = math.inf
+        self._gripper_closed = False
+        self._held: tuple[str, str | None, float] | None = None  # (label, scene id, half height)
+        self._plan_id = int(time.time()) % 100000 * 1000 + 500  # distinct from other plan publishers' ids
+        self.plan_pub = node.create_publisher(String, PLAN_TOPIC, LATCHED_QOS)
+        self.arm_pub = node.create_publisher(JointTrajectory, ARM_TOPIC, COMMAND_QOS)
+        self.gripper_pub = node.create_publisher(Float64, GRIPPER_TOPIC, COMMAND_QOS)
+        self.goal_pub = node.create_publisher(PoseStamped, GOAL_TOPIC, COMMAND_QOS) if self.config.navigation == "nav2" else None
+        self._subs = [
+            node.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS),
+            node.create_subscription(JointState, JOINT_STATES_TOPIC, self._on_joints, SENSOR_QOS),
+            # Volatile: the executor's reports from now on (its latched history is of earlier plans).
+            node.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_state, COMMAND_QOS),
+        ]
+
+    def destroy(self) -> None:
+        """Remove the adapter's publishers and subscriptions from the node."""
+        for sub in self._subs:
+            self.node.destroy_subscription(sub)
+        for pub in (self.plan_pub, self.arm_pub, self.gripper_pub, self.goal_pub):
+            if pub is not None:
+                self.node.destroy_publisher(pub)
+        self._subs = []
+
+    # -- callbacks (executor thread: record and notify only) ------------------------------------
+    def _on_odom(self, msg) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        pose = (float(p.x), float(p.y), yaw_from_quaternion(q.x, q.y, q.z, q.w))
+        try:
+            stamp = stamp_to_seconds(msg.header.stamp)
+        except ValueError:
+            return
+        if not all(math.isfinite(v) for v in pose):
+            return
+        with self._cond:
+            self._pose, self._pose_stamp = pose, stamp
+            self._cond.notify_all()
+
+    def _on_joints(self, msg) -> None:
+        try:
+            stamp = stamp_to_seconds(msg.header.stamp)
+        except ValueError:
+            return
+        values = {n: float(p) for n, p in zip(msg.name, msg.position) if math.isfinite(p)}
+        speeds = {n: float(v) for n, v in zip(msg.name, msg.velocity) if math.isfinite(v)}
+        with self._cond:
+            self._joints.update(values)
+            self._velocities.update(speeds)
+            self._joints_stamp = stamp
+            self._cond.notify_all()
+
+    def _on_state(self, msg) -> None:
+        try:
+            state = ExecutorState.from_json(msg.data)
+        except ValueError:
+            return
+        with self._cond:
+            if state.state in ("done", "aborted") or state.plan_id not in self._states:
+                self._states[state.plan_id] = state
+            self._cond.notify_all()
+
+    # -- cancellation and deadlines -------------------------------------------------------------
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Make the running skill call (and every later one, until `reset`) fail at once; any thread.
+        The base is stopped by the failing call (a stop plan)."""
+        with self._cond:
+            self._cancel_reason = reason or "cancelled"
+            self._cond.notify_all()
+
+    def reset(self, instruction: str | None = None) -> None:
+        """Clear a cancellation and the episode's bookkeeping (held object, done) for a new task."""
+        with self._cond:
+            self._cancel_reason = None
+        if instruction is not None:
+            self.instruction = instruction
+        self.done_called = False
+        self._held = None
+        self._gripper_closed = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel_reason is not None
+
+    def execute(self, call):
+        self._deadline = time.monotonic() + self.config.skill_timeout_s
+        try:
+            result = super().execute(call)
+        except Exception as exc:  # noqa: BLE001 (anything unexpected in a skill is feedback, never a crash)
+            self._safe_stop()
+            result = SkillResult(False, f"{call.to_text()} failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._deadline = math.inf
+        if not result.success and call.name in ("navigate_to", "pick", "place_on", "look_around"):
+            self._safe_stop()
+        if result.perception is None:
+            result.perception = self.perception.label
+        self.log = (self.log + [f"{call.to_text()} -> {'ok' if result.success else 'FAILED'}: {result.feedback}"])[-100:]
+        for listener in self.listeners:
+            try:
+                listener(call, result)
+            except Exception:  # noqa: BLE001 (a listener must not break the skill)
+                pass
+        return result
+
+    def _wait(self, predicate, timeout_s: float, what: str):
+        """Wait (on the caller's thread) until `predicate()` returns a truthy value, which is returned.
+        SkillCancelled after `cancel`, SkillError after `timeout_s` or the call's deadline."""
+        end = min(time.monotonic() + timeout_s, self._deadline)
+        with self._cond:
+            while True:
+                if self._cancel_reason is not None:
+                    raise SkillCancelled(f"cancelled ({self._cancel_reason})")
+                value = predicate()
+                if value:
+                    return value
+                left = end - time.monotonic()
+                if left <= 0:
+                    bound = "the skill's time limit" if end == self._deadline else f"{timeout_s:g} s"
+                    raise SkillError(f"timed out after {bound} waiting for {what}")
+                self._cond.wait(min(left, 0.1))
+
+    def _check_cancel(self) -> None:
+        if self._cancel_reason is not None:
+            raise SkillCancelled(f"cancelled ({self._cancel_reason})")
+
+    # -- robot state ----------------------------------------------------------------------------
+    def pose(self) -> tuple[float, float, float]:
+        """The latest base pose (x, y, yaw) in `odom`; waits for the first odometry."""
+        return self._wait(lambda: self._pose, self.config.io_timeout_s, "odometry")
+
+    def joints(self) -> dict[str, float]:
+        self._wait(lambda: all(j in self._joints for j in ARM_JOINTS), self.config.io_timeout_s, "joint_states with the arm joints")
+        with self._cond:
+            return dict(self._joints)
+
+    def _arm_positions(self) -> tuple[float, ...]:
+        j = self.joints()
+        return tuple(j[n] for n in ARM_JOINTS)
+
+    def _finger_opening(self) -> float | None:
+        """Mean finger travel (m) from joint_states, None before any."""
+        with self._cond:
+            return self._finger_opening_locked()
+
+    def _finger_opening_locked(self) -> float | None:
+        values = [self._joints[n] for n in GRIPPER_JOINTS if n in self._joints]
+        return sum(values) / len(values) if values else None
+
+    def _observe(self) -> None:
+        hook = getattr(self.perception, "observe_robot", None)
+        if hook is not None:
+            hook(self.pose(), self.joints())
+
+    def _locate(self, phrase: str):
+        self._observe()
+        return self.perception.locate(phrase)
+
+    def _shape(self, det) -> TargetShape:
+        hook = getattr(self.perception, "shape", None)
+        return hook(det) if hook is not None else TargetShape()
+
+    def _target(self, det, shape: TargetShape) -> NavTarget:
+        box = (shape.box[0], shape.box[1]) if shape.box is not None else None
+        standoff = standoff_m(True) if shape.is_object else self.config.table_standoff_m
+        return NavTarget(det.label, tuple(det.position), standoff, box, det.name)
+
+    # -- skills ---------------------------------------------------------------------------------
+    def navigate_to(self, object: str) -> SkillResult:
+        det = self._locate(object)
+        if self._held is not None and det.name is not None and det.name == self._held[1]:
+            raise SkillError(f"already holding {det.label}")
+        self._drive_to(self._target(det, self._shape(det)), f"navigate_to({object!r})")
+        return self._result(True, f"at {det.label}")
+
+    def pick(self, object: str) -> SkillResult:
+        if self._held is not None:
+            raise SkillError(f"already holding {self._held[0]}")
+        det = self._locate(object)
+        shape = self._shape(det)
+        if not shape.is_object:
+            raise SkillError(f"'{object}' is not an object that can be picked")
+        if not shape.graspable:
+            raise SkillError(f"{det.label} cannot be grasped (too flat)")
+        self._drive_to(self._target(det, shape), f"pick({object!r})")
+        det = self._locate(object)  # where it is now, seen from the standoff
+        p = tuple(det.position)
+        self.open_gripper()
+        self._reach(offset(p, APPROACH_ABOVE_M))
+        self._reach(p)
+        closed = self.close_gripper()
+        if not self._holding_something():
+            self._reach(offset(p, RETREAT_M))
+            raise SkillError(f"grasp of {det.label} missed ({closed.feedback})")
+        self._held = (det.label, det.name, shape.half_height if shape.half_height is not None else DEFAULT_HALF_HEIGHT_M)
+        self._reach(offset(p, LIFT_M))
+        self._move_arm(ARM_CARRY)
+        return self._result(True, f"holding {det.label}")
+
+    def place_on(self, object: str) -> SkillResult:
+        if self._held is None:
+            raise SkillError("not holding anything")
+        held_label, held_name, held_half = self._held
+        det = self._locate(object)
+        if det.name is not None and det.name == held_name:
+            raise SkillError("cannot place an object on itself")
+        shape = self._shape(det)
+        target = self._target(det, shape)
+        self._drive_to(target, f"place_on({object!r})")
+        if shape.box is not None:
+            xy_min, xy_max, top_z = shape.box
+            point = reachable_place_point_on_box(self.pose(), xy_min, xy_max, top_z, held_half, self.arm)
+            self._face(point[:2], f"place_on({object!r})")
+        else:
+            dest_half = shape.half_height if shape.half_height is not None else DEFAULT_HALF_HEIGHT_M
+            point = place_point_on_object(det.position, dest_half, held_half)
+        self._reach(offset(point, PLACE_ABOVE_M))
+        self._reach(point)
+        self.open_gripper()
+        self._reach(offset(point, RETREAT_M))
+        self._move_arm(ARM_STOW)
+        support_of = getattr(self.perception, "support_of", None)
+        if support_of is not None and held_name is not None and det.name is not None:
+            self._observe()
+            support = support_of(held_name)
+            if support != det.name:
+                raise SkillError(f"{held_label} fell onto {self._support_label(support)} instead of {det.label}")
+            return self._result(True, f"{held_label} is on {det.label}")
+        return self._result(True, f"{held_label} released on {det.label} (not verified: the perception cannot tell supports)")
+
+    def open_gripper(self) -> SkillResult:
+        self._gripper(0.0)
+        self._gripper_closed = False
+        self._held = None
+        return self._result(True, "gripper open")
+
+    def close_gripper(self) -> SkillResult:
+        held_name = self._gripper(1.0)
+        self._gripper_closed = True
+        if not self._holding_something():
+            return self._result(True, "gripper closed on nothing")
+        label = self._label_of(held_name) if held_name else "an object"
+        half = getattr(self.perception, "half_height_of", lambda _name: None)(held_name) if held_name else None
+        self._held = (label, held_name, half if half is not None else DEFAULT_HALF_HEIGHT_M)
+        return self._result(True, f"gripper closed on {label}")
+
+    def look_around(self) -> SkillResult:
+        seen: dict[str, object] = {}
+        step = 2 * math.pi / LOOK_AROUND_STOPS
+        for _ in range(LOOK_AROUND_STOPS):
+            self._observe()
+            for det in self.perception.visible():
+                seen.setdefault(det.label, det)
+            self._run_plan([NavPrimitive.turn_left(math.degrees(step))], "look_around()")
+        if not seen:
+            return self._result(True, "seen: nothing")
+        return self._result(True, "seen: " + ", ".join(sorted(seen)))
+
+    def locate(self, object: str) -> SkillResult:
+        try:
+            det = self._locate(object)
+        except SkillCancelled:
+            raise
+        except SkillError as exc:
+            return self._result(False, f"{object} not found: {exc}", found=False)
+        pos = "(" + ", ".join(f"{v:.2f}" for v in det.position) + ")"
+        return self._result(True, f"{det.label} at {pos} m ({det.frame})", found=True, position=tuple(det.position), frame=det.frame)
+
+    def done(self) -> SkillResult:
+        self.done_called = True
+        return self._result(True, "done")
+
+    # -- state and predicates -------------------------------------------------------------------
+    def state(self) -> dict:
+        """held (label or None), gripper ("open"/"closed"), base_pose [x m, y m, yaw rad] in odom (None
+        before any odometry), and the provider's object supports ("support/<label>") when it knows them."""
+        with self._cond:
+            pose = self._pose
+        out = {
+            "held": self._held[0] if self._held else None,
+            "gripper": "closed" if self._gripper_closed else "open",
+            "base_pose": [round(float(v), 3) for v in pose] if pose else None,
+        }
+        supports = getattr(self.perception, "supports", None)
+        if supports is not None:
+            try:
+                if pose is not None:
+                    self._observe()
+                out.update(supports())
+            except SkillError:
+                pass
+        return out
+
+    def holds(self, predicate: str, args: tuple[str, ...]) -> bool:
+        if predicate not in PREDICATES or len(args) != len(PREDICATES[predicate][0]):
+            raise SkillError(f"unknown predicate {predicate}/{len(args)}")
+        if predicate == "gripper_open":
+            return not self._gripper_closed
+        if predicate == "gripper_closed":
+            return self._gripper_closed
+        if predicate == "holding":
+            if normalise_phrase(args[0]) in ("nothing", "none"):
+                return self._held is None
+            if self._held is None:
+                return False
+            det = self._locate(args[0])
+            return det.name == self._held[1] if det.name is not None else det.label == self._held[0]
+        if predicate == "near":
+            det = self._locate(args[0])
+            return self._target(det, self._shape(det)).near(self.pose())
+        obj, support = self._locate(args[0]), self._locate(args[1])
+        if self._held is not None and obj.name is not None and obj.name == self._held[1]:
+            return False
+        support_of = getattr(self.perception, "support_of", None)
+        if support_of is not None and obj.name is not None and support.name is not None:
+            return support_of(obj.name) == support.name
+        # Geometry only: the object's centre is above the support's footprint, and higher than it.
+        shape = self._shape(support)
+        if shape.box is not None:
+            (x0, y0), (x1, y1), top = shape.box
+            return x0 <= obj.position[0] <= x1 and y0 <= obj.position[1] <= y1 and obj.position[2] > top
+        return math.hypot(obj.position[0] - support.position[0], obj.position[1] - support.position[1]) < 0.1 and \
+            obj.position[2] > support.position[2]
+
+    def _label_of(self, name: str | None) -> str:
+        hook = getattr(self.perception, "label_of", None)
+        return hook(name) if hook is not None and name else (name or "an object")
+
+    def _support_label(self, support: str | None) -> str:
+        if support in (None, "floor", "gripper"):
+            return support or "nowhere"
+        return self._label_of(support)
+
+    def _result(self, success: bool, feedback: str, **extra) -> SkillResult:
+        return SkillResult(success, feedback, perception=self.perception.label, **extra)
+
+    # -- base motion ----------------------------------------------------------------------------
+    def _next_plan_id(self) -> int:
+        self._plan_id += 1
+        return self._plan_id
+
+    def _publish_plan(self, primitives, raw_text: str) -> int:
+        self._wait(lambda: self.plan_pub.get_subscription_count() >= 1, self.config.io_timeout_s, "the motion executor on vlm_agent/plan")
+        plan_id = self._next_plan_id()
+        plan = PlanMessage(plan_id, self.instruction[:500], 0, raw_text[:500], tuple(primitives), 0.0, None)
+        self.plan_pub.publish(String(data=plan.to_json()))
+        return plan_id
+
+    def _run_plan(self, primitives, raw_text: str) -> ExecutorState:
+        """Publish a plan and wait for the executor's final report; SkillError when it was aborted."""
+        plan_id = self._publish_plan(primitives, raw_text)
+        state = self._wait(lambda: self._final_state(plan_id), self.config.plan_timeout_s, f"the executor to finish plan {plan_id}")
+        if state.state == "aborted":
+            raise SkillError(f"motion aborted: {state.reason}")
+        return state
+
+    def _final_state(self, plan_id: int):
+        state = self._states.get(plan_id)
+        return state if state is not None and state.state in ("done", "aborted") else None
+
+    def _safe_stop(self) -> None:
+        """Stop the base: a stop plan preempts whatever the executor runs (best effort, never raises)."""
+        try:
+            if self.plan_pub.get_subscription_count() >= 1:
+                plan = PlanMessage(self._next_plan_id(), self.instruction[:500], 0, "skill stopped", (NavPrimitive.stop(),), 0.0, None)
+                self.plan_pub.publish(String(data=plan.to_json()))
+        except Exception:  # noqa: BLE001 (a context shut down under us: nothing left to stop)
+            pass
+
+    def _drive_to(self, target: NavTarget, raw_text: str) -> None:
+        """Plan and execute until the navigator says arrived; SkillError when blocked, too slow or lost."""
+        if self.config.navigation == "nav2":
+            self._nav2_goal(target)
+        aborts = 0
+        for _ in range(self.config.max_nav_plans):
+            self._check_cancel()
+            pose = self.pose()
+            self._observe()
+            prims = self.navigator.plan(pose, target)
+            if not prims:
+                break
+            prims = prims[: self.config.max_primitives_per_plan]
+            try:
+                self._run_plan(prims, raw_text)
+                aborts = 0
+            except SkillCancelled:
+                raise
+            except SkillError as exc:
+                aborts += 1
+                if aborts >= self.config.max_nav_aborts:
+                    raise SkillError(f"could not reach {target.label}: {exc}") from None
+        else:
+            raise SkillError(f"could not reach {target.label} within {self.config.max_nav_plans} plans")
+        pose = self.pose()
+        if not target.near(pose):
+            raise SkillError(f"blocked on the way to {target.label} ({target.distance_from(pose[:2]):.2f} m away)")
+
+    def _face(self, point, raw_text: str) -> None:
+        pose = self.pose()
+        err = math.remainder(math.atan2(point[1] - pose[1], point[0] - pose[0]) - pose[2], 2 * math.pi)
+        if abs(err) > self.config.yaw_tolerance_rad:
+            self._run_plan([turn(err)], raw_text)
+
+    def _nav2_goal(self, target: NavTarget) -> None:
+        """Nav2: a goal at the standoff on the line from the base to the target, facing it; waits until
+        odometry is within `nav2_tolerance_m` of it."""
+        pose = self.pose()
+        fx, fy = target.focus_point(pose[:2])
+        dx, dy = pose[0] - fx, pose[1] - fy
+        d = math.hypot(dx, dy)
+        if d <= target.standoff_m + self.config.nav2_tolerance_m:
+            return
+        ux, uy = dx / d, dy / d
+        gx, gy = fx + ux * target.standoff_m, fy + uy * target.standoff_m
+        yaw = math.atan2(-uy, -ux)
+        msg = PoseStamped()
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        msg.header.frame_id = "odom"
+        msg.pose.position.x, msg.pose.position.y = gx, gy
+        msg.pose.orientation.z, msg.pose.orientation.w = math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+        self._wait(lambda: self.goal_pub.get_subscription_count() >= 1, self.config.io_timeout_s, "Nav2 on goal_pose")
+        self.goal_pub.publish(msg)
+        tol = self.config.nav2_tolerance_m
+        self._wait(lambda: self._pose is not None and math.hypot(self._pose[0] - gx, self._pose[1] - gy) <= tol,
+                   self.config.skill_timeout_s, f"Nav2 to reach the goal near {target.label}")
+
+    # -- arm and gripper ------------------------------------------------------------------------
+    def _reach(self, point) -> None:
+        """Move the grasp point to `point` (x, y, z) m in odom, gripper down; SkillError if it ends off target."""
+        pose = self.pose()
+        self._move_arm(self.arm.reach_joints(pose, point))
+        got = self.arm.grasp_point(self.pose(), self._arm_positions())
+        err = math.dist(got, point)
+        if err > self.config.reach_tolerance_m:
+            raise SkillError(f"arm could not reach the target (error {err:.3f} m)")
+
+    def _move_arm(self, target) -> None:
+        """One cosine-profiled trajectory to `target` (ARM_JOINTS order, rad); waits until the joints
+        are there, `arm_move_s + arm_settle_s` of robot time after the command."""
+        cfg = self.config
+        target = tuple(float(v) for v in target)
+        start = self._arm_positions()
+        self._wait(lambda: self.arm_pub.get_subscription_count() >= 1, cfg.io_timeout_s, "the arm controller on arm_controller/joint_trajectory")
+        with self._cond:
+            t0 = self._joints_stamp
+        msg = JointTrajectory()
+        msg.joint_names = list(ARM_JOINTS)
+        for t, positions in smooth_trajectory(start, target, cfg.arm_move_s, cfg.arm_point_dt_s):
+            point = JointTrajectoryPoint()
+            point.positions = [float(v) for v in positions]
+            point.time_from_start.sec = int(t)
+            point.time_from_start.nanosec = int(round((t - int(t)) * 1e9))
+            msg.points.append(point)
+        self.arm_pub.publish(msg)
+        until = t0 + cfg.arm_move_s + cfg.arm_settle_s
+
+        def arrived():
+            # On the robot's clock, at least the move's duration later (a lower bound: the controller
+            # starts when the message arrives), then at the target and still.
+            if self._joints_stamp < until or not all(n in self._joints for n in ARM_JOINTS):
+                return False
+            there = max(abs(self._joints[n] - v) for n, v in zip(ARM_JOINTS, target)) <= cfg.arm_tolerance_rad
+            return there and max(abs(self._velocities.get(n, 0.0)) for n in ARM_JOINTS) <= cfg.arm_still_radps
+
+        try:
+            self._wait(arrived, cfg.arm_move_s + cfg.arm_settle_s + cfg.io_timeout_s, "the arm to reach its target")
+        except SkillCancelled:
+            self._hold_arm()
+            raise
+        except SkillError:
+            with self._cond:
+                errors = [abs(self._joints.get(n, math.nan) - v) for n, v in zip(ARM_JOINTS, target)]
+            self._hold_arm()
+            raise SkillError(f"arm did not reach its target (joint errors {', '.join(f'{e:.2f}' for e in errors)} rad)") from None
+
+    def _hold_arm(self) -> None:
+        """Command the arm to stay where it is (after a cancel or a failed move); best effort."""
+        try:
+            with self._cond:
+                current = [self._joints[n] for n in ARM_JOINTS]
+            msg = JointTrajectory()
+            msg.joint_names = list(ARM_JOINTS)
+            point = JointTrajectoryPoint()
+            point.positions = [float(v) for v in current]
+            point.time_from_start.nanosec = 1
+            msg.points.append(point)
+            self.arm_pub.publish(msg)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _gripper(self, command: float) -> str | None:
+        """Command the gripper and wait `gripper_settle_s` of robot time; returns what the perception
+        provider says is held now (providers that track it), else None."""
+        cfg = self.config
+        self._wait(lambda: self.gripper_pub.get_subscription_count() >= 1, cfg.io_timeout_s, "the gripper on gripper/command")
+        self.joints()
+        with self._cond:
+            t0 = self._joints_stamp
+        self.gripper_pub.publish(Float64(data=float(command)))
+        until = t0 + cfg.gripper_settle_s
+        closing = command >= 0.5
+
+        def settled():
+            # The command took effect (open: fingers near full travel; closed: clearly short of it, on
+            # an object or shut) and the fingers are still, at least gripper_settle_s later.
+            opening = self._finger_opening_locked()
+            if opening is None or self._joints_stamp < until:
+                return False
+            moved = opening < cfg.gripper_open_m - 0.02 if closing else opening >= cfg.gripper_open_m - 0.01
+            still = max(abs(self._velocities.get(n, 0.0)) for n in GRIPPER_JOINTS) <= cfg.gripper_still_mps
+            return moved and still
+
+        try:
+            self._wait(settled, cfg.gripper_settle_s + cfg.io_timeout_s, "the gripper to " + ("close" if closing else "open"))
+        except SkillCancelled:
+            raise
+        except SkillError:
+            raise SkillError(f"the gripper did not {'close' if closing else 'open'} (finger opening {self._finger_opening()} m)") from None
+        hook = getattr(self.perception, "observe_gripper", None)
+        if hook is not None:
+            return hook(command, self.pose(), self.joints())
+        return None
+
+    def _holding_something(self) -> bool:
+        """A closed gripper whose fingers stopped apart holds something (joint_states)."""
+        opening = self._finger_opening()
+        return self._gripper_closed and opening is not None and opening > self.config.gripper_held_min_m
+
+
+class SegmentationPerception:
+    """Where an object is, from the segmentation node (issue 13): the phrase goes out on
+    `segmentation/query` (std_msgs/String) and the answer is the object's 3D centroid on
+    `segmentation/target` (geometry_msgs/PointStamped) stamped after the query, in the camera optical
+    frame (transformed with the camera's mounting in base_link and the base pose from odometry) or
+    already in `odom`. Not an upper bound; positions only (`Detection.name` is None), so it knows
+    nothing of supports or shapes, and `visible()` is empty (a segmenter answers queries).
+    """
+
+    label = "segmentation"
+    upper_bound = False
+
+    def __init__(self, node, config: RosSkillsConfig | None = None, pose_fn=None, odom_frame: str = "odom"):
+        from vlm_agent.safety.obstacle import CameraMount
+
+        self.node = node
+        self.config = config or RosSkillsConfig()
+        c = self.config
+        self.mount = CameraMount(c.camera_x_m, c.camera_y_m, c.camera_z_m, c.camera_roll_rad, c.camera_pitch_rad, c.camera_yaw_rad)
+        self.odom_frame = odom_frame
+        self._pose_fn = pose_fn
+        self._pose = None
+        self._cond = threading.Condition()
+        self._answers: list[tuple[float, str, tuple[float, float, float]]] = []  # (arrival, frame, point)
+        self.query_pub = node.create_publisher(String, SEGMENTATION_QUERY_TOPIC, COMMAND_QOS)
+        self._sub = node.create_subscription(PointStamped, SEGMENTATION_TARGET_TOPIC, self._on_target, COMMAND_QOS)
+        self._odom_sub = node.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS) if pose_fn is None else None
+
+    def _on_odom(self, msg) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        with self._cond:
+            self._pose = (float(p.x), float(p.y), yaw_from_quaternion(q.x, q.y, q.z, q.w))
+
+    def _on_target(self, msg) -> None:
+        point = (float(msg.point.x), float(msg.point.y), float(msg.point.z))
+        if not all(math.isfinite(v) for v in point):
+            return
+        with self._cond:
+            self._answers = (self._answers + [(time.monotonic(), msg.header.frame_id, point)])[-20:]
+            self._cond.notify_all()
+
+    def locate(self, phrase: str):
+        import numpy as np
+
+        from vlm_agent.skills.perception import Detection
+
+        if self.query_pub.get_subscription_count() < 1:
+            raise SkillError("no segmentation node is listening on segmentation/query")
+        asked = time.monotonic()
+        self.query_pub.publish(String(data=phrase))
+        end = asked + self.config.io_timeout_s
+        with self._cond:
+            while True:
+                fresh = [a for a in self._answers if a[0] >= asked]
+                if fresh:
+                    _, frame, point = fresh[-1]
+                    break
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise SkillError(f"the segmenter did not find '{phrase}' within {self.config.io_timeout_s:g} s")
+                self._cond.wait(min(left, 0.1))
+        if frame == self.odom_frame:
+            return Detection(phrase, point, self.odom_frame, None)
+        pose = self._pose_fn() if self._pose_fn is not None else self._pose
+        if pose is None:
+            raise SkillError("no odometry to place the segmenter's point in odom")
+        rotation, translation = self.mount.optical_to_base()
+        bx, by, bz = rotation @ np.asarray(point) + translation
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        return Detection(phrase, (pose[0] + c * bx - s * by, pose[1] + s * bx + c * by, float(bz)), self.odom_frame, None)
+
+    def visible(self) -> list:
+        return []
