@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--height", type=int, default=128, help="camera height (px)")
     parser.add_argument("--fov", type=float, default=60.0, help="vertical field of view (degrees)")
     parser.add_argument("--shadows", action="store_true", help="render shadows (slower)")
+    parser.add_argument("--clip-frames", type=int, default=None,
+                        help="seg: frames per episode clip, the robot moving (default 8; 1 = the start frame only); every frame is scored")
     parser.add_argument("--real-time-factor", type=float, default=0.0,
                         help="with --ros: simulated seconds per wall second (0 = as fast as the graph keeps up, the default)")
 
@@ -104,8 +106,9 @@ def run(args) -> int:
             bar.set_postfix(score=f"{sum(successes) / len(successes):.2f}")
             bar.update(1)
 
+        clip = {"seg_clip_frames": args.clip_frames} if getattr(args, "clip_frames", None) else {}
         result = evaluate(args.suite, timed, episodes, env, policy_name=args.policy, split=args.split, seed=args.seed,
-                          video_dir=args.video, progress=progress)
+                          video_dir=args.video, progress=progress, **clip)
         bar.close()
         if args.suite == "nav":
             timing = {"sim_time_s": timed.seconds, "wall_time_s": result.wall_s,
@@ -134,7 +137,14 @@ def run(args) -> int:
     table.add_row("sim_time / wall_time", f"{timing['sim_time_s'] / wall_time if wall_time > 0 else float('nan'):.2f}", *([""] if held else []))
     Console().print(table)
     groups = result.metrics.get("breakdown")
-    if groups:
+    if groups and args.suite == "seg":
+        by = Table(title="by task type, colour-shape pair and phrasing (first frame; clip = every frame)")
+        for col in ("group", "episodes", "mIoU", "cIoU", "clip mIoU", "clip cIoU"):
+            by.add_column(col, justify="right" if col != "group" else "left")
+        for name, m in groups.items():
+            by.add_row(name, str(m["episodes"]), *(f"{m.get(k, float('nan')):.3f}" for k in ("miou", "ciou", "clip_miou", "clip_ciou")))
+        Console().print(by)
+    elif groups:
         by = Table(title="by task type, colour-shape pair and phrasing")
         for col in ("group", "episodes", "SR", "SPL", "NE (m)", "OSR"):
             by.add_column(col, justify="right" if col != "group" else "left")

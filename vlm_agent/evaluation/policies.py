@@ -25,6 +25,8 @@ POLICIES: dict[str, str] = {
     "random": "vlm_agent.evaluation.policies:make_random_policy",
     "colour": "vlm_agent.evaluation.policies:make_colour_policy",
     "navid": "vlm_agent.planners.navid_policy:make_navid_policy",
+    "sa2va": "vlm_agent.evaluation.seg_policies:make_sa2va_policy",
+    "sa2va_official": "vlm_agent.evaluation.seg_policies:make_sa2va_official_policy",
     "palme": "vlm_agent.evaluation.manip_planners:make_palme_policy",
     "octopus": "vlm_agent.evaluation.manip_planners:make_octopus_policy",
 }

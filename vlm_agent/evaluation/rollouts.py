@@ -16,6 +16,7 @@ import numpy as np
 from vlm_agent.sim.env import NavEnv, SimConfig
 from vlm_agent.sim.episodes import Episode
 from vlm_agent.sim.metrics import aggregate_manip, aggregate_nav, aggregate_seg, iou
+from vlm_agent.sim.seg_clips import SEG_CLIP_FRAMES, seg_clip_poses
 from vlm_agent.sim.video import overlay, topdown_map, write_video
 
 
@@ -51,8 +52,11 @@ class EvalResult:
 
 
 def evaluate(suite: str, policy, episodes: list[Episode], env: NavEnv | None = None, *, policy_name: str = "?",
-             split: str = "?", seed: int = 0, video_dir: str | None = None, progress=None) -> EvalResult:
-    """Run `policy` on `episodes`. `progress(i, result_so_far)` is called after each episode."""
+             split: str = "?", seed: int = 0, video_dir: str | None = None, progress=None,
+             seg_clip_frames: int = SEG_CLIP_FRAMES) -> EvalResult:
+    """Run `policy` on `episodes`. `progress(i, result_so_far)` is called after each episode.
+    Seg episodes are scored on every frame of a `seg_clip_frames`-frame clip (`sim.seg_clips`; 1 =
+    the single start frame); the policy is reset once per episode and sees the frames in order."""
     env = env or NavEnv(SimConfig())
     per, steps = [], 0
     t0 = time.perf_counter()
@@ -66,7 +70,7 @@ def evaluate(suite: str, policy, episodes: list[Episode], env: NavEnv | None = N
         elif suite == "manip":
             m = _run_manip(env, policy, ep, frames if video_dir else None)
         else:
-            m = _run_seg(env, policy, ep, frames if video_dir else None)
+            m = _run_seg(env, policy, ep, frames if video_dir else None, seg_clip_frames)
         steps += max(1, env.steps_taken - before) if suite != "manip" else m.get("env_steps", 1)
         m["episode_id"] = ep.episode_id
         m["task"] = ep.task
@@ -88,11 +92,14 @@ def evaluate(suite: str, policy, episodes: list[Episode], env: NavEnv | None = N
         metrics["held_out"]["episodes"] = len(held)
     if suite == "nav":
         metrics["breakdown"] = breakdown(per)
+    elif suite == "seg":
+        metrics["breakdown"] = breakdown(per, aggregate_seg)
     return EvalResult(suite, policy_name, split, seed, len(episodes), metrics, per, steps, wall)
 
 
-def breakdown(per_episode: list[dict]) -> dict:
-    """Nav metrics per task type and per seen / held-out colour-shape pair and phrasing:
+def breakdown(per_episode: list[dict], aggregate=aggregate_nav) -> dict:
+    """Metrics (`aggregate`: nav by default, `aggregate_seg` for seg) per task type and per seen /
+    held-out colour-shape pair and phrasing:
     {"task=goto": {...metrics, "episodes": n}, "pair=held_out": ..., "phrasing=seen": ...}."""
     groups: dict[str, list[dict]] = {}
     for m in per_episode:
@@ -100,7 +107,7 @@ def breakdown(per_episode: list[dict]) -> dict:
         groups.setdefault("pair=" + ("held_out" if m.get("held_out") else "seen"), []).append(m)
         if "held_out_phrasing" in m:
             groups.setdefault("phrasing=" + ("held_out" if m["held_out_phrasing"] else "seen"), []).append(m)
-    return {k: {**aggregate_nav(v), "episodes": len(v)} for k, v in sorted(groups.items())}
+    return {k: {**aggregate(v), "episodes": len(v)} for k, v in sorted(groups.items())}
 
 
 def _run_nav(env, policy, ep, frames):
@@ -163,16 +170,40 @@ def _run_manip(env, policy, ep, frames, max_rounds: int = 3):
     return m
 
 
-def _run_seg(env, policy, ep, frames):
-    obs = env.reset(ep)
+def _run_seg(env, policy, ep, frames, clip_frames: int = 1):
+    """Score the policy's mask on every frame of the episode's clip (frame 0 = the start pose).
+
+    Per episode: `iou`/`intersection`/`union`/`gt_pixels` of frame 0 (the single-frame score, as
+    before clips existed) and, per frame, `frame_ious`, `frame_intersections`, `frame_unions`,
+    `frame_policy_s` (the policy's time) and, when the policy reports it (`last_source`: detected /
+    tracked / ...), `frame_sources`."""
+    first = env.reset(ep)
     policy.reset(ep)
-    gt = env.object_mask(ep.goal_object)
-    pred = np.asarray(policy.act(obs), bool)
-    if pred.shape != gt.shape:
-        raise ValueError(f"policy returned a {pred.shape} mask for a {gt.shape} image")
-    value, inter, union = iou(pred, gt)
-    if frames is not None:
-        frames.append(overlay(obs.rgb, gt, (0, 255, 0)))
-        frames.append(overlay(obs.rgb, pred, (255, 0, 255)))
-    env.steps_taken += 1
-    return {"iou": value, "intersection": inter, "union": union, "gt_pixels": int(gt.sum())}
+    out: dict = {"frame_ious": [], "frame_intersections": [], "frame_unions": [], "frame_policy_s": []}
+    sources = []
+    for k, pose in enumerate(seg_clip_poses(ep, clip_frames)):
+        if k:
+            env.set_pose(*pose)
+        obs = env.observation() if k else first
+        gt = env.object_mask(ep.goal_object)
+        t0 = time.perf_counter()
+        pred = np.asarray(policy.act(obs), bool)
+        out["frame_policy_s"].append(time.perf_counter() - t0)
+        if pred.shape != gt.shape:
+            raise ValueError(f"policy returned a {pred.shape} mask for a {gt.shape} image")
+        value, inter, union = iou(pred, gt)
+        out["frame_ious"].append(value)
+        out["frame_intersections"].append(inter)
+        out["frame_unions"].append(union)
+        if getattr(policy, "last_source", None) is not None:
+            sources.append(policy.last_source)
+        if k == 0:
+            out.update(iou=value, intersection=inter, union=union, gt_pixels=int(gt.sum()))
+            if frames is not None:
+                frames.append(overlay(obs.rgb, gt, (0, 255, 0)))
+        if frames is not None:
+            frames.append(overlay(obs.rgb, pred, (255, 0, 255)))
+        env.steps_taken += 1
+    if sources:
+        out["frame_sources"] = sources
+    return out

@@ -74,16 +74,32 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> tuple[float, int, int]:
 
 
 def aggregate_seg(per_episode: list[dict]) -> dict:
-    """mIoU (mean per-expression IoU) and cIoU (cumulative intersection / cumulative union)."""
+    """mIoU (mean per-expression IoU) and cIoU (cumulative intersection / cumulative union) of the
+    episodes' first frames.
+
+    Episodes scored over a video clip (`frame_ious`, `frame_intersections`, `frame_unions`: one per
+    frame, frame 0 = the first frame above) add the same over every frame of every clip
+    (`clip_miou`, `clip_ciou`) and over the frames after the first (`later_miou`: what a tracker
+    keeps after its first detection)."""
     if not per_episode:
         return {"miou": float("nan"), "ciou": float("nan")}
     inter = sum(m["intersection"] for m in per_episode)
     union = sum(m["union"] for m in per_episode)
-    return {
+    out = {
         "miou": float(np.mean([m["iou"] for m in per_episode])),
         "ciou": float(inter / union) if union else 1.0,
         "success_rate": float(np.mean([m["iou"] >= 0.5 for m in per_episode])),
     }
+    clips = [m for m in per_episode if m.get("frame_ious")]
+    if clips:
+        ious = [v for m in clips for v in m["frame_ious"]]
+        c_inter = sum(v for m in clips for v in m["frame_intersections"])
+        c_union = sum(v for m in clips for v in m["frame_unions"])
+        later = [v for m in clips for v in m["frame_ious"][1:]]
+        out["clip_miou"] = float(np.mean(ious))
+        out["clip_ciou"] = float(c_inter / c_union) if c_union else 1.0
+        out["later_miou"] = float(np.mean(later)) if later else float("nan")
+    return out
 
 
 def aggregate_manip(per_episode: list[dict]) -> dict:
