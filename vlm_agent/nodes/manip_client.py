@@ -87,6 +87,13 @@ class ManipRosClient:
         self.result_client = self.node.create_client(Trigger, "/mujoco_sim/result")
         self.param_client = self.node.create_client(SetParameters, "/mujoco_sim/set_parameters")
         self.active_client = self.node.create_client(Trigger, "/lifecycle_manager/is_active")
+        # What reached the base: (steady time, linear.x, angular.z, every field finite), for safety checks.
+        from geometry_msgs.msg import Twist
+
+        from vlm_agent.nodes.base import COMMAND_QOS
+
+        self.cmd_vel: list[tuple[float, float, float, bool]] = []
+        self.node.create_subscription(Twist, "/cmd_vel", self._on_cmd_vel, COMMAND_QOS)
         self.truth = SimGroundTruth(self.width, self.height)
         c = self.skills_config
         navigator = self.truth.oracle_navigator(**final_approach_kwargs(c))
@@ -95,6 +102,10 @@ class ManipRosClient:
         self._thread = threading.Thread(target=self._spin, name="manip_client_spin", daemon=True)
         self._thread.start()
         return self
+
+    def _on_cmd_vel(self, msg) -> None:
+        values = (msg.linear.x, msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y, msg.angular.z)
+        self.cmd_vel.append((time.monotonic(), float(msg.linear.x), float(msg.angular.z), all(math.isfinite(v) for v in values)))
 
     def _spin(self) -> None:
         while not self._stop.is_set() and self.context.ok():
@@ -200,7 +211,8 @@ def run_oracle_program_ros(episodes, *, start_graph: bool = True, skills_config:
                            obstacle_stop_distance_m: float = 0.02, real_time_factor: float = 0.0, program_timeout_s: float = 600.0,
                            logger=print) -> dict:
     """The oracle skill program through the sandbox and the ROS adapter on manip `episodes` (see module
-    docstring). Returns {"episodes", "success_rate", "perception", "upper_bound", "wall_s",
+    docstring). Returns {"episodes", "success_rate", "perception", "upper_bound", "wall_s", "sim_time_s",
+    "cmd_vel": {"messages", "non_finite", "max_abs_linear", "max_abs_angular"},
     "per_episode": [{episode_id, success, support, calls, error, wall_s, sim_time_s, mirror_mismatches}]}."""
     from vlm_agent.evaluation.manip_planners import oracle_program_code
     from vlm_agent.skills.sandbox import run_program
@@ -235,11 +247,16 @@ def run_oracle_program_ros(episodes, *, start_graph: bool = True, skills_config:
         if graph_cm is not None:
             graph_cm.__exit__(None, None, None)
     n = len(per)
+    cmds = client.cmd_vel
     return {
         "episodes": n,
         "success_rate": sum(e["success"] for e in per) / n,
         "perception": client.truth.label,
         "upper_bound": True,
         "wall_s": time.perf_counter() - t_start,
+        "sim_time_s": sum(e["sim_time_s"] for e in per),
+        "cmd_vel": {"messages": len(cmds), "non_finite": sum(1 for c in cmds if not c[3]),
+                    "max_abs_linear": max((abs(c[1]) for c in cmds if c[3]), default=0.0),
+                    "max_abs_angular": max((abs(c[2]) for c in cmds if c[3]), default=0.0)},
         "per_episode": per,
     }

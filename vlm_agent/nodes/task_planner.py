@@ -72,7 +72,8 @@ class TaskPlannerNodeConfig(RosSkillsConfig):
     style: str = param("palme", "palme: next skill step(s) per call; octopus: a skill program per round", choices=STYLES, read_only=True)
     backend: str = param("builtin", "builtin | transformers | remote (planners.manip_backends); sim_oracle: the simulator's "
                                     "privileged oracle (an upper bound, needs perception ground_truth)", choices=BACKENDS, read_only=True)
-    model_dir: str = param("", "model directory (builtin, transformers); empty = the backend's default", read_only=True)
+    model_dir: str = param("", "model directory (builtin: a PaLM-E / Octopus family model; transformers: any image-text-to-text "
+                               "model); required by those backends", read_only=True)
     remote_url: str = param("", "OpenAI-compatible server (remote backend)", read_only=True)
     remote_model: str = param("", "model name on the server (remote backend)", read_only=True)
     device: str = param("cpu", "torch device of local models", read_only=True)
@@ -170,12 +171,10 @@ def make_task_backend(config: TaskPlannerNodeConfig, truth=None):
         from vlm_agent.evaluation.manip_planners import ORACLE_BACKENDS
 
         return ORACLE_BACKENDS[config.style](truth.env)
-    try:
-        from vlm_agent.planners.manip_backends import make_manip_backend
-    except ImportError as exc:
-        raise RuntimeError(f"backend '{config.backend}' needs vlm_agent.planners.manip_backends ({exc})") from None
-    return make_manip_backend(config.style, config.backend, model_dir=config.model_dir or None, url=config.remote_url or None,
-                              model=config.remote_model or None, device=config.device)
+    from vlm_agent.planners.manip_backends import make_manip_backend
+
+    return make_manip_backend(config.style, config.backend, model_dir=config.model_dir or None, base_url=config.remote_url or None,
+                              remote_model=config.remote_model, device=config.device)
 
 
 def _skills_config(config: TaskPlannerNodeConfig) -> RosSkillsConfig:

@@ -1,0 +1,183 @@
+"""The ROS skill adapter (nodes/ros_skills.py).
+
+* Two processes: the embedded-sim graph (`vlm-agent up`: mujoco_sim on the manip suite +
+  motion_executor + safety_supervisor) and this test, where the manipulation oracle's skill program
+  runs through the sandbox with `RosSkills`' skills (ground-truth perception through the simulator
+  mirror: an upper bound). Every skill acts only through topics; the simulator's own
+  `mujoco_sim/result` scores each episode: success 1.00 on 10 val episodes, with `cmd_vel` finite
+  and within the supervisor's limits.
+* In-process: with nothing answering, a skill call is a failed result with the reason (a timeout,
+  never an exception), `cancel` from another thread ends a waiting call at once, and the
+  segmentation provider turns a camera-frame point into `odom` with the camera mounting.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.ros_harness import spin_until, wait_for_subscribers
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_oracle_program_through_the_ros_adapter_succeeds_on_10_val_episodes():
+    from vlm_agent.evaluation.manip_oracle import ManipOracle
+    from vlm_agent.nodes.manip_client import run_oracle_program_ros
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episodes
+
+    episodes = make_episodes("manip", "val", 10, seed=0)
+    t0 = time.perf_counter()
+    out = run_oracle_program_ros(episodes, logger=print)
+    print(f"oracle program through ROS: success {out['success_rate']:.2f} on {out['episodes']} val episodes, "
+          f"{out['sim_time_s']:.1f} s simulated in {time.perf_counter() - t0:.1f} s wall (graph start-up included)")
+    failures = [(e["episode_id"], e["error"]) for e in out["per_episode"] if e["success"] != 1.0 or not e["program_ok"]]
+    assert not failures, failures
+    assert out["success_rate"] == 1.0 and out["episodes"] == 10
+    assert out["upper_bound"] and out["perception"] == "ground_truth (upper bound)"
+    env = NavEnv(SimConfig(width=16, height=16, render_depth=False))
+    try:
+        for ep, got in zip(episodes, out["per_episode"]):
+            env.reset(ep)
+            expected = [c.to_text() for c in ManipOracle(env).act()] + ["done()"]
+            assert [c.split(" -> ")[0] for c in got["calls"]] == expected
+            assert got["mirror_mismatches"] == 0
+    finally:
+        env.close()
+    cmd = out["cmd_vel"]
+    assert cmd["messages"] > 100 and cmd["non_finite"] == 0
+    assert cmd["max_abs_linear"] <= 0.6 + 1e-6 and cmd["max_abs_angular"] <= 1.8 + 1e-6, cmd  # the supervisor's limits
+
+
+class FakePerception:
+    label = "fake"
+    upper_bound = False
+
+    def locate(self, phrase):
+        from vlm_agent.skills.perception import Detection
+
+        return Detection(phrase, (1.0, 0.0, 0.08), "odom", None)
+
+    def visible(self):
+        return []
+
+
+@pytest.fixture
+def spun(ros_context):
+    """A node spun by its own executor on a background thread (the adapter waits on the calling
+    thread; the test's helper node stays on `ros_executor`, spun by the test)."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    node = Node("ros_skills_test", context=ros_context, namespace=f"/rs_{id(ros_context) % 100000}")
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set() and ros_context.ok():
+            executor.spin_once(timeout_sec=0.02)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    yield node
+    stop.set()
+    thread.join(timeout=5)
+    executor.remove_node(node)
+    node.destroy_node()
+    executor.shutdown()
+
+
+@pytest.mark.ros
+def test_a_skill_with_nothing_answering_fails_as_feedback(spun):
+    from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig
+    from vlm_agent.skills.api import SkillCall
+
+    skills = RosSkills(spun, FakePerception(), RosSkillsConfig(io_timeout_s=0.3, skill_timeout_s=5.0))
+    t0 = time.monotonic()
+    result = skills.execute(SkillCall("navigate_to", ("the red cube",)))
+    assert not result.success and "timed out" in result.feedback and "odometry" in result.feedback, result.feedback
+    assert result.perception == "fake" and time.monotonic() - t0 < 3.0
+    result = skills.execute(SkillCall("close_gripper"))
+    assert not result.success and "timed out" in result.feedback, result.feedback
+    assert skills.execute(SkillCall("done")).success and skills.done_called
+    assert skills.state()["base_pose"] is None and skills.state()["held"] is None
+    assert skills.execute(SkillCall("place_on", ("table",))).feedback.endswith("not holding anything")
+
+
+@pytest.mark.ros
+def test_cancel_from_another_thread_ends_a_waiting_call_and_stops_the_base(spun, ros_node, ros_executor):
+    import json
+
+    from std_msgs.msg import String
+
+    from vlm_agent.nodes.base import COMMAND_QOS
+    from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig
+    from vlm_agent.skills.api import SkillCall
+
+    ns = spun.get_namespace()
+    plans = []
+    # Stand-in for the motion executor: it receives plans and never reports (a stuck executor).
+    listener = ros_node.create_subscription(String, f"{ns}/vlm_agent/plan", lambda m: plans.append(json.loads(m.data)), COMMAND_QOS)
+    odom_pub = ros_node.create_publisher(__import__("nav_msgs.msg", fromlist=["Odometry"]).Odometry, f"{ns}/odom", 10)
+    skills = RosSkills(spun, FakePerception(), RosSkillsConfig(io_timeout_s=5.0, plan_timeout_s=60.0, skill_timeout_s=60.0))
+    assert wait_for_subscribers(odom_pub, timeout=15) and listener is not None
+    odom_pub.publish(__import__("nav_msgs.msg", fromlist=["Odometry"]).Odometry())  # pose (0, 0, 0)
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("result", skills.execute(SkillCall("navigate_to", ("the red cube",)))))
+    thread.start()
+    assert spin_until(ros_executor, lambda: len(plans) >= 1, timeout=15), "no plan reached the executor"
+    t0 = time.monotonic()
+    skills.cancel("operator stop")
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - t0 < 2.0
+    result = out["result"]
+    assert not result.success and "cancelled (operator stop)" in result.feedback, result.feedback
+    assert spin_until(ros_executor, lambda: plans and [p["kind"] for p in plans[-1]["primitives"]] == ["stop"], timeout=5), plans
+    assert plans[0]["raw_text"] == "navigate_to('the red cube')" and plans[0]["primitives"][0]["kind"] == "forward"
+    # Cancelled until reset: the next call fails at once; after reset it runs again (and times out here).
+    assert "cancelled" in skills.execute(SkillCall("navigate_to", ("the red cube",))).feedback
+    skills.reset("new task")
+    assert not skills.cancelled and skills.instruction == "new task"
+
+
+@pytest.mark.ros
+def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node, ros_executor):
+    from geometry_msgs.msg import PointStamped
+    from std_msgs.msg import String
+
+    from vlm_agent.nodes.base import COMMAND_QOS
+    from vlm_agent.nodes.ros_skills import RosSkillsConfig, SegmentationPerception
+    from vlm_agent.safety.obstacle import CameraMount
+
+    ns = spun.get_namespace()
+    pose = (2.0, 1.0, math.pi / 2)
+    perception = SegmentationPerception(spun, RosSkillsConfig(io_timeout_s=5.0), pose_fn=lambda: pose)
+    # A stand-in segmenter: answers each query with a point 1.5 m in front of the camera, in its optical frame.
+    answer = ros_node.create_publisher(PointStamped, f"{ns}/segmentation/target", COMMAND_QOS)
+    queries = []
+
+    def on_query(msg):
+        queries.append(msg.data)
+        point = PointStamped()
+        point.header.frame_id = "camera_color_optical_frame"
+        point.point.x, point.point.y, point.point.z = 0.0, 0.0, 1.5
+        answer.publish(point)
+
+    ros_node.create_subscription(String, f"{ns}/segmentation/query", on_query, COMMAND_QOS)
+    assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(answer, timeout=15)
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("det", perception.locate("the red cube")))
+    thread.start()
+    assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=15)
+    det = out["det"]
+    assert queries == ["the red cube"] and det.name is None and det.frame == "odom" and det.label == "the red cube"
+    rotation, translation = CameraMount(-0.07, 0.0, 0.95, 0.0, 0.349066, 0.0).optical_to_base()
+    bx, by, bz = rotation @ np.array([0.0, 0.0, 1.5]) + translation  # ahead and down from the camera
+    assert bx > 1.0 and bz < 0.95
+    assert det.position == pytest.approx((pose[0] - by, pose[1] + bx, bz), abs=1e-6)  # yaw 90 degrees: base x -> odom y
+    assert perception.visible() == [] and not perception.upper_bound
