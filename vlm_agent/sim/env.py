@@ -492,6 +492,15 @@ class NavEnv:
         seg = self.segmentation() if segmentation is None else segmentation
         return seg == self._obj_geom[name]
 
+    def camera_optical_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """(position (3,) m, rotation (3, 3)) of the camera's optical frame (x right, y down, z forward,
+        REP-103 `_optical`) in the world frame at the current pose: p_world = position + rotation @ p_optical."""
+        self._require_episode()
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_camlight(self.model, self.data)
+        rot = self.data.cam_xmat[self._cam].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])  # MuJoCo cameras look along -z, y up
+        return self.data.cam_xpos[self._cam].copy(), rot
+
     def camera_intrinsics(self):
         from vlm_agent.sensors.camera_model import CameraIntrinsics
 

@@ -118,6 +118,19 @@ class Sa2VASegmenter:
                          {"vlm_ms": round(1e3 * r.vlm_s, 2)})
 
 
+def overlay_mask(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 0, 255), alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8: `rgb` with the mask's pixels blended towards `colour` by `alpha` (for people)."""
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != out.shape[:2]:
+        raise ValueError(f"mask {m.shape} does not match the image {out.shape[:2]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    blend = (1.0 - alpha) * out[m].astype(np.float32) + alpha * np.asarray(colour, np.float32)
+    out[m] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
+
+
 def make_segmenter(backend: str, **kwargs) -> Segmenter:
     """A segmenter by backend name (`SEGMENTER_BACKENDS`); ValueError naming the known ones."""
     if backend not in SEGMENTER_BACKENDS:
@@ -126,4 +139,4 @@ def make_segmenter(backend: str, **kwargs) -> Segmenter:
     return getattr(importlib.import_module(module), name)(**kwargs)
 
 
-__all__ = ["SegResult", "Segmenter", "Sa2VASegmenter", "make_segmenter", "SEGMENTER_BACKENDS"]
+__all__ = ["SegResult", "Segmenter", "Sa2VASegmenter", "make_segmenter", "overlay_mask", "SEGMENTER_BACKENDS"]
