@@ -124,6 +124,25 @@ def test_dead_odometry_aborts(fresh):
     assert base.cmd == (0.0, 0.0)
 
 
+def test_a_stall_of_the_executor_itself_is_not_dead_odometry(fresh):
+    """CPU starvation: the node does not run for 0.8 s. A plan that arrives across the stall, and a
+    primitive running through it, must not abort with "odometry stale": the odometry callback simply
+    runs after the plan callback or the control tick (before: both aborted; seen under load in
+    tests/nodes/test_hostile_graph.py). A dead odometry source is still caught one tick later
+    (test_dead_odometry_aborts)."""
+    import time
+
+    base = fresh.base
+    pid = fresh.send([{"kind": "forward", "value": 25}])
+    time.sleep(0.8)  # this process does not spin: the executor node stalls with the plan queued
+    assert fresh.final_state(pid)["state"] == "done", fresh.states[-3:]
+    pid = fresh.send([{"kind": "turn_left", "value": 90}])
+    assert spin_until(fresh.executor, lambda: base.cmd[1] > 0.1, timeout=5)
+    time.sleep(0.8)  # a stall in the middle of the turn
+    assert fresh.final_state(pid)["state"] == "done", fresh.states[-3:]
+    assert "control_loop_stall" in fresh.exec_node.health.key_values().get("dropped.last_reason", ""), fresh.exec_node.health.key_values()
+
+
 def test_new_plan_preempts_the_running_one(fresh):
     first = fresh.send([{"kind": "forward", "value": 100}])
     assert spin_until(fresh.executor, lambda: fresh.base.cmd[0] > 0.1, timeout=5)

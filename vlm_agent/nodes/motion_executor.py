@@ -28,7 +28,10 @@ run on the node's control clock (`control_now_s`): the steady clock on a robot, 
 time whatever the simulator's real-time factor, and a simulator that steps in lock-step with
 `cmd_vel` gets one command per control period of sim time. A steady-clock watchdog aborts the running
 primitive when `/clock` has not advanced for `clock_timeout_s` of wall time (the control timer
-itself would wait for the clock forever).
+itself would wait for the clock forever). After a stall of this node itself (no control tick for
+longer than `odom_timeout_s`, e.g. CPU starvation) stale odometry is judged one tick later, once the
+odometry queued behind the tick has been read: a plan arriving after such a stall used to abort at
+once with "odometry stale" although fresh odometry was waiting (seen under load, issue 11).
 The control logic is `vlm_agent.skills.motion.MotionExecutor` (plain Python, unit-tested).
 """
 from __future__ import annotations
@@ -108,6 +111,7 @@ class MotionExecutorNode(AgentNode):
         self._timer = self.create_timer(1.0 / cfg.control_rate_hz, self._on_timer)  # node clock: sim time under use_sim_time
         self._clock_seen = (-math.inf, time.monotonic())  # (control clock, steady time it last changed)
         self._last_now = -math.inf
+        self._last_tick: float | None = None  # control clock of the last control tick
         self._watchdog = self.create_steady_timer(0.2, self._on_clock_watchdog)
         self._publish_state(ExecutorState(0, IDLE, "started"))
 
@@ -140,7 +144,12 @@ class MotionExecutorNode(AgentNode):
             return
         self._ended_at = None
         self.get_logger().info(f"plan {plan.plan_id}: {', '.join(p.to_text() for p in plan.primitives)}")
-        self._on_timer()  # start now, and report "executing" (or "done" for a bare stop) at once
+        if self._pose_time is not None and self._now() - self._pose_time > self.config.odom_timeout_s:
+            # Odometry looks stale, maybe only because its callback is queued behind this one (after a
+            # stall of this node): the next control tick starts the plan and judges the odometry.
+            self._report()
+        else:
+            self._on_timer()  # start now, and report "executing" (or "done" for a bare stop) at once
 
     def _check_sizes(self, primitives) -> None:
         """ValueError naming the first primitive above the caps (the plan is refused as a whole)."""
@@ -215,7 +224,18 @@ class MotionExecutorNode(AgentNode):
 
     def _on_timer(self) -> None:
         now = self._now()
-        cmd = self.executor_core.update(self._pose, self._pose_time, now)
+        gap = 0.0 if self._last_tick is None else now - self._last_tick
+        self._last_tick = now
+        core, limit = self.executor_core, self.config.odom_timeout_s
+        if gap > limit and core.state == EXECUTING and self._pose_time is not None and now - self._pose_time > limit:
+            # This node itself did not run for `gap` s (CPU starvation): the odometry that arrived
+            # meanwhile is still queued behind this tick (rclpy runs timers, then subscriptions in
+            # order; a plan callback before the odometry one). Stale by our own stall is no evidence
+            # of a dead odometry source: judge it at the next tick, after the queue has been read.
+            self.health.drop("control_loop_stall", f"no control tick for {gap:.2f} s; odometry judged at the next tick")
+            self._report()
+            return
+        cmd = core.update(self._pose, self._pose_time, now)
         if cmd.goal is not None and self.config.mode == "goal_pose":
             self._publish_goal(cmd.goal)
         if cmd.state == EXECUTING:
