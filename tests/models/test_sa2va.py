@@ -150,6 +150,12 @@ def test_save_load_round_trip_keeps_the_masks(pair, tmp_path):
         b = again.forward_segmentation(ids, proc2.sam_pixel_values(frame), pixel_values=proc2.pixel_values(frame)).mask_logits
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     assert not any(p.requires_grad for p in again.sam2.parameters())  # freezing re-applied after loading
+    # Tracked frames run SAM 2's memory attention, whose RoPE tables are plain tensors that loading
+    # (built on the meta device) leaves empty unless they are recomputed.
+    assert all(m.freqs_cis.device.type == "cpu" for m in again.sam2.modules() if hasattr(m, "freqs_cis"))
+    tracker = Sa2VATracker(again, proc2, TrackerConfig(min_score=0.0))
+    tracker.reset("the red ball")
+    assert [tracker.step(_frame(i)).source for i in range(2)] == ["detected", "tracked"]
 
 
 # -- freezing and training ------------------------------------------------------------------------
@@ -349,3 +355,31 @@ def test_generate_mode_segments_only_when_the_lm_says_seg(pair, monkeypatch):
     found = tracker.step(_frame())
     assert found.source == "detected" and found.answer.startswith("[SEG]") and tracker.memory_frames == ([1], [])
     assert tracker.step(_frame(2)).source == "tracked"
+
+
+def test_assembled_from_real_checkpoints_and_a_sam2_checkpoint(tmp_path):
+    """A Sa2VA model from a SigLIP directory, a Qwen2 directory (its own tokenizer gains [SEG]) and a
+    SAM 2 checkpoint file, all loaded strictly; saved, it reloads as one directory with the same masks."""
+    from vlm_agent.models.embodied_vlm.modeling_embodied_vlm import assemble_from_checkpoints
+    from vlm_agent.models.registry import load_model_and_processor
+    from vlm_agent.models.sa2va.processing_sa2va import Sa2VAProcessor
+
+    from .test_real_checkpoints import _qwen_dir, _siglip_dir
+
+    donor, _ = tiny_model_and_processor("sa2va", seed=11)
+    torch.save({"model": donor.sam2.state_dict()}, tmp_path / "sam2_nano.pt")
+    model, proc = assemble_from_checkpoints(Sa2VAModel, Sa2VAProcessor, _siglip_dir(tmp_path), _qwen_dir(tmp_path), sam2_variant="nano", sam2_image_size=64)
+    model.load_sam2_checkpoint(tmp_path / "sam2_nano.pt")
+    assert torch.equal(model.sam2.sam_mask_decoder.iou_token.weight, donor.sam2.sam_mask_decoder.iou_token.weight)
+    assert proc.tokenizer.convert_ids_to_tokens(model.config.seg_token_id) == "[SEG]" and model.config.bos_token_id is None
+    assert proc.image_tokens == model.config.grid_size ** 2 == 100 and proc.image_processor.crop_to_square is False
+    model.save_pretrained(tmp_path / "assembled")
+    proc.save_pretrained(tmp_path / "assembled")
+    again, proc2 = load_model_and_processor(tmp_path / "assembled")
+    ids, frame = torch.tensor([proc.prompt_ids("the red ball") + [model.config.seg_token_id]]), _frame()
+    with torch.no_grad():
+        a = model.forward_segmentation(ids, proc.sam_pixel_values(frame), pixel_values=proc.pixel_values(frame)).mask_logits
+        b = again.forward_segmentation(ids, proc2.sam_pixel_values(frame), pixel_values=proc2.pixel_values(frame)).mask_logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError, match="layout"):
+        Sa2VAProcessor(proc.image_processor, proc.tokenizer).prompt_ids("the red ball")

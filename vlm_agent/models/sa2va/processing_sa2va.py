@@ -134,10 +134,12 @@ class Sa2VAProcessor(EmbodiedVLMProcessor):
     extra_special_tokens = (SEG_TOKEN,)
     token_fields = {**EmbodiedVLMProcessor.token_fields, "seg_token_id": SEG_TOKEN}
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, image_tokens: int = 64, sam2_image_size: int = 64,
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, image_tokens: int | None = None, sam2_image_size: int | None = None,
                  sam2_image_mean: list[float] | None = None, sam2_image_std: list[float] | None = None, **kwargs):
-        self.image_tokens = int(image_tokens)
-        self.sam2_image_size = int(sam2_image_size)
+        # None: not known yet (a processor built around a checkpoint's own tokenizer and image
+        # statistics, `assemble_from_checkpoints`); the config's values are adopted at check_config.
+        self.image_tokens = None if image_tokens is None else int(image_tokens)
+        self.sam2_image_size = None if sam2_image_size is None else int(sam2_image_size)
         self.sam2_image_mean = [float(v) for v in (sam2_image_mean or SAM2_IMAGE_MEAN)]
         self.sam2_image_std = [float(v) for v in (sam2_image_std or SAM2_IMAGE_STD)]
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
@@ -151,6 +153,9 @@ class Sa2VAProcessor(EmbodiedVLMProcessor):
 
     def check_config(self, config) -> None:
         super().check_config(config)
+        if self.image_tokens is None or self.sam2_image_size is None:
+            self.image_tokens, self.sam2_image_size = config.grid_size ** 2, config.sam2_image_size
+            self.image_processor.crop_to_square = False  # as from_config: the VLM sees SAM 2's whole view
         wrong = {k: (a, b) for k, a, b in (("image_tokens", self.image_tokens, config.grid_size ** 2), ("sam2_image_size", self.sam2_image_size, config.sam2_image_size)) if a != b}
         if wrong:
             raise ValueError(f"processor and config disagree: {', '.join(f'{k}: processor {a} vs config {b}' for k, (a, b) in wrong.items())}")
@@ -161,6 +166,10 @@ class Sa2VAProcessor(EmbodiedVLMProcessor):
             self._ids = self.config_token_ids()
         return self._ids
 
+    def _require_layout(self) -> None:
+        if self.image_tokens is None or self.sam2_image_size is None:
+            raise RuntimeError("the processor's layout is not set: build it with from_config(...) or call check_config(config)")
+
     # -- text --------------------------------------------------------------------------------------
     def encode_query(self, query: str) -> list[int]:
         ids = self.tokenizer(validate_query(query), add_special_tokens=False).input_ids
@@ -170,6 +179,7 @@ class Sa2VAProcessor(EmbodiedVLMProcessor):
 
     def prompt_ids(self, query: str, n_images: int = 1) -> list[int]:
         """<s> query <img> x (image_tokens * n_images) (no <s> for tokenizers without BOS)."""
+        self._require_layout()
         i = self.ids
         bos = [] if i["bos_token_id"] is None else [i["bos_token_id"]]
         return bos + self.encode_query(query) + [i["image_token_id"]] * (self.image_tokens * n_images)
@@ -187,6 +197,7 @@ class Sa2VAProcessor(EmbodiedVLMProcessor):
         bilinear resize to S x S, /255, SAM 2's mean/std."""
         import torch
 
+        self._require_layout()
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
             frames = [frames]
         s = self.sam2_image_size
