@@ -181,3 +181,42 @@ def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node,
     assert bx > 1.0 and bz < 0.95
     assert det.position == pytest.approx((pose[0] - by, pose[1] + bx, bz), abs=1e-6)  # yaw 90 degrees: base x -> odom y
     assert perception.visible() == [] and not perception.upper_bound
+
+
+@pytest.mark.ros
+def test_nav2_mode_sends_one_goal_at_the_standoff_facing_the_target(spun, ros_node, ros_executor):
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry
+
+    from vlm_agent.nodes.base import COMMAND_QOS
+    from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig
+    from vlm_agent.sensors.frames import yaw_from_quaternion
+    from vlm_agent.skills.api import SkillCall
+    from vlm_agent.skills.arm import REACH_STANDOFF_M
+
+    ns = spun.get_namespace()
+    odom_pub = ros_node.create_publisher(Odometry, f"{ns}/odom", 10)
+    goals = []
+
+    def nav2(goal):  # a stand-in Nav2: the base arrives where it was sent
+        goals.append(goal)
+        odom = Odometry()
+        odom.pose.pose = goal.pose
+        odom_pub.publish(odom)
+
+    ros_node.create_subscription(PoseStamped, f"{ns}/goal_pose", nav2, COMMAND_QOS)
+    skills = RosSkills(spun, FakePerception(), RosSkillsConfig(navigation="nav2", io_timeout_s=5.0, skill_timeout_s=20.0))
+    assert wait_for_subscribers(odom_pub, timeout=15)
+    start = Odometry()
+    start.pose.pose.position.x = -2.0  # 3 m behind the object at (1, 0), facing it
+    odom_pub.publish(start)
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("result", skills.execute(SkillCall("navigate_to", ("the red cube",)))))
+    thread.start()
+    assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=20)
+    result = out["result"]
+    assert result.success and result.feedback == "at the red cube", result.feedback
+    assert len(goals) == 1 and goals[0].header.frame_id == "odom"
+    g = goals[0].pose
+    assert (g.position.x, g.position.y) == pytest.approx((1.0 - REACH_STANDOFF_M, 0.0), abs=1e-6)
+    assert yaw_from_quaternion(g.orientation.x, g.orientation.y, g.orientation.z, g.orientation.w) == pytest.approx(0.0, abs=1e-6)

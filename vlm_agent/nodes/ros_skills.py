@@ -303,10 +303,19 @@ class RosSkills(SkillAPI):
         values = [self._joints[n] for n in GRIPPER_JOINTS if n in self._joints]
         return sum(values) / len(values) if values else None
 
-    def _observe(self) -> None:
+    def _observe(self, block: bool = True) -> None:
+        """Tell a provider that follows the robot (`observe_robot`) its pose and joints; `block=False`
+        uses what has arrived and skips the call when odometry or the arm's joints have not."""
         hook = getattr(self.perception, "observe_robot", None)
-        if hook is not None:
+        if hook is None:
+            return
+        if block:
             hook(self.pose(), self.joints())
+            return
+        with self._cond:
+            pose, joints = self._pose, dict(self._joints)
+        if pose is not None and all(j in joints for j in ARM_JOINTS):
+            hook(pose, joints)
 
     def _locate(self, phrase: str):
         self._observe()
@@ -440,8 +449,7 @@ class RosSkills(SkillAPI):
         supports = getattr(self.perception, "supports", None)
         if supports is not None:
             try:
-                if pose is not None:
-                    self._observe()
+                self._observe(block=False)  # never waits: the loops read the state before every model call
                 out.update(supports())
             except SkillError:
                 pass
@@ -542,6 +550,13 @@ class RosSkills(SkillAPI):
             except SkillCancelled:
                 raise
             except SkillError as exc:
+                pose = self.pose()
+                if target.near(pose) and abs(target.bearing_error(pose)) <= self.config.yaw_tolerance_rad:
+                    # Blocked (e.g. by the safety supervisor) while creeping the last centimetres, but
+                    # already where navigate_to counts as arrived: stay here; the arm's reach is checked
+                    # by the skill that follows.
+                    self.log.append(f"{raw_text}: stopped {target.gap(pose):.2f} m short of the standoff ({exc})")
+                    break
                 aborts += 1
                 if aborts >= self.config.max_nav_aborts:
                     raise SkillError(f"could not reach {target.label}: {exc}") from None

@@ -439,8 +439,8 @@ class TaskPlannerNode(ManagedAgentNode):
             time.sleep(0.02)
         if self.skills is not None:
             try:
-                self.skills._observe()  # keeps a ground-truth mirror (and the oracle backends reading it) in step
-            except Exception:  # noqa: BLE001 (no odometry yet: the model gets the image anyway)
+                self.skills._observe(block=False)  # keeps a ground-truth mirror (and the oracle backends reading it) in step
+            except Exception:  # noqa: BLE001 (the model gets the image anyway)
                 pass
         if image is None:
             return []
