@@ -190,3 +190,19 @@ def test_a_new_instruction_replaces_the_running_task_and_deactivate_stops(ros_co
     node.trigger_deactivate()
     spin_until(ros_executor, lambda: False, timeout=0.3)
     assert node.lifecycle_state == "inactive" and rig.stop_plans()
+
+
+def test_the_shipped_manip_config_is_a_valid_task_planner_config():
+    from pathlib import Path
+
+    from vlm_agent.config import load_ros_parameters
+    from vlm_agent.nodes.task_planner import TaskPlannerNodeConfig
+
+    path = Path(__file__).resolve().parents[2] / "config" / "sim_manip.yaml"
+    values = {k: v for k, v in load_ros_parameters(str(path), "task_planner").items() if k != "use_sim_time"}
+    unknown = set(values) - set(TaskPlannerNodeConfig.__dataclass_fields__)
+    assert not unknown, f"config/sim_manip.yaml sets parameters task_planner does not declare: {unknown}"
+    config = TaskPlannerNodeConfig(**values)
+    assert config.backend == "sim_oracle" and config.perception == "ground_truth"  # labelled an upper bound in the YAML
+    assert load_ros_parameters(str(path), "lifecycle_manager")["node_names"] == ["safety_supervisor", "task_planner"]
+    assert load_ros_parameters(str(path), "mujoco_sim")["suite"] == "manip"
