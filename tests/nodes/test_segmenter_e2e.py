@@ -1,7 +1,7 @@
 """Segmentation in two processes: the embedded simulator and the segmenter against this test.
 
 Process 2 (`vlm-agent up`): mujoco_sim (a seg-suite episode) + segmenter. This process sends a query
-on `/vlm_agent/segmentation/query` and reads what comes back:
+on `/segmentation/query` and reads what comes back:
 * backend `oracle` (ground-truth masks from a mirror of the simulator's episode, posed from odom):
   a mask whose header is a colour frame's header, and a PointStamped in the camera optical frame
   within 10 cm of the object's true centre (taken to the world with the simulator camera's pose);
@@ -44,10 +44,10 @@ def _run(ros_node, ros_executor, config, query, want_target: bool, timeout: floa
 
     frames, masks, targets, labels = [], [], [], []
     ros_node.create_subscription(Image, "/camera/color/image_raw", lambda m: frames.append((m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id)), SENSOR_QOS)
-    mask_sub = ros_node.create_subscription(Image, "/vlm_agent/segmentation/mask", masks.append, SENSOR_QOS)
-    ros_node.create_subscription(PointStamped, "/vlm_agent/segmentation/target", targets.append, SENSOR_QOS)
-    ros_node.create_subscription(String, "/vlm_agent/segmentation/label", lambda m: labels.append(json.loads(m.data)), COMMAND_QOS)
-    query_pub = ros_node.create_publisher(String, "/vlm_agent/segmentation/query", COMMAND_QOS)
+    mask_sub = ros_node.create_subscription(Image, "/segmentation/mask", masks.append, SENSOR_QOS)
+    ros_node.create_subscription(PointStamped, "/segmentation/target", targets.append, SENSOR_QOS)
+    ros_node.create_subscription(String, "/segmentation/label", lambda m: labels.append(json.loads(m.data)), COMMAND_QOS)
+    query_pub = ros_node.create_publisher(String, "/segmentation/query", COMMAND_QOS)
     with NodeProcess("vlm_agent.cli", args=["up", "--config", config]) as graph:
         assert wait_for_publishers(mask_sub, timeout=60) and wait_for_subscribers(query_pub, timeout=30), graph.stop() or graph.output[-3000:]
 

@@ -71,17 +71,17 @@ class Rig:
         self.masks, self.overlays, self.labels, self.targets = [], [], [], []
         qos = SENSOR_QOS
         self.subs = [
-            self.node.create_subscription(Image, "/vlm_agent/segmentation/mask", self.masks.append, qos),
-            self.node.create_subscription(Image, "/vlm_agent/segmentation/overlay", self.overlays.append, qos),
-            self.node.create_subscription(String, "/vlm_agent/segmentation/label", lambda m: self.labels.append(json.loads(m.data)), COMMAND_QOS),
-            self.node.create_subscription(PointStamped, "/vlm_agent/segmentation/target", self.targets.append, qos),
+            self.node.create_subscription(Image, "/segmentation/mask", self.masks.append, qos),
+            self.node.create_subscription(Image, "/segmentation/overlay", self.overlays.append, qos),
+            self.node.create_subscription(String, "/segmentation/label", lambda m: self.labels.append(json.loads(m.data)), COMMAND_QOS),
+            self.node.create_subscription(PointStamped, "/segmentation/target", self.targets.append, qos),
         ]
         from vlm_agent.nodes.base import SENSOR_PUB_QOS
 
         self.color_pub = self.node.create_publisher(Image, "/camera/color/image_raw", SENSOR_PUB_QOS)
         self.depth_pub = self.node.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_PUB_QOS)
         self.info_pub = self.node.create_publisher(CameraInfo, "/camera/depth/camera_info", SENSOR_PUB_QOS)
-        self.query_pub = self.node.create_publisher(String, "/vlm_agent/segmentation/query", COMMAND_QOS)
+        self.query_pub = self.node.create_publisher(String, "/segmentation/query", COMMAND_QOS)
         self.String = String
         for pub in (self.color_pub, self.depth_pub, self.info_pub, self.query_pub):
             assert wait_for_subscribers(pub)
@@ -216,6 +216,28 @@ def test_frames_arriving_while_busy_replace_each_other(rig):
         assert done < 6, "every frame was processed: frames were queued"
         assert rig.node_under_test.health.drops.counts["superseded"] - superseded >= 6 - done - 1
         assert len(rig.masks) == done and _stamp(rig.masks[0]) == pytest.approx(stamps[0], abs=1e-9)
+    finally:
+        rig.seg.delay_s = 0.0
+
+
+def test_a_result_for_a_replaced_query_is_not_published(rig):
+    """The skill adapter takes the first target after its query: an answer computed for the previous
+    query while the new one arrived is dropped (stale_query), the next frame answers the new one."""
+    rig.query("the red cube")
+    rig.spin(0.3)
+    rig.seg.delay_s = 0.5
+    try:
+        rig.labels.clear()
+        stale = rig.node_under_test.health.drops.counts["stale_query"]
+        old = rig.frame()
+        rig.spin(0.15)  # the model is busy with `old`
+        rig.query("the blue ball")
+        rig.spin(0.6)
+        assert rig.node_under_test.health.drops.counts["stale_query"] == stale + 1
+        assert not any(lb.get("stamp") == pytest.approx(old) for lb in rig.labels)
+        new = rig.frame()
+        assert spin_until(rig.executor, lambda: any(lb.get("stamp") == pytest.approx(new) for lb in rig.labels), timeout=10)
+        assert next(lb for lb in rig.labels if lb.get("stamp") == pytest.approx(new))["query"] == "the blue ball"
     finally:
         rig.seg.delay_s = 0.0
 

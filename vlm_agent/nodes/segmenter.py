@@ -3,25 +3,28 @@
 Subscribes (relative names): `camera/color/image_raw` (sensor_msgs/Image, any colour encoding,
 best-effort), `camera/depth/image_rect_raw` (16UC1 mm or 32FC1 m, aligned to colour) with
 `camera/depth/camera_info` (optional: without them no 3D target), `camera/color/camera_info`,
-`vlm_agent/segmentation/query` (std_msgs/String: the referring expression) and
+`segmentation/query` (std_msgs/String: the referring expression) and
 `vlm_agent/instruction` (used as the query while `use_instruction` is set and no explicit query came).
 Publishes:
-* `vlm_agent/segmentation/mask`: sensor_msgs/Image mono8 (255 = object), the source frame's header;
-* `vlm_agent/segmentation/overlay`: rgb8, the frame with the mask tinted (for people; `publish_overlay`);
-* `vlm_agent/segmentation/label`: std_msgs/String JSON {query, score, bbox [x0, y0, x1, y1] (max
+* `segmentation/mask`: sensor_msgs/Image mono8 (255 = object), the source frame's header;
+* `segmentation/overlay`: rgb8, the frame with the mask tinted (for people; `publish_overlay`);
+* `segmentation/label`: std_msgs/String JSON {query, score, bbox [x0, y0, x1, y1] (max
   exclusive), area, source (detected / re-detected / tracked / held / oracle), tracked, frame_index,
   latency_ms, stamp, frame_id, target [x, y, z] or null, target_frame, target_reason}; errors (a bad
   query, a failed model call) are labels with an `error` field;
-* `vlm_agent/segmentation/target`: geometry_msgs/PointStamped, the mask's 3D centroid (depth
+* `segmentation/target`: geometry_msgs/PointStamped, the mask's 3D centroid (depth
   back-projection, `vlm_agent.sensors.backprojection`) in the depth camera's optical frame (the
   colour optical frame for aligned depth), stamped with the colour frame's stamp.
-(The topic contract's `/vlm_agent/segmentation/*`: names relative, so a namespace or `-r` moves them.)
+Names are relative (`segmentation/*` under the node's namespace; a namespace or `-r` moves them);
+`segmentation/query` -> `segmentation/target` is what the ROS skill adapter's `SegmentationPerception`
+(nodes/ros_skills.py) asks and reads.
 
 A managed node: **configure** builds the segmenter (`backend`: `sa2va` loads `model_dir`; a load
 that fails fails the transition with the reason), **activate** starts segmenting, **deactivate**
 stops (frames are ignored), **cleanup** releases the model.
 
-Frames are never queued: the model runs on one worker thread, and a frame that arrives while it is
+Results computed for a query that has since been replaced are discarded (`stale_query`), so the
+first target after a query answers that query. Frames are never queued: the model runs on one worker thread, and a frame that arrives while it is
 busy goes into a one-frame slot (replacing an older waiting frame, counted as `superseded` on
 /diagnostics). When the model is free it takes the newest frame, which the segmenter's tracker
 usually handles as a *tracked* frame (SAM 2's memory, no VLM call); the VLM runs only on its
@@ -59,13 +62,13 @@ COLOR_TOPIC = "camera/color/image_raw"
 COLOR_INFO_TOPIC = "camera/color/camera_info"
 DEPTH_TOPIC = "camera/depth/image_rect_raw"
 DEPTH_INFO_TOPIC = "camera/depth/camera_info"
-QUERY_TOPIC = "vlm_agent/segmentation/query"
+QUERY_TOPIC = "segmentation/query"
 INSTRUCTION_TOPIC = "vlm_agent/instruction"
 ODOM_TOPIC = "odom"
-MASK_TOPIC = "vlm_agent/segmentation/mask"
-OVERLAY_TOPIC = "vlm_agent/segmentation/overlay"
-LABEL_TOPIC = "vlm_agent/segmentation/label"
-TARGET_TOPIC = "vlm_agent/segmentation/target"
+MASK_TOPIC = "segmentation/mask"
+OVERLAY_TOPIC = "segmentation/overlay"
+LABEL_TOPIC = "segmentation/label"
+TARGET_TOPIC = "segmentation/target"
 
 
 @dataclass
@@ -77,14 +80,14 @@ class SegmenterNodeConfig(ConfigBase):
     device: str = param("cpu", "torch device of the model (cpu, cuda, cuda:N)", read_only=True)
     num_threads: int = param(1, "torch intra-op threads (0 = torch's default)", min=0, max=64, read_only=True)
     query: str = param("", "referring expression to segment from the start (empty: wait for a query or an instruction)")
-    use_instruction: bool = param(True, "use vlm_agent/instruction as the query until a vlm_agent/segmentation/query arrives")
+    use_instruction: bool = param(True, "use vlm_agent/instruction as the query until a segmentation/query arrives")
     redetect_every: int = param(10, "run the VLM on every k-th frame; SAM 2's memory tracks in between", min=1, max=100000, read_only=True)
     min_score: float = param(0.2, "re-detect at once when a tracked frame scores below this", min=0.0, max=1.0, read_only=True)
     mask_threshold: float = param(0.0, "mask logit threshold (0 = probability 0.5)", min=-20.0, max=20.0, read_only=True)
     keep_largest_component: bool = param(True, "keep only the largest connected region of a mask", read_only=True)
     seg_decoding: str = param("forced", "forced: read [SEG]'s hidden state always; generate: only when the LM emits [SEG]",
                               choices=("forced", "generate"), read_only=True)
-    publish_overlay: bool = param(True, "publish vlm_agent/segmentation/overlay (rgb8, for people)")
+    publish_overlay: bool = param(True, "publish segmentation/overlay (rgb8, for people)")
     overlay_alpha: float = param(0.5, "overlay tint strength", min=0.0, max=1.0)
     depth_max_dt_s: float = param(0.05, "pair a depth image with a colour frame only when their stamps differ by at most this (s)", min=0.0, max=1.0)
     depth_wait_s: float = param(0.1, "while depth images are arriving, wait this long (wall time) for a colour frame's depth before segmenting it without", min=0.0, max=2.0)
@@ -245,7 +248,7 @@ class SegmenterNode(ManagedAgentNode):
             self._drop("frame", f"bad colour image: {exc}")
             return
         if self._query is None:
-            self._drop("no_query", "no query yet (vlm_agent/segmentation/query or vlm_agent/instruction)", log=False)
+            self._drop("no_query", "no query yet (segmentation/query or vlm_agent/instruction)", log=False)
             return
         if self._slot is not None:
             self.health.drop("superseded", "a newer frame arrived while the model was busy")
@@ -334,7 +337,7 @@ class SegmenterNode(ManagedAgentNode):
                 if target is None:
                     reason = f"fewer than {cfg.min_depth_points} mask pixels with a valid depth"
         overlay = overlay_mask(frame.rgb, result.mask, alpha=self.config.overlay_alpha) if self.config.publish_overlay else None
-        return frame, result, target, reason, (depth[1].frame_id if depth is not None else ""), overlay
+        return frame, result, target, reason, (depth[1].frame_id if depth is not None else ""), overlay, token
 
     def _job_done(self, tag: str, future) -> None:
         self._results.put((tag, future))
@@ -369,8 +372,13 @@ class SegmenterNode(ManagedAgentNode):
             self.get_logger().error(f"segmentation failed on a frame (the node carries on): {reason}")
             self._publish_label({"query": self._query, "error": f"model error: {reason[:500]}"})
             return
-        frame, result, target, reason, target_frame, overlay = future.result()
+        frame, result, target, reason, target_frame, overlay, token = future.result()
         if not self.is_active:
+            return
+        if token != self._query_token:
+            # The query changed while this frame was segmented: whoever asked the new one must not
+            # take this answer for theirs (the skill adapter reads the first target after its query).
+            self.health.drop("stale_query", "a result for the previous query was discarded")
             return
         import numpy as np
 
