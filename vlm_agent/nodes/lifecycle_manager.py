@@ -35,9 +35,10 @@ from vlm_agent.nodes.base import AgentNode, run_node
 
 NODE_CLASS = "LifecycleManagerNode"
 
-# The order `vlm-agent up` brings managed nodes up in: sensors, then the gate, then the deciders.
+# The order `vlm-agent up` brings managed nodes up in: sensors, then the gate, then perception (the
+# segmenter, which the task planner's segmentation perception asks), then the deciders.
 # (The safety supervisor publishes zero until it is active, so nothing moves before it is.)
-MANAGED_NODE_ORDER = ("realsense_camera", "safety_supervisor", "navid_planner", "task_planner")
+MANAGED_NODE_ORDER = ("realsense_camera", "safety_supervisor", "segmenter", "navid_planner", "task_planner")
 
 ACTIVE, INACTIVE, UNCONFIGURED = StateMsg.PRIMARY_STATE_ACTIVE, StateMsg.PRIMARY_STATE_INACTIVE, StateMsg.PRIMARY_STATE_UNCONFIGURED
 _LABELS = {ACTIVE: "active", INACTIVE: "inactive", UNCONFIGURED: "unconfigured", StateMsg.PRIMARY_STATE_FINALIZED: "finalized"}
