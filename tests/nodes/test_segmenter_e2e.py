@@ -11,6 +11,7 @@ on `/segmentation/query` and reads what comes back:
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ from tests.ros_harness import NodeProcess, spin_until, wait_for_publishers, wait
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 WIDTH, HEIGHT, INDEX = 128, 96, 1
+# The graph and these topics under a namespace of this run: other ROS tests may share the domain id.
+NS = f"/segtest_e2e_{os.getpid()}"
 
 
 def graph_yaml(path, segmenter: dict) -> str:
@@ -43,12 +46,12 @@ def _run(ros_node, ros_executor, config, query, want_target: bool, timeout: floa
     from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS
 
     frames, masks, targets, labels = [], [], [], []
-    ros_node.create_subscription(Image, "/camera/color/image_raw", lambda m: frames.append((m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id)), SENSOR_QOS)
-    mask_sub = ros_node.create_subscription(Image, "/segmentation/mask", masks.append, SENSOR_QOS)
-    ros_node.create_subscription(PointStamped, "/segmentation/target", targets.append, SENSOR_QOS)
-    ros_node.create_subscription(String, "/segmentation/label", lambda m: labels.append(json.loads(m.data)), COMMAND_QOS)
-    query_pub = ros_node.create_publisher(String, "/segmentation/query", COMMAND_QOS)
-    with NodeProcess("vlm_agent.cli", args=["up", "--config", config]) as graph:
+    ros_node.create_subscription(Image, NS + "/camera/color/image_raw", lambda m: frames.append((m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id)), SENSOR_QOS)
+    mask_sub = ros_node.create_subscription(Image, NS + "/segmentation/mask", masks.append, SENSOR_QOS)
+    ros_node.create_subscription(PointStamped, NS + "/segmentation/target", targets.append, SENSOR_QOS)
+    ros_node.create_subscription(String, NS + "/segmentation/label", lambda m: labels.append(json.loads(m.data)), COMMAND_QOS)
+    query_pub = ros_node.create_publisher(String, NS + "/segmentation/query", COMMAND_QOS)
+    with NodeProcess("vlm_agent.cli", args=["up", "--config", config, "--namespace", NS]) as graph:
         assert wait_for_publishers(mask_sub, timeout=60) and wait_for_subscribers(query_pub, timeout=30), graph.stop() or graph.output[-3000:]
 
         def done():

@@ -5,6 +5,7 @@ not queued, and a failed model load failing `configure` with the reason."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -16,6 +17,8 @@ from tests.ros_harness import ros_session, spin_until, wait_for_publishers, wait
 pytestmark = pytest.mark.ros
 
 H, W = 48, 64
+# Topics under a namespace of this run: other ROS tests on the machine may share the domain id.
+NS = f"/segtest_{os.getpid()}"
 
 
 class ScriptedSegmenter:
@@ -63,7 +66,7 @@ class Rig:
 
         self.executor = executor
         self.seg = ScriptedSegmenter()
-        self.node_under_test = SegmenterNode(segmenter=self.seg, context=context)
+        self.node_under_test = SegmenterNode(segmenter=self.seg, context=context, namespace=NS)
         assert bring_up(self.node_under_test)
         self.node = Node("segmenter_test_helper", context=context)
         for n in (self.node_under_test, self.node):
@@ -71,17 +74,17 @@ class Rig:
         self.masks, self.overlays, self.labels, self.targets = [], [], [], []
         qos = SENSOR_QOS
         self.subs = [
-            self.node.create_subscription(Image, "/segmentation/mask", self.masks.append, qos),
-            self.node.create_subscription(Image, "/segmentation/overlay", self.overlays.append, qos),
-            self.node.create_subscription(String, "/segmentation/label", lambda m: self.labels.append(json.loads(m.data)), COMMAND_QOS),
-            self.node.create_subscription(PointStamped, "/segmentation/target", self.targets.append, qos),
+            self.node.create_subscription(Image, NS + "/segmentation/mask", self.masks.append, qos),
+            self.node.create_subscription(Image, NS + "/segmentation/overlay", self.overlays.append, qos),
+            self.node.create_subscription(String, NS + "/segmentation/label", lambda m: self.labels.append(json.loads(m.data)), COMMAND_QOS),
+            self.node.create_subscription(PointStamped, NS + "/segmentation/target", self.targets.append, qos),
         ]
         from vlm_agent.nodes.base import SENSOR_PUB_QOS
 
-        self.color_pub = self.node.create_publisher(Image, "/camera/color/image_raw", SENSOR_PUB_QOS)
-        self.depth_pub = self.node.create_publisher(Image, "/camera/depth/image_rect_raw", SENSOR_PUB_QOS)
-        self.info_pub = self.node.create_publisher(CameraInfo, "/camera/depth/camera_info", SENSOR_PUB_QOS)
-        self.query_pub = self.node.create_publisher(String, "/segmentation/query", COMMAND_QOS)
+        self.color_pub = self.node.create_publisher(Image, NS + "/camera/color/image_raw", SENSOR_PUB_QOS)
+        self.depth_pub = self.node.create_publisher(Image, NS + "/camera/depth/image_rect_raw", SENSOR_PUB_QOS)
+        self.info_pub = self.node.create_publisher(CameraInfo, NS + "/camera/depth/camera_info", SENSOR_PUB_QOS)
+        self.query_pub = self.node.create_publisher(String, NS + "/segmentation/query", COMMAND_QOS)
         self.String = String
         for pub in (self.color_pub, self.depth_pub, self.info_pub, self.query_pub):
             assert wait_for_subscribers(pub)
