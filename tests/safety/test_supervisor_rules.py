@@ -319,6 +319,28 @@ def test_depth_that_does_not_match_the_camera_info_raises_and_does_not_refresh()
     assert out.state == STATE_STALE and any(r.startswith("depth: no message yet") for r in out.reasons)
 
 
+def test_a_camera_model_that_arrives_after_the_depth_frame_starts_from_that_frame():
+    """Depth first, then its CameraInfo (the simulator's order, every frame): the new model must judge the
+    frame it already has, not block everything as "no depth frame yet" until the next one (the first plan
+    of an episode used to abort as blocked at start-up). A rebuilt model (a footprint change) too."""
+    sup = SafetySupervisor(SafetyConfig(**FAST))
+    sim_feed(sup, 0.0, sim_depth())  # open floor, before any camera model: the image-region rule
+    sup.set_camera(SIM_INTR)
+    sup.command(0.0, 0.2, 0.5)
+    out = sup.update(0.0, CLOCK0)
+    assert out.state == STATE_OK and out.linear_x == pytest.approx(0.2), out
+    assert sup.set_config(sup.config.replace(footprint_padding_m=0.03)) is None  # tightening: the model is rebuilt
+    sup.command(DT, 0.2, 0.5)
+    out = sup.update(DT, CLOCK0 + DT)
+    assert out.state == STATE_OK and out.linear_x == pytest.approx(0.2), out
+    boxed = SafetySupervisor(SafetyConfig(**FAST))  # and a box in that frame is seen at once
+    sim_feed(boxed, 0.0, sim_depth([BOX_AHEAD_SIM]))
+    boxed.set_camera(SIM_INTR)
+    boxed.command(0.0, 0.2, 0.0)
+    out = boxed.update(0.0, CLOCK0)
+    assert out.state == STATE_OBSTACLE and any(r.startswith("blocked by obstacle at 0.30 m") for r in out.reasons), out
+
+
 def test_set_camera_is_idempotent_and_config_changes_rebuild_the_model():
     sup = sim_supervisor()
     model = sup.obstacle_stop

@@ -247,6 +247,7 @@ class SafetySupervisor:
         self._obstacle: ObstacleReading | None = None
         self._obstacle_stop: ObstacleStop | None = None
         self._camera_key: tuple | None = None
+        self._last_depth: np.ndarray | None = None  # the newest accepted depth frame (metres), for a new camera model
         self.last_obstacle: ObstacleDecision | None = None  # the latest blocking decision, for feedback
         self._estop = False
         self._rejected: str | None = None
@@ -326,6 +327,16 @@ class SafetySupervisor:
             return
         self._camera_key = key
         self._obstacle_stop = ObstacleStop(intrinsics, mount, self.config.footprint_model(), self.config.obstacle_params())
+        self._feed_last_depth()
+
+    def _feed_last_depth(self) -> None:
+        """A new camera model starts from the newest accepted depth frame when it matches, not from "no
+        depth frame yet": a driver that sends depth before its CameraInfo (the simulator does, every
+        frame) would otherwise block every motion until the next depth frame (seen at start-up: the
+        first plan aborted as blocked)."""
+        depth, stop = self._last_depth, self._obstacle_stop
+        if stop is not None and depth is not None and depth.shape == (stop.intrinsics.height, stop.intrinsics.width):
+            stop.update_depth(depth)
 
     @property
     def obstacle_stop(self) -> ObstacleStop | None:
@@ -346,6 +357,7 @@ class SafetySupervisor:
             raise ValueError(f"depth: shape {depth_m.shape} does not match the depth CameraInfo {(stop.intrinsics.height, stop.intrinsics.width)}")
         if self.sensor("depth", now, stamp_s, clock_s):
             return self._obstacle or ObstacleReading(float("nan"), 0.0)
+        self._last_depth = depth_m
         if stop is not None:
             stop.update_depth(depth_m)
             ahead = stop.check(self.config.max_linear_speed_mps, 0.0)
@@ -411,6 +423,7 @@ class SafetySupervisor:
             stop = self._obstacle_stop
             mount = stop.mount if stop.mount != old.camera_mount() else config.camera_mount()  # keep a TF-given mount
             self._obstacle_stop = ObstacleStop(stop.intrinsics, mount, config.footprint_model(), config.obstacle_params())
+            self._feed_last_depth()
             self._camera_key = (*self._camera_key[:-1], mount)
         if config.estop_latch_file != old.estop_latch_file:
             self._latch = EstopLatchFile(config.estop_latch_file) if config.estop_latch_file else None
