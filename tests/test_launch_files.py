@@ -87,7 +87,7 @@ def test_referenced_files_exist_and_nodes_have_parameters(path):
     for config in configs:
         sections = set(node_sections(str(config)))
         for executable in launched_executables(path):
-            if executable in ("image_decompressor", "realsense_camera"):
+            if executable in ("image_decompressor", "realsense_camera", "segmenter"):
                 continue  # optional nodes (off by default) may run on defaults
             assert executable in sections, f"{config.name} has no section for {executable} launched by {path.name}"
 
