@@ -65,9 +65,53 @@ def test_ros_eval_refuses_what_it_cannot_run():
     from vlm_agent.nodes.eval_client import episode_seed_index, run_ros_episodes
     from vlm_agent.sim.episodes import make_episodes
 
-    with pytest.raises(ValueError, match="navigation episodes only"):
-        run_ros_episodes(make_episodes("seg", "val", 1, 0), policy=None, suite="seg")
+    with pytest.raises(ValueError, match="nav, manip or seg"):
+        run_ros_episodes(make_episodes("seg", "val", 1, 0), policy=None, suite="grasp")
+    with pytest.raises(ValueError, match="is a seg episode, not manip"):
+        run_ros_episodes(make_episodes("seg", "val", 1, 0), policy=None, suite="manip", policy_name="oracle")
+    with pytest.raises(ValueError, match="segmenter node: --policy"):
+        run_ros_episodes(make_episodes("seg", "val", 1, 0), policy=None, suite="seg", policy_name="colour")
+    with pytest.raises(ValueError, match="needs --model DIR"):
+        run_ros_episodes(make_episodes("manip", "val", 1, 0), policy=None, suite="manip", policy_name="palme")
     with pytest.raises(ValueError, match="no episodes"):
         run_ros_episodes([], policy=None)
     ep = make_episodes("nav", "val", 4, seed=7)[3]
     assert episode_seed_index(ep) == (7, 3)
+
+
+def _eval_cli(tmp_path, *args):
+    import json
+
+    from vlm_agent.cli import main
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", *args, "--ros", "--split", "val", "--seed", "0", "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_ros_eval_manip_oracle_through_the_task_planner_node(tmp_path):
+    """`vlm-agent eval --suite manip --policy oracle --ros`: mujoco_sim + executor + supervisor +
+    task_planner (PaLM-E style, sim_oracle backend) in the graph process; the client sends each
+    instruction and scores with mujoco_sim/result."""
+    got = _eval_cli(tmp_path, "--suite", "manip", "--policy", "oracle", "--episodes", "2")
+    assert got["suite"] == "manip" and got["episodes"] == 2
+    assert got["success_rate"] == 1.0, [(e["episode_id"], e["planner_reason"], e["calls"]) for e in got["per_episode"]]
+    assert got["task_planner"] == {"style": "palme", "backend": "sim_oracle"} and got["upper_bound"] is True
+    per = got["per_episode"]
+    assert [e["episode_id"] for e in per] == ["manip-val-0-00000", "manip-val-0-00001"]
+    assert all(e["planner_state"] == "succeeded" and e["calls"][-1] == "done() -> ok" and e["sim_time_s"] > 0 for e in per)
+    # The same breakdowns as in-process: held-out targets and task / pair / phrasing groups.
+    assert sum(m["episodes"] for k, m in got["breakdown"].items() if k.startswith("task=")) == 2
+    assert got["sim_time_s"] >= sum(e["sim_time_s"] for e in per) - 1e-6 and got["wall_time_s"] > 0
+
+
+def test_ros_eval_seg_oracle_through_the_segmenter_node(tmp_path):
+    """`vlm-agent eval --suite seg --policy oracle --ros`: mujoco_sim + segmenter (oracle backend);
+    each episode's query on segmentation/query, its first mask after the reset scored against the
+    ground truth at the robot's pose. The second episode checks the oracle follows the reset."""
+    got = _eval_cli(tmp_path, "--suite", "seg", "--policy", "oracle", "--episodes", "2", "--width", "96", "--height", "72")
+    assert got["suite"] == "seg" and got["episodes"] == 2 and "first mask" in got["seg_scoring"]
+    assert got["miou"] > 0.9 and got["ciou"] > 0.9, got["per_episode"]
+    per = got["per_episode"]
+    assert all(e["gt_pixels"] > 0 and e["source"] == "oracle" and e["frame_sim_time_s"] > 0 for e in per)
+    assert "breakdown" in got and got["segmenter"]["backend"] == "oracle"

@@ -40,14 +40,14 @@ def add_arguments(parser) -> None:
                         help="simulated seconds per wall second (0 = as fast as the graph keeps up, the default; 1 = real time)")
 
 
-def default_config_path() -> str:
-    """config/sim.yaml from the source tree, else from the installed share folder (colcon)."""
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "config", "sim.yaml")
+def default_config_path(name: str = "sim.yaml") -> str:
+    """config/<name> (default sim.yaml) from the source tree, else from the installed share folder (colcon)."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "config", name)
     if os.path.isfile(here):
         return here
     from ament_index_python.packages import get_package_share_directory
 
-    return os.path.join(get_package_share_directory("vlm_agent"), "config", "sim.yaml")
+    return os.path.join(get_package_share_directory("vlm_agent"), "config", name)
 
 
 def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, real_time_factor: float = 0.0) -> dict:

@@ -32,8 +32,10 @@ def add_arguments(parser) -> None:
 
 
 def _run_ros(args, episodes, policy, config):
-    """The same episodes through the real graph (mujoco_sim + motion_executor + safety_supervisor),
-    driven by the control area's `vlm_agent.nodes.eval_client.run_ros_episodes`.
+    """The same episodes through the real graph, driven by `vlm_agent.nodes.eval_client.run_ros_episodes`:
+    nav: mujoco_sim + motion_executor + safety_supervisor, `policy` decides in this process; manip:
+    the same + the task_planner node (style and backend from --policy / --backend / --model; `policy`
+    unused); seg: mujoco_sim + the segmenter node (backend from --policy; `policy` unused).
     Returns (EvalResult, timing) with timing = {"sim_time_s", "wall_time_s"} over the episodes."""
     import inspect
     import time
@@ -47,7 +49,9 @@ def _run_ros(args, episodes, policy, config):
         raise ValueError(f"--ros needs vlm_agent.nodes.eval_client.run_ros_episodes (the ROS evaluation client): {exc}") from exc
     ros_config = RosEvalConfig(real_time_factor=getattr(args, "real_time_factor", 0.0))
     offered = {"suite": args.suite, "policy_name": args.policy, "config": config, "video_dir": args.video, "split": args.split, "seed": args.seed,
-               "ros_config": ros_config}
+               "ros_config": ros_config,
+               "model_dir": args.model, "backend": args.backend, "device": args.device,
+               "remote_url": getattr(args, "remote_url", None), "remote_model": getattr(args, "remote_model", None)}
     params = inspect.signature(run_ros_episodes).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in offered.items() if accepts_any or k in params}
@@ -58,14 +62,23 @@ def _run_ros(args, episodes, policy, config):
         return out, {"sim_time_s": float("nan"), "wall_time_s": out.wall_s}
     per = out.get("per_episode", []) if isinstance(out, dict) else list(out)
     agg = {"nav": aggregate_nav, "manip": aggregate_manip, "seg": aggregate_seg}[args.suite]
-    metrics = agg(per) if per else {k: v for k, v in out.items() if isinstance(v, (int, float))}
-    steps = sum(int(m.get("steps", 1)) for m in per) if per else int(out.get("env_steps", 0))
+    if isinstance(out, dict) and isinstance(out.get("metrics"), dict):
+        metrics = out["metrics"]  # with its held-out and breakdown figures
+    else:
+        metrics = agg(per) if per else {k: v for k, v in out.items() if isinstance(v, (int, float))}
+    if isinstance(out, dict) and "env_steps" in out:
+        steps = int(out["env_steps"])
+    else:
+        steps = sum(int(m.get("steps", 1)) for m in per) if per else 0
     timing = {
         "sim_time_s": float(out.get("sim_time_s", float("nan"))),
         "wall_time_s": float(out.get("wall_time_s", wall)),
         "real_time_factor": ros_config.real_time_factor,
         "sim_time": "simulated seconds from the first reset to the last result (mujoco_sim's /clock)",
     }
+    for key in ("upper_bound", "task_planner", "segmenter", "seg_scoring"):
+        if isinstance(out, dict) and key in out:
+            timing[key] = out[key]
     return EvalResult(args.suite, args.policy, args.split, args.seed, len(episodes), metrics, per, steps, wall), timing
 
 
@@ -91,7 +104,10 @@ def run(args) -> int:
                        render_depth=args.suite == "nav")
     episodes = make_episodes(args.suite, args.split, args.episodes, args.seed)
     env = NavEnv(config)
-    policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed, **policy_kw)
+    if args.ros and args.suite != "nav":
+        policy = None  # the task_planner / segmenter node runs the model in the graph
+    else:
+        policy = make_policy(args.policy, args.suite, model_dir=args.model, env=env, seed=args.seed, **policy_kw)
     if args.ros:
         result, timing = _run_ros(args, episodes, policy, config)
     else:
@@ -143,6 +159,13 @@ def run(args) -> int:
             by.add_column(col, justify="right" if col != "group" else "left")
         for name, m in groups.items():
             by.add_row(name, str(m["episodes"]), *(f"{m.get(k, float('nan')):.3f}" for k in ("miou", "ciou", "clip_miou", "clip_ciou")))
+        Console().print(by)
+    elif groups and args.suite == "manip":
+        by = Table(title="by task type, colour-shape pair and phrasing")
+        for col in ("group", "episodes", "success"):
+            by.add_column(col, justify="right" if col != "group" else "left")
+        for name, m in groups.items():
+            by.add_row(name, str(m["episodes"]), f"{m['success_rate']:.3f}")
         Console().print(by)
     elif groups:
         by = Table(title="by task type, colour-shape pair and phrasing")

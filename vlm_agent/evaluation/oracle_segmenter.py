@@ -52,8 +52,12 @@ class OracleSegmenter:
             episode = episode_from_id(episode)
         self.episode = episode
         self.env.reset(episode)
+        self.target = None
         if self.query is not None:
-            self.target = self._resolve(self.query)
+            try:
+                self.target = self._resolve(self.query)
+            except ValueError:
+                pass  # a query of the previous episode: resolved (or refused, with the reason) at the next step
 
     def set_pose(self, x: float, y: float, yaw: float) -> None:
         """The robot's base pose in `odom` (metres, radians), e.g. from the odometry at the frame's stamp."""

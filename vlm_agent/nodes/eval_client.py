@@ -188,9 +188,12 @@ class GraphProcess:
 class RosEvalClient:
     """The client node and its waits; use as a context manager around a running graph."""
 
-    def __init__(self, config: RosEvalConfig, logger=print):
+    def __init__(self, config: RosEvalConfig, logger=print, sensors: bool = True):
+        """sensors: subscribe the camera, depth and odometry (the nav loop's observations); the
+        manip and seg evaluations read only odometry (`sensors=False`)."""
         self.config = config
         self.log = logger
+        self.sensors = sensors
         self.latest = _Latest()
         self._plan_id = int(time.time()) % 100000 * 1000  # distinct from earlier runs on a shared graph
 
@@ -216,8 +219,9 @@ class RosEvalClient:
         self.String = String
         self.Trigger = Trigger
         self.plan_pub = self.node.create_publisher(String, "/vlm_agent/plan", LATCHED_QOS)
-        self.node.create_subscription(Image, "/camera/color/image_raw", self._on_rgb, SENSOR_QOS)
-        self.node.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
+        if self.sensors:
+            self.node.create_subscription(Image, "/camera/color/image_raw", self._on_rgb, SENSOR_QOS)
+            self.node.create_subscription(Image, "/camera/depth/image_rect_raw", self._on_depth, SENSOR_QOS)
         self.node.create_subscription(Odometry, "/odom", self._on_odom, SENSOR_QOS)
         self.node.create_subscription(String, "/vlm_agent/executor/state", self._on_state, STATE_QOS)
         self.reset_client = self.node.create_client(Trigger, "/mujoco_sim/reset")
@@ -376,12 +380,19 @@ class RosEvalClient:
 
 
 def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?", config=None, video_dir: str | None = None,
-                     env=None, seed: int | None = None, ros_config: RosEvalConfig | None = None, logger=None) -> dict:
+                     env=None, seed: int | None = None, ros_config: RosEvalConfig | None = None, logger=None,
+                     model_dir: str | None = None, backend: str | None = None, device: str | None = None,
+                     remote_url: str | None = None, remote_model: str | None = None) -> dict:
     """Run `policy` on `episodes` through ROS; returns the fields of `vlm_agent.evaluation.rollouts.EvalResult`.
 
+    Navigation runs here; the manip suite goes to `manip_client.run_task_planner_episodes` (the
+    task_planner node does the work: `policy` is unused, `policy_name` picks its style and backend)
+    and the seg suite to `seg_client.run_segmenter_episodes` (the segmenter node; `policy_name` picks
+    its backend). `model_dir`, `backend`, `device`, `remote_url`, `remote_model`: those nodes' model.
+
     Args:
-        episodes: navigation episodes from `make_episodes` (ids encode seed and index).
-        policy: an object with `reset(episode)` and `act(NavObservation) -> NavPrimitive`.
+        episodes: episodes from `make_episodes` (ids encode seed and index).
+        policy: nav: an object with `reset(episode)` and `act(NavObservation) -> NavPrimitive`.
         config: the in-process `SimConfig` (camera size, FOV, shadows, `max_steps` override) to mirror.
         video_dir: write a contact sheet and GIF per episode, as in-process eval does.
         env: the local `NavEnv` a privileged policy reads (found on `policy.oracle.env` when omitted).
@@ -389,10 +400,17 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
     """
     from vlm_agent.sim.metrics import aggregate_nav
 
-    if suite != "nav":
-        raise ValueError(f"ROS evaluation runs navigation episodes only, not '{suite}'")
+    if suite not in ("nav", "manip", "seg"):
+        raise ValueError(f"ROS evaluation runs nav, manip or seg episodes, not '{suite}'")
     if not episodes:
         raise ValueError("no episodes to evaluate")
+    if suite != "nav":
+        model = {"model_dir": model_dir, "backend": backend, "device": device, "remote_url": remote_url, "remote_model": remote_model}
+        if suite == "manip":
+            from vlm_agent.nodes.manip_client import run_task_planner_episodes as run_suite
+        else:
+            from vlm_agent.nodes.seg_client import run_segmenter_episodes as run_suite
+        return run_suite(episodes, policy_name, config=config, seed=seed, ros_config=ros_config, logger=logger, **model)
     for ep in episodes:
         if ep.suite != "nav":
             raise ValueError(f"episode {ep.episode_id} is a {ep.suite} episode, not nav")

@@ -260,3 +260,154 @@ def run_oracle_program_ros(episodes, *, start_graph: bool = True, skills_config:
                     "max_abs_angular": max((abs(c[2]) for c in cmds if c[3]), default=0.0)},
         "per_episode": per,
     }
+
+
+TASK_PLANNER_GRAPH_NODES = MANIP_GRAPH_NODES + ("task_planner",)
+
+
+def task_planner_parameters(policy_name: str, model_dir: str | None = None, backend: str | None = None, device: str | None = None,
+                            remote_url: str | None = None, remote_model: str | None = None) -> dict:
+    """task_planner's style and backend for `vlm-agent eval --suite manip --policy NAME --ros`:
+    oracle -> PaLM-E style on the privileged `sim_oracle` backend (an upper bound); palme / octopus
+    -> that style on `backend` (builtin with --model, the default then; transformers; remote;
+    `oracle` = `sim_oracle`)."""
+    if policy_name == "oracle":
+        return {"style": "palme", "backend": "sim_oracle"}
+    if policy_name not in ("palme", "octopus"):
+        raise ValueError(f"--ros --suite manip runs the task_planner node: --policy oracle, palme or octopus, not '{policy_name}'")
+    kind = backend or ("builtin" if model_dir else "remote" if remote_url else None)
+    if kind is None:
+        raise ValueError(f"--policy {policy_name} needs --model DIR, --backend remote with --remote-url, or --backend oracle")
+    if kind == "oracle":
+        return {"style": policy_name, "backend": "sim_oracle"}
+    if kind in ("builtin", "transformers") and not model_dir:
+        raise ValueError(f"--backend {kind} needs --model DIR")
+    params = {"style": policy_name, "backend": kind, "model_dir": model_dir or "", "remote_url": remote_url or "", "remote_model": remote_model or ""}
+    if device:
+        params["device"] = device
+    return params
+
+
+def task_planner_graph_parameters(episode, planner: dict, sim_config=None, base_config: str | None = None,
+                                  real_time_factor: float = 0.0) -> dict:
+    """The manip eval graph: `base_config` (default config/sim_manip.yaml) with the simulator, executor
+    and supervisor of `manip_graph_parameters` (the camera of `sim_config`), the simulator's own
+    instruction off (the client publishes it), and task_planner's `planner` settings on ground-truth
+    perception with the camera's size."""
+    import yaml
+
+    if base_config is None:
+        from vlm_agent.commands.demo import default_config_path
+
+        base_config = default_config_path("sim_manip.yaml")
+    with open(base_config) as f:
+        params = yaml.safe_load(f) or {}
+    generated = manip_graph_parameters(episode, sim_config, real_time_factor=real_time_factor)
+    for section, values in generated.items():
+        params.setdefault(section, {}).setdefault("ros__parameters", {}).update(values["ros__parameters"])
+    sim = params["mujoco_sim"]["ros__parameters"]
+    sim["publish_instruction"] = False
+    tp = params.setdefault("task_planner", {}).setdefault("ros__parameters", {})
+    tp.update(planner, use_sim_time=True, perception="ground_truth", camera_width=int(sim.get("width", 320)),
+              camera_height=int(sim.get("height", 240)))
+    return params
+
+
+def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=None, seed: int | None = None, ros_config=None,
+                              logger=None, model_dir: str | None = None, backend: str | None = None, device: str | None = None,
+                              remote_url: str | None = None, remote_model: str | None = None, base_config: str | None = None,
+                              episode_timeout_s: float = 900.0) -> dict:
+    """`vlm-agent eval --suite manip --ros`: each episode through the task_planner node.
+
+    The graph (`GraphProcess`: mujoco_sim on the manip suite, motion_executor, safety_supervisor,
+    task_planner; `task_planner_graph_parameters`). Per episode: the episode's parameters and
+    `mujoco_sim/reset` (`RosEvalClient.reset_episode`), the instruction on `vlm_agent/instruction`,
+    the task's `started` and `finished` events on `vlm_agent/task/progress`, then the simulator's own
+    result on `mujoco_sim/result` (success, support). Returns the fields of `EvalResult` (metrics:
+    success_rate, held_out, breakdown by task / seen-held-out pair / phrasing) plus sim_time_s,
+    wall_time_s and `upper_bound` (the oracle backend on ground-truth perception)."""
+    import sys
+
+    from std_msgs.msg import String
+
+    from vlm_agent.evaluation.rollouts import breakdown
+    from vlm_agent.nodes.base import COMMAND_QOS
+    from vlm_agent.nodes.eval_client import RosEvalClient, _maybe
+    from vlm_agent.nodes.task_planner import INSTRUCTION_TOPIC, PROGRESS_QOS, PROGRESS_TOPIC
+    from vlm_agent.sim.metrics import aggregate_manip
+
+    for ep in episodes:
+        if ep.suite != "manip":
+            raise ValueError(f"episode {ep.episode_id} is a {ep.suite} episode, not manip")
+    ros_config = ros_config or RosEvalConfig()
+    log = logger or (lambda text: print(text, file=sys.stderr))
+    planner = task_planner_parameters(policy_name, model_dir, backend, device, remote_url, remote_model)
+    params = task_planner_graph_parameters(episodes[0], planner, config, base_config, ros_config.real_time_factor)
+    graph_cm = GraphProcess(params, nodes=TASK_PLANNER_GRAPH_NODES) if ros_config.start_graph else None
+    per, progress = [], []
+    t0 = time.perf_counter()
+    sim_span, wall_span = [math.inf, -math.inf], [math.inf, -math.inf]
+    with _maybe(graph_cm) as graph, RosEvalClient(ros_config, log, sensors=False) as client:
+        instruction_pub = client.node.create_publisher(String, INSTRUCTION_TOPIC, COMMAND_QOS)
+        client.node.create_subscription(String, PROGRESS_TOPIC, lambda m: progress.append(json.loads(m.data)), PROGRESS_QOS)
+        client.wait_ready(graph)
+        client.spin_until(lambda: instruction_pub.get_subscription_count() >= 1, ros_config.startup_timeout_s,
+                          "task_planner on vlm_agent/instruction", graph)
+        for ep in episodes:
+            wall_span[0] = min(wall_span[0], time.perf_counter())
+            w0 = time.perf_counter()
+            info = client.reset_episode(ep, graph)
+            sim_start = float(info.get("sim_time", math.nan))
+            sim_span[0] = min(sim_span[0], sim_start)
+            text = info.get("instruction", ep.instruction)
+            seen = len(progress)
+            instruction_pub.publish(String(data=text))
+
+            def event(kind, task=None):
+                return next((p for p in progress[seen:] if p.get("event") == kind and p.get("instruction") == text
+                             and (task is None or p.get("episode") == task)), None)
+
+            def ended():
+                started = event("started")
+                return (started is not None and event("finished", started["episode"]) is not None) or event("rejected") is not None
+
+            client.spin_until(ended, episode_timeout_s, f"end of the task '{text}' on {PROGRESS_TOPIC}", graph)
+            started = event("started")
+            end = event("finished", started["episode"]) if started is not None else event("rejected")
+            task = started["episode"] if started is not None else None
+            events = [p for p in progress[seen:] if task is None or p.get("episode") == task]
+            result = client.result(graph)
+            wall_span[1] = time.perf_counter()
+            sim_end = float(result.get("sim_time", math.nan))
+            sim_span[1] = max(sim_span[1], sim_end)
+            skills = [p for p in events if p.get("event") == "skill"]
+            m = {
+                "success": float(result["success"]), "support": result.get("support"),
+                "planner_state": end.get("state"), "planner_reason": end.get("reason", ""),
+                "upper_bound": bool(end.get("upper_bound", planner["backend"] == "sim_oracle")),
+                "skill_calls": len(skills), "model_calls": sum(1 for p in events if p.get("event") == "model"),
+                "calls": [f"{p.get('call')} -> {'ok' if p.get('success') else 'FAILED'}" for p in skills][-30:],
+                "sim_time_s": sim_end - sim_start, "wall_s": time.perf_counter() - w0,
+                "episode_id": ep.episode_id, "task": ep.task, "held_out": ep.held_out,
+                "held_out_phrasing": ep.held_out_phrasing, "instruction": ep.instruction,
+            }
+            if result.get("episode_id") != ep.episode_id:
+                raise RuntimeError(f"ROS eval: the simulator's result is for {result.get('episode_id')}, expected {ep.episode_id}")
+            per.append(m)
+            log(f"{ep.episode_id}: success={m['success']:.0f} planner {m['planner_state']} ({m['planner_reason']}) "
+                f"{m['skill_calls']} skill calls, {m['sim_time_s']:.1f} s sim, {m['wall_s']:.1f} s wall")
+    metrics = aggregate_manip(per)
+    held = [m for m in per if m["held_out"]]
+    if held:
+        metrics["held_out"] = dict(aggregate_manip(held), episodes=len(held))
+    metrics["breakdown"] = breakdown(per, aggregate_manip)
+    return {
+        "suite": "manip", "policy": policy_name, "split": episodes[0].split,
+        "seed": seed if seed is not None else episode_seed_index(episodes[0])[0],
+        "episodes": len(episodes), "metrics": metrics, "per_episode": per,
+        "env_steps": sum(max(1, m["skill_calls"]) for m in per), "wall_s": time.perf_counter() - t0,
+        "sim_time_s": sim_span[1] - sim_span[0], "wall_time_s": wall_span[1] - wall_span[0],
+        "real_time_factor": ros_config.real_time_factor,
+        "task_planner": {k: v for k, v in planner.items() if v != ""},
+        "upper_bound": planner["backend"] == "sim_oracle",
+    }

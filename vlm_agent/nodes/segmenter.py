@@ -34,8 +34,10 @@ an empty, over-long or control-character query (refused, the previous query stay
 that raises (an error label; the tracker restarts from a detection on the next frame).
 
 `backend: oracle` is the privileged ground-truth mask source for tests in the embedded simulator: a
-mirror of the simulator's episode (`oracle_episode_id`, or asked from `oracle_result_service`),
-posed from `odom`, renders the target's mask (`vlm_agent.evaluation.oracle_segmenter`).
+mirror of the simulator's episode (`oracle_episode_id`, or asked from `oracle_result_service`, again
+after every new query, so a simulator reset followed by a query is mirrored: what `vlm-agent eval
+--suite seg --ros` does per episode), posed from `odom`, renders the target's mask
+(`vlm_agent.evaluation.oracle_segmenter`).
 """
 from __future__ import annotations
 
@@ -129,6 +131,7 @@ class SegmenterNode(ManagedAgentNode):
         self._odom: collections.deque = collections.deque(maxlen=200)
         self._last_depth_arrival = -math.inf
         self._oracle_pending = False
+        self._oracle_stale = False  # a new query came: ask the simulator's episode again (it may have reset)
         self._last_warn: dict[str, float] = {}
         self._last = None
         self._processed = 0
@@ -233,6 +236,8 @@ class SegmenterNode(ManagedAgentNode):
             return
         self._query, self._query_from = text, origin
         self._query_token += 1
+        if self.config.backend == "oracle" and self._injected is None:
+            self._oracle_stale = True
         self.get_logger().info(f"segmentation query ({origin}): {text!r}")
 
     def _on_image(self, msg: Image) -> None:
@@ -447,13 +452,15 @@ class SegmenterNode(ManagedAgentNode):
         """True once the oracle mirror is built and holds the simulator's episode; otherwise start
         what is missing (once at a time) and return False."""
         seg = self._segmenter
-        if seg is not None and getattr(seg, "episode", None) is not None:
+        if seg is not None and getattr(seg, "episode", None) is not None and not self._oracle_stale and not self._oracle_pending:
             return True
         if self._oracle_pending or self._color_info is None or self._worker is None:
             return False
         if self.config.oracle_episode_id:
+            self._oracle_stale = False
             self._oracle_load(self.config.oracle_episode_id)
         elif self._oracle_client.service_is_ready():
+            self._oracle_stale = False  # a query after this request asks again
             self._oracle_pending = True
             self._oracle_client.call_async(Trigger.Request()).add_done_callback(self._on_oracle_result)
         return False
