@@ -421,15 +421,11 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
 
     per, env_steps = [], 0
     graph_cm = GraphProcess(graph_parameters(episodes[0], config, ros_config)) if ros_config.start_graph else None
-    t0 = time.perf_counter()
-    sim_span, wall_span = [math.inf, -math.inf], [math.inf, -math.inf]
+    spans = EpisodeSpans()
     with _maybe(graph_cm) as graph, RosEvalClient(ros_config, log) as client:
         client.wait_ready(graph)
         for ep in episodes:
-            wall_span[0] = min(wall_span[0], time.perf_counter())
-            info = client.reset_episode(ep, graph)
-            sim_start = float(info.get("sim_time", math.nan))
-            sim_span[0] = min(sim_span[0], sim_start)
+            info, sim_start = spans.reset(client, ep, graph)
             instruction = info.get("instruction", ep.instruction)
             if privileged is not None:
                 privileged.reset(ep)
@@ -462,10 +458,7 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
                 )
                 if end_reason:
                     break
-            metrics = client.result(graph)
-            wall_span[1] = time.perf_counter()
-            sim_end = float(metrics.get("sim_time", math.nan))
-            sim_span[1] = max(sim_span[1], sim_end)
+            metrics, sim_end = spans.result(client, graph)
             metrics["sim_time_s"] = sim_end - sim_start
             if not stopped:  # the step limit ended the episode: in-process scores this as not stopped
                 metrics["success"], metrics["spl"] = 0.0, 0.0
@@ -479,11 +472,47 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
                 from vlm_agent.sim.video import write_video
 
                 write_video(video_dir, ep, frames)
-    wall = time.perf_counter() - t0
-    metrics = aggregate_nav(per)
+    return ros_eval_summary(suite, policy_name, episodes, seed, per, aggregate_nav, env_steps, spans, ros_config, breakdowns=False)
+
+
+class EpisodeSpans:
+    """Sim and wall time of a ROS evaluation: from the first episode's reset to the last result
+    (`sim_time_s`, `wall_time_s`), and the whole run with the graph's start-up (`wall_s`)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.sim, self.wall = [math.inf, -math.inf], [math.inf, -math.inf]
+
+    def reset(self, client: RosEvalClient, episode, graph=None) -> tuple[dict, float]:
+        """`client.reset_episode`; returns (the simulator's answer, its sim time)."""
+        self.wall[0] = min(self.wall[0], time.perf_counter())
+        info = client.reset_episode(episode, graph)
+        sim_start = float(info.get("sim_time", math.nan))
+        self.sim[0] = min(self.sim[0], sim_start)
+        return info, sim_start
+
+    def result(self, client: RosEvalClient, graph=None) -> tuple[dict, float]:
+        """`client.result` (mujoco_sim/result); returns (its metrics, its sim time)."""
+        metrics = client.result(graph)
+        self.wall[1] = time.perf_counter()
+        sim_end = float(metrics.get("sim_time", math.nan))
+        self.sim[1] = max(self.sim[1], sim_end)
+        return metrics, sim_end
+
+
+def ros_eval_summary(suite: str, policy_name: str, episodes, seed, per: list[dict], aggregate, env_steps: int, spans: EpisodeSpans,
+                     ros_config: RosEvalConfig, breakdowns: bool = True, **extra) -> dict:
+    """The fields of `EvalResult` for a ROS evaluation: metrics by `aggregate` over all episodes, the
+    held-out targets and (`breakdowns`) per task / pair / phrasing as in-process eval reports them,
+    plus sim_time_s, wall_time_s, real_time_factor and `extra`."""
+    from vlm_agent.evaluation.rollouts import breakdown
+
+    metrics = aggregate(per)
     held = [m for m in per if m["held_out"]]
     if held:
-        metrics["held_out"] = dict(aggregate_nav(held), episodes=len(held))
+        metrics["held_out"] = dict(aggregate(held), episodes=len(held))
+    if breakdowns:
+        metrics["breakdown"] = breakdown(per, aggregate)
     return {
         "suite": suite,
         "policy": policy_name,
@@ -493,10 +522,11 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
         "metrics": metrics,
         "per_episode": per,
         "env_steps": env_steps,
-        "wall_s": wall,
-        "sim_time_s": sim_span[1] - sim_span[0],
-        "wall_time_s": wall_span[1] - wall_span[0],
+        "wall_s": time.perf_counter() - spans.t0,
+        "sim_time_s": spans.sim[1] - spans.sim[0],
+        "wall_time_s": spans.wall[1] - spans.wall[0],
         "real_time_factor": ros_config.real_time_factor,
+        **extra,
     }
 
 

@@ -330,9 +330,8 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
 
     from std_msgs.msg import String
 
-    from vlm_agent.evaluation.rollouts import breakdown
     from vlm_agent.nodes.base import COMMAND_QOS
-    from vlm_agent.nodes.eval_client import RosEvalClient, _maybe
+    from vlm_agent.nodes.eval_client import EpisodeSpans, RosEvalClient, _maybe, ros_eval_summary
     from vlm_agent.nodes.task_planner import INSTRUCTION_TOPIC, PROGRESS_QOS, PROGRESS_TOPIC
     from vlm_agent.sim.metrics import aggregate_manip
 
@@ -345,8 +344,7 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
     params = task_planner_graph_parameters(episodes[0], planner, config, base_config, ros_config.real_time_factor)
     graph_cm = GraphProcess(params, nodes=TASK_PLANNER_GRAPH_NODES) if ros_config.start_graph else None
     per, progress = [], []
-    t0 = time.perf_counter()
-    sim_span, wall_span = [math.inf, -math.inf], [math.inf, -math.inf]
+    spans = EpisodeSpans()
     with _maybe(graph_cm) as graph, RosEvalClient(ros_config, log, sensors=False) as client:
         instruction_pub = client.node.create_publisher(String, INSTRUCTION_TOPIC, COMMAND_QOS)
         client.node.create_subscription(String, PROGRESS_TOPIC, lambda m: progress.append(json.loads(m.data)), PROGRESS_QOS)
@@ -354,11 +352,8 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
         client.spin_until(lambda: instruction_pub.get_subscription_count() >= 1, ros_config.startup_timeout_s,
                           "task_planner on vlm_agent/instruction", graph)
         for ep in episodes:
-            wall_span[0] = min(wall_span[0], time.perf_counter())
             w0 = time.perf_counter()
-            info = client.reset_episode(ep, graph)
-            sim_start = float(info.get("sim_time", math.nan))
-            sim_span[0] = min(sim_span[0], sim_start)
+            info, sim_start = spans.reset(client, ep, graph)
             text = info.get("instruction", ep.instruction)
             seen = len(progress)
             instruction_pub.publish(String(data=text))
@@ -376,10 +371,7 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
             end = event("finished", started["episode"]) if started is not None else event("rejected")
             task = started["episode"] if started is not None else None
             events = [p for p in progress[seen:] if task is None or p.get("episode") == task]
-            result = client.result(graph)
-            wall_span[1] = time.perf_counter()
-            sim_end = float(result.get("sim_time", math.nan))
-            sim_span[1] = max(sim_span[1], sim_end)
+            result, sim_end = spans.result(client, graph)
             skills = [p for p in events if p.get("event") == "skill"]
             m = {
                 "success": float(result["success"]), "support": result.get("support"),
@@ -396,18 +388,6 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
             per.append(m)
             log(f"{ep.episode_id}: success={m['success']:.0f} planner {m['planner_state']} ({m['planner_reason']}) "
                 f"{m['skill_calls']} skill calls, {m['sim_time_s']:.1f} s sim, {m['wall_s']:.1f} s wall")
-    metrics = aggregate_manip(per)
-    held = [m for m in per if m["held_out"]]
-    if held:
-        metrics["held_out"] = dict(aggregate_manip(held), episodes=len(held))
-    metrics["breakdown"] = breakdown(per, aggregate_manip)
-    return {
-        "suite": "manip", "policy": policy_name, "split": episodes[0].split,
-        "seed": seed if seed is not None else episode_seed_index(episodes[0])[0],
-        "episodes": len(episodes), "metrics": metrics, "per_episode": per,
-        "env_steps": sum(max(1, m["skill_calls"]) for m in per), "wall_s": time.perf_counter() - t0,
-        "sim_time_s": sim_span[1] - sim_span[0], "wall_time_s": wall_span[1] - wall_span[0],
-        "real_time_factor": ros_config.real_time_factor,
-        "task_planner": {k: v for k, v in planner.items() if v != ""},
-        "upper_bound": planner["backend"] == "sim_oracle",
-    }
+    return ros_eval_summary("manip", policy_name, episodes, seed, per, aggregate_manip, sum(max(1, m["skill_calls"]) for m in per), spans,
+                            ros_config, task_planner={k: v for k, v in planner.items() if v != ""},
+                            upper_bound=planner["backend"] == "sim_oracle")

@@ -26,7 +26,8 @@ import time
 
 import numpy as np
 
-from vlm_agent.nodes.eval_client import GraphProcess, RosEvalClient, RosEvalConfig, _maybe, episode_seed_index, graph_parameters
+from vlm_agent.nodes.eval_client import (EpisodeSpans, GraphProcess, RosEvalClient, RosEvalConfig, _maybe, graph_parameters,
+                                         ros_eval_summary)
 
 SEG_GRAPH_NODES = ("mujoco_sim", "segmenter")
 SEG_SCORING = ("first mask of each episode (the clip's frame 0, the robot at the start pose); in-process clips "
@@ -79,7 +80,6 @@ def run_segmenter_episodes(episodes, policy_name: str = "oracle", *, config=None
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from vlm_agent.evaluation.rollouts import breakdown
     from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_QOS
     from vlm_agent.nodes.segmenter import LABEL_TOPIC, MASK_TOPIC, QUERY_TOPIC
     from vlm_agent.sensors.frames import stamp_to_seconds
@@ -100,8 +100,7 @@ def run_segmenter_episodes(episodes, policy_name: str = "oracle", *, config=None
                              shadows=sim_config.shadows, render_depth=False))
     masks, labels = [], []
     per = []
-    t0 = time.perf_counter()
-    sim_span, wall_span = [math.inf, -math.inf], [math.inf, -math.inf]
+    spans = EpisodeSpans()
     try:
         with _maybe(graph_cm) as graph, RosEvalClient(ros_config, log, sensors=False) as client:
             query_pub = client.node.create_publisher(String, QUERY_TOPIC, COMMAND_QOS)
@@ -116,10 +115,7 @@ def run_segmenter_episodes(episodes, policy_name: str = "oracle", *, config=None
             client.spin_until(lambda: query_pub.get_subscription_count() >= 1 and mask_sub.get_publisher_count() >= 1
                               and label_sub.get_publisher_count() >= 1, t, f"segmenter on {QUERY_TOPIC}, {MASK_TOPIC}, {LABEL_TOPIC}", graph)
             for ep in episodes:
-                wall_span[0] = min(wall_span[0], time.perf_counter())
-                info = client.reset_episode(ep, graph)
-                sim_start = float(info.get("sim_time", math.nan))
-                sim_span[0] = min(sim_span[0], sim_start)
+                info, sim_start = spans.reset(client, ep, graph)
                 query = info.get("instruction", ep.instruction)
                 n_masks, n_labels = len(masks), len(labels)
                 sent = time.monotonic()
@@ -158,10 +154,7 @@ def run_segmenter_episodes(episodes, policy_name: str = "oracle", *, config=None
                     except TimeoutError:
                         pass
                 label = label_of_mask() or {}
-                result = client.result(graph)
-                wall_span[1] = time.perf_counter()
-                sim_end = float(result.get("sim_time", math.nan))
-                sim_span[1] = max(sim_span[1], sim_end)
+                _result, sim_end = spans.result(client, graph)
                 m = {"iou": value, "intersection": inter, "union": union, "gt_pixels": int(gt.sum()),
                      "source": label.get("source"), "score": label.get("score"), "error": err.get("error") if msg is None and err else None,
                      "mask_latency_s": latency, "frame_sim_time_s": mask_stamp - sim_start, "sim_time_s": sim_end - sim_start,
@@ -171,15 +164,5 @@ def run_segmenter_episodes(episodes, policy_name: str = "oracle", *, config=None
                 log(f"{ep.episode_id}: IoU {value:.3f} ({m['source'] or m['error']}) mask after {latency:.2f} s")
     finally:
         truth.close()
-    metrics = aggregate_seg(per)
-    held = [m for m in per if m["held_out"]]
-    if held:
-        metrics["held_out"] = dict(aggregate_seg(held), episodes=len(held))
-    metrics["breakdown"] = breakdown(per, aggregate_seg)
-    return {
-        "suite": "seg", "policy": policy_name, "split": episodes[0].split,
-        "seed": seed if seed is not None else episode_seed_index(episodes[0])[0],
-        "episodes": len(episodes), "metrics": metrics, "per_episode": per, "env_steps": len(per),
-        "wall_s": time.perf_counter() - t0, "sim_time_s": sim_span[1] - sim_span[0], "wall_time_s": wall_span[1] - wall_span[0],
-        "real_time_factor": ros_config.real_time_factor, "segmenter": seg_params, "seg_scoring": SEG_SCORING,
-    }
+    return ros_eval_summary("seg", policy_name, episodes, seed, per, aggregate_seg, len(per), spans, ros_config,
+                            segmenter=seg_params, seg_scoring=SEG_SCORING)
