@@ -64,17 +64,21 @@ $(STAMP): $(REQS)
 deps: $(STAMP)
 
 # The whole suite on the default distribution (Jazzy), then the ROS tests on Kilted, so rclpy API
-# drift either way fails CI. pytest's "no tests collected" (exit 5) is not a failure.
+# drift either way fails CI. On Kilted the multi-minute whole-graph runs (marked slow: e2e episodes,
+# launch, ROS skills) are left out to keep `make test` near 12 minutes on 2 cores; every node's own
+# ROS tests still run there (`make test-ros ROS_DISTRO=kilted ROS_MARK=ros` runs them all).
+# pytest's "no tests collected" (exit 5) is not a failure.
+ROS_MARK ?= ros
 test: $(STAMP)
 	@rc=0; $(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 ifeq ($(DISTRO),jazzy)
-	@$(MAKE) --no-print-directory test-ros ROS_DISTRO=kilted
+	@$(MAKE) --no-print-directory test-ros ROS_DISTRO=kilted ROS_MARK="ros and not slow"
 endif
 
 test-ros: $(STAMP)
-	@echo "== ROS tests on ROS 2 $(DISTRO) ($(VENV)) =="
-	@rc=0; $(PY) -m pytest -q -m ros $(PYTEST_ARGS) || rc=$$?; \
+	@echo "== ROS tests ($(ROS_MARK)) on ROS 2 $(DISTRO) ($(VENV)) =="
+	@rc=0; $(PY) -m pytest -q -m "$(ROS_MARK)" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 demo: $(STAMP)
