@@ -54,7 +54,7 @@ $(STAMP): $(REQS)
 	@test -f $(ROS_REQS) || { echo "ERROR: no ROS wheels for ROS_DISTRO=$(DISTRO) (have: jazzy, kilted)"; exit 1; }
 	$(PIP) install -q -c requirements/constraints.txt -c $(ROS_LOCK) -r $(ROS_REQS) -r requirements/base.txt -r requirements/test.txt
 # SAM 2 (the Sa2VA segmenter) after torch: no build isolation (an isolated build would fetch a CUDA
-# torch, GBs), no deps (its torchvision breaks transformers here; hydra-core and iopath come from
+# torch, GBs), no deps (its torch vision package breaks transformers here; hydra-core and iopath come from
 # base.txt), no CUDA extension (SAM2_BUILD_CUDA=0). FINDINGS.md, docs/segmentation.md.
 	SAM2_BUILD_CUDA=0 $(PIP) install -q -c requirements/constraints.txt --no-deps --no-build-isolation -r requirements/sam2.txt
 	$(if $(LAUNCH_WHEELS),$(PIP) install -q -c requirements/constraints.txt -r requirements/launch.txt && $(PIP) install -q --no-deps $(LAUNCH_WHEELS))
