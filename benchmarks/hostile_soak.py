@@ -64,10 +64,9 @@ def main() -> int:
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="hostile_soak_log_"))
 
     from rclpy.node import Node
-    from std_srvs.srv import Trigger
 
     from tests.helpers.hostile_graph import GRAPH_NODES, FakeModel, HostileGraph, Robot, flood
-    from tests.ros_harness import call_service, ros_session, spin_until, wait_for_subscribers
+    from tests.ros_harness import ros_session, wait_for_subscribers
 
     started = datetime.datetime.now(datetime.timezone.utc)
     host = machine()
@@ -79,13 +78,7 @@ def main() -> int:
         executor.add_node(node)
         robot = Robot(node, executor, ns)
         with FakeModel(log_dir=work) as model, HostileGraph(ns, model.url, work) as graph:
-            client = node.create_client(Trigger, f"{ns}/lifecycle_manager/is_active")
-
-            def active():
-                answer = call_service(executor, client, Trigger.Request(), timeout=5)
-                return bool(answer and answer.success) or not graph.alive()
-
-            if not spin_until(executor, active, timeout=180, step=0.2) or not graph.alive():
+            if not graph.wait_active(node, executor, timeout=180):
                 print(graph.tails(), file=sys.stderr)
                 raise SystemExit("graph did not come up")
             for pub in (robot.cmd_pub, robot.plan_pub, robot.instruction_pub, robot.cam_pub):

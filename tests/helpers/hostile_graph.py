@@ -176,6 +176,21 @@ class HostileGraph:
         except OSError:
             return ""
 
+    def wait_active(self, node, executor, timeout: float) -> bool:
+        """Spin until the graph's lifecycle manager reports every node active (False on timeout or
+        when a node process died)."""
+        from std_srvs.srv import Trigger
+
+        from tests.ros_harness import call_service, spin_until
+
+        client = node.create_client(Trigger, f"{self.namespace}/lifecycle_manager/is_active")
+
+        def active():
+            answer = call_service(executor, client, Trigger.Request(), timeout=5)
+            return bool(answer and answer.success) or not self.alive()
+
+        return spin_until(executor, active, timeout=timeout, step=0.2) and self.alive()
+
     def tails(self, n: int = 15) -> str:
         return "\n".join(f"--- {name} ---\n{self.tail(name, n)}" for name in self.procs)
 

@@ -37,7 +37,7 @@ from tests.helpers.hostile_graph import (
     hostile_instructions,
     hostile_plans,
 )
-from tests.ros_harness import ros_session, spin_until, wait_for_publishers, wait_for_subscribers
+from tests.ros_harness import ros_session, wait_for_publishers, wait_for_subscribers
 
 pytestmark = pytest.mark.ros
 
@@ -50,9 +50,6 @@ FAULT_BOUND_S = 2.5
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     from rclpy.node import Node
-    from std_srvs.srv import Trigger
-
-    from tests.ros_harness import call_service
 
     work = str(tmp_path_factory.mktemp("hostile"))
     ns = f"/hostile_{os.getpid()}"
@@ -61,14 +58,7 @@ def hostile(tmp_path_factory):
         executor.add_node(node)
         robot = Robot(node, executor, ns)
         with FakeModel(log_dir=work) as model, HostileGraph(ns, model.url, work) as graph:
-            client = node.create_client(Trigger, f"{ns}/lifecycle_manager/is_active")
-
-            def active():
-                answer = call_service(executor, client, Trigger.Request(), timeout=5)
-                return bool(answer and answer.success) or not graph.alive()
-
-            assert spin_until(executor, active, timeout=120, step=0.2), graph.tails()
-            assert graph.alive(), graph.tails()
+            assert graph.wait_active(node, executor, timeout=120), graph.tails()
             for pub in (robot.cmd_pub, robot.plan_pub, robot.instruction_pub, robot.cam_pub, robot.depth_pub):
                 assert wait_for_subscribers(pub, timeout=30), (pub.topic_name, graph.tails())
             assert wait_for_publishers(robot.base.cmd_sub, timeout=30)

@@ -188,6 +188,27 @@ class EmbodiedVLMProcessor(ProcessorMixin):
             raise ValueError(f"config and tokenizer disagree on special token ids ({detail})")
         if self.image_processor.image_size != config.image_size:
             raise ValueError(f"image processor size {self.image_processor.image_size} != vision_config.image_size {config.image_size}")
+        # Layout settings (tokens per image, history, grammar...): a processor built without them
+        # (e.g. by `assemble_from_checkpoints`) adopts the config's; one that has them must agree.
+        expected = self.layout_of(config)
+        for k, v in expected.items():
+            if getattr(self, k, None) is None:
+                setattr(self, k, v)
+        wrong = {k: (getattr(self, k), v) for k, v in expected.items() if getattr(self, k) != v}
+        if wrong:
+            raise ValueError(f"processor and config disagree: {', '.join(f'{k}: processor {a} vs config {b}' for k, (a, b) in wrong.items())}")
+
+    @classmethod
+    def layout_of(cls, config) -> dict:
+        """The layout settings `config` implies for this processor (none for the bare core)."""
+        return {}
+
+    @property
+    def ids(self) -> dict[str, int | None]:
+        """`config_token_ids()`, looked up once."""
+        if getattr(self, "_ids", None) is None:
+            self._ids = self.config_token_ids()
+        return self._ids
 
     # -- inputs ----------------------------------------------------------------------------------
     def pixel_values(self, frames):

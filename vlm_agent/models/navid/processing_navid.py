@@ -69,21 +69,11 @@ class NavidProcessor(EmbodiedVLMProcessor):
     @classmethod
     def from_config(cls, image_processor, tokenizer, config) -> "NavidProcessor":
         """A processor with `config`'s layout and grammar (the model's settings are the source)."""
-        return cls(image_processor, tokenizer, **{k: getattr(config, k) for k in cls.LAYOUT_FIELDS})
+        return cls(image_processor, tokenizer, **cls.layout_of(config))
 
-    def check_config(self, config) -> None:
-        super().check_config(config)
-        expected = {k: getattr(config, k) for k in self.LAYOUT_FIELDS}
-        wrong = {k: (getattr(self, k), v) for k, v in expected.items() if getattr(self, k) != v}
-        if wrong:
-            raise ValueError(f"processor and config disagree: {', '.join(f'{k}: processor {a} vs config {b}' for k, (a, b) in wrong.items())}")
-
-    @property
-    def ids(self) -> dict:
-        """Special token ids by config field name (looked up once)."""
-        if self._ids is None:
-            self._ids = self.config_token_ids()
-        return self._ids
+    @classmethod
+    def layout_of(cls, config) -> dict:
+        return {k: getattr(config, k) for k in cls.LAYOUT_FIELDS}
 
     def history_indices(self, n_frames: int, cap: int | None = None) -> np.ndarray:
         """Which of `n_frames` past frames feed the prompt (see `select_history`)."""

@@ -74,27 +74,10 @@ class MultimodalSentenceProcessor(EmbodiedVLMProcessor):
         """A processor with `config`'s layout (the model's settings are the source)."""
         return cls(image_processor, tokenizer, **cls.layout_of(config))
 
-    def check_config(self, config) -> None:
-        super().check_config(config)
-        expected = self.layout_of(config)
-        for k, v in expected.items():
-            if getattr(self, k) is None:
-                setattr(self, k, v)
-        wrong = {k: (getattr(self, k), v) for k, v in expected.items() if getattr(self, k) != v}
-        if wrong:
-            raise ValueError(f"processor and config disagree: {', '.join(f'{k}: processor {a} vs config {b}' for k, (a, b) in wrong.items())}")
-
     def _require_layout(self) -> None:
         missing = [k for k in self.LAYOUT_FIELDS if getattr(self, k) is None]
         if missing:
             raise ValueError(f"{type(self).__name__} has no layout ({', '.join(missing)}): build it with from_config(...) or run check_config(config)")
-
-    @property
-    def ids(self) -> dict:
-        """Special token ids by config field name (looked up once)."""
-        if self._ids is None:
-            self._ids = self.config_token_ids()
-        return self._ids
 
     # -- the robot state (overridden by PaLM-E) --------------------------------------------------
     def encode_state(self, state: Mapping) -> np.ndarray:

@@ -151,20 +151,14 @@ class Sa2VAProcessor(EmbodiedVLMProcessor):
         image_processor.crop_to_square = False
         return cls(image_processor, tokenizer, image_tokens=config.grid_size ** 2, sam2_image_size=config.sam2_image_size)
 
-    def check_config(self, config) -> None:
-        super().check_config(config)
-        if self.image_tokens is None or self.sam2_image_size is None:
-            self.image_tokens, self.sam2_image_size = config.grid_size ** 2, config.sam2_image_size
-            self.image_processor.crop_to_square = False  # as from_config: the VLM sees SAM 2's whole view
-        wrong = {k: (a, b) for k, a, b in (("image_tokens", self.image_tokens, config.grid_size ** 2), ("sam2_image_size", self.sam2_image_size, config.sam2_image_size)) if a != b}
-        if wrong:
-            raise ValueError(f"processor and config disagree: {', '.join(f'{k}: processor {a} vs config {b}' for k, (a, b) in wrong.items())}")
+    @classmethod
+    def layout_of(cls, config) -> dict:
+        return {"image_tokens": config.grid_size ** 2, "sam2_image_size": config.sam2_image_size}
 
-    @property
-    def ids(self) -> dict:
-        if self._ids is None:
-            self._ids = self.config_token_ids()
-        return self._ids
+    def check_config(self, config) -> None:
+        if self.image_tokens is None or self.sam2_image_size is None:
+            self.image_processor.crop_to_square = False  # as from_config: the VLM sees SAM 2's whole view
+        super().check_config(config)
 
     def _require_layout(self) -> None:
         if self.image_tokens is None or self.sam2_image_size is None:
