@@ -213,6 +213,56 @@ class _AgentNodeMixin:
         valid and before `destroy_node`; managed nodes deactivate and shut down here."""
 
 
+INSTRUCTION_TOPIC = "vlm_agent/instruction"
+
+
+class InstructionInputMixin:
+    """The instruction topic as the deciders read it (navid_planner, task_planner).
+
+    A volatile subscription always (the node creates it, calling `_on_instruction(msg, "volatile")`),
+    plus a transient-local one exactly while a transient-local publisher exists (the simulator latches
+    the episode's instruction at reset, possibly before this node subscribed). It is not kept
+    permanently: a default-QoS publisher (`ros2 topic pub`) would see it as incompatible and warn "No
+    messages will be sent to it", although the volatile subscription receives them. A latched sample
+    arrives on both; `_instruction_seen_twice` makes the node use it once.
+    """
+
+    _latched_sub = None
+    _latched_since = float("-inf")
+    _last_instruction: tuple[str, str, float] | None = None
+
+    def _update_latched_subscription(self) -> None:
+        """Create or drop the transient-local subscription to follow the publishers (run on a timer)."""
+        from std_msgs.msg import String
+
+        infos = self.get_publishers_info_by_topic(self.resolve_topic_name(INSTRUCTION_TOPIC))
+        latched = any(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+        if latched and self._latched_sub is None:
+            self._latched_since = time.monotonic()
+            self._latched_sub = self.create_subscription(String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
+        elif not latched and self._latched_sub is not None:
+            self._drop_latched_subscription()
+
+    def _drop_latched_subscription(self) -> None:
+        if self._latched_sub is not None:
+            self.destroy_subscription(self._latched_sub)
+            self._latched_sub = None
+
+    def _instruction_seen_twice(self, data: str, via: str) -> bool:
+        """True when `data` is the sample already used from the other subscription: a live sample
+        of a latched publisher arrives on both at once, and a newly created latched subscription
+        replays the publisher's last sample, which the volatile one may have received a while ago.
+        Otherwise records it and returns False."""
+        now = time.monotonic()
+        last = self._last_instruction
+        if last is not None and last[0] == data and last[1] != via:
+            replay = via == "latched" and now - self._latched_since < 3.0
+            if now - last[2] < 1.0 or replay:
+                return True
+        self._last_instruction = (data, via, now)
+        return False
+
+
 class AgentNode(_AgentNodeMixin, Node):
     """A plain node whose parameters are a config dataclass and which reports on `/diagnostics`.
 

@@ -44,12 +44,11 @@ import time
 from dataclasses import dataclass
 
 from nav_msgs.msg import Odometry
-from rclpy.qos import DurabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, ManagedAgentNode, run_node
+from vlm_agent.nodes.base import COMMAND_QOS, INSTRUCTION_TOPIC, LATCHED_QOS, SENSOR_QOS, InstructionInputMixin, ManagedAgentNode, run_node
 from vlm_agent.planners.navid import NavidPlannerConfig
 from vlm_agent.planners.navid_prompt import validate_instruction
 from vlm_agent.planners.planner_loop import FINISHED, IDLE, READY, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
@@ -129,7 +128,6 @@ class NavidPlannerNodeConfig(NavidPlannerConfig):
 
 # Relative names: they follow the node's namespace and `-r` remaps.
 CAMERA_TOPIC = "camera/color/image_raw"
-INSTRUCTION_TOPIC = "vlm_agent/instruction"
 ODOM_TOPIC = "odom"
 PLAN_TOPIC = "vlm_agent/plan"
 EXECUTOR_STATE_TOPIC = "vlm_agent/executor/state"
@@ -139,7 +137,7 @@ def _planner_config(config: NavidPlannerNodeConfig) -> NavidPlannerConfig:
     return NavidPlannerConfig(**{k: getattr(config, k) for k in NavidPlannerConfig.__dataclass_fields__})
 
 
-class NavidPlannerNode(ManagedAgentNode):
+class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
     """Args (besides rclpy's): `planner`, an object with NavidPlanner's reset/observe/plan, used instead
     of building one from the parameters in configure (tests, other model families)."""
 
@@ -153,8 +151,6 @@ class NavidPlannerNode(ManagedAgentNode):
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._entities: list = []
         self._pending_instruction: str | None = None
-        self._latched_sub = None
-        self._latched_since = -math.inf
         self.loop = PlannerLoop(max_steps=self.config.max_steps, max_consecutive_aborts=self.config.max_consecutive_aborts)
         self.history = FrameHistory(self.config.history_max_frames, self.config.history_period_s)
         self._pose = None
@@ -171,7 +167,7 @@ class NavidPlannerNode(ManagedAgentNode):
         self._ready_since = -math.inf
         self._last_observed_stamp = -math.inf
         self._episode_token = 0
-        self._last_instruction: tuple[str, str, float] | None = None
+        self._last_instruction = None
         self._pending_instruction = None
         self._results = queue.SimpleQueue()  # nothing from a worker of an earlier configuration
         if self._injected_planner is not None:
@@ -202,21 +198,6 @@ class NavidPlannerNode(ManagedAgentNode):
         ]
         self._update_latched_subscription()
 
-    def _update_latched_subscription(self) -> None:
-        """A transient-local instruction subscription exists exactly while a transient-local publisher
-        does (the simulator latches the episode's instruction at reset, possibly before this node
-        subscribed). It is not kept permanently: a default-QoS publisher (`ros2 topic pub`) would
-        see it as incompatible and warn "No messages will be sent to it", although the volatile
-        subscription receives them. A latched sample arrives on both; `_on_instruction` uses it once."""
-        infos = self.get_publishers_info_by_topic(self.resolve_topic_name(INSTRUCTION_TOPIC))
-        latched = any(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-        if latched and self._latched_sub is None:
-            self._latched_since = time.monotonic()
-            self._latched_sub = self.create_subscription(String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
-        elif not latched and self._latched_sub is not None:
-            self.destroy_subscription(self._latched_sub)
-            self._latched_sub = None
-
     def activate_node(self) -> None:
         self._ready_since = time.monotonic()
         if self._pending_instruction is not None:
@@ -236,9 +217,7 @@ class NavidPlannerNode(ManagedAgentNode):
         for kind, entity in reversed(self._entities):
             getattr(self, f"destroy_{kind}")(entity)
         self._entities = []
-        if self._latched_sub is not None:
-            self.destroy_subscription(self._latched_sub)
-            self._latched_sub = None
+        self._drop_latched_subscription()
         if self._worker is not None:
             # A hung model call cannot be interrupted; do not wait for it.
             self._worker.shutdown(wait=False, cancel_futures=True)
@@ -314,16 +293,8 @@ class NavidPlannerNode(ManagedAgentNode):
         self.health.tick("odom")
 
     def _on_instruction(self, msg: String, via: str = "volatile") -> None:
-        now = time.monotonic()
-        last = self._last_instruction
-        if last is not None and last[0] == msg.data and last[1] != via:
-            # A live sample of a latched publisher arrives on both subscriptions at once; a newly
-            # created latched subscription also replays the publisher's last sample, which the
-            # volatile one may have received a while ago. Either way: the same sample, used once.
-            replay = via == "latched" and now - self._latched_since < 3.0
-            if now - last[2] < 1.0 or replay:
-                return
-        self._last_instruction = (msg.data, via, now)
+        if self._instruction_seen_twice(msg.data, via):
+            return
         self.health.tick("instruction")
         if not self.is_active:
             self._pending_instruction = msg.data

@@ -49,14 +49,13 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, ManagedAgentNode, run_node
+from vlm_agent.nodes.base import COMMAND_QOS, INSTRUCTION_TOPIC, LATCHED_QOS, SENSOR_QOS, InstructionInputMixin, ManagedAgentNode, run_node
 from vlm_agent.nodes.navid_planner import ModelWorker
 from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig, SegmentationPerception, final_approach_kwargs
 from vlm_agent.planners.navid_prompt import validate_instruction
 
 NODE_CLASS = "TaskPlannerNode"
 
-INSTRUCTION_TOPIC = "vlm_agent/instruction"
 CAMERA_TOPIC = "camera/color/image_raw"
 PROGRESS_TOPIC = "vlm_agent/task/progress"
 PROGRESS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -181,7 +180,7 @@ def _skills_config(config: TaskPlannerNodeConfig) -> RosSkillsConfig:
     return RosSkillsConfig(**{k: getattr(config, k) for k in RosSkillsConfig.__dataclass_fields__})
 
 
-class TaskPlannerNode(ManagedAgentNode):
+class TaskPlannerNode(InstructionInputMixin, ManagedAgentNode):
     """Args (besides rclpy's): `backend`, a callable `(prompt, images) -> text` used instead of
     building one in configure (tests, other model families)."""
 
@@ -195,8 +194,6 @@ class TaskPlannerNode(ManagedAgentNode):
         self._entities: list = []
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._pending_instruction: str | None = None
-        self._latched_sub = None
-        self._latched_since = -math.inf
         self._last_instruction = None
         self._image = None  # (msg, steady arrival)
         self._image_lock = threading.Lock()
@@ -270,9 +267,7 @@ class TaskPlannerNode(ManagedAgentNode):
         for kind, entity in reversed(self._entities):
             getattr(self, f"destroy_{kind}")(entity)
         self._entities = []
-        if self._latched_sub is not None:
-            self.destroy_subscription(self._latched_sub)
-            self._latched_sub = None
+        self._drop_latched_subscription()
         if self._worker is not None:
             self._worker.shutdown(wait=False, cancel_futures=True)
             self._worker = None
@@ -284,31 +279,14 @@ class TaskPlannerNode(ManagedAgentNode):
             self._truth = None
         self._backend = None
 
-    def _update_latched_subscription(self) -> None:
-        """A transient-local instruction subscription while a latched publisher exists (see navid_planner)."""
-        infos = self.get_publishers_info_by_topic(self.resolve_topic_name(INSTRUCTION_TOPIC))
-        latched = any(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-        if latched and self._latched_sub is None:
-            self._latched_since = time.monotonic()
-            self._latched_sub = self.create_subscription(String, INSTRUCTION_TOPIC, lambda m: self._on_instruction(m, "latched"), LATCHED_QOS)
-        elif not latched and self._latched_sub is not None:
-            self.destroy_subscription(self._latched_sub)
-            self._latched_sub = None
-
-    # -- callbacks (executor thread) ------------------------------------------------------------
     def _on_image(self, msg) -> None:
         with self._image_lock:
             self._image = (msg, time.monotonic())
         self.health.tick("camera")
 
     def _on_instruction(self, msg, via: str) -> None:
-        now = time.monotonic()
-        last = self._last_instruction
-        if last is not None and last[0] == msg.data and last[1] != via:
-            replay = via == "latched" and now - self._latched_since < 3.0
-            if now - last[2] < 1.0 or replay:
-                return  # one sample seen on both subscriptions
-        self._last_instruction = (msg.data, via, now)
+        if self._instruction_seen_twice(msg.data, via):
+            return
         self.health.tick("instruction")
         if not self.is_active:
             self._pending_instruction = msg.data
