@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -53,12 +52,9 @@ def parse_args(argv=None):
 
 
 def machine_summary(device: str, threads: int) -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from vlm_agent.telemetry import cpu_model_name
+
+    cpu = cpu_model_name()
     import onnxruntime as ort
     import transformers
 

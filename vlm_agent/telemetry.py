@@ -124,3 +124,15 @@ class HealthReport:
                 out["dropped.last_reason"] = self.drops.last_reason
             out.update(self.values)
             return out
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name for benchmark reports ("AMD EPYC ..."), from /proc/cpuinfo where it
+    exists, else `platform.processor()`, else "?"."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "?"
