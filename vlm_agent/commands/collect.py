@@ -1,20 +1,33 @@
-"""vlm-agent collect: expert-labelled NaVid training data from the embedded simulator (sharded, resumable)."""
+"""vlm-agent collect: expert-labelled training data from the embedded simulator (sharded, resumable).
+
+    --suite nav    NaVid episodes: frames + the expert's primitive per frame (BC, or DAgger with --learner)
+    --suite manip  planner-loop records of the PaLM-E (--style palme) or Octopus (--style octopus)
+                   loop: prompt, image, the oracle's answer for that state, what was executed
+                   (--perturb: a perturbed answer, so failures, feedback and recoveries are in the
+                   data; --learner: a trained planner drives), Octopus round rewards
+    --suite seg    referring-segmentation clips: frames, the query, ground-truth masks
+"""
 from __future__ import annotations
 
-HELP = "collect expert-labelled navigation data (behaviour cloning, or DAgger with --learner) from the embedded sim"
+HELP = "collect expert-labelled data from the embedded sim: navigation (BC / DAgger), manipulation planner records, segmentation clips"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--suite", default="nav", choices=["nav"], help="episode suite")
+    parser.add_argument("--suite", default="nav", choices=["nav", "manip", "seg"], help="episode suite")
+    parser.add_argument("--style", default="palme", choices=["palme", "octopus"], help="manip: the planner loop whose calls are recorded")
+    parser.add_argument("--perturb", type=float, default=0.3,
+                        help="manip: probability that a call executes a perturbed oracle answer (failures and recoveries in the data)")
+    parser.add_argument("--clip-frames", type=int, default=8, help="seg: frames per clip (the robot moving, as in eval)")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=64, help="square render size in pixels (the model's input size)")
+    parser.add_argument("--image-size", type=int, default=0, help="square render size in pixels (default: nav and manip 64, seg 128)")
     parser.add_argument("--out", required=True, help="output directory of shards (a path ending in .npz writes one shard file)")
     parser.add_argument("--expert", default="explorer", choices=["explorer", "oracle"],
                         help="labeller: explorer (knows the goal only once seen: observation-explainable) or oracle (shortest path, privileged)")
-    parser.add_argument("--learner", default="", help="NaVid model dir whose actions drive the robot (DAgger); labels stay the expert's")
+    parser.add_argument("--learner", default="", help="nav: NaVid model dir whose actions drive the robot (DAgger); manip: a planner model dir "
+                        "of --style that answers instead of the oracle; labels stay the expert's")
     parser.add_argument("--beta", type=float, default=1.0, help="probability of executing the expert's action instead of the learner's")
     parser.add_argument("--max-steps", type=int, default=0, help="cap on steps per episode (0 = the episode's own limit)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the learner")
@@ -30,6 +43,22 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
+    if args.suite == "manip":
+        from vlm_agent.training.manip import collect_manip_shards
+
+        paths = collect_manip_shards(args.out, args.style, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
+                                     seed=args.seed, image_size=args.image_size or 64, perturb=args.perturb, learner_dir=args.learner,
+                                     device=args.device)
+        print(f"wrote {len(paths)} shards to {args.out}")
+        return 0
+    if args.suite == "seg":
+        from vlm_agent.training.seg_data import collect_seg_shards
+
+        paths = collect_seg_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
+                                   seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames)
+        print(f"wrote {len(paths)} shards to {args.out}")
+        return 0
+    args.image_size = args.image_size or 64
     learner = None
     if args.learner:
         import torch

@@ -38,35 +38,45 @@ def _oracle_labels(env) -> tuple[str, str]:
     return label(target), label(dest)
 
 
-def oracle_program_code(env) -> str:
-    """The manipulation oracle's skill program as sandbox code (`def act(robot): ...`)."""
+def oracle_remaining_calls(env) -> list[SkillCall]:
+    """The rest of the task from the world's current state, objects named as the instruction names
+    them: go to the object unless next to it, pick it (unless held), go to the destination unless
+    next to it, place; `done()` last. Stateless: it labels any state a planner (or a perturbed
+    expert) reaches, e.g. after a failed or wrong step."""
+    target, dest = env.episode.goal_objects[:2]
     t, d = _oracle_labels(env)
-    return (f"def act(robot):\n    robot.navigate_to({t!r})\n    robot.pick({t!r})\n"
-            f"    robot.navigate_to({d!r})\n    robot.place_on({d!r})\n    robot.done()\n")
+    steps = []
+    if not (env.held is None and env.world.object(target).support == dest):
+        if env.held != target:
+            if not _near(env, target):
+                steps.append(SkillCall("navigate_to", (t,)))
+            steps.append(SkillCall("pick", (t,)))
+        if env.held != target or not _near(env, dest):
+            steps.append(SkillCall("navigate_to", (d,)))
+        steps.append(SkillCall("place_on", (d,)))
+    steps.append(SkillCall("done"))
+    return steps
+
+
+def program_code(calls: list[SkillCall]) -> str:
+    """Skill calls as sandbox code: `def act(robot):` with one `robot.<skill>('<object>')` line each."""
+    lines = [f"    robot.{c.name}({', '.join(repr(str(a)) for a in c.args)})" for c in calls]
+    return "def act(robot):\n" + "\n".join(lines) + "\n"
+
+
+def oracle_program_code(env) -> str:
+    """The manipulation oracle's skill program from the current state as sandbox code."""
+    return program_code(oracle_remaining_calls(env))
 
 
 class OraclePalmeBackend:
-    """The remaining plan from the world's current state: go to the object unless next to it, pick it,
-    go to the destination unless next to it, place, `done()` once it rests on the destination."""
+    """The remaining plan from the world's current state (`oracle_remaining_calls`)."""
 
     def __init__(self, env):
         self.env = env
 
     def __call__(self, prompt: str, images) -> str:
-        env = self.env
-        target, dest = env.episode.goal_objects[:2]
-        t, d = _oracle_labels(env)
-        steps = []
-        if not (env.held is None and env.world.object(target).support == dest):
-            if env.held != target:
-                if not _near(env, target):
-                    steps.append(SkillCall("navigate_to", (t,)))
-                steps.append(SkillCall("pick", (t,)))
-            if env.held != target or not _near(env, dest):
-                steps.append(SkillCall("navigate_to", (d,)))
-            steps.append(SkillCall("place_on", (d,)))
-        steps.append(SkillCall("done"))
-        return format_plan(steps)
+        return format_plan(oracle_remaining_calls(self.env))
 
 
 def _near(env, name: str) -> bool:
