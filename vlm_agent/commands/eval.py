@@ -29,6 +29,42 @@ def add_arguments(parser) -> None:
                         help="seg: frames per episode clip, the robot moving (default 8; 1 = the start frame only); every frame is scored")
     parser.add_argument("--real-time-factor", type=float, default=0.0,
                         help="with --ros: simulated seconds per wall second (0 = as fast as the graph keeps up, the default)")
+    parser.add_argument("--perception", default="ground_truth", choices=["ground_truth", "segmenter"],
+                        help="manip with --policy palme/octopus, in-process: where the skills find objects: ground_truth (the simulator's "
+                             "poses, an upper bound; the default) or segmenter (a referring segmenter on the robot's camera + depth; "
+                             "furniture from the map)")
+    parser.add_argument("--seg-model", default=None, help="with --perception segmenter: the saved sa2va model directory")
+    parser.add_argument("--seg-backend", default="sa2va", choices=["sa2va", "sa2va_official", "oracle"],
+                        help="with --perception segmenter: sa2va (--seg-model, the default), sa2va_official (--seg-model) or oracle "
+                             "(ground-truth masks: the upper bound of the segmenter path, privileged)")
+
+
+def _perception_kwargs(args) -> dict:
+    """make_policy keywords for --perception; ValueError where it does not apply."""
+    perception = getattr(args, "perception", "ground_truth") or "ground_truth"
+    if perception == "ground_truth":
+        return {}
+    if args.suite != "manip" or args.policy not in ("palme", "octopus") or args.ros:
+        raise ValueError("--perception segmenter applies to --suite manip with --policy palme or octopus, in-process (not --ros)")
+    return {"perception": perception, "seg_model_dir": getattr(args, "seg_model", None),
+            "seg_backend": getattr(args, "seg_backend", "sa2va")}
+
+
+def _perception_fields(result) -> dict:
+    """manip: "perception" / "upper_bound" as the episodes report them (ground truth where a policy does
+    not say: the evaluator's skills), and "locate" for the segmenter (all episodes' locate calls)."""
+    per = result.per_episode
+    label = next((m["perception"] for m in per if m.get("perception")), None)
+    if label is None:
+        from vlm_agent.skills.perception import GROUND_TRUTH_LABEL
+
+        return {"perception": GROUND_TRUTH_LABEL, "upper_bound": True}
+    out = {"perception": label, "upper_bound": all(bool(m.get("upper_bound")) for m in per if "upper_bound" in m)}
+    if any("locate" in m for m in per):
+        from vlm_agent.skills.segmenter_perception import merge_locate_summaries
+
+        out["locate"] = merge_locate_summaries(m.get("locate") for m in per)
+    return out
 
 
 def _run_ros(args, episodes, policy, config):
@@ -99,6 +135,7 @@ def run(args) -> int:
         raise ValueError("--episodes must be >= 1")
     policy_kw = {"device": check_device(args.device)} if args.device else {}
     policy_kw.update({k: getattr(args, k) for k in ("backend", "remote_url", "remote_model") if getattr(args, k, None)})
+    policy_kw.update(_perception_kwargs(args))
     console = Console(stderr=True)
     config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,
                        render_depth=args.suite == "nav")
@@ -132,6 +169,11 @@ def run(args) -> int:
         else:
             timing = {"sim_time_s": physics_s[0], "wall_time_s": result.wall_s,
                       "sim_time": "MuJoCo physics time stepped by the skills"}
+        if args.suite == "manip":
+            timing.update(_perception_fields(result))
+    close = getattr(policy, "close", None) if args.suite == "manip" else None
+    if callable(close):  # e.g. the segmenter perception's renderer
+        close()
     env.close()
     table = Table(title=f"{args.suite} / {args.policy} / {args.split} ({result.episodes} episodes, seed {args.seed})")
     table.add_column("metric")
@@ -152,6 +194,13 @@ def run(args) -> int:
     table.add_row("wall_time_s", f"{wall_time:.1f}", *([""] if held else []))
     table.add_row("sim_time / wall_time", f"{timing['sim_time_s'] / wall_time if wall_time > 0 else float('nan'):.2f}", *([""] if held else []))
     Console().print(table)
+    if "perception" in timing:
+        console.print(f"perception: {timing['perception']}" + ("" if timing["upper_bound"] else " (not an upper bound)"))
+    if timing.get("locate"):
+        loc = timing["locate"]
+        console.print(f"locate calls: {loc['calls']} (segmented in view {loc['view']}, after turning {loc['turned']}, from memory {loc['memory']}, "
+                      f"map {loc['map']}, not found {loc['not_found']}, no object at the mask {loc['no_object']}); "
+                      f"centroid error mean {loc['mean_error_m']:.3f} m, max {loc['max_error_m']:.3f} m")
     groups = result.metrics.get("breakdown")
     if groups and args.suite == "seg":
         by = Table(title="by task type, colour-shape pair and phrasing (first frame; clip = every frame)")

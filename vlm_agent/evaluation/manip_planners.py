@@ -3,10 +3,13 @@ scripted oracle backends, and the loops as `vlm-agent eval --suite manip --polic
 policies over any backend (`ManipPlannerPolicy`, `make_palme_policy`, `make_octopus_policy`).
 
 `evaluate_manip_planner("palme" | "octopus", episodes=10, ...)` runs each episode through the
-planner loop with `SimSkills` (ground-truth perception: the scores are upper bounds, and the result
-says so) and scores it with the simulator's manipulation metric (`NavEnv.manip_metrics`). With the
-default oracle backends it measures the loops, the parsers, the sandbox and the skills end to end,
-not a model. `backend_factory(env)` plugs in another backend (a callable (prompt, images) -> text).
+planner loop with `SimSkills` and scores it with the simulator's manipulation metric
+(`NavEnv.manip_metrics`). Perception: `perception="ground_truth"` (the default; the scores are upper
+bounds, and the result says so) or `"segmenter"` (`skills.segmenter_perception.SegmenterPerception`:
+objects located by a referring segmenter, Sa2VA from `seg_model_dir` or any `segmenter_factory(env)`,
+on the robot's camera with depth back-projection; furniture from the map; not an upper bound).
+With the default oracle backends it measures the loops, the parsers, the sandbox and the skills end
+to end, not a model. `backend_factory(env)` plugs in another backend (a callable (prompt, images) -> text).
 
 The oracle backends are privileged (they read the episode's ground truth through `env`) and
 stateless: each reply is computed from the world's current state, like `NavOracle`.
@@ -22,6 +25,7 @@ from vlm_agent.planners.palme_loop import PalmeConfig, run_palme_episode
 from vlm_agent.skills.api import SkillCall
 
 POLICIES = ("palme", "octopus")
+PERCEPTIONS = ("ground_truth", "segmenter")
 
 
 def _oracle_labels(env) -> tuple[str, str]:
@@ -124,19 +128,53 @@ def run_manip_episode(policy: str, backend, env, skills, episode, observe, *, pa
             "skill_calls": sum(len(r.program.calls) for r in out.rounds if r.program is not None)}
 
 
+def make_perception_factory(perception: str = "ground_truth", *, seg_model_dir: str | None = None, seg_backend: str = "sa2va",
+                            segmenter_factory: Callable | None = None, seg_device: str = "cpu", seg_config=None):
+    """`factory(env) -> Perception` for each episode, or None for "ground_truth" (SimSkills' default).
+    "segmenter": a `SegmenterPerceptionFactory` over `segmenter_factory(env)` when given, else the
+    `seg_backend` segmenter ("sa2va" from `seg_model_dir`, "oracle" = ground-truth masks, privileged)
+    on `seg_device`; `seg_config` a `SegmenterPerceptionConfig`. ValueError for anything else."""
+    if perception not in PERCEPTIONS:
+        raise ValueError(f"unknown perception '{perception}' (choose from {', '.join(PERCEPTIONS)})")
+    if perception == "ground_truth":
+        return None
+    from vlm_agent.skills.segmenter_perception import SegmenterPerceptionFactory, make_segmenter_factory
+
+    if segmenter_factory is None:
+        segmenter_factory = make_segmenter_factory(seg_backend, seg_model_dir, device=seg_device)
+    return SegmenterPerceptionFactory(segmenter_factory, seg_config)
+
+
+def perception_report(perception) -> dict:
+    """Per-episode fields about the provider: "perception" (label), "upper_bound", and for a segmenter
+    provider "locate" (`summarise_locates` of its calls: found in view / after turns / not found,
+    centroid error)."""
+    out = {"perception": perception.label, "upper_bound": bool(getattr(perception, "upper_bound", False))}
+    summary = getattr(perception, "summary", None)
+    if callable(summary):
+        out["locate"] = summary()
+    return out
+
+
 def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val", seed: int = 0,
                            backend_factory: Callable | None = None, env=None, dataset_dir: str | None = None,
                            image_size: int = 48, palme_config: PalmeConfig | None = None,
-                           octopus_config: OctopusConfig | None = None) -> dict:
+                           octopus_config: OctopusConfig | None = None, perception: str = "ground_truth",
+                           seg_model_dir: str | None = None, seg_backend: str = "sa2va", segmenter_factory: Callable | None = None,
+                           seg_device: str = "cpu", seg_config=None) -> dict:
     """Success rate of a planner loop over `episodes` manip episodes (see module docstring).
 
     Returns {"suite", "policy", "split", "seed", "episodes", "success_rate", "perception",
-    "upper_bound", "per_episode": [{episode_id, task, success, ...}]}. `env` (a NavEnv) is reused if
-    given, else one is made with `image_size` square images. `dataset_dir` (octopus only) receives
-    the RLEF rounds.
+    "upper_bound", "per_episode": [{episode_id, task, success, ...}]}, and with
+    `perception="segmenter"` also "locate" (the locate calls of all episodes, `merge_locate_summaries`)
+    and a per-episode "locate". `env` (a NavEnv) is reused if given, else one is made with
+    `image_size` square images. `dataset_dir` (octopus only) receives the RLEF rounds. Segmenter
+    options: see `make_perception_factory` (`segmenter_factory(env)` is called once).
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown manipulation planner '{policy}' (choose from {', '.join(POLICIES)})")
+    perception_factory = make_perception_factory(perception, seg_model_dir=seg_model_dir, seg_backend=seg_backend,
+                                                 segmenter_factory=segmenter_factory, seg_device=seg_device, seg_config=seg_config)
     from vlm_agent.planners.rlef_dataset import RlefDatasetWriter
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episodes
@@ -148,12 +186,11 @@ def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val
     factory = backend_factory or ORACLE_BACKENDS[policy]
     dataset = RlefDatasetWriter(dataset_dir) if dataset_dir and policy == "octopus" else None
     per_episode = []
-    perception = None
+    report: dict = {}
     try:
         for ep in make_episodes("manip", split, episodes, seed=seed):
             env.reset(ep)
-            skills = SimSkills(env)
-            perception = skills.perception.label
+            skills = SimSkills(env, perception=perception_factory(env) if perception_factory is not None else None)
             backend = factory(env)
 
             def observe():
@@ -162,18 +199,27 @@ def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val
             extra = run_manip_episode(policy, backend, env, skills, ep, observe, palme_config=palme_config,
                                       octopus_config=octopus_config, dataset=dataset)
             m = env.manip_metrics()
+            report = perception_report(skills.perception)
             per_episode.append({"episode_id": ep.episode_id, "task": ep.task, "instruction": ep.instruction,
-                                "held_out": ep.held_out, "success": m["success"], **extra})
+                                "held_out": ep.held_out, "success": m["success"], **extra,
+                                **({"locate": report["locate"]} if "locate" in report else {})})
     finally:
+        if perception_factory is not None:
+            perception_factory.close()
         if own_env:
             env.close()
     n = len(per_episode)
-    return {
+    out = {
         "suite": "manip", "policy": policy, "split": split, "seed": seed, "episodes": n,
         "success_rate": sum(e["success"] for e in per_episode) / n if n else float("nan"),
-        "perception": perception, "upper_bound": perception is not None and "upper bound" in perception,
+        "perception": report.get("perception"), "upper_bound": report.get("upper_bound", False),
         "per_episode": per_episode,
     }
+    if perception_factory is not None:
+        from vlm_agent.skills.segmenter_perception import merge_locate_summaries
+
+        out["locate"] = merge_locate_summaries(e.get("locate") for e in per_episode)
+    return out
 
 
 # -- the loops as `vlm-agent eval --suite manip --policy {palme,octopus}` policies --------------------
@@ -183,14 +229,19 @@ class ManipPlannerPolicy:
     episode, observe)` instead of `act` (`vlm_agent.evaluation.rollouts`).
 
     `backend_factory(env)` gives the backend for an episode: a model backend is built once and
-    returned for every episode; the privileged oracle backends read `env`.
+    returned for every episode; the privileged oracle backends read `env`. `perception_factory(env)`
+    (`make_perception_factory`), when given, replaces the evaluator's skills' perception each episode
+    (e.g. the segmenter instead of ground truth); every episode reports "perception", "upper_bound"
+    and, for the segmenter, "locate".
     """
 
     def __init__(self, style: str, backend_factory: Callable, *, palme_config: PalmeConfig | None = None,
-                 octopus_config: OctopusConfig | None = None, dataset_dir: str | None = None, name: str = ""):
+                 octopus_config: OctopusConfig | None = None, dataset_dir: str | None = None, name: str = "",
+                 perception_factory: Callable | None = None):
         if style not in POLICIES:
             raise ValueError(f"unknown manipulation planner '{style}' (choose from {', '.join(POLICIES)})")
         self.style, self.backend_factory, self.name = style, backend_factory, name or style
+        self.perception_factory = perception_factory
         self.palme_config, self.octopus_config = palme_config, octopus_config
         self.dataset = None
         if dataset_dir and style == "octopus":
@@ -206,25 +257,37 @@ class ManipPlannerPolicy:
         raise RuntimeError(f"the {self.style} planner is closed-loop: the evaluator calls run_episode(env, skills, episode, observe)")
 
     def run_episode(self, env, skills, episode, observe) -> dict:
-        return run_manip_episode(self.style, self.backend_factory(env), env, skills, episode, observe, palme_config=self.palme_config,
-                                 octopus_config=self.octopus_config, dataset=self.dataset)
+        if self.perception_factory is not None:
+            skills.perception = self.perception_factory(env)
+        out = run_manip_episode(self.style, self.backend_factory(env), env, skills, episode, observe, palme_config=self.palme_config,
+                                octopus_config=self.octopus_config, dataset=self.dataset)
+        return {**out, **perception_report(skills.perception)}
+
+    def close(self) -> None:
+        close = getattr(self.perception_factory, "close", None)
+        if callable(close):
+            close()
 
 
 def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str | None = None, env=None, backend: str | None = None,
                               remote_url: str = "", remote_model: str = "", device: str = "cpu", dataset_dir: str | None = None,
                               max_steps: int | None = None, max_model_calls: int | None = None, max_rounds: int | None = None,
+                              perception: str = "ground_truth", seg_model_dir: str | None = None, seg_backend: str = "sa2va",
                               **backend_kwargs) -> ManipPlannerPolicy:
     """The `style` loop over a backend `backend`: "builtin" (the project's model in `model_dir`),
     "transformers" (an image-text-to-text directory in `model_dir`), "remote" (an OpenAI-compatible
     server at `remote_url`) or "oracle" (the privileged scripted backend: an upper bound of the loop,
     parsers and skills, not a model score). Default: builtin when `model_dir` is given, remote when
     `remote_url` is; neither is a ValueError. Budgets: PaLM-E `max_steps` / `max_model_calls`, Octopus
-    `max_rounds` (the loops' defaults otherwise). `backend_kwargs` go to `make_manip_backend`."""
+    `max_rounds` (the loops' defaults otherwise). Perception: "ground_truth" (the evaluator's skills,
+    an upper bound) or "segmenter" (`seg_backend` "sa2va" from `seg_model_dir`, or "oracle"; on
+    `device`; see `make_perception_factory`). `backend_kwargs` go to `make_manip_backend`."""
     if suite != "manip":
         raise ValueError(f"the {style} planner runs the manip suite only (got --suite {suite})")
     kind = backend or ("builtin" if model_dir else "remote" if remote_url else None)
     if kind is None:
         raise ValueError(f"--policy {style} needs --model DIR (a saved {style} model), --backend remote with --remote-url, or --backend oracle")
+    perception_factory = make_perception_factory(perception, seg_model_dir=seg_model_dir, seg_backend=seg_backend, seg_device=device)
     palme_config = PalmeConfig(**{k: v for k, v in (("max_steps", max_steps), ("max_model_calls", max_model_calls)) if v is not None})
     octopus_config = OctopusConfig(**({"max_rounds": max_rounds} if max_rounds is not None else {}))
     if kind == "oracle":
@@ -239,7 +302,7 @@ def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str |
             return built
 
     return ManipPlannerPolicy(style, factory, palme_config=palme_config, octopus_config=octopus_config, dataset_dir=dataset_dir,
-                              name=f"{style}:{kind}")
+                              name=f"{style}:{kind}", perception_factory=perception_factory)
 
 
 def make_palme_policy(suite: str = "manip", model_dir: str | None = None, env=None, **kw) -> ManipPlannerPolicy:

@@ -6,11 +6,12 @@ the simulator, and the second is the path a robot uses:
 * `GroundTruthPerception` (here): the simulator's own object poses. Perfect by construction, so
   every result computed with it is labelled `"ground_truth (upper bound)"`: it bounds what a real
   perception stack can reach, it does not measure one.
-* segmenter + depth back-projection (the Sa2VA issue): mask of the phrase in the current frame,
-  depth at the mask, back-projected through the camera intrinsics into the world frame. Not
-  written yet; it implements the same protocol, with `upper_bound = False` and `Detection.name`
-  set to None (a segmenter knows where, not which scene id), which is why `Detection.name` is
-  optional.
+* `SegmenterPerception` (`skills/segmenter_perception.py`): the mask of the phrase from a referring
+  segmenter on the robot's camera, back-projected with depth through the camera intrinsics into
+  the world frame; furniture from the map. `upper_bound = False`. The simulator's skills move by
+  scene id, so it associates the centroid with the nearest scene object (the mask decides which)
+  and sets `Detection.name`; the ROS adapter's `SegmentationPerception` (nodes/ros_skills.py) gives
+  positions only (`Detection.name` None), which is why `Detection.name` is optional.
 
 Positions are object centres (x, y, z) in metres in the world frame (`odom` in the simulator,
 REP-105).

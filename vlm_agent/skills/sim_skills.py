@@ -7,7 +7,8 @@ attach-on-close approximation (see `NavEnv` and docs/simulator.md): an object wh
 within reach of the grasp point while the fingers close attaches to the gripper, and on opening it
 settles on the highest support under it; there is no contact physics for objects.
 look_around turns the base through a full circle in place; locate does not move. Where objects are
-comes from a `Perception` provider (ground truth by default, labelled an upper bound).
+comes from a `Perception` provider (ground truth by default, labelled an upper bound; or
+`skills.segmenter_perception.SegmenterPerception`, which renders the camera through `SimCameraView`).
 Frames: positions (x, y, z) metres and yaw radians in the world frame (`odom`, REP-105).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 
 import numpy as np
 
-from vlm_agent.sim.env import ARM_STOW
+from vlm_agent.sim.env import ARM_STOW, CAMERA_NAME
 from vlm_agent.skills.api import PREDICATES, SkillAPI, SkillError, SkillResult
 # The arm and approach geometry is shared with the ROS adapter (nodes/ros_skills.py); the names stay
 # importable from here.
@@ -298,3 +299,59 @@ class SimSkills(SkillAPI):
 
     def _settle(self, seconds: float) -> None:
         self.env.step_physics(seconds)
+
+
+class SimCameraView:
+    """The env's egocentric camera rendered at a size of its own (width x height px) from the env's
+    live MuJoCo state, for perception providers that need a camera other than the env's observation
+    size (`skills.segmenter_perception`): `rgbd()` ((H, W, 3) uint8, (H, W) float32 metres along the
+    optical axis, +inf beyond the env's `max_depth_m`), `segmentation()` ((H, W) int32 geom ids, -1
+    none), `object_mask(name)` ((H, W) bool, ground truth), `intrinsics()` at this size with the
+    env's vertical field of view; the optical frame's pose is `env.camera_optical_pose()`. One GL
+    context for the view's lifetime (a new episode's model only uploads its assets); `close()` frees it."""
+
+    def __init__(self, env, width: int = 128, height: int = 128):
+        self.env = env
+        self.width, self.height = int(width), int(height)
+        self._renderer = None
+
+    def _prepare(self):
+        import mujoco
+
+        from vlm_agent.sim.renderer import SceneRenderer
+
+        env = self.env
+        if env.model is None:
+            raise RuntimeError("the env has no episode loaded (NavEnv.reset first)")
+        if self._renderer is None:
+            self._renderer = SceneRenderer(self.height, self.width, multisamples=0)
+        cam = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA_NAME)
+        self._renderer.set_model(env.model)
+        env.model.cam_fovy[cam] = env.config.vertical_fov_deg
+        mujoco.mj_kinematics(env.model, env.data)  # mocap poses reach the camera only through these
+        mujoco.mj_camlight(env.model, env.data)
+        self._renderer.update(env.data, cam)
+        return self._renderer
+
+    def rgbd(self) -> tuple[np.ndarray, np.ndarray]:
+        rgb, depth = self._prepare().rgbd()
+        depth[depth > self.env.config.max_depth_m] = np.inf
+        return rgb, depth
+
+    def segmentation(self) -> np.ndarray:
+        return self._prepare().segmentation()
+
+    def object_mask(self, name: str) -> np.ndarray:
+        import mujoco
+
+        return self.segmentation() == mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_GEOM, name)
+
+    def intrinsics(self):
+        from vlm_agent.sensors.camera_model import CameraIntrinsics
+
+        return CameraIntrinsics.from_fov(self.width, self.height, self.env.config.vertical_fov_deg)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
