@@ -78,7 +78,7 @@ def test_batches_train_the_answer_only_with_the_state_vector(palme_data):
     model, proc = new_model("palme", tok, image_size=32, patch_size=16, vision_hidden=32, vision_layers=1, text_hidden=32, text_layers=1, heads=2,
                             max_images=1, max_prompt_tokens=512)
     batcher = ManipBatcher("palme", proc, images, records, training_examples(records))
-    batch = batcher.build([0, 1])
+    batch = batcher.build([0, 1], augment=False)
     answer = proc.answer_ids(records[0]["label"])
     labelled = batch["labels"][0][batch["labels"][0] != -100].tolist()
     assert labelled == answer
@@ -114,3 +114,23 @@ def test_train_cli_dispatches_families_and_refuses_foreign_flags():
         config_from_args(parse(["train", "--family", "palme", "--data", "d", "--stop-weight", "3"]))
     with pytest.raises(ValueError, match="--data is required"):
         config_from_args(parse(["train", "--family", "palme"]))
+
+
+def test_augmentation_rewords_around_the_object_phrases_only():
+    from vlm_agent.planners.manip_backends import object_phrases
+    from vlm_agent.sim.episodes import HELD_OUT_TEMPLATES, TEMPLATES
+    from vlm_agent.training.manip import FILLER_WORDS, augment_instruction, augment_prompt
+
+    def words(templates):
+        return {w for task in ("place", "stack", "bring") for t in templates[task] for w in t.split() if "{" not in w}
+
+    only_held_out = words(HELD_OUT_TEMPLATES) - words(TEMPLATES)  # set, down, pile, onto, carry, over
+    assert only_held_out and not only_held_out & set(FILLER_WORDS)
+    rng = np.random.default_rng(0)
+    text = "stack the cyan cube on top of the green cube"
+    outs = {augment_instruction(rng, text) for _ in range(50)}
+    assert len(outs) > 20
+    assert all(object_phrases(o) == ["cyan cube", "green cube"] for o in outs)
+    prompt = "<img> Robot: x\nTask: " + text + "\nFeedback on an earlier attempt (1 of 1):\nrobot.pick('cyan cube')"
+    new = augment_prompt(rng, prompt)
+    assert new.split("\n")[0] == "<img> Robot: x" and new.split("\n", 2)[2] == prompt.split("\n", 2)[2]

@@ -213,6 +213,61 @@ def load_manip_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
     return np.concatenate(images), records
 
 
+# -- instruction augmentation ----------------------------------------------------------------------
+# Training has two phrasings per task; val/test add phrasings never seen in training (the episodes'
+# HELD_OUT_TEMPLATES). A model that keys on the verb ("put", "stack") swaps object and destination
+# on a new phrasing. What every phrasing shares is the order: the object to move is named first.
+# So training instructions are perturbed around the object phrases: the other words are replaced
+# by, dropped for or padded with generic filler words. The filler list deliberately leaves out the
+# words of the held-out phrasings ("set", "down", "pile", "onto", "carry", "over"): this teaches
+# "ignore the wording, keep the order" without training on the test phrasings.
+FILLER_WORDS = ("please", "now", "the", "robot", "move", "get", "grab", "carefully", "quickly", "then", "it", "and", "with", "gently",
+                "go", "make", "sure", "is", "transfer", "drop", "leave", "position", "relocate", "shift", "deliver", "lift", "so",
+                "that", "ends", "up", "at", "toward", "next", "in", "a", "bit", "just", "can", "you", "would", "kindly", "bring",
+                "put", "place", "on", "to", "top", "of", "stack", "take")
+_TASK_PREFIX = "\nTask: "
+
+
+def augment_instruction(rng, text: str, replace: float = 0.5, drop: float = 0.15, max_insert: int = 2) -> str:
+    """`text` with its non-object words replaced (prob. `replace`), dropped (`drop`) and up to
+    `max_insert` filler words inserted; the object phrases ("red cube", "table") and their order stay."""
+    from vlm_agent.planners.manip_backends import object_phrases
+
+    words = text.split()
+    phrases = [p.split() for p in object_phrases(text)]
+    units: list[tuple[str, bool]] = []  # (text, is an object phrase): phrases stay whole
+    i = 0
+    while i < len(words):
+        ph = next((ph for ph in phrases if [w.lower().strip(".,!?") for w in words[i:i + len(ph)]] == ph), None)
+        if ph:
+            units.append((" ".join(words[i:i + len(ph)]), True))
+            i += len(ph)
+        else:
+            units.append((words[i], False))
+            i += 1
+    out = []
+    for w, is_object in units:
+        if is_object:
+            out.append(w)
+            continue
+        r = rng.random()
+        if r < drop:
+            continue
+        out.append(FILLER_WORDS[int(rng.integers(len(FILLER_WORDS)))] if r < drop + replace else w)
+    for _ in range(int(rng.integers(max_insert + 1))):
+        out.insert(int(rng.integers(len(out) + 1)), FILLER_WORDS[int(rng.integers(len(FILLER_WORDS)))])
+    return " ".join(out) if out else text
+
+
+def augment_prompt(rng, prompt: str) -> str:
+    """The prompt with its `Task: ...` line augmented (`augment_instruction`); the rest unchanged."""
+    head, sep, tail = prompt.partition(_TASK_PREFIX)
+    if not sep:
+        return prompt
+    line, nl, rest = tail.partition("\n")
+    return head + sep + augment_instruction(rng, line) + nl + rest
+
+
 # -- training --------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class ManipTrainConfig(ConfigBase):
@@ -239,6 +294,7 @@ class ManipTrainConfig(ConfigBase):
     vocab_size: int = param(768, "byte-level BPE vocabulary trained on the data's prompts and answers", min=300, max=65536)
     max_prompt_tokens: int = param(1024, "longest prompt (tokens after expansion) the model takes; longer records are left out", min=16)
     val_episodes: int = param(50, "closed-loop validation episodes per evaluation (0 = none)", min=0)
+    augment: float = param(0.5, "probability that a training prompt's instruction is reworded around its object phrases (augment_instruction)", min=0.0, max=1.0)
     eval_every_min: float = param(4.0, "minutes between closed-loop evaluations", min=0.1)
     resume: int = param(1, "1 = continue from <out_dir>.work/train_state.pt when it exists", min=0, max=1)
     threads: int = param(2, "torch CPU threads", min=1, max=256)
@@ -274,12 +330,13 @@ class ManipBatcher:
     """Right-padded batches of prompt + answer token ids, labels on the answer only, one image per
     record, PaLM-E state vectors from the prompt's state slot (as `BuiltinPalmeBackend.inputs`)."""
 
-    def __init__(self, family: str, processor, images: np.ndarray, records: list[dict], examples: list[tuple], seed: int = 0):
+    def __init__(self, family: str, processor, images: np.ndarray, records: list[dict], examples: list[tuple], seed: int = 0,
+                 augment: float = 0.0):
         from vlm_agent.planners.manip_backends import parse_state_text, state_slot
 
-        self.family, self.processor, self.images = family, processor, images
+        self.family, self.processor, self.images, self.augment = family, processor, images, float(augment)
         self.rng = np.random.default_rng(seed)
-        self.items = []  # (ids, n_prompt, image index, state vector | None, weight)
+        self.items = []  # (ids, n_prompt, image index, state vector | None, weight, prompt, answer)
         skipped = 0
         for i, prompt, answer, weight in examples:
             pieces = processor.split_prompt(prompt)
@@ -290,7 +347,7 @@ class ManipBatcher:
             state = None
             if family == "palme":
                 state = processor.encode_state(parse_state_text(state_slot(prompt)))
-            self.items.append((ids + processor.answer_ids(answer), len(ids), records[i]["image"], state, weight))
+            self.items.append((ids + processor.answer_ids(answer), len(ids), records[i]["image"], state, weight, prompt, answer))
         self.skipped = skipped
         if not self.items:
             raise ValueError("no training examples fit the model's prompt length")
@@ -298,14 +355,22 @@ class ManipBatcher:
     def sample(self, n: int) -> dict:
         return self.build(self.rng.integers(len(self.items), size=n).tolist())
 
-    def build(self, indices: list[int]) -> dict:
+    def _augmented(self, item: tuple) -> tuple:
+        ids = self.processor.expand(self.processor.split_prompt(augment_prompt(self.rng, item[5])))
+        if len(ids) > self.processor.max_prompt_tokens:
+            return item
+        return (ids + self.processor.answer_ids(item[6]), len(ids), *item[2:])
+
+    def build(self, indices: list[int], augment: bool = True) -> dict:
         items = [self.items[i] for i in indices]
+        if augment and self.augment > 0:
+            items = [self._augmented(x) if self.rng.random() < self.augment else x for x in items]
         length = max(len(x[0]) for x in items)
         pad = self.processor.ids["pad_token_id"]
         input_ids = torch.full((len(items), length), pad, dtype=torch.long)
         labels = torch.full((len(items), length), -100, dtype=torch.long)
         attn = torch.zeros((len(items), length), dtype=torch.long)
-        for b, (ids, n_prompt, _, _, _) in enumerate(items):
+        for b, (ids, n_prompt, *_) in enumerate(items):
             input_ids[b, : len(ids)] = torch.tensor(ids)
             labels[b, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:])
             attn[b, : len(ids)] = 1
@@ -409,7 +474,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
                                      vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads, **extra)
     model.to(device)
     model.train()
-    batcher = ManipBatcher(cfg.family, processor, images, records, examples, seed=cfg.seed)
+    batcher = ManipBatcher(cfg.family, processor, images, records, examples, seed=cfg.seed, augment=cfg.augment)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     os.makedirs(cfg.out_dir, exist_ok=True)
     work_dir = cfg.out_dir.rstrip("/") + ".work"
@@ -482,5 +547,5 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
     return summary
 
 
-__all__ = ["ManipTrainConfig", "RecordingBackend", "TrainConfig", "collect_manip_shards", "closed_loop_manip_eval", "load_manip_shards",
+__all__ = ["ManipTrainConfig", "RecordingBackend", "TrainConfig", "augment_instruction", "augment_prompt", "collect_manip_shards", "closed_loop_manip_eval", "load_manip_shards",
            "oracle_octopus_response", "sample_loss", "train", "training_examples"]
