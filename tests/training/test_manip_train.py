@@ -126,6 +126,9 @@ def test_augmentation_rewords_around_the_object_phrases_only():
 
     only_held_out = words(HELD_OUT_TEMPLATES) - words(TEMPLATES)  # set, down, pile, onto, carry, over
     assert only_held_out and not only_held_out & set(FILLER_WORDS)
+    from vlm_agent.skills.resolver import COLOURS, SHAPE_SYNONYMS
+
+    assert not set(FILLER_WORDS) & (set(COLOURS) | set(SHAPE_SYNONYMS))  # a filler must not read as an object
     rng = np.random.default_rng(0)
     text = "stack the cyan cube on top of the green cube"
     outs = {augment_instruction(rng, text) for _ in range(50)}

@@ -223,7 +223,7 @@ def load_manip_shards(paths: list[str]) -> tuple[np.ndarray, list[dict]]:
 # "ignore the wording, keep the order" without training on the test phrasings.
 FILLER_WORDS = ("please", "now", "the", "robot", "move", "get", "grab", "carefully", "quickly", "then", "it", "and", "with", "gently",
                 "go", "make", "sure", "is", "transfer", "drop", "leave", "position", "relocate", "shift", "deliver", "lift", "so",
-                "that", "ends", "up", "at", "toward", "next", "in", "a", "bit", "just", "can", "you", "would", "kindly", "bring",
+                "that", "ends", "up", "at", "toward", "next", "in", "a", "bit", "just", "you", "would", "kindly", "bring",
                 "put", "place", "on", "to", "top", "of", "stack", "take")
 _TASK_PREFIX = "\nTask: "
 
