@@ -1,0 +1,119 @@
+"""Seg-clip shards (`training/seg_data.py`): written, resumable, deterministic, and their masks are
+the evaluator's and the oracle segmenter's ground truth frame for frame."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from vlm_agent.training import seg_data
+from vlm_agent.training.seg_data import SEG_SHARD_KEYS, collect_seg_shards, load_seg_shards
+
+SIZE, CLIP = 64, 3
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seg_shards")
+    return str(out), collect_seg_shards(str(out), "val", episodes=3, episodes_per_shard=2, seed=0, image_size=SIZE, clip_frames=CLIP, progress=False)
+
+
+def test_shards_are_written_with_the_documented_arrays(shards):
+    out, paths = shards
+    assert [os.path.basename(p) for p in paths] == ["shard_00000.npz", "shard_00001.npz"]
+    with np.load(paths[0]) as d:
+        assert set(SEG_SHARD_KEYS) <= set(d.files)
+        assert d["frames"].shape == (2 * CLIP, SIZE, SIZE, 3) and d["frames"].dtype == np.uint8
+        assert d["masks"].shape == (2 * CLIP, SIZE, SIZE) and d["masks"].dtype == bool
+        assert list(d["frame_index"]) == [0, 1, 2, 0, 1, 2] and list(d["frame_episode"]) == [0, 0, 0, 1, 1, 1]
+        assert int(d["image_size"]) == SIZE and int(d["clip_frames"]) == CLIP
+    data = load_seg_shards([out])
+    assert len(data["queries"]) == 3 and len(data["frames"]) == 3 * CLIP
+    assert list(data["episode_start"]) == [0, CLIP, 2 * CLIP] and list(data["frame_episode"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    from vlm_agent.sim.episodes import make_episodes
+
+    assert list(data["episode_ids"]) == [e.episode_id for e in make_episodes("seg", "val", 3, 0)]
+    assert data["held_out"].dtype == bool and data["queries"].dtype.kind == "U"
+
+
+def test_a_second_call_writes_nothing_and_rendering_is_deterministic(shards, tmp_path, monkeypatch):
+    out, paths = shards
+    stamps = [os.path.getmtime(p) for p in paths]
+
+    def must_not_render(*a, **k):
+        raise AssertionError("an existing shard was rendered again")
+
+    monkeypatch.setattr(seg_data, "render_seg_clip", must_not_render)
+    assert collect_seg_shards(out, "val", episodes=3, episodes_per_shard=2, image_size=SIZE, clip_frames=CLIP, progress=False) == paths
+    assert [os.path.getmtime(p) for p in paths] == stamps
+    monkeypatch.undo()
+    # A half-collected run resumes with the missing shard only, identical to the first collection's.
+    again = tmp_path / "again"
+    again.mkdir()
+    os.link(paths[0], again / "shard_00000.npz")
+    collect_seg_shards(str(again), "val", episodes=3, episodes_per_shard=2, image_size=SIZE, clip_frames=CLIP, progress=False)
+    a, b = load_seg_shards([out]), load_seg_shards([str(again)])
+    for key in SEG_SHARD_KEYS:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_masks_are_the_evaluators_ground_truth_and_the_oracles(shards):
+    """Replaying the stored masks through the seg evaluator scores IoU 1 on every clip frame (so the
+    frames, poses and masks are the evaluator's), and the oracle segmenter agrees pixel for pixel."""
+    import vlm_agent.sim  # noqa: F401
+    from vlm_agent.evaluation.oracle_segmenter import OracleSegmenter
+    from vlm_agent.evaluation.rollouts import evaluate
+    from vlm_agent.sim.env import NavEnv
+    from vlm_agent.sim.episodes import make_episodes
+    from vlm_agent.sim.seg_clips import seg_clip_poses
+
+    data = load_seg_shards([shards[0]])
+    masks = data["masks"]
+    assert masks.reshape(len(masks), -1).any(1).all()  # the clip keeps the target in view on every frame
+
+    class Replay:
+        def reset(self, episode):
+            self.row = int(np.flatnonzero(data["episode_ids"] == episode.episode_id)[0])
+            self.k = 0
+
+        def act(self, obs):
+            i = int(data["episode_start"][self.row]) + self.k
+            np.testing.assert_array_equal(obs.rgb, data["frames"][i])
+            self.k += 1
+            return masks[i]
+
+    episodes = make_episodes("seg", "val", 3, 0)
+    env = NavEnv(seg_data.seg_sim_config(SIZE))
+    try:
+        result = evaluate("seg", Replay(), episodes, env, seg_clip_frames=CLIP)
+    finally:
+        env.close()
+    assert all(v == 1.0 for m in result.per_episode for v in m["frame_ious"])
+    assert result.metrics["clip_miou"] == 1.0
+
+    oracle = OracleSegmenter(width=SIZE, height=SIZE)
+    try:
+        for row, ep in enumerate(episodes):
+            oracle.load_episode(ep.episode_id)
+            oracle.reset(ep.instruction)
+            for k, pose in enumerate(seg_clip_poses(ep, CLIP)):
+                oracle.set_pose(*pose)
+                i = int(data["episode_start"][row]) + k
+                np.testing.assert_array_equal(oracle.step(data["frames"][i]).mask, masks[i])
+    finally:
+        oracle.close()
+
+
+def test_bad_arguments_and_mixed_sizes_are_refused(shards, tmp_path):
+    with pytest.raises(ValueError, match="split"):
+        collect_seg_shards(str(tmp_path), "dev", episodes=1, progress=False)
+    with pytest.raises(ValueError, match="clip_frames"):
+        collect_seg_shards(str(tmp_path), "val", episodes=1, clip_frames=0, progress=False)
+    other = tmp_path / "other"
+    collect_seg_shards(str(other), "val", episodes=1, episodes_per_shard=1, image_size=32, clip_frames=1, progress=False)
+    with pytest.raises(ValueError, match="different frame sizes"):
+        load_seg_shards([shards[0], str(other)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no seg shards"):
+        load_seg_shards([str(tmp_path / "empty")])

@@ -1,0 +1,180 @@
+"""Referring-segmentation training data: seg-episode clips with ground-truth target masks, in shards.
+
+`collect_seg_shards(out_dir, ...)` writes `shard_00000.npz`, `shard_00001.npz`, ... of
+`episodes_per_shard` seg episodes each. Episode `i` of shard `k` is
+`make_episode("seg", split, seed, k * episodes_per_shard + i)`; each is rendered as the clip the
+evaluator scores (`sim.seg_clips.seg_clip_poses`: frame 0 = the start pose, then the robot drives and
+sways) with the target's ground-truth mask per frame, taken from the simulator's segmentation render
+exactly as `vlm-agent eval --suite seg` takes it (`NavEnv.object_mask(episode.goal_object)`, the
+`oracle` policy's and the oracle segmenter's source). A shard that already exists is skipped, so an
+interrupted run resumes where it stopped; everything is a pure function of (split, seed, index).
+
+Shard format (`np.savez_compressed`; flat-shaded sim frames compress ~10x):
+    frames (N, H, W, 3) uint8 RGB, masks (N, H, W) bool (the target's pixels),
+    frame_episode (N,) int64 (episode row within the shard; `load_seg_shards` re-bases it),
+    frame_index (N,) int64 (position in the episode's clip, 0 = the start pose),
+    episode_start (E,) int64, episode_length (E,) int64 (an episode's frames are contiguous),
+    queries (E,) str (the instruction, what the segmenter is asked), episode_ids (E,) str,
+    tasks (E,) str (seg_simple / seg_relation), held_out (E,) bool (a held-out colour-shape target;
+    never in the train split), held_out_phrasing (E,) bool, image_size () int, clip_frames () int.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+SEG_SHARD_KEYS = ("frames", "masks", "frame_episode", "frame_index", "episode_start", "episode_length", "queries", "episode_ids",
+                  "tasks", "held_out", "held_out_phrasing")
+
+
+def seg_sim_config(image_size: int):
+    """The simulator settings of `vlm-agent eval --suite seg` at `image_size` square (its defaults:
+    60 degree vertical field of view, no shadows, no depth)."""
+    from vlm_agent.sim.env import SimConfig
+
+    return SimConfig(width=image_size, height=image_size, vertical_fov_deg=60.0, shadows=False, render_depth=False)
+
+
+def render_seg_clip(env, episode, clip_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (T, H, W, 3) uint8, masks (T, H, W) bool) of `episode`'s clip in `env` (a `NavEnv`),
+    frame by frame as the evaluator renders and scores it (`evaluation.rollouts._run_seg`)."""
+    from vlm_agent.sim.seg_clips import seg_clip_poses
+
+    first = env.reset(episode)
+    frames, masks = [], []
+    for k, pose in enumerate(seg_clip_poses(episode, clip_frames)):
+        if k:
+            env.set_pose(*pose)
+        obs = env.observation() if k else first
+        frames.append(np.asarray(obs.rgb, np.uint8))
+        masks.append(np.asarray(env.object_mask(episode.goal_object), bool))
+    return np.stack(frames), np.stack(masks)
+
+
+def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
+                       image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None) -> list[str]:
+    """Write the shards (see the module docstring); returns every shard's path, existing ones included.
+    `log(str)` gets one JSON line per written shard (default: none)."""
+    import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
+    from tqdm import tqdm
+
+    from vlm_agent.sim.env import NavEnv
+    from vlm_agent.sim.episodes import SPLITS, make_episode
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    for name, v in (("episodes", episodes), ("episodes_per_shard", episodes_per_shard), ("clip_frames", clip_frames)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    if not isinstance(image_size, int) or not 16 <= image_size <= 960:
+        raise ValueError(f"image_size must be an int in [16, 960], got {image_size!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
+    paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
+    todo = [k for k in range(n_shards) if not os.path.exists(paths[k])]
+    if not todo:
+        return paths
+    env = NavEnv(seg_sim_config(image_size))
+    n_todo = sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard for k in todo)
+    bar = tqdm(total=n_todo, desc=f"collect seg/{split}", unit="ep", disable=not progress)
+    t_start = time.monotonic()
+    try:
+        for k in todo:
+            t0 = time.monotonic()
+            cols = {key: [] for key in SEG_SHARD_KEYS}
+            n_frames = 0
+            for row, i in enumerate(range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard))):
+                ep = make_episode("seg", split, seed, i)
+                frames, masks = render_seg_clip(env, ep, clip_frames)
+                cols["frames"].append(frames)
+                cols["masks"].append(masks)
+                cols["frame_episode"].append(np.full(len(frames), row, np.int64))
+                cols["frame_index"].append(np.arange(len(frames), dtype=np.int64))
+                cols["episode_start"].append(n_frames)
+                cols["episode_length"].append(len(frames))
+                cols["queries"].append(ep.instruction)
+                cols["episode_ids"].append(ep.episode_id)
+                cols["tasks"].append(ep.task)
+                cols["held_out"].append(bool(ep.held_out))
+                cols["held_out_phrasing"].append(bool(ep.held_out_phrasing))
+                n_frames += len(frames)
+                bar.update(1)
+            arrays = {key: (np.concatenate(v) if key in ("frames", "masks", "frame_episode", "frame_index") else np.asarray(v))
+                      for key, v in cols.items()}
+            arrays["episode_start"] = arrays["episode_start"].astype(np.int64)
+            arrays["episode_length"] = arrays["episode_length"].astype(np.int64)
+            tmp = paths[k] + ".tmp.npz"  # `expand_shards` skips these: an interrupted write is never read
+            np.savez_compressed(tmp, **arrays, image_size=np.int64(image_size), clip_frames=np.int64(clip_frames))
+            os.replace(tmp, paths[k])
+            if log is not None:
+                log(json.dumps({"shard": k, "of": n_shards, "episodes": len(cols["queries"]), "frames": n_frames,
+                                "shard_s": round(time.monotonic() - t0, 1), "elapsed_s": round(time.monotonic() - t_start, 1)}))
+    finally:
+        bar.close()
+        env.close()
+    return paths
+
+
+def load_seg_shards(paths) -> dict:
+    """Concatenate seg shards (files and/or directories of them, as `training.data.expand_shards`)
+    into one dataset dict with the keys of the shard format; `frame_episode` and `episode_start`
+    index the concatenation. All shards must share the frame size."""
+    from vlm_agent.training.data import expand_shards
+
+    files = expand_shards([paths] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths])
+    if not files:
+        raise ValueError(f"no seg shards in {paths}")
+    out = {key: [] for key in SEG_SHARD_KEYS}
+    frame_offset = episode_offset = 0
+    sizes = set()
+    for path in files:
+        with np.load(path) as d:
+            missing = [key for key in SEG_SHARD_KEYS if key not in d.files]
+            if missing:
+                raise ValueError(f"{path} is not a seg shard (missing {missing})")
+            for key in SEG_SHARD_KEYS:
+                v = d[key]
+                if key == "frame_episode":
+                    v = v + episode_offset
+                elif key == "episode_start":
+                    v = v + frame_offset
+                out[key].append(v)
+            sizes.add(tuple(d["frames"].shape[1:3]))
+            frame_offset += len(d["frames"])
+            episode_offset += len(d["queries"])
+    if len(sizes) != 1:
+        raise ValueError(f"seg shards of different frame sizes {sorted(sizes)}: collect them at one image_size")
+    data = {key: np.concatenate(v) for key, v in out.items()}
+    data["queries"] = data["queries"].astype(str)
+    data["episode_ids"] = data["episode_ids"].astype(str)
+    data["tasks"] = data["tasks"].astype(str)
+    return data
+
+
+__all__ = ["collect_seg_shards", "load_seg_shards", "render_seg_clip", "seg_sim_config", "SEG_SHARD_KEYS"]
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="shard directory")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"])
+    p.add_argument("--episodes", type=int, default=3000)
+    p.add_argument("--episodes-per-shard", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=128, help="square frame side (px); the seg evaluation's default is 128")
+    p.add_argument("--clip-frames", type=int, default=8)
+    a = p.parse_args(argv)
+    paths = collect_seg_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.clip_frames,
+                               log=lambda s: print(s, flush=True))
+    print(json.dumps({"shards": len(paths), "out": a.out}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
