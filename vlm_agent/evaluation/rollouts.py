@@ -94,11 +94,13 @@ def evaluate(suite: str, policy, episodes: list[Episode], env: NavEnv | None = N
         metrics["breakdown"] = breakdown(per)
     elif suite == "seg":
         metrics["breakdown"] = breakdown(per, aggregate_seg)
+    else:
+        metrics["breakdown"] = breakdown(per, aggregate_manip)
     return EvalResult(suite, policy_name, split, seed, len(episodes), metrics, per, steps, wall)
 
 
 def breakdown(per_episode: list[dict], aggregate=aggregate_nav) -> dict:
-    """Metrics (`aggregate`: nav by default, `aggregate_seg` for seg) per task type and per seen /
+    """Metrics (`aggregate`: nav by default, `aggregate_seg` / `aggregate_manip` for seg / manip) per task type and per seen /
     held-out colour-shape pair and phrasing:
     {"task=goto": {...metrics, "episodes": n}, "pair=held_out": ..., "phrasing=seen": ...}."""
     groups: dict[str, list[dict]] = {}
