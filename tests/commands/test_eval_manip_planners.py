@@ -34,6 +34,12 @@ def test_oracles_still_score_one(argv, tmp_path):
     assert json.loads(out.read_text())["success_rate"] == 1.0
 
 
-def test_a_learned_planner_without_a_model_is_a_clear_error(capsys):
-    assert main(["eval", "--suite", "manip", "--policy", "palme", "--episodes", "1", *SMALL]) != 0
-    assert "--policy palme needs --model DIR" in capsys.readouterr().err
+def test_a_learned_planner_without_a_model_runs_the_shipped_default(tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--suite", "manip", "--policy", "palme", "--episodes", "2", *SMALL, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["episodes"] == 2  # checkpoints/palme_tiny
+
+
+def test_a_transformers_planner_without_a_model_is_a_clear_error(capsys):
+    assert main(["eval", "--suite", "manip", "--policy", "palme", "--backend", "transformers", "--episodes", "1", *SMALL]) != 0
+    assert "needs" in capsys.readouterr().err

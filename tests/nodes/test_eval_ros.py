@@ -72,7 +72,7 @@ def test_ros_eval_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="segmenter node: --policy"):
         run_ros_episodes(make_episodes("seg", "val", 1, 0), policy=None, suite="seg", policy_name="colour")
     with pytest.raises(ValueError, match="needs --model DIR"):
-        run_ros_episodes(make_episodes("manip", "val", 1, 0), policy=None, suite="manip", policy_name="palme")
+        run_ros_episodes(make_episodes("manip", "val", 1, 0), policy=None, suite="manip", policy_name="palme", backend="transformers")
     with pytest.raises(ValueError, match="no episodes"):
         run_ros_episodes([], policy=None)
     ep = make_episodes("nav", "val", 4, seed=7)[3]

@@ -284,9 +284,11 @@ def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str |
     `device`; see `make_perception_factory`). `backend_kwargs` go to `make_manip_backend`."""
     if suite != "manip":
         raise ValueError(f"the {style} planner runs the manip suite only (got --suite {suite})")
-    kind = backend or ("builtin" if model_dir else "remote" if remote_url else None)
-    if kind is None:
-        raise ValueError(f"--policy {style} needs --model DIR (a saved {style} model), --backend remote with --remote-url, or --backend oracle")
+    kind = backend or ("remote" if remote_url and not model_dir else "builtin")
+    if kind == "builtin" and not model_dir:
+        from vlm_agent.models.registry import default_checkpoint_dir
+
+        model_dir = default_checkpoint_dir(style)  # the shipped checkpoints/<style>_tiny
     perception_factory = make_perception_factory(perception, seg_model_dir=seg_model_dir, seg_backend=seg_backend, seg_device=device)
     palme_config = PalmeConfig(**{k: v for k, v in (("max_steps", max_steps), ("max_model_calls", max_model_calls)) if v is not None})
     octopus_config = OctopusConfig(**({"max_rounds": max_rounds} if max_rounds is not None else {}))

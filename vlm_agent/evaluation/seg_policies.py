@@ -47,7 +47,9 @@ def make_sa2va_policy(suite: str, model_dir=None, device: str = "cpu", **kw):
     if suite != "seg":
         raise ValueError("the sa2va policy segments: use --suite seg")
     if not model_dir:
-        raise ValueError("the sa2va policy needs --model DIR (a sa2va model directory)")
+        from vlm_agent.models.registry import default_checkpoint_dir
+
+        model_dir = default_checkpoint_dir("sa2va")  # the shipped checkpoints/sa2va_nano
     from vlm_agent.skills.segmentation import Sa2VASegmenter
 
     return SegmenterPolicy(Sa2VASegmenter(model_dir, device=device or "cpu", **_tracker_kwargs(kw)))

@@ -153,3 +153,25 @@ def new_model(name: str, tokenizer, image_mean=None, image_std=None, vocab_multi
     processor = from_config(image_processor, tokenizer, config) if from_config else probe
     processor.check_config(config)
     return model, processor
+
+
+# The shipped default model of each family: checkpoints/<name>, each with its MODEL_CARD.md. Every
+# node and `vlm-agent eval` / `demo` use these when no model directory is given.
+DEFAULT_CHECKPOINTS = {"navid": "navid_film", "palme": "palme_tiny", "octopus": "octopus_tiny", "sa2va": "sa2va_nano"}
+_SOURCE_CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints")
+
+
+def default_checkpoint_dir(name: str) -> str:
+    """`checkpoints/<name>` (a folder name, or a family of DEFAULT_CHECKPOINTS) of the source tree
+    (pip -e, the repo), else of the installed share folder (`colcon build` installs checkpoints/
+    under share/vlm_agent). The path is returned whether or not it exists; loaders say when not."""
+    name = DEFAULT_CHECKPOINTS.get(name, name)
+    source_tree = os.path.join(_SOURCE_CHECKPOINTS, name)
+    if os.path.isdir(source_tree):
+        return source_tree
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return os.path.join(get_package_share_directory("vlm_agent"), "checkpoints", name)
+    except (ImportError, LookupError, ValueError, OSError):  # OSError: no AMENT_PREFIX_PATH (a plain venv)
+        return source_tree

@@ -269,19 +269,18 @@ def task_planner_parameters(policy_name: str, model_dir: str | None = None, back
                             remote_url: str | None = None, remote_model: str | None = None) -> dict:
     """task_planner's style and backend for `vlm-agent eval --suite manip --policy NAME --ros`:
     oracle -> PaLM-E style on the privileged `sim_oracle` backend (an upper bound); palme / octopus
-    -> that style on `backend` (builtin with --model, the default then; transformers; remote;
+    -> that style on `backend` (builtin, the default: --model or the shipped checkpoint; transformers; remote;
     `oracle` = `sim_oracle`)."""
     if policy_name == "oracle":
         return {"style": "palme", "backend": "sim_oracle"}
     if policy_name not in ("palme", "octopus"):
         raise ValueError(f"--ros --suite manip runs the task_planner node: --policy oracle, palme or octopus, not '{policy_name}'")
-    kind = backend or ("builtin" if model_dir else "remote" if remote_url else None)
-    if kind is None:
-        raise ValueError(f"--policy {policy_name} needs --model DIR, --backend remote with --remote-url, or --backend oracle")
+    kind = backend or ("remote" if remote_url and not model_dir else "builtin")
     if kind == "oracle":
         return {"style": policy_name, "backend": "sim_oracle"}
-    if kind in ("builtin", "transformers") and not model_dir:
+    if kind == "transformers" and not model_dir:
         raise ValueError(f"--backend {kind} needs --model DIR")
+    # builtin without --model: the node loads the shipped checkpoints/<style>_tiny
     params = {"style": policy_name, "backend": kind, "model_dir": model_dir or "", "remote_url": remote_url or "", "remote_model": remote_model or ""}
     if device:
         params["device"] = device

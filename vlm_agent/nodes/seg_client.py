@@ -41,8 +41,8 @@ def segmenter_parameters(policy_name: str, model_dir: str | None = None, device:
     backend = SEG_BACKENDS.get(policy_name)
     if backend is None:
         raise ValueError(f"--ros --suite seg runs the segmenter node: --policy {', '.join(SEG_BACKENDS)}, not '{policy_name}'")
-    if backend != "oracle" and not model_dir:
-        raise ValueError(f"--policy {policy_name} --ros needs --model DIR")
+    if backend == "sa2va_official" and not model_dir:
+        raise ValueError(f"--policy {policy_name} --ros needs --model DIR")  # (sa2va: the node loads the shipped checkpoints/sa2va_nano)
     params = {"backend": backend, "model_dir": model_dir or ""}
     if device:
         params["device"] = device

@@ -71,7 +71,7 @@ class TaskPlannerNodeConfig(RosSkillsConfig):
     style: str = param("palme", "palme: next skill step(s) per call; octopus: a skill program per round", choices=STYLES, read_only=True)
     backend: str = param("builtin", "builtin | transformers | remote (planners.manip_backends); sim_oracle: the simulator's "
                                     "privileged oracle (an upper bound, needs perception ground_truth)", choices=BACKENDS, read_only=True)
-    model_dir: str = param("", "model directory (builtin: a PaLM-E / Octopus family model; transformers: any image-text-to-text "
+    model_dir: str = param("", "model directory (builtin: a PaLM-E / Octopus family model, empty = the shipped checkpoints/<style>_tiny; transformers: any image-text-to-text "
                                "model); required by those backends", read_only=True)
     remote_url: str = param("", "OpenAI-compatible server (remote backend)", read_only=True)
     remote_model: str = param("", "model name on the server (remote backend)", read_only=True)
@@ -170,9 +170,11 @@ def make_task_backend(config: TaskPlannerNodeConfig, truth=None):
         from vlm_agent.evaluation.manip_planners import ORACLE_BACKENDS
 
         return ORACLE_BACKENDS[config.style](truth.env)
+    from vlm_agent.models.registry import default_checkpoint_dir
     from vlm_agent.planners.manip_backends import make_manip_backend
 
-    return make_manip_backend(config.style, config.backend, model_dir=config.model_dir or None, base_url=config.remote_url or None,
+    model_dir = config.model_dir or (default_checkpoint_dir(config.style) if config.backend == "builtin" else None)
+    return make_manip_backend(config.style, config.backend, model_dir=model_dir, base_url=config.remote_url or None,
                               remote_model=config.remote_model, device=config.device)
 
 

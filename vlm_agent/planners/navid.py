@@ -36,17 +36,10 @@ REMOTE_DEADLINE_FRACTION = 0.9
 
 
 def default_checkpoint_dir(name: str = "navid_film") -> str:
-    """The shipped checkpoint: `checkpoints/<name>` of the source tree (pip -e, the repo), else of the
-    installed share folder (`colcon build` installs checkpoints/ under share/vlm_agent)."""
-    source_tree = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), name)
-    if os.path.isdir(source_tree):
-        return source_tree
-    try:
-        from ament_index_python.packages import get_package_share_directory
+    """The shipped checkpoint `checkpoints/<name>` (see `models.registry.default_checkpoint_dir`)."""
+    from vlm_agent.models.registry import default_checkpoint_dir as shipped
 
-        return os.path.join(get_package_share_directory("vlm_agent"), "checkpoints", name)
-    except (ImportError, LookupError, ValueError):
-        return source_tree
+    return shipped(name)
 
 
 @dataclasses.dataclass

@@ -92,7 +92,9 @@ class Sa2VASegmenter:
             torch.set_num_threads(int(num_threads))
         if model is None:
             if not model_dir:
-                raise ValueError("the sa2va segmenter needs a model directory (model_dir)")
+                from vlm_agent.models.registry import default_checkpoint_dir
+
+                model_dir = default_checkpoint_dir("sa2va")  # the shipped checkpoints/sa2va_nano
             from vlm_agent.models.registry import load_model_and_processor, model_type_of
 
             kind = model_type_of(model_dir)
