@@ -210,7 +210,7 @@ def test_demo_and_eval_ros_use_the_shared_rule():
     blocked ends after max_consecutive_aborts (before: only the planner's own report ended it)."""
     import inspect
 
-    from vlm_agent.commands.demo import DemoClient
+    from vlm_agent.nodes.demo_client import NavDemoClient as DemoClient
     from vlm_agent.nodes import eval_client
     from vlm_agent.nodes.eval_client import RosEvalConfig
 

@@ -1,41 +1,86 @@
-"""vlm-agent demo: the main job, end to end through ROS.
+"""vlm-agent demo: the main job, end to end through ROS: navigate, segment, manipulate.
 
-Starts the embedded-sim graph (`mujoco_sim` + `navid_planner` + `motion_executor` +
-`safety_supervisor`) from `config/sim.yaml` in a second process, then for each validation episode:
-sets the simulator's episode parameters, resets it (the simulator publishes the instruction on
-`/vlm_agent/instruction`), and watches the real pipeline run: the planner plans from camera
-frames with the default NaVid model, the executor drives the primitives closed-loop on `/odom`,
-the supervisor gates `/cmd_vel`. An episode ends when the executor finishes a `stop` (the model's,
-or the planner's own on its step limit or an error) or the wall-clock limit passes (then the
-demo calls `/vlm_agent/stop`). Prints a results table and writes, per episode, a contact sheet
-PNG and a GIF of the camera stream, plus `results.json`.
+Runs a few validation episodes of each suite through the real ROS graph with the default models,
+one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in this order:
 
-The graph runs on sim time and, by default, as fast as it keeps up (`--real-time-factor 0`: the
+* `nav`: `mujoco_sim` + `navid_planner` + `motion_executor` + `safety_supervisor` from
+  `config/sim.yaml`. Per episode the simulator's reset publishes the instruction; the planner plans
+  from camera frames with the NaVid model (`--nav-model`, default `checkpoints/navid_film`), the
+  executor drives each primitive closed-loop on `/odom`, the supervisor gates `/cmd_vel`. Ends when
+  the executor finishes a `stop`, the planner ends the episode, plans keep aborting, or
+  `--episode-timeout` passes. Scored by the simulator (SR, SPL, navigation error).
+* `seg`: `mujoco_sim` (seg suite) + `segmenter` (Sa2VA, `--seg-model`, default
+  `checkpoints/sa2va_nano`) + `motion_executor` + `safety_supervisor` from
+  `config/segmentation.yaml`: the referring expression on `segmentation/query`, then a short clip
+  while the robot sways and drives 30 cm; every mask is scored against the simulator's ground truth
+  at its frame's pose (first-frame mIoU as `eval --suite seg`, and the clip's mIoU).
+* `manip-palme`, `manip-octopus`: `mujoco_sim` (manip suite) + `task_planner` (PaLM-E style with
+  `--palme-model`, default `checkpoints/palme_tiny`; Octopus style with `--octopus-model`, default
+  `checkpoints/octopus_tiny`) + `motion_executor` + `safety_supervisor` from
+  `config/sim_manip.yaml`, and the `segmenter` as the task planner's perception
+  (`perception: segmentation`: skills ask `segmentation/query` and read the object's 3D point on
+  `segmentation/target`) when a Sa2VA model is there; else (or `--manip-perception ground_truth`)
+  the simulator's ground truth, an upper bound, and the table says so. Scored by the simulator.
+
+A default checkpoint that is not there skips its suite with the reason printed; a model directory
+given on the command line must exist. Prints one results table (suite, planner and model,
+perception, episodes, score, sim and wall time) and writes `<out>/results.json` (every episode) and,
+per episode, a captioned contact sheet PNG (and a GIF) under `<out>/<suite>/`.
+
+Every graph runs on sim time and, by default, as fast as it keeps up (`--real-time-factor 0`: the
 simulator steps in lock-step with the controller while the robot moves and freely while it rests;
-see `vlm_agent.nodes.mujoco_sim`); `results.json` reports `sim_time_s` and `wall_time_s`.
+see `vlm_agent.nodes.mujoco_sim`).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from dataclasses import dataclass
 
-from vlm_agent.nodes.eval_client import GraphProcess, RosEvalClient, RosEvalConfig
+HELP = "the main job: navigate, segment, manipulate through the full ROS 2 graph in the embedded MuJoCo sim with the default models; results table and pictures"
 
-HELP = "the main job: embedded MuJoCo sim + the full ROS 2 graph + the default NaVid model; results table and episode videos"
-
-DEMO_NODES = ("mujoco_sim", "navid_planner", "motion_executor", "safety_supervisor")
+SUITES = ("nav", "seg", "manip-palme", "manip-octopus")
+# suite -> (shipped checkpoint under checkpoints/, command-line flag, args attribute)
+SUITE_MODELS = {
+    "nav": ("navid_film", "--nav-model", "nav_model"),
+    "seg": ("sa2va_nano", "--seg-model", "seg_model"),
+    "manip-palme": ("palme_tiny", "--palme-model", "palme_model"),
+    "manip-octopus": ("octopus_tiny", "--octopus-model", "octopus_model"),
+}
+NAV_NODES = ("mujoco_sim", "navid_planner", "motion_executor", "safety_supervisor")
+DEMO_NODES = NAV_NODES  # the nav graph (kept name)
+SEG_NODES = ("mujoco_sim", "segmenter", "motion_executor", "safety_supervisor")
+MANIP_NODES = ("mujoco_sim", "motion_executor", "safety_supervisor", "task_planner")
+PERCEPTION_NAMES = {"segmentation": "segmenter", "ground_truth": "ground truth (sim, upper bound)"}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--episodes", type=int, default=3, help="validation episodes to run (default 3)")
+    parser.add_argument("--suites", default=",".join(SUITES),
+                        help=f"comma-separated suites to run, in this order: {', '.join(SUITES)} (default: all)")
+    parser.add_argument("--episodes", type=int, default=3, help="validation episodes per suite (default 3)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--seed", type=int, default=0, help="episode seed")
-    parser.add_argument("--model", default="", help="NaVid model directory (default: the planner's shipped default, checkpoints/navid_film)")
-    parser.add_argument("--config", default="", help="graph parameter YAML (default: the package's config/sim.yaml)")
-    parser.add_argument("--max-steps", type=int, default=40, help="plans per episode before the planner stops itself")
-    parser.add_argument("--episode-timeout", type=float, default=240.0, help="wall-clock seconds per episode before a forced stop")
-    parser.add_argument("--out", default="outputs/demo", help="folder for results.json, contact sheets and GIFs")
+    parser.add_argument("--nav-model", "--model", dest="nav_model", default="",
+                        help="NaVid model directory (default: the shipped checkpoints/navid_film)")
+    parser.add_argument("--seg-model", default="", help="Sa2VA model directory (default: the shipped checkpoints/sa2va_nano)")
+    parser.add_argument("--palme-model", default="", help="PaLM-E-style model directory (default: the shipped checkpoints/palme_tiny)")
+    parser.add_argument("--octopus-model", default="", help="Octopus-style model directory (default: the shipped checkpoints/octopus_tiny)")
+    parser.add_argument("--manip-perception", default="segmenter", choices=("segmenter", "ground_truth"),
+                        help="where the task planner's skills find objects: the segmenter node (default; ground truth when no "
+                             "Sa2VA model is there) or the simulator's ground truth (an upper bound)")
+    parser.add_argument("--config", default="", help="nav graph parameter YAML (default: the package's config/sim.yaml)")
+    parser.add_argument("--max-steps", type=int, default=40, help="nav: plans per episode before the planner stops itself")
+    parser.add_argument("--manip-max-steps", type=int, default=10,
+                        help="manip: skill calls per episode (PaLM-E steps; Octopus calls per program; default 10, about twice "
+                             "what the scripted oracle needs); 0 = config/sim_manip.yaml's (20 / 50)")
+    parser.add_argument("--manip-timeout", type=float, default=90.0,
+                        help="manip: wall-clock seconds per task before the task planner cancels it (default 90)")
+    parser.add_argument("--camera", default="320x240", help="seg and manip: the simulator's camera, WIDTHxHEIGHT px (default 320x240)")
+    parser.add_argument("--episode-timeout", type=float, default=240.0,
+                        help="nav and seg: wall-clock seconds per episode before a forced stop")
+    parser.add_argument("--out", default="outputs/demo", help="folder for results.json and, per suite, contact sheets and GIFs")
     parser.add_argument("--real-time-factor", type=float, default=0.0,
                         help="simulated seconds per wall second (0 = as fast as the graph keeps up, the default; 1 = real time)")
 
@@ -50,8 +95,80 @@ def default_config_path(name: str = "sim.yaml") -> str:
     return os.path.join(get_package_share_directory("vlm_agent"), "config", name)
 
 
+@dataclass
+class SuitePlan:
+    """One suite of the demo: its model directory (absolute), how it was chosen, or why it is skipped."""
+
+    suite: str
+    model_dir: str = ""
+    model_label: str = ""
+    skip: str = ""
+
+
+def plan_suites(args, checkpoint_dir=None) -> list[SuitePlan]:
+    """The suites `--suites` names, each with its model: the flag's directory (which must exist:
+    FileNotFoundError), else the shipped checkpoint (`checkpoint_dir(name)`, default
+    `models.registry.default_checkpoint_dir`: the source tree, else the installed share folder),
+    skipped with the reason when that is missing. ValueError for an unknown suite or bad counts."""
+    if checkpoint_dir is None:
+        from vlm_agent.models.registry import default_checkpoint_dir as checkpoint_dir
+    if args.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    wanted = [s.strip() for s in args.suites.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in SUITES]
+    if unknown or not wanted:
+        raise ValueError(f"--suites: unknown {unknown or 'empty list'}; choose from {', '.join(SUITES)}")
+    plans = []
+    for suite in SUITES:
+        if suite not in wanted:
+            continue
+        name, flag, attr = SUITE_MODELS[suite]
+        given = getattr(args, attr, "") or ""
+        if given:
+            path = os.path.abspath(given)
+            if not os.path.isdir(path):
+                raise FileNotFoundError(f"{flag} {path} is not a directory")
+            plans.append(SuitePlan(suite, path, given))
+            continue
+        path = checkpoint_dir(name)
+        if os.path.isfile(os.path.join(path, "config.json")):
+            plans.append(SuitePlan(suite, os.path.abspath(path), f"checkpoints/{name}"))
+        else:
+            plans.append(SuitePlan(suite, skip=f"the default model checkpoints/{name} is not there ({path}); pass {flag} DIR"))
+    return plans
+
+
+def seg_model_for_manip(args, plans: list[SuitePlan], checkpoint_dir=None) -> tuple[str, str]:
+    """(perception, Sa2VA model dir) for the manip graphs: ("segmentation", dir) with the segmenter
+    in the graph when `--manip-perception segmenter` and a Sa2VA model is there (`--seg-model`, which
+    must exist, or the shipped one), else ("ground_truth", "")."""
+    if args.manip_perception != "segmenter":
+        return "ground_truth", ""
+    seg = next((p for p in plans if p.suite == "seg" and not p.skip), None)
+    if seg is not None:
+        return "segmentation", seg.model_dir
+    return next((("segmentation", p.model_dir) for p in plan_suites(_with(args, suites="seg"), checkpoint_dir) if not p.skip),
+                ("ground_truth", ""))
+
+
+def _with(args, **changes):
+    import argparse
+
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def parse_camera(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--camera {text!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
+    if not (16 <= width <= 1280 and 16 <= height <= 960):
+        raise ValueError(f"--camera {text}: width 16..1280 and height 16..960 px")
+    return width, height
+
+
 def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, real_time_factor: float = 0.0) -> dict:
-    """The graph's parameter YAML: `config_path` with the first episode, the demo's model and the
+    """The nav graph's parameter YAML: `config_path` with the first episode, the demo's model and the
     simulator's real-time factor set, every node but the simulator on sim time."""
     import yaml
 
@@ -72,185 +189,220 @@ def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, r
     return params
 
 
-def run(args) -> int:
-    from vlm_agent.sim.episodes import make_episodes
+def seg_demo_parameters(episode, model_dir: str, camera: tuple[int, int] = (320, 240), real_time_factor: float = 0.0) -> dict:
+    """The seg graph: `seg_client.seg_graph_parameters` (config/segmentation.yaml, the simulator on
+    the episode with the camera, the segmenter on `model_dir` answering `segmentation/query` only)
+    plus the executor and the supervisor of `eval_client.graph_parameters` (the clip's motion)."""
+    from vlm_agent.nodes.eval_client import RosEvalConfig, graph_parameters
+    from vlm_agent.nodes.seg_client import seg_graph_parameters
+    from vlm_agent.sim.env import SimConfig
 
-    if args.episodes < 1:
-        raise ValueError("--episodes must be at least 1")
+    sim_config = SimConfig(width=camera[0], height=camera[1])
+    params = seg_graph_parameters(episode, {"backend": "sa2va", "model_dir": model_dir}, sim_config, real_time_factor=real_time_factor)
+    motion = graph_parameters(episode, sim_config, RosEvalConfig(real_time_factor=real_time_factor))
+    for section in ("motion_executor", "safety_supervisor"):
+        params[section] = motion[section]
+    return params
+
+
+def manip_demo_parameters(episode, style: str, model_dir: str, perception: str = "ground_truth", seg_model_dir: str = "",
+                          camera: tuple[int, int] = (320, 240), real_time_factor: float = 0.0, max_steps: int = 0,
+                          episode_timeout_s: float = 240.0) -> tuple[dict, tuple[str, ...]]:
+    """(parameters, nodes) of a manip graph: `manip_client.task_planner_graph_parameters`
+    (config/sim_manip.yaml, the simulator on the episode with the camera, the executor and the
+    supervisor of the manip eval) with task_planner in `style` on the builtin backend over
+    `model_dir`, its `perception`, its episode timeout and (`max_steps` > 0) its skill-call budgets;
+    for `perception` "segmentation" the segmenter node (config/segmentation.yaml's section, backend
+    sa2va on `seg_model_dir`, queries only from `segmentation/query`) joins the graph."""
+    import yaml
+
+    from vlm_agent.nodes.manip_client import task_planner_graph_parameters
+    from vlm_agent.sim.env import SimConfig
+
+    if perception not in ("ground_truth", "segmentation"):
+        raise ValueError(f"perception: ground_truth or segmentation, not {perception!r}")
+    if perception == "segmentation" and not seg_model_dir:
+        raise ValueError("perception segmentation needs a Sa2VA model directory")
+    planner = {"style": style, "backend": "builtin", "model_dir": model_dir}
+    params = task_planner_graph_parameters(episode, planner, SimConfig(width=camera[0], height=camera[1]),
+                                           real_time_factor=real_time_factor)
+    tp = params["task_planner"]["ros__parameters"]
+    tp.update(perception=perception, episode_timeout_s=float(episode_timeout_s))
+    if max_steps > 0:
+        tp.update(palme_max_steps=max_steps, palme_max_model_calls=max_steps + max(2, max_steps // 2), octopus_max_calls=max_steps)
+    nodes = MANIP_NODES
+    if perception == "segmentation":
+        with open(default_config_path("segmentation.yaml")) as f:
+            seg = (yaml.safe_load(f) or {}).get("segmenter", {}).get("ros__parameters", {})
+        seg.update(backend="sa2va", model_dir=seg_model_dir, use_sim_time=True, use_instruction=False, query="", publish_overlay=False)
+        params["segmenter"] = {"ros__parameters": seg}
+        nodes = MANIP_NODES + ("segmenter",)
+    return params, nodes
+
+
+def run(args) -> int:
+    plans = plan_suites(args)
+    if args.manip_max_steps < 0 or not 1.0 <= args.manip_timeout <= 86400.0:
+        raise ValueError("--manip-max-steps must be >= 0 and --manip-timeout 1..86400 s")
     config_path = args.config or default_config_path()
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"--config {config_path} does not exist")
-    model_dir = os.path.abspath(args.model) if args.model else ""
-    if model_dir and not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"--model {model_dir} is not a directory")
+    camera = parse_camera(args.camera)
+    perception, seg_model = "ground_truth", ""
+    if any(p.suite.startswith("manip") and not p.skip for p in plans):
+        perception, seg_model = seg_model_for_manip(args, plans)
+        if args.manip_perception == "segmenter" and perception != "segmentation":
+            print("demo: manipulation on the simulator's ground-truth perception (an upper bound): no Sa2VA model for the segmenter "
+                  "(checkpoints/sa2va_nano is not there; pass --seg-model DIR)")
     os.makedirs(args.out, exist_ok=True)
-    episodes = make_episodes("nav", args.split, args.episodes, args.seed)
-    params = demo_parameters(config_path, episodes[0], model_dir, args.max_steps, getattr(args, "real_time_factor", 0.0))
-
-    print(f"vlm-agent demo: {len(episodes)} {args.split} episodes, graph {', '.join(DEMO_NODES)} (log: {args.out}/graph.log)")
-    rows = []
+    rtf = getattr(args, "real_time_factor", 0.0)
+    print(f"vlm-agent demo: {args.episodes} {args.split} episode(s) per suite: "
+          + ", ".join(p.suite + (" (skipped)" if p.skip else "") for p in plans))
     t_start = time.monotonic()
-    with GraphProcess(params, log_path=os.path.join(args.out, "graph.log"), nodes=DEMO_NODES) as graph, DemoClient(RosEvalConfig()) as client:
+    results: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    for plan in plans:
+        if plan.skip:
+            skipped[plan.suite] = plan.skip
+            print(f"demo: skipping {plan.suite}: {plan.skip}")
+            continue
+        out_dir = os.path.join(args.out, plan.suite)
+        os.makedirs(out_dir, exist_ok=True)
+        print(f"\n== {plan.suite}: model {plan.model_label} (graph log: {out_dir}/graph.log)")
+        t0 = time.monotonic()
+        try:
+            if plan.suite == "nav":
+                summary = _run_nav(args, plan, config_path, out_dir, rtf)
+            elif plan.suite == "seg":
+                summary = _run_seg(args, plan, camera, out_dir, rtf)
+            else:
+                summary = _run_manip(args, plan, perception, seg_model, camera, out_dir, rtf)
+        except (RuntimeError, TimeoutError) as exc:
+            summary = {"error": str(exc)[-3000:], "per_episode": []}
+            print(f"demo: {plan.suite} failed: {exc}")
+        summary.update(suite=plan.suite, model_dir=plan.model_dir, model=plan.model_label, wall_s=time.monotonic() - t0,
+                       pictures=out_dir, graph_log=os.path.join(out_dir, "graph.log"))
+        results[plan.suite] = summary
+    report = {
+        "split": args.split, "seed": args.seed, "episodes_per_suite": args.episodes, "real_time_factor": rtf,
+        "wall_s": time.monotonic() - t_start, "suites": results, "skipped": skipped,
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(report, f, indent=2, default=float)
+    print()
+    print_table(report)
+    print(f"wrote {args.out}/results.json and, per episode, a contact sheet under {args.out}/<suite>/ "
+          f"({', '.join(results) or 'no suite ran'})")
+    return 1 if any("error" in s for s in results.values()) else 0
+
+
+def _episodes(suite: str, args):
+    from vlm_agent.sim.episodes import make_episodes
+
+    return make_episodes(suite, args.split, args.episodes, args.seed)
+
+
+def _run_nav(args, plan: SuitePlan, config_path: str, out_dir: str, rtf: float) -> dict:
+    from vlm_agent.nodes.demo_client import NavDemoClient
+    from vlm_agent.nodes.eval_client import GraphProcess, RosEvalConfig
+
+    episodes = _episodes("nav", args)
+    params = demo_parameters(config_path, episodes[0], plan.model_dir, args.max_steps, rtf)
+    rows = []
+    with GraphProcess(params, log_path=os.path.join(out_dir, "graph.log"), nodes=NAV_NODES) as graph, \
+            NavDemoClient(RosEvalConfig()) as client:
         planner = params.get("navid_planner", {}).get("ros__parameters", {})
         client.max_steps = int(planner.get("max_steps", client.max_steps))
         client.max_consecutive_aborts = int(planner.get("max_consecutive_aborts", client.max_consecutive_aborts))
         client.wait_ready(graph)
         for ep in episodes:
-            rows.append(client.run_episode(ep, graph, args.episode_timeout, args.out))
-    summary = {
-        "episodes": len(rows),
-        "success_rate": sum(r["success"] for r in rows) / len(rows),
-        "spl": sum(r["spl"] for r in rows) / len(rows),
-        "navigation_error": sum(r["navigation_error"] for r in rows) / len(rows),
-        "wall_s": time.monotonic() - t_start,
-        # Over the episodes (from each reset to its result): simulated and wall seconds.
-        "sim_time_s": sum(r["sim_time_s"] for r in rows),
-        "wall_time_s": sum(r["wall_s"] for r in rows),
-        "real_time_factor": getattr(args, "real_time_factor", 0.0),
-        "model_dir": model_dir or "checkpoints/navid_film",
-        "per_episode": rows,
-    }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    print_table(rows, summary)
-    if summary["wall_time_s"] > 0:
-        print(f"simulated {summary['sim_time_s']:.1f} s in {summary['wall_time_s']:.1f} s of wall time "
-              f"({summary['sim_time_s'] / summary['wall_time_s']:.1f}x real time)")
-    print(f"wrote {args.out}/results.json and a contact sheet + GIF per episode")
-    return 0
+            rows.append(client.run_episode(ep, graph, args.episode_timeout, out_dir))
+    metrics = {"success_rate": _mean(rows, "success"), "spl": _mean(rows, "spl"), "navigation_error": _mean(rows, "navigation_error")}
+    return {"planner": "NaVid (navid_planner)", "perception": "camera only (end to end)", "episodes": len(rows), "metrics": metrics,
+            "sim_time_s": sum(r["sim_time_s"] for r in rows), "wall_time_s": sum(r["wall_s"] for r in rows), "per_episode": rows}
 
 
-def print_table(rows: list[dict], summary: dict) -> None:
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows) if rows else math.nan
+
+
+def _run_seg(args, plan: SuitePlan, camera: tuple[int, int], out_dir: str, rtf: float) -> dict:
+    from vlm_agent.nodes.demo_client import SegDemoClient
+    from vlm_agent.nodes.eval_client import EpisodeSpans, GraphProcess, RosEvalConfig
+    from vlm_agent.sim.metrics import aggregate_seg
+
+    episodes = _episodes("seg", args)
+    params = seg_demo_parameters(episodes[0], plan.model_dir, camera, rtf)
+    fov = float(params["mujoco_sim"]["ros__parameters"].get("vertical_fov_deg", 60.0))
+    rows, spans = [], EpisodeSpans()
+    with GraphProcess(params, log_path=os.path.join(out_dir, "graph.log"), nodes=SEG_NODES) as graph, \
+            SegDemoClient(RosEvalConfig(real_time_factor=rtf), camera=(camera[0], camera[1], fov), mask_timeout_s=args.episode_timeout) as client:
+        client.wait_ready(graph)
+        for ep in episodes:
+            rows.append(client.run_episode(ep, graph, spans, out_dir))
+    metrics = aggregate_seg(rows)
+    return {"planner": "Sa2VA (segmenter)", "perception": "n/a (the segmenter is scored)", "episodes": len(rows), "metrics": metrics,
+            "sim_time_s": spans.sim[1] - spans.sim[0], "wall_time_s": spans.wall[1] - spans.wall[0], "per_episode": rows,
+            "scoring": "every mask after the reset against the simulator's ground truth at its frame's odometry pose; "
+                       "miou = first masks, clip_miou = every mask of every clip (the robot sways and drives 30 cm)"}
+
+
+def _run_manip(args, plan: SuitePlan, perception: str, seg_model: str, camera: tuple[int, int], out_dir: str, rtf: float) -> dict:
+    from vlm_agent.nodes.demo_client import ManipDemoClient
+    from vlm_agent.nodes.eval_client import EpisodeSpans, GraphProcess, RosEvalConfig
+    from vlm_agent.sim.metrics import aggregate_manip
+
+    style = plan.suite.split("-", 1)[1]
+    episodes = _episodes("manip", args)
+    params, nodes = manip_demo_parameters(episodes[0], style, plan.model_dir, perception, seg_model, camera, rtf,
+                                          args.manip_max_steps, args.manip_timeout)
+    planner = params["task_planner"]["ros__parameters"]
+    rows, spans = [], EpisodeSpans()
+    with GraphProcess(params, log_path=os.path.join(out_dir, "graph.log"), nodes=nodes) as graph, \
+            ManipDemoClient(RosEvalConfig(real_time_factor=rtf), episode_timeout_s=args.manip_timeout,
+                            segmenter="segmenter" in nodes) as client:
+        client.wait_ready(graph)
+        for ep in episodes:
+            rows.append(client.run_episode(ep, graph, spans, out_dir, planner))
+    label = {"palme": "PaLM-E style (task_planner)", "octopus": "Octopus style (task_planner)"}[style]
+    seen = sorted({r["perception"] for r in rows}) or [perception]
+    return {"planner": label, "perception": ", ".join(PERCEPTION_NAMES.get(p.split(" ")[0], p) for p in seen),
+            "perception_model": seg_model if perception == "segmentation" else "", "episodes": len(rows),
+            "metrics": aggregate_manip(rows), "sim_time_s": spans.sim[1] - spans.sim[0], "wall_time_s": spans.wall[1] - spans.wall[0],
+            "per_episode": rows, "task_planner": {k: v for k, v in planner.items() if k in (
+                "style", "backend", "model_dir", "perception", "palme_max_steps", "octopus_max_rounds", "episode_timeout_s")}}
+
+
+def score_text(suite: str, summary: dict) -> str:
+    """The table's score cell: nav SR / SPL, seg mIoU (first frame and clip), manip success."""
+    m = summary.get("metrics") or {}
+    if "error" in summary:
+        return "failed (see results.json)"
+    if suite == "nav":
+        return f"SR {m.get('success_rate', math.nan):.2f}, SPL {m.get('spl', math.nan):.2f}"
+    if suite == "seg":
+        return f"mIoU {m.get('miou', math.nan):.2f} (clip {m.get('clip_miou', math.nan):.2f})"
+    n = summary.get("episodes", 0)
+    wins = round(m.get("success_rate", 0.0) * n) if n else 0
+    return f"success {m.get('success_rate', math.nan):.2f} ({wins}/{n})"
+
+
+def print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="vlm-agent demo: NaVid planner through ROS in the embedded MuJoCo sim")
-    for col in ("episode", "instruction", "success", "SPL", "NE (m)", "plans", "planner ms", "ended by"):
+    table = Table(title=f"vlm-agent demo: the agent through ROS in the embedded MuJoCo sim ({report['split']} episodes, "
+                        f"seed {report['seed']})")
+    for col in ("suite", "planner / model", "perception", "episodes", "score", "sim / wall (s)"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["episode_id"], r["instruction"], "yes" if r["success"] else "no", f"{r['spl']:.2f}",
-            f"{r['navigation_error']:.2f}", str(r["plans"]), f"{r['planner_latency_ms']:.0f}", r["end_reason"],
-        )
-    table.add_row("all", "", f"SR {summary['success_rate']:.2f}", f"{summary['spl']:.2f}", f"{summary['navigation_error']:.2f}", "", "", "")
+    for suite, s in report["suites"].items():
+        times = f"{s.get('sim_time_s', math.nan):.0f} / {s['wall_s']:.0f}"
+        perception = s.get("perception", "")
+        if s.get("perception_model"):
+            perception += f" ({os.path.basename(os.path.normpath(s['perception_model']))})"
+        table.add_row(suite, f"{s.get('planner', '')}\n{s.get('model', '')}", perception, str(s.get("episodes", 0)),
+                      score_text(suite, s), times)
+    for suite, reason in report["skipped"].items():
+        table.add_row(suite, "", "", "0", f"skipped: {reason}", "")
+    table.add_row("all", "", "", "", "", f"wall {report['wall_s']:.0f}")
     Console(width=160).print(table)
-
-
-class DemoClient(RosEvalClient):
-    """The ROS eval client (sim services, camera/odometry/executor subscriptions) that also watches
-    plans and records the camera stream, but never publishes plans itself: the planner node does."""
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.plans: list[dict] = []
-        self.frames: list = []
-        self.recording = False
-        self.planner_status: dict[str, str] = {}
-        # The graph's planner limits (set from the demo's parameters before the episodes run).
-        self.max_steps = 100
-        self.max_consecutive_aborts = 3
-
-    def __enter__(self):
-        super().__enter__()
-        from std_msgs.msg import String
-
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        from vlm_agent.nodes.base import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, LATCHED_QOS
-
-        self.node.create_subscription(String, "/vlm_agent/plan", self._on_plan, LATCHED_QOS)
-        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_status, DIAGNOSTICS_QOS)
-        return self
-
-    def _on_status(self, msg) -> None:
-        for status in msg.status:
-            if status.name == "/navid_planner":
-                self.planner_status = {kv.key: kv.value for kv in status.values}
-
-    def _on_plan(self, msg) -> None:
-        try:
-            self.plans.append(json.loads(msg.data))
-        except ValueError:
-            pass
-
-    def _on_rgb(self, msg) -> None:
-        super()._on_rgb(msg)
-        if self.recording and self.latest.rgb is not None:
-            self.frames.append(self.latest.rgb)
-
-    def _episode_finished(self, instruction: str) -> str | None:
-        """The end reason by the rule shared with `eval --ros` (`planner_loop.episode_end_reason`): the
-        executor finished a `stop` plan of this episode, the planner ended the episode itself,
-        `max_consecutive_aborts` of its plans aborted in a row, or `max_steps` plans; else None."""
-        from vlm_agent.planners.planner_loop import episode_end_reason
-
-        ours = {p.get("plan_id"): p for p in self.plans if p.get("instruction") == instruction}
-        stopped_by, aborts_in_row, last_abort, final = None, 0, "", {}
-        for state in self.latest.states:
-            if state.get("plan_id") in ours and state.get("state") in ("done", "aborted"):
-                final[state["plan_id"]] = state
-        for plan_id in sorted(final):
-            state = final[plan_id]
-            if state["state"] == "done" and state.get("reason") == "stop":
-                stopped_by = ours[plan_id].get("error") or "model said stop"
-            if state["state"] == "aborted":
-                aborts_in_row, last_abort = aborts_in_row + 1, str(state.get("reason") or "")
-            else:
-                aborts_in_row = 0
-        status = self.planner_status
-        planner_reason = None
-        if ours and status.get("loop_state") == "finished" and instruction.startswith(status.get("instruction", "\0")):
-            planner_reason = status.get("finish_reason") or "finished"
-        return episode_end_reason(
-            stopped_by=stopped_by, steps=len(final), max_steps=self.max_steps, aborts_in_row=aborts_in_row,
-            max_consecutive_aborts=self.max_consecutive_aborts, last_abort_reason=last_abort, planner_reason=planner_reason,
-        )
-
-    def run_episode(self, ep, graph, timeout_s: float, out_dir: str) -> dict:
-        from std_srvs.srv import Trigger
-
-        from vlm_agent.sim.video import write_video
-
-        self.plans.clear()
-        self.frames = []
-        self.planner_status = {}
-        self.latest.states.clear()
-        info = self.reset_episode(ep, graph)
-        self.recording = True
-        print(f"[{ep.episode_id}] {info.get('instruction', ep.instruction)!r}")
-        start = time.monotonic()
-        try:
-            self.spin_until(lambda: self._episode_finished(ep.instruction) is not None, timeout_s, "stop from the planner", graph)
-            end_reason = self._episode_finished(ep.instruction)
-        except TimeoutError:
-            end_reason = f"demo timeout {timeout_s:g} s"
-            stop = self.node.create_client(Trigger, "/vlm_agent/stop")
-            if stop.wait_for_service(timeout_sec=2.0):
-                self.call(stop, Trigger.Request(), "/vlm_agent/stop", graph)
-        self.recording = False
-        metrics = self.result(graph)
-        ours = [p for p in self.plans if p.get("instruction") == ep.instruction]
-        latencies = [p.get("latency_s") or 0.0 for p in ours]
-        png = gif = ""
-        if self.frames:
-            png, gif = write_video(out_dir, ep, self.frames[:: max(1, len(self.frames) // 120)])
-        row = {
-            "episode_id": ep.episode_id,
-            "instruction": ep.instruction,
-            "success": float(metrics.get("success", 0.0)),
-            "spl": float(metrics.get("spl", 0.0)),
-            "navigation_error": float(metrics.get("navigation_error", float("nan"))),
-            "plans": len(ours),
-            "planner_latency_ms": 1e3 * sum(latencies) / max(1, len(latencies)),
-            "end_reason": end_reason,
-            "wall_s": time.monotonic() - start,
-            "sim_time_s": float(metrics.get("sim_time", float("nan"))) - float(info.get("sim_time", float("nan"))),
-            "contact_sheet": png,
-            "gif": gif,
-            "raw_text_examples": [p.get("raw_text", "") for p in ours[:3]],
-        }
-        print(
-            f"[{ep.episode_id}] success={row['success']:.0f} SPL={row['spl']:.2f} "
-            f"NE={row['navigation_error']:.2f} m plans={row['plans']} ({end_reason})"
-        )
-        return row
