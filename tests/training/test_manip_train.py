@@ -137,3 +137,16 @@ def test_augmentation_rewords_around_the_object_phrases_only():
     prompt = "<img> Robot: x\nTask: " + text + "\nFeedback on an earlier attempt (1 of 1):\nrobot.pick('cyan cube')"
     new = augment_prompt(rng, prompt)
     assert new.split("\n")[0] == "<img> Robot: x" and new.split("\n", 2)[2] == prompt.split("\n", 2)[2]
+
+
+def test_nonce_colours_replace_the_task_colours_consistently_in_prompt_and_answer():
+    from vlm_agent.training.manip import nonce_colours
+
+    prompt = ("<img> Robot: gripper closed; holding red cube\nTask: put the red cube on the blue plate\n"
+              "Feedback on an earlier attempt (1 of 1):\n- pick('red cube'): ok: holding red cube")
+    answer = "robot.navigate_to('blue plate')\nrobot.place_on('blue plate')\nTarget state:\n1. on(red cube, blue plate)"
+    p, a = nonce_colours(np.random.default_rng(1), prompt, answer)
+    assert "red" not in p + a and "blue" not in p + a
+    red = p.split("Task: put the ")[1].split(" cube")[0]
+    blue = p.split(" cube on the ")[1].split(" plate")[0]
+    assert red != blue and p.count(red + " cube") == 4 and a.count(red + " cube") == 1 and a.count(blue + " plate") == 3

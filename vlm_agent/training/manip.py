@@ -268,6 +268,26 @@ def augment_prompt(rng, prompt: str) -> str:
     return head + sep + augment_instruction(rng, line) + nl + rest
 
 
+def nonce_colours(rng, prompt: str, answer: str) -> tuple[str, str]:
+    """(prompt, answer) with each colour word of the instruction's object phrases replaced, everywhere
+    in both, by a made-up word (3-7 random letters). Why: the held-out colour-shape pairs never occur
+    in training, and a model that learnt the pairs it saw ("orange ball") instead of copying the
+    words it is given writes a seen pair in its program; a nonce colour can only be copied. Made-up
+    words cannot coincide with a held-out pair, so nothing of the test split is trained on."""
+    import re
+
+    from vlm_agent.planners.manip_backends import object_phrases, task_of
+    from vlm_agent.skills.resolver import COLOURS
+
+    colours = list(dict.fromkeys(p.split()[0] for p in object_phrases(task_of(prompt)) if " " in p and p.split()[0] in COLOURS))
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for colour in colours:
+        word = "".join(letters[int(k)] for k in rng.integers(26, size=int(rng.integers(3, 8))))
+        pattern = re.compile(rf"\b{re.escape(colour)}\b")
+        prompt, answer = pattern.sub(word, prompt), pattern.sub(word, answer)
+    return prompt, answer
+
+
 # -- training --------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class ManipTrainConfig(ConfigBase):
@@ -295,6 +315,7 @@ class ManipTrainConfig(ConfigBase):
     max_prompt_tokens: int = param(1024, "longest prompt (tokens after expansion) the model takes; longer records are left out", min=16)
     val_episodes: int = param(50, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     augment: float = param(0.5, "probability that a training prompt's instruction is reworded around its object phrases (augment_instruction)", min=0.0, max=1.0)
+    nonce: float = param(0.0, "probability that a training example's colour words become made-up words in prompt and answer (nonce_colours)", min=0.0, max=1.0)
     eval_every_min: float = param(4.0, "minutes between closed-loop evaluations", min=0.1)
     resume: int = param(1, "1 = continue from <out_dir>.work/train_state.pt when it exists", min=0, max=1)
     threads: int = param(2, "torch CPU threads", min=1, max=256)
@@ -331,10 +352,10 @@ class ManipBatcher:
     record, PaLM-E state vectors from the prompt's state slot (as `BuiltinPalmeBackend.inputs`)."""
 
     def __init__(self, family: str, processor, images: np.ndarray, records: list[dict], examples: list[tuple], seed: int = 0,
-                 augment: float = 0.0):
+                 augment: float = 0.0, nonce: float = 0.0):
         from vlm_agent.planners.manip_backends import parse_state_text, state_slot
 
-        self.family, self.processor, self.images, self.augment = family, processor, images, float(augment)
+        self.family, self.processor, self.images, self.augment, self.nonce = family, processor, images, float(augment), float(nonce)
         self.rng = np.random.default_rng(seed)
         self.items = []  # (ids, n_prompt, image index, state vector | None, weight, prompt, answer)
         skipped = 0
@@ -356,15 +377,23 @@ class ManipBatcher:
         return self.build(self.rng.integers(len(self.items), size=n).tolist())
 
     def _augmented(self, item: tuple) -> tuple:
-        ids = self.processor.expand(self.processor.split_prompt(augment_prompt(self.rng, item[5])))
+        """`item` with its instruction reworded (prob. `augment`) and its colours made up (prob. `nonce`)."""
+        prompt, answer = item[5], item[6]
+        if self.rng.random() < self.augment:
+            prompt = augment_prompt(self.rng, prompt)
+        if self.rng.random() < self.nonce:
+            prompt, answer = nonce_colours(self.rng, prompt, answer)
+        if (prompt, answer) == (item[5], item[6]):
+            return item
+        ids = self.processor.expand(self.processor.split_prompt(prompt))
         if len(ids) > self.processor.max_prompt_tokens:
             return item
-        return (ids + self.processor.answer_ids(item[6]), len(ids), *item[2:])
+        return (ids + self.processor.answer_ids(answer), len(ids), *item[2:])
 
     def build(self, indices: list[int], augment: bool = True) -> dict:
         items = [self.items[i] for i in indices]
-        if augment and self.augment > 0:
-            items = [self._augmented(x) if self.rng.random() < self.augment else x for x in items]
+        if augment and (self.augment > 0 or self.nonce > 0):
+            items = [self._augmented(x) for x in items]
         length = max(len(x[0]) for x in items)
         pad = self.processor.ids["pad_token_id"]
         input_ids = torch.full((len(items), length), pad, dtype=torch.long)
@@ -474,7 +503,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
                                      vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads, **extra)
     model.to(device)
     model.train()
-    batcher = ManipBatcher(cfg.family, processor, images, records, examples, seed=cfg.seed, augment=cfg.augment)
+    batcher = ManipBatcher(cfg.family, processor, images, records, examples, seed=cfg.seed, augment=cfg.augment, nonce=cfg.nonce)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     os.makedirs(cfg.out_dir, exist_ok=True)
     work_dir = cfg.out_dir.rstrip("/") + ".work"
@@ -547,5 +576,5 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
     return summary
 
 
-__all__ = ["ManipTrainConfig", "RecordingBackend", "TrainConfig", "augment_instruction", "augment_prompt", "collect_manip_shards", "closed_loop_manip_eval", "load_manip_shards",
+__all__ = ["ManipTrainConfig", "RecordingBackend", "TrainConfig", "augment_instruction", "augment_prompt", "collect_manip_shards", "nonce_colours", "closed_loop_manip_eval", "load_manip_shards",
            "oracle_octopus_response", "sample_loss", "train", "training_examples"]
