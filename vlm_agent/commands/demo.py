@@ -285,7 +285,7 @@ def run(args) -> int:
         results[plan.suite] = summary
     report = {
         "split": args.split, "seed": args.seed, "episodes_per_suite": args.episodes, "real_time_factor": rtf,
-        "wall_s": time.monotonic() - t_start, "suites": results, "skipped": skipped,
+        "wall_s": time.monotonic() - t_start, "order": [p.suite for p in plans], "suites": results, "skipped": skipped,
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2, default=float)
@@ -395,14 +395,16 @@ def print_table(report: dict) -> None:
                         f"seed {report['seed']})")
     for col in ("suite", "planner / model", "perception", "episodes", "score", "sim / wall (s)"):
         table.add_column(col, overflow="fold")
-    for suite, s in report["suites"].items():
+    for suite in report.get("order") or list(report["suites"]) + list(report["skipped"]):
+        if suite in report["skipped"]:
+            table.add_row(suite, f"(no {SUITE_MODELS[suite][1]})", "", "0", f"skipped: checkpoints/{SUITE_MODELS[suite][0]} is not there", "")
+            continue
+        s = report["suites"][suite]
         times = f"{s.get('sim_time_s', math.nan):.0f} / {s['wall_s']:.0f}"
         perception = s.get("perception", "")
         if s.get("perception_model"):
             perception += f" ({os.path.basename(os.path.normpath(s['perception_model']))})"
         table.add_row(suite, f"{s.get('planner', '')}\n{s.get('model', '')}", perception, str(s.get("episodes", 0)),
                       score_text(suite, s), times)
-    for suite, reason in report["skipped"].items():
-        table.add_row(suite, "", "", "0", f"skipped: {reason}", "")
     table.add_row("all", "", "", "", "", f"wall {report['wall_s']:.0f}")
     Console(width=160).print(table)
