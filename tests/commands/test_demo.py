@@ -56,7 +56,7 @@ def test_demo_segments_and_manipulates_through_ros(tmp_path):
     octopus = save_untrained_manip_model(models / "octopus", "octopus", seed=3)
     out = tmp_path / "demo"
     proc = _demo("--suites", "seg,manip-palme,manip-octopus", "--episodes", "1", "--seg-model", seg, "--palme-model", palme,
-                 "--octopus-model", octopus, "--manip-max-steps", "2", "--camera", "160x120", "--episode-timeout", "120", "--manip-timeout", "60",
+                 "--octopus-model", octopus, "--manip-perception", "segmenter", "--manip-max-steps", "2", "--camera", "160x120", "--episode-timeout", "120", "--manip-timeout", "60",
                  "--out", str(out), timeout=420)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())

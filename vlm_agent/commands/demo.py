@@ -17,10 +17,12 @@ one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in thi
 * `manip-palme`, `manip-octopus`: `mujoco_sim` (manip suite) + `task_planner` (PaLM-E style with
   `--palme-model`, default `checkpoints/palme_tiny`; Octopus style with `--octopus-model`, default
   `checkpoints/octopus_tiny`) + `motion_executor` + `safety_supervisor` from
-  `config/sim_manip.yaml`, and the `segmenter` as the task planner's perception
-  (`perception: segmentation`: skills ask `segmentation/query` and read the object's 3D point on
-  `segmentation/target`) when a Sa2VA model is there; else (or `--manip-perception ground_truth`)
-  the simulator's ground truth, an upper bound, and the table says so. Scored by the simulator.
+  `config/sim_manip.yaml`, the skills reading the simulator's ground truth (an upper bound; the table
+  says so), or with `--manip-perception segmenter` the `segmenter` node as the task planner's
+  perception (`perception: segmentation`: skills ask `segmentation/query` and read the object's 3D
+  point on `segmentation/target`). Ground truth is the default because the ROS segmentation
+  perception does not search yet (it answers only for what is in view, and manip episodes start with
+  the target out of view); the in-process `eval --perception segmenter` does. Scored by the simulator.
 
 A default checkpoint that is not there skips its suite with the reason printed; a model directory
 given on the command line must exist. Prints one results table (suite, planner and model,
@@ -67,9 +69,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seg-model", default="", help="Sa2VA model directory (default: the shipped checkpoints/sa2va_nano)")
     parser.add_argument("--palme-model", default="", help="PaLM-E-style model directory (default: the shipped checkpoints/palme_tiny)")
     parser.add_argument("--octopus-model", default="", help="Octopus-style model directory (default: the shipped checkpoints/octopus_tiny)")
-    parser.add_argument("--manip-perception", default="segmenter", choices=("segmenter", "ground_truth"),
-                        help="where the task planner's skills find objects: the segmenter node (default; ground truth when no "
-                             "Sa2VA model is there) or the simulator's ground truth (an upper bound)")
+    parser.add_argument("--manip-perception", default="ground_truth", choices=("segmenter", "ground_truth"),
+                        help="where the task planner's skills find objects: the simulator's ground truth (default; an upper bound) "
+                             "or the segmenter node (ground truth when no Sa2VA model is there; through ROS it does not search "
+                             "for out-of-view objects yet)")
     parser.add_argument("--config", default="", help="nav graph parameter YAML (default: the package's config/sim.yaml)")
     parser.add_argument("--max-steps", type=int, default=40, help="nav: plans per episode before the planner stops itself")
     parser.add_argument("--manip-max-steps", type=int, default=10,
