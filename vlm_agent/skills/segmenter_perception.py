@@ -397,7 +397,8 @@ class SegmenterPerceptionFactory:
 
 def make_segmenter_factory(backend: str = "sa2va", model_dir: str | None = None, device: str = "cpu", **kwargs):
     """`segmenter_factory(env)` for `SegmenterPerceptionFactory`: "oracle" (`GroundTruthMaskSegmenter`,
-    privileged) or a `skills.segmentation.make_segmenter` backend ("sa2va" needs `model_dir`)."""
+    privileged) or a `skills.segmentation.make_segmenter` backend ("sa2va": `model_dir`, default the
+    shipped checkpoints/sa2va_nano)."""
     if backend == "oracle":
         return GroundTruthMaskSegmenter
     from vlm_agent.skills.segmentation import SEGMENTER_BACKENDS, make_segmenter
@@ -405,7 +406,9 @@ def make_segmenter_factory(backend: str = "sa2va", model_dir: str | None = None,
     if backend not in SEGMENTER_BACKENDS:
         raise ValueError(f"unknown segmenter backend '{backend}' (known: oracle, {', '.join(sorted(SEGMENTER_BACKENDS))})")
     if backend == "sa2va" and not model_dir:
-        raise ValueError("segmenter perception with the sa2va backend needs a saved sa2va model directory (--seg-model DIR)")
+        from vlm_agent.models.registry import default_checkpoint_dir
+
+        model_dir = default_checkpoint_dir("sa2va")
 
     def factory(env):
         return make_segmenter(backend, model_dir=model_dir, device=device, **kwargs)
