@@ -441,38 +441,6 @@ def closed_loop_manip_eval(family: str, model_dir: str, n_episodes: int, split: 
     return out
 
 
-def plot_curves(log_path: str, png_path: str) -> None:
-    """Loss (EMA) and closed-loop val success against optimiser steps, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    loss, val = [], []
-    with open(log_path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "val" in rec:
-                val.append((rec["step"], rec["val"]["success_rate"]))
-            elif rec.get("loss_ema") is not None:
-                loss.append((rec["step"], rec["loss_ema"]))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    if loss:
-        a.plot(*zip(*loss))
-        a.set_yscale("log")
-    a.set_xlabel("step")
-    a.set_ylabel("training loss (EMA)")
-    if val:
-        b.plot(*zip(*val), "o-", label="success")
-        b.legend()
-    b.set_xlabel("step")
-    b.set_ylabel("closed-loop val")
-    b.set_ylim(0, 1.02)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=80)
-    plt.close(fig)
-
-
 def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
     """Train `cfg.family` on `cfg.data`; keep the checkpoint with the best closed-loop val success in
     `cfg.out_dir`; returns the run summary (also `training_summary.json`)."""
@@ -481,7 +449,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
 
     from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
     from vlm_agent.models.registry import get_processor_class, load_model_and_processor, new_model
-    from vlm_agent.training.navid import save_checkpoint
+    from vlm_agent.training.navid import plot_training_curves, save_checkpoint
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -537,7 +505,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
             save_checkpoint(model, processor, cfg.out_dir)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
                     "elapsed_s": time.monotonic() - t0}, state_path)
-        plot_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"))
+        plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"), series=(("success_rate", "success"),), log_loss=True)
         bar.write(f"step {step}: closed-loop val success {res['success_rate']:.2f} (best {best['success_rate']:.2f} @ {best['step']})")
         return res
 

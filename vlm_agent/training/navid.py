@@ -159,8 +159,12 @@ class EpisodeBatcher:
         }
 
 
-def plot_training_curves(log_path: str, png_path: str) -> None:
-    """Loss (EMA) and closed-loop val SR/SPL against optimiser steps, from `train_log.jsonl`, as a PNG."""
+def plot_training_curves(log_path: str, png_path: str, series: tuple = (("success_rate", "SR"), ("spl", "SPL")),
+                         log_loss: bool = False) -> None:
+    """Loss (EMA) and closed-loop val metrics against optimiser steps, from a trainer's
+    `train_log.jsonl` (records with `loss_ema`, and records with a `val` dict), as a PNG. `series`:
+    (key in `val`, legend label) per plotted metric (all in [0, 1]); default NaVid's SR and SPL.
+    Every family's trainer writes its curves with this."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,22 +175,24 @@ def plot_training_curves(log_path: str, png_path: str) -> None:
         for line in f:
             rec = json.loads(line)
             if "val" in rec:
-                val.append((rec["step"], rec["val"]["success_rate"], rec["val"]["spl"]))
+                val.append((rec["step"], *(rec["val"].get(k, float("nan")) for k, _ in series)))
             elif rec.get("loss_ema") is not None:
                 loss.append((rec["step"], rec["loss_ema"]))
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     if loss:
         a.plot(*zip(*loss))
+        if log_loss:
+            a.set_yscale("log")
     a.set_xlabel("step")
     a.set_ylabel("training loss (EMA)")
     if val:
-        steps, sr, spl = zip(*val)
-        b.plot(steps, sr, "o-", label="SR")
-        b.plot(steps, spl, "s-", label="SPL")
+        steps, *columns = zip(*val)
+        for (_, label), values, marker in zip(series, columns, "os^dv"):
+            b.plot(steps, values, marker + "-", label=label)
         b.legend()
     b.set_xlabel("step")
     b.set_ylabel("closed-loop val")
-    b.set_ylim(0, 1)
+    b.set_ylim(0, 1.02)
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)
     plt.close(fig)

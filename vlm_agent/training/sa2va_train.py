@@ -344,41 +344,6 @@ def closed_loop_seg_eval(model_dir: str, n_episodes: int, clip_frames: int = 8, 
 
 
 # -- the run ---------------------------------------------------------------------------------------------
-def plot_training_curves(log_path: str, png_path: str) -> None:
-    """Training loss (EMA) and closed-loop val clip mIoU / cIoU against optimiser steps, from
-    `train_log.jsonl`, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    loss, val = [], []
-    with open(log_path) as f:
-        for line in f:
-            rec = json.loads(line)
-            if "val" in rec:
-                val.append((rec["step"], rec["val"]["clip_miou"], rec["val"]["clip_ciou"]))
-            elif rec.get("loss_ema") is not None:
-                loss.append((rec["step"], rec["loss_ema"]))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    if loss:
-        a.plot(*zip(*loss))
-        a.set_yscale("log")
-    a.set_xlabel("step")
-    a.set_ylabel("training loss (EMA)")
-    if val:
-        steps, miou, ciou = zip(*val)
-        b.plot(steps, miou, "o-", label="clip mIoU")
-        b.plot(steps, ciou, "s-", label="clip cIoU")
-        b.legend()
-    b.set_xlabel("step")
-    b.set_ylabel("closed-loop val")
-    b.set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=80)
-    plt.close(fig)
-
-
 def build_model(cfg: Sa2VATrainConfig, queries):
     """(model, processor): loaded from `cfg.init_from` (its sizes; `sam2_trainable` and the mask loss
     weights from `cfg`), or new with a tokenizer trained over `queries`."""
@@ -414,7 +379,7 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    from vlm_agent.training.navid import save_checkpoint
+    from vlm_agent.training.navid import plot_training_curves, save_checkpoint
     from vlm_agent.training.seg_data import load_seg_shards
 
     torch.set_num_threads(cfg.threads)
@@ -467,7 +432,8 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
             save_checkpoint(model, processor, cfg.out_dir)
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
                     "elapsed_s": time.monotonic() - t0}, state_path)
-        plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"))
+        plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"), series=(("clip_miou", "clip mIoU"), ("clip_ciou", "clip cIoU")),
+                             log_loss=True)
         bar.write(f"step {step}: closed-loop val clip mIoU {res['clip_miou']:.3f} cIoU {res['clip_ciou']:.3f} "
                   f"(best {best['clip_miou']:.3f} @ {best['step']})")
 
@@ -505,4 +471,4 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
 
 
 __all__ = ["Sa2VATrainConfig", "TrainConfig", "ClipBatcher", "decode_candidates", "frame_losses", "clip_forward", "clip_losses", "clip_train_step",
-           "closed_loop_seg_eval", "plot_training_curves", "build_model", "train"]
+           "closed_loop_seg_eval", "build_model", "train"]
