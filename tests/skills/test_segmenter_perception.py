@@ -237,8 +237,7 @@ def test_the_eval_policy_and_command_wiring(env):
     assert m["success"] == 1.0 and m["perception"] == "segmenter" and m["upper_bound"] is False and m["locate"]["calls"] >= 1
     assert merge_locate_summaries([m["locate"], m["locate"]])["calls"] == 2 * m["locate"]["calls"]
 
-    with pytest.raises(ValueError, match="--seg-model"):
-        make_perception_factory("segmenter", seg_backend="sa2va")
+    assert make_perception_factory("segmenter", seg_backend="sa2va") is not None  # no --seg-model: the shipped checkpoints/sa2va_nano
     with pytest.raises(ValueError, match="unknown perception"):
         make_perception_factory("lidar")
     args = SimpleNamespace(suite="manip", policy="palme", ros=False, perception="segmenter", seg_model="/m", seg_backend="sa2va")
@@ -266,8 +265,10 @@ def test_eval_command_reports_the_perception(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["perception"] == "ground_truth (upper bound)" and result["upper_bound"] is True
     capsys.readouterr()
-    assert main(["eval", "--suite", "manip", "--policy", "palme", "--backend", "oracle", "--perception", "segmenter", *small]) != 0
-    assert "--seg-model" in capsys.readouterr().err
+    missing = str(tmp_path / "no_such_model")
+    assert main(["eval", "--suite", "manip", "--policy", "palme", "--backend", "oracle", "--perception", "segmenter", "--seg-model", missing,
+                 *small]) != 0
+    assert "no_such_model" in capsys.readouterr().err
 
 
 def test_a_saved_sa2va_model_runs_as_the_perception(env, tmp_path):
