@@ -39,3 +39,19 @@ def load_shards(paths: list[str]) -> dict:
         out["episode_ids"].append(d["episode_ids"])
         offset += len(d["frames"])
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def pad_right(ids: list, labels: list, pad_id: int) -> dict:
+    """Token id lists and their label lists (same lengths per sample; -100 = no loss) -> right-padded
+    `input_ids`, `attention_mask` and `labels` (B, L) int64 tensors, L the longest sample."""
+    import torch
+
+    length = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
+    lab = torch.full((len(ids), length), -100, dtype=torch.long)
+    attn = torch.zeros((len(ids), length), dtype=torch.long)
+    for i, (x, y) in enumerate(zip(ids, labels)):
+        input_ids[i, : len(x)] = torch.tensor(x)
+        lab[i, : len(y)] = torch.tensor(y)
+        attn[i, : len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": attn, "labels": lab}

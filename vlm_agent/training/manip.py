@@ -42,6 +42,7 @@ import torch
 
 from vlm_agent.config import ConfigBase, param
 from vlm_agent.devices import DEVICE_NAMES, check_device, check_device_name, to_device
+from vlm_agent.training.data import pad_right
 
 STYLES = ("palme", "octopus")
 SHARD_PATTERN = "manip_{:05d}.npz"
@@ -394,16 +395,8 @@ class ManipBatcher:
         items = [self.items[i] for i in indices]
         if augment and (self.augment > 0 or self.nonce > 0):
             items = [self._augmented(x) for x in items]
-        length = max(len(x[0]) for x in items)
-        pad = self.processor.ids["pad_token_id"]
-        input_ids = torch.full((len(items), length), pad, dtype=torch.long)
-        labels = torch.full((len(items), length), -100, dtype=torch.long)
-        attn = torch.zeros((len(items), length), dtype=torch.long)
-        for b, (ids, n_prompt, *_) in enumerate(items):
-            input_ids[b, : len(ids)] = torch.tensor(ids)
-            labels[b, n_prompt: len(ids)] = torch.tensor(ids[n_prompt:])
-            attn[b, : len(ids)] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attn, "labels": labels,
+        labels = [[-100] * n_prompt + ids[n_prompt:] for ids, n_prompt, *_ in items]  # the answer only
+        batch = {**pad_right([x[0] for x in items], labels, self.processor.ids["pad_token_id"]),
                  "pixel_values": self.processor.pixel_values([self.images[x[2]] for x in items]),
                  "weights": torch.tensor([x[4] for x in items], dtype=torch.float32)}
         if self.family == "palme":
@@ -449,7 +442,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
 
     from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
     from vlm_agent.models.registry import get_processor_class, load_model_and_processor, new_model
-    from vlm_agent.training.navid import plot_training_curves, save_checkpoint
+    from vlm_agent.training.navid import load_train_state, plot_training_curves, save_checkpoint, save_train_state
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -481,10 +474,8 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
     t0 = time.monotonic()
     step, ema, best = 0, None, {"success_rate": -1.0, "step": 0}
     bar = tqdm(total=cfg.max_steps, desc=f"train {cfg.family}", disable=not progress, unit="step")
-    if cfg.resume and os.path.isfile(state_path):
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
         batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
@@ -503,8 +494,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
         if res["success_rate"] >= best["success_rate"]:
             best = {**res, "step": step}
             save_checkpoint(model, processor, cfg.out_dir)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
-                    "elapsed_s": time.monotonic() - t0}, state_path)
+        save_train_state(state_path, model, opt, step, ema, best, time.monotonic() - t0)
         plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"), series=(("success_rate", "success"),), log_loss=True)
         bar.write(f"step {step}: closed-loop val success {res['success_rate']:.2f} (best {best['success_rate']:.2f} @ {best['step']})")
         return res

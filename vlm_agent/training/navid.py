@@ -204,6 +204,24 @@ def save_checkpoint(model, processor, directory: str) -> None:
     processor.save_pretrained(directory)
 
 
+def save_train_state(path: str, model, optimizer, step: int, ema, best: dict, elapsed_s: float) -> None:
+    """What a trainer needs to resume (`load_train_state`): weights, optimiser, step, loss EMA, best
+    validation result, training seconds so far. Every family's trainer writes it at each evaluation."""
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "ema": ema, "best": best,
+                "elapsed_s": elapsed_s}, path)
+
+
+def load_train_state(path: str, model, optimizer, device) -> dict | None:
+    """The state `save_train_state` wrote at `path`, loaded into `model` and `optimizer`; None when
+    there is none. Returns {"step", "ema", "best", "elapsed_s"}."""
+    if not os.path.isfile(path):
+        return None
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return {k: state[k] for k in ("step", "ema", "best", "elapsed_s")}
+
+
 def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     """Train on `cfg.data`, keep the checkpoint with the best closed-loop val SR (then SPL) in
     `cfg.out_dir`; returns the run summary (also written as `training_summary.json`)."""
@@ -251,10 +269,8 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     bar = tqdm(total=total_steps, desc="train navid", disable=not progress, unit="step")
     step = 0
     state_path = os.path.join(work_dir, "train_state.pt")
-    if cfg.resume and os.path.isfile(state_path):
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
         batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
@@ -273,8 +289,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         if (res["success_rate"], res["spl"]) >= (best["success_rate"], best.get("spl", -1.0)):
             best = {**res, "step": step}
             save_checkpoint(model, processor, cfg.out_dir)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
-                    "elapsed_s": time.monotonic() - t0}, state_path)
+        save_train_state(state_path, model, opt, step, ema, best, time.monotonic() - t0)
         plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"))
         bar.write(f"step {step}: closed-loop val SR {res['success_rate']:.2f} SPL {res['spl']:.2f} (best {best['success_rate']:.2f} @ {best['step']})")
 

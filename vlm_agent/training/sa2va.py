@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from vlm_agent.devices import to_device
+from vlm_agent.training.data import pad_right
 
 
 def make_seg_batch(processor, examples, answer: str = "[SEG]") -> dict:
@@ -21,21 +22,13 @@ def make_seg_batch(processor, examples, answer: str = "[SEG]") -> dict:
     if not examples:
         raise ValueError("no examples")
     ids, labels = zip(*(processor.training_example(q, answer) for _, q, _ in examples))
-    length = max(len(x) for x in ids)
-    pad = processor.ids["pad_token_id"]
-    input_ids = torch.full((len(ids), length), pad, dtype=torch.long)
-    lab = torch.full((len(ids), length), -100, dtype=torch.long)
-    attn = torch.zeros((len(ids), length), dtype=torch.long)
-    for i, (x, y) in enumerate(zip(ids, labels)):
-        input_ids[i, : len(x)] = torch.tensor(x)
-        lab[i, : len(y)] = torch.tensor(y)
-        attn[i, : len(x)] = 1
+    tokens = pad_right(list(ids), list(labels), processor.ids["pad_token_id"])
     frames = [rgb for rgb, _, _ in examples]
     masks = [np.asarray(m, dtype=bool) for _, _, m in examples]
     if len({m.shape for m in masks}) != 1:
         raise ValueError(f"masks of one batch must share a size, got {sorted({m.shape for m in masks})}")
     return {
-        "input_ids": input_ids, "attention_mask": attn, "labels": lab,
+        **tokens,
         "pixel_values": processor.pixel_values(frames), "sam_pixel_values": processor.sam_pixel_values(frames),
         "gt_masks": torch.from_numpy(np.stack(masks).astype(np.float32)),
     }

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from vlm_agent.config import ConfigBase, param
 from vlm_agent.devices import DEVICE_NAMES, check_device, check_device_name, to_device
 from vlm_agent.models.sa2va.configuration_sa2va import SAM2_TRAINABLE, SAM2_VARIANTS
+from vlm_agent.training.data import pad_right
 
 
 @dataclasses.dataclass
@@ -144,19 +145,11 @@ class ClipBatcher:
         d, proc, t = self.data, self.processor, self.window
         ids = [self.examples[e][0] for e in episodes]
         labels = [self.examples[e][1] for e in episodes]
-        length = max(len(x) for x in ids)
-        pad = proc.ids["pad_token_id"]
-        input_ids = torch.full((len(ids), length), pad, dtype=torch.long)
-        lab = torch.full((len(ids), length), -100, dtype=torch.long)
-        attn = torch.zeros((len(ids), length), dtype=torch.long)
-        for i, (x, y) in enumerate(zip(ids, labels)):
-            input_ids[i, : len(x)] = torch.tensor(x)
-            lab[i, : len(y)] = torch.tensor(y)
-            attn[i, : len(x)] = 1
+        tokens = pad_right(ids, labels, proc.ids["pad_token_id"])
         rows = np.asarray([int(d["episode_start"][e]) + s + k for e, s in zip(episodes, starts) for k in range(t)])
         frames = d["frames"][rows]
         return {
-            "input_ids": input_ids, "attention_mask": attn, "labels": lab,
+            **tokens,
             "pixel_values": proc.pixel_values(list(frames[::t])),
             "sam_pixel_values": proc.sam_pixel_values(list(frames)),
             "gt_masks": torch.from_numpy(d["masks"][rows].reshape(len(episodes), t, *frames.shape[1:3]).astype(np.float32)),
@@ -379,7 +372,7 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    from vlm_agent.training.navid import plot_training_curves, save_checkpoint
+    from vlm_agent.training.navid import load_train_state, plot_training_curves, save_checkpoint, save_train_state
     from vlm_agent.training.seg_data import load_seg_shards
 
     torch.set_num_threads(cfg.threads)
@@ -404,10 +397,8 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
     ema: dict[str, float] = {}
     step = 0
     bar = tqdm(total=cfg.max_steps, desc="train sa2va", disable=not progress, unit="step")
-    if cfg.resume and os.path.isfile(state_path):
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
         batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
@@ -430,8 +421,7 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
         if (res["clip_miou"], res["clip_ciou"]) >= (best["clip_miou"], best.get("clip_ciou", -1.0)):
             best = {**res, "step": step}
             save_checkpoint(model, processor, cfg.out_dir)
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "ema": ema, "best": best,
-                    "elapsed_s": time.monotonic() - t0}, state_path)
+        save_train_state(state_path, model, opt, step, ema, best, time.monotonic() - t0)
         plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"), series=(("clip_miou", "clip mIoU"), ("clip_ciou", "clip cIoU")),
                              log_loss=True)
         bar.write(f"step {step}: closed-loop val clip mIoU {res['clip_miou']:.3f} cIoU {res['clip_ciou']:.3f} "
