@@ -161,44 +161,13 @@ def decode_candidates(model, features, prompts: torch.Tensor) -> tuple:
     """Keyframe decoding with the [SEG] prompts (K, C) over `features` (K frames), returning every
     candidate, in the layout of `SAM2Base._forward_sam_heads`: (low_res_multimasks (K, M, h, w),
     high_res_multimasks (K, M, S, S), ious (K, M), low_res_masks (K, 1, h, w), high_res_masks,
-    obj_ptr (K, C), object_score_logits (K, 1)). The chosen mask, its pointer and the absent-object
-    blanking are those of `Sa2VAModel.decode_masks(..., gate_absent=True)` (what the tracker runs on a
-    keyframe; a test checks they agree), computed here without dropping the other candidates."""
-    from sam2.modeling.sam2_base import NO_OBJ_SCORE
-
-    sam = model.sam2
-    k = prompts.shape[0]
-    pix_feat = sam._prepare_memory_conditioned_features(
-        frame_idx=0, is_init_cond_frame=True, current_vision_feats=features.vision_feats[-1:],
-        current_vision_pos_embeds=features.vision_pos[-1:], feat_sizes=features.feat_sizes[-1:],
-        output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}, num_frames=1,
-    )
-    multimask = sam._use_multimask(is_init_cond_frame=True, point_inputs=None)
-    device = pix_feat.device
-    points = torch.zeros(k, 1, 2, device=device)
-    labels = -torch.ones(k, 1, dtype=torch.int32, device=device)
-    sparse, dense = sam.sam_prompt_encoder(points=(points, labels), boxes=None, masks=None)
-    sparse = torch.cat([sparse, prompts[:, None].to(sparse.dtype)], dim=1)
-    low, ious, tokens, obj_logits = sam.sam_mask_decoder(
-        image_embeddings=pix_feat, image_pe=sam.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense, multimask_output=multimask, repeat_image=False, high_res_features=features.high_res(),
-    )
-    if not sam.pred_obj_scores:
-        obj_logits = torch.full((k, 1), 10.0, device=device, dtype=low.dtype)
-    present = (obj_logits > 0).float()
-    if sam.pred_obj_scores:
-        low = torch.where(present[:, :, None, None] > 0, low, torch.full_like(low, NO_OBJ_SCORE))
-    low = low.float()
-    high = F.interpolate(low, size=(sam.image_size, sam.image_size), mode="bilinear", align_corners=False)
-    rows = torch.arange(k, device=device)
-    best = torch.argmax(ious, dim=-1) if multimask else torch.zeros(k, dtype=torch.long, device=device)
-    token = tokens[rows, best] if (multimask and tokens.shape[1] > 1) else tokens[:, 0]
-    ptr = sam.obj_ptr_proj(token)
-    if sam.pred_obj_scores and sam.use_obj_ptrs_in_encoder:
-        if sam.fixed_no_obj_ptr:
-            ptr = present * ptr
-        ptr = ptr + (1 - present) * sam.no_obj_ptr
-    return low, high, ious, low[rows, best].unsqueeze(1), high[rows, best].unsqueeze(1), ptr, obj_logits
+    obj_ptr (K, C), object_score_logits (K, 1)): `Sa2VAModel.decode_masks(..., gate_absent=True,
+    candidates=True)`, what the tracker runs on a keyframe, with the other candidates kept."""
+    pred = model.decode_masks(features, prompts, gate_absent=True, candidates=True)
+    size = model.sam2.image_size
+    high = F.interpolate(pred.candidate_logits, size=(size, size), mode="bilinear", align_corners=False)
+    return (pred.candidate_logits, high, pred.candidate_ious, pred.low_res_logits, pred.high_res_logits, pred.obj_ptr,
+            pred.object_score_logits)
 
 
 def frame_losses(low_multi: torch.Tensor, ious: torch.Tensor, obj_logits: torch.Tensor, gt: torch.Tensor,

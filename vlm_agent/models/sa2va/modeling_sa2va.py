@@ -122,6 +122,8 @@ class MaskPrediction:
         candidates); high_res_logits (K, 1, S, S): the same upsampled to SAM 2's input size;
     iou (K,): predicted IoU of the chosen mask; object_score_logits (K, 1): object presence (>0 =
         present); obj_ptr (K, C): SAM 2's object pointer for its memory.
+    With `decode_masks(..., candidates=True)` (training: every candidate is supervised) also
+    candidate_logits (K, M, S/4, S/4), gated like the chosen mask, and candidate_ious (K, M).
     """
 
     low_res_logits: torch.Tensor
@@ -129,6 +131,8 @@ class MaskPrediction:
     iou: torch.Tensor
     object_score_logits: torch.Tensor
     obj_ptr: torch.Tensor
+    candidate_logits: torch.Tensor | None = None
+    candidate_ious: torch.Tensor | None = None
 
 
 @dataclass
@@ -246,7 +250,7 @@ class Sa2VAModel(EmbodiedVLMModel):
         return SamFeatures(list(feats), list(pos), [tuple(int(v) for v in s_) for s_ in sizes])
 
     def decode_masks(self, features: SamFeatures, prompts: torch.Tensor, pix_feat: torch.Tensor | None = None,
-                     multimask: bool | None = None, gate_absent: bool = False) -> MaskPrediction:
+                     multimask: bool | None = None, gate_absent: bool = False, candidates: bool = False) -> MaskPrediction:
         """SAM 2's mask decoder with each [SEG] prompt (K, C) as an extra sparse prompt token over
         `features` (K frames, one per prompt).
 
@@ -257,6 +261,7 @@ class Sa2VAModel(EmbodiedVLMModel):
             without clicks on a conditioning frame); None = SAM 2's own rule.
         gate_absent: replace the logits of masks whose object score says "absent" by SAM 2's
             NO_OBJ_SCORE (inference, as SAM 2 does; training keeps the raw logits).
+        candidates: also return every candidate's logits and predicted IoU (`MaskPrediction`).
         """
         sam = self.sam2
         k = prompts.shape[0]
@@ -283,7 +288,6 @@ class Sa2VAModel(EmbodiedVLMModel):
         low = low.float()
         best = torch.argmax(ious, dim=-1) if multimask else torch.zeros(k, dtype=torch.long, device=device)
         rows = torch.arange(k, device=device)
-        low_best = low[rows, best].unsqueeze(1)
         token = tokens[rows, best] if (multimask and tokens.shape[1] > 1) else tokens[:, 0]
         if not sam.pred_obj_scores:
             obj_logits = torch.full((k, 1), 10.0, device=device, dtype=low.dtype)
@@ -291,14 +295,16 @@ class Sa2VAModel(EmbodiedVLMModel):
         if gate_absent and sam.pred_obj_scores:
             from sam2.modeling.sam2_base import NO_OBJ_SCORE
 
-            low_best = torch.where(present[:, :, None, None] > 0, low_best, torch.full_like(low_best, NO_OBJ_SCORE))
+            low = torch.where(present[:, :, None, None] > 0, low, torch.full_like(low, NO_OBJ_SCORE))
+        low_best = low[rows, best].unsqueeze(1)
         ptr = sam.obj_ptr_proj(token)
         if sam.pred_obj_scores and sam.use_obj_ptrs_in_encoder:
             if sam.fixed_no_obj_ptr:
                 ptr = present * ptr
             ptr = ptr + (1 - present) * sam.no_obj_ptr
         high = F.interpolate(low_best, size=(sam.image_size, sam.image_size), mode="bilinear", align_corners=False)
-        return MaskPrediction(low_best, high, ious[rows, best].float(), obj_logits.float(), ptr)
+        return MaskPrediction(low_best, high, ious[rows, best].float(), obj_logits.float(), ptr,
+                              low if candidates else None, ious.float() if candidates else None)
 
     # -- training --------------------------------------------------------------------------------
     def forward_segmentation(
