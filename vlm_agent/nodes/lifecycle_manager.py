@@ -79,6 +79,9 @@ class LifecycleManagerConfig(ConfigBase):
             raise ValueError(f"LifecycleManagerConfig.node_names: names must be non-empty and unique, got {self.node_names}")
 
 
+GET_STATE_RETRY_S = 2.0  # a get_state unanswered this long is sent again (until service_timeout_s)
+
+
 class _Operation:
     """One run over the nodes towards `target`: steps through get_state/change_state futures."""
 
@@ -87,6 +90,7 @@ class _Operation:
         self.index = 0
         self.pending: tuple[Future, str, float] | None = None  # (future, what, deadline)
         self.waiting_since: float | None = None
+        self.asking_since: float | None = None  # when the first get_state of the current node went out
         self.activated: list[str] = []
 
 
@@ -155,7 +159,13 @@ class LifecycleManagerNode(AgentNode):
         if op.pending is not None:
             future, what, deadline = op.pending
             if not future.done():
-                if now > deadline:
+                if now > deadline and what == "get_state" and now - op.asking_since < self.config.service_timeout_s:
+                    # A request sent just as the service became visible can be lost before the server's
+                    # side of the connection matched (seen once in ~10 suite runs: no answer, ever);
+                    # get_state is read-only, so ask again instead of waiting out the whole timeout.
+                    future.cancel()
+                    op.pending = (self._get[op.nodes[op.index]].call_async(GetState.Request()), "get_state", now + GET_STATE_RETRY_S)
+                elif now > deadline:
                     self._fail(op, f"{op.nodes[op.index]}: no answer to {what} within the timeout")
                 return
             op.pending = None
@@ -173,7 +183,9 @@ class LifecycleManagerNode(AgentNode):
                                f"{self.config.service_timeout_s:g} s (is the node running, in this namespace?)")
             return
         op.waiting_since = None
-        op.pending = (self._get[node].call_async(GetState.Request()), "get_state", now + self.config.service_timeout_s)
+        if op.asking_since is None:
+            op.asking_since = now
+        op.pending = (self._get[node].call_async(GetState.Request()), "get_state", now + GET_STATE_RETRY_S)
 
     def _on_answer(self, op: _Operation, what: str, result) -> None:
         node = op.nodes[op.index]
@@ -183,6 +195,7 @@ class LifecycleManagerNode(AgentNode):
         if what == "get_state":
             state_id = result.current_state.id
             self.states[node] = result.current_state.label or _LABELS.get(state_id, str(state_id))
+            op.asking_since = None
             if state_id == op.target or (op.target == INACTIVE and state_id == UNCONFIGURED):
                 op.index += 1  # this node is there (an unconfigured node is also "not active")
                 return
