@@ -22,12 +22,21 @@ by `lifecycle_manager` (as nav2_lifecycle_manager does) through `<node>/change_s
 `run_node` handles SIGINT/SIGTERM itself (rclpy's handlers are off): the spin loop ends between
 callbacks, the node's `on_exit()` runs (managed nodes deactivate and shut down: the safety
 supervisor publishes zero and waits for it to be acknowledged) while the context is still valid,
-and only then is the context shut down.
+and only then is the context shut down. Model calls run on a `ModelWorker` daemon thread, which
+cleanup joins for at most `WORKER_EXIT_WAIT_S`; if a hung call outlives that, the process ends with
+`os._exit` after the teardown instead of finalising the interpreter (which would abort inside the
+call's C++). A teardown still running `TEARDOWN_DUMP_S` after the signal prints every thread's
+stack to stderr (faulthandler), so a hang in the middleware is diagnosable from a launch log.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import faulthandler
+import logging
+import os
+import queue
 import signal
 import sys
 import threading
@@ -211,6 +220,70 @@ class _AgentNodeMixin:
     def on_exit(self) -> None:
         """Called by `run_node` / the graph runner after a stop request, while the context is still
         valid and before `destroy_node`; managed nodes deactivate and shut down here."""
+
+
+# How long cleanup / process exit waits for a model call that is still running. A call that takes
+# longer (a hung model) is left behind, but a normal one (tens of ms, seconds under CPU starvation)
+# finishes first: a daemon thread still inside torch's C++ when the interpreter finalises aborts the
+# process ("terminate called without an active exception", seen under load on Kilted).
+WORKER_EXIT_WAIT_S = 2.0
+
+
+class ModelWorker:
+    """One **daemon** thread that runs submitted calls in order, with a bounded queue.
+
+    `submit(fn, *args)` returns a `concurrent.futures.Future` (raises `queue.Full` when `max_queued`
+    calls already wait, RuntimeError after `shutdown`); `shutdown(cancel_futures=True)` cancels the
+    queued calls and lets the thread end after the running one, without waiting for it. Unlike a
+    `ThreadPoolExecutor`, whose threads the interpreter joins at exit, a call that never returns (a
+    hung model) cannot keep the process from exiting.
+    """
+
+    def __init__(self, name: str, max_queued: int = 8):
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        if self._closed:
+            raise RuntimeError("worker shut down")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put_nowait((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 (delivered to the caller through the future)
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True, timeout: float | None = None) -> None:
+        """Stop taking calls; with `wait`, join the thread for at most `timeout` seconds (None: forever)."""
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        try:
+            self._queue.put_nowait(None)
+        except queue.Full:
+            pass
+        if wait:
+            self._thread.join(timeout)
 
 
 INSTRUCTION_TOPIC = "vlm_agent/instruction"
@@ -428,6 +501,9 @@ def stop_on_signals(callback: typing.Callable[[], None]):
             signal.signal(sig, handler)
 
 
+TEARDOWN_DUMP_S = 8.0
+
+
 def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
     """Standard node `main`: init without rclpy's signal handlers, spin on a SingleThreadedExecutor
     until SIGINT/SIGTERM or an external shutdown, then `on_exit()` (zero goes out) and
@@ -435,10 +511,17 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
     exit code (1 when the node refused its parameters)."""
     configure_ros_environment()
     stop = threading.Event()
+
+    def request_stop():
+        if not stop.is_set():
+            # A teardown that hangs (seen under CPU starvation) prints every thread's stack.
+            faulthandler.dump_traceback_later(TEARDOWN_DUMP_S, exit=False)
+        stop.set()
+
     try:
         # Our handlers stay installed through the whole teardown: a second signal (ros2 launch
         # escalates SIGINT -> SIGTERM) only repeats the stop request instead of killing the exit.
-        with stop_on_signals(stop.set), rclpy_session(args=args, signal_handler_options=SignalHandlerOptions.NO):
+        with stop_on_signals(request_stop), rclpy_session(args=args, signal_handler_options=SignalHandlerOptions.NO):
             node = node_factory()
             executor = SingleThreadedExecutor()
             executor.add_node(node)
@@ -458,4 +541,19 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    _exit_now_if_threads_left(0)
     return 0
+
+
+def _exit_now_if_threads_left(code: int) -> None:
+    """End the process at once when a daemon thread outlived the teardown (a model call that hung past
+    `WORKER_EXIT_WAIT_S`): the node is destroyed and the context shut down, and letting the interpreter
+    finalise would stop that thread inside C++ (torch), which aborts the process."""
+    left = [t.name for t in threading.enumerate() if t.daemon and t.is_alive()]
+    if not left:
+        return
+    print(f"exiting with thread(s) {', '.join(left)} still running (a call that did not return)", file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

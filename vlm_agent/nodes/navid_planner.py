@@ -39,7 +39,6 @@ import concurrent.futures
 import dataclasses
 import math
 import queue
-import threading
 import time
 from dataclasses import dataclass
 
@@ -48,69 +47,15 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, INSTRUCTION_TOPIC, LATCHED_QOS, SENSOR_QOS, InstructionInputMixin, ManagedAgentNode, run_node
+from vlm_agent.nodes.base import (
+    COMMAND_QOS, INSTRUCTION_TOPIC, LATCHED_QOS, SENSOR_QOS, WORKER_EXIT_WAIT_S, InstructionInputMixin, ManagedAgentNode, ModelWorker, run_node,
+)
 from vlm_agent.planners.navid import NavidPlannerConfig
 from vlm_agent.planners.navid_prompt import validate_instruction
 from vlm_agent.planners.planner_loop import FINISHED, IDLE, READY, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
 from vlm_agent.sensors.frame_history import FrameHistory
 
 NODE_CLASS = "NavidPlannerNode"
-
-
-class ModelWorker:
-    """One **daemon** thread that runs submitted calls in order, with a bounded queue.
-
-    `submit(fn, *args)` returns a `concurrent.futures.Future` (raises `queue.Full` when `max_queued`
-    calls already wait, RuntimeError after `shutdown`); `shutdown(cancel_futures=True)` cancels the
-    queued calls and lets the thread end after the running one, without waiting for it. Unlike a
-    `ThreadPoolExecutor`, whose threads the interpreter joins at exit, a call that never returns (a
-    hung model) cannot keep the process from exiting.
-    """
-
-    def __init__(self, name: str, max_queued: int = 8):
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, fn, *args) -> concurrent.futures.Future:
-        if self._closed:
-            raise RuntimeError("worker shut down")
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put_nowait((future, fn, args))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            future, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 (delivered to the caller through the future)
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
-        self._closed = True
-        if cancel_futures:
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    item[0].cancel()
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-        if wait:
-            self._thread.join()
 
 
 @dataclass
@@ -219,8 +164,8 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         self._entities = []
         self._drop_latched_subscription()
         if self._worker is not None:
-            # A hung model call cannot be interrupted; do not wait for it.
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            # A hung model call cannot be interrupted: wait a bounded time only.
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
             self._worker = None
         self._jobs = []
         self._planner = None
@@ -455,8 +400,8 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
 
     def destroy_node(self):
         if self._worker is not None:
-            # A hung model call cannot be interrupted; do not wait for it on shutdown.
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            # A hung model call cannot be interrupted: wait a bounded time only.
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
         return super().destroy_node()
 
 

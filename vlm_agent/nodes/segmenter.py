@@ -56,7 +56,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_PUB_QOS, SENSOR_QOS, ManagedAgentNode, run_node
+from vlm_agent.nodes.base import COMMAND_QOS, SENSOR_PUB_QOS, SENSOR_QOS, WORKER_EXIT_WAIT_S, ManagedAgentNode, ModelWorker, run_node
 
 NODE_CLASS = "SegmenterNode"
 
@@ -138,8 +138,6 @@ class SegmenterNode(ManagedAgentNode):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def configure_node(self) -> None:
-        from vlm_agent.nodes.navid_planner import ModelWorker
-
         cfg = self.config
         self._segmenter = self._injected if self._injected is not None else self._build_segmenter()
         self._worker = ModelWorker("segmenter_model", max_queued=4)
@@ -205,7 +203,7 @@ class SegmenterNode(ManagedAgentNode):
             getattr(self, f"destroy_{kind}")(entity)
         self._entities = []
         if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
             self._worker = None
         close = getattr(self._segmenter, "close", None)
         if callable(close) and self._segmenter is not self._injected:
@@ -215,7 +213,7 @@ class SegmenterNode(ManagedAgentNode):
 
     def destroy_node(self):
         if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
         return super().destroy_node()
 
     # -- inputs (executor thread; never block) ----------------------------------------------------

@@ -49,8 +49,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vlm_agent.config import param
-from vlm_agent.nodes.base import COMMAND_QOS, INSTRUCTION_TOPIC, LATCHED_QOS, SENSOR_QOS, InstructionInputMixin, ManagedAgentNode, run_node
-from vlm_agent.nodes.navid_planner import ModelWorker
+from vlm_agent.nodes.base import COMMAND_QOS, INSTRUCTION_TOPIC, LATCHED_QOS, SENSOR_QOS, WORKER_EXIT_WAIT_S, InstructionInputMixin, ManagedAgentNode, ModelWorker, run_node
 from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig, SegmentationPerception, final_approach_kwargs
 from vlm_agent.planners.navid_prompt import validate_instruction
 
@@ -271,7 +270,7 @@ class TaskPlannerNode(InstructionInputMixin, ManagedAgentNode):
         self._entities = []
         self._drop_latched_subscription()
         if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
             self._worker = None
         if self.skills is not None:
             self.skills.destroy()
@@ -514,7 +513,7 @@ class TaskPlannerNode(InstructionInputMixin, ManagedAgentNode):
         if self._running is not None:
             self._cancel_running("node destroyed")
         if self._worker is not None:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
         return super().destroy_node()
 
 
