@@ -3,22 +3,27 @@
     .venv/bin/python benchmarks/ros_latency.py [--plans 40] [--rounds 2] [--out benchmarks/ros_latency_results.md]
     .venv/bin/python benchmarks/ros_latency.py --size 64x48 --depth-encoding 32FC1   # the old, tiny frames
 
-Graph under test, in a second process (`vlm-agent up`): navid_planner (a tiny untrained NaVid model,
-built by this script, whose answer on the benchmark frames is always a motion) -> motion_executor ->
-safety_supervisor. This process plays the robot: it publishes rgb8 camera frames and a far depth
+Graph under test, in a second process (`vlm-agent up`): navid_planner (by default the shipped default
+navigator, `checkpoints/navid_film`; `--model untrained` builds the tiny untrained NaVid of the earlier
+runs) -> motion_executor -> safety_supervisor. This process plays the robot: it publishes rgb8 camera frames and a far depth
 image at what a RealSense D435 publishes by default (640x480 at 30 Hz; depth 16UC1 millimetres;
 `--size`, `--depth-encoding`, `--fps` to change), header stamp = ROS system time at publish, and
 odometry from a kinematic base that integrates the gated `/cmd_vel`, and it sends the instruction.
 The colour image is a 64x48 random pattern scaled up (nearest neighbour), so the model sees the
-same content at every size and only the transport and preprocessing costs change.
+same content at every size and only the transport and preprocessing costs change. When a plan is a
+stop (the episode ended), the next of a few instructions is sent and a new episode starts.
 
 Each plan carries `frame_stamp_s`, the stamp of the frame it was made from. For every plan:
   frame -> plan      plan received here minus the frame stamp (frame transport, wait for the
                      planner's tick, model call on the worker thread, plan transport);
   model              the model call itself (`latency_s` in the plan);
-  plan -> /cmd_vel   first non-zero `/cmd_vel` received here after the plan, minus the plan's arrival
-                     (executor tick, `/vlm_agent/cmd_vel_raw`, supervisor timer tick, `/cmd_vel`);
-  total              first non-zero `/cmd_vel` minus the frame stamp.
+  plan -> /cmd_vel   the first `/cmd_vel` received here after the plan that speeds the base up the
+                     way the plan's first primitive moves (linear.x for forward, angular.z up / down
+                     for a left / right turn), minus the plan's arrival (executor,
+                     `/vlm_agent/cmd_vel_raw`, supervisor, `/cmd_vel`); only plans that arrive while
+                     the base is slowing down or at rest in that direction count (the previous plan
+                     has ended), so that command cannot be the previous plan's;
+  total              that `/cmd_vel` minus the frame stamp.
 Configurations run in alternating rounds in one invocation (so load from other processes on a
 shared machine hits them alike): executor and supervisor timers at 20 Hz (the defaults) and at
 100 Hz. Reported: p50 / p90 / p99 (p99 needs >= 100 samples to mean more than "the worst one":
@@ -42,6 +47,9 @@ sys.path.insert(0, ROOT)
 
 CONFIGS = {"timers 20 Hz (default)": 20.0, "timers 100 Hz": 100.0}
 SEED = 2  # with this seed the untrained model answers moves ("move forward 25 cm, move forward 25 cm, ..."), never stop
+INSTRUCTIONS = ("go to the red ball", "find the blue box", "walk to the green cone", "head to the yellow plate")
+# first primitive kind -> (index in a received /cmd_vel tuple (t, linear.x, angular.z), sign of the motion)
+MOTION = {"forward": (1, 1.0), "turn_left": (2, 1.0), "turn_right": (2, -1.0)}
 
 
 def build_model(directory: str) -> str:
@@ -142,10 +150,15 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"graph did not come up; see {log.name}")
             executor.spin_once(timeout_sec=0.05)
-        instr_pub.publish(String(data="go to the red ball"))
+        episodes = 0
+        instr_pub.publish(String(data=INSTRUCTIONS[0]))
         deadline = time.monotonic() + 60 + 5 * n_plans
         while len(plans) < n_plans + 1 and time.monotonic() < deadline:
+            seen = len(plans)
             executor.spin_once(timeout_sec=0.01)
+            if len(plans) > seen and any(p["kind"] == "stop" for p in plans[-1][1].get("primitives", [])):
+                episodes += 1  # the episode ended: start the next one
+                instr_pub.publish(String(data=INSTRUCTIONS[episodes % len(INSTRUCTIONS)]))
         t_end = time.monotonic() + 1.0
         while time.monotonic() < t_end:
             executor.spin_once(timeout_sec=0.01)
@@ -162,16 +175,26 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640
         log.close()
 
     samples = []
-    previous_last = None
+    if os.environ.get("ROS_LATENCY_DEBUG"):
+        print([",".join(p["kind"] for p in plan["primitives"]) + f"@{plan.get('latency_s', 0) * 1e3:.0f}" for _, plan in plans], file=sys.stderr)
     for recv, plan in plans:
         kinds = [p["kind"] for p in plan["primitives"]]
-        last_kind, previous_last = previous_last, kinds[-1]
-        if plan.get("error") or "frame_stamp_s" not in plan or kinds[0] != "forward" or last_kind == "forward":
+        if plan.get("error") or "frame_stamp_s" not in plan or kinds[0] not in MOTION:
             continue
-        # The plan starts with a forward move and the one before ended with a turn (linear.x = 0), so
-        # the first /cmd_vel with linear.x > 0 after the plan arrived is this plan's, even while the
-        # supervisor is still ramping the previous turn down.
-        first = next((c for c in cmds if c[0] >= recv and c[1] > 0.0), None)
+        channel, sign = MOTION[kinds[0]]
+        before = [c[channel] * sign for c in cmds if c[0] < recv][-2:]
+        after = [c for c in cmds if c[0] >= recv]
+        # Attributable only when the base was slowing down or at rest in this plan's direction when
+        # the plan arrived (the previous plan had ended): then the first /cmd_vel after the plan that
+        # speeds up that way is this plan's, whatever the previous plan was.
+        if len(before) < 2 or before[-1] > before[-2] + 1e-9 or not after:
+            continue
+        level, first = before[-1], None
+        for c in after:
+            if c[channel] * sign > level + 1e-6:
+                first = c
+                break
+            level = c[channel] * sign
         if first is None:
             continue
         samples.append({
@@ -213,6 +236,8 @@ def main() -> int:
     parser.add_argument("--size", default="640x480", help="camera WIDTHxHEIGHT (RealSense default 640x480; the old benchmark: 64x48)")
     parser.add_argument("--depth-encoding", default="16UC1", choices=("16UC1", "32FC1"), help="depth image encoding (RealSense: 16UC1 mm)")
     parser.add_argument("--fps", type=float, default=30.0, help="camera rate (colour and depth)")
+    parser.add_argument("--model", default="default",
+                        help="navid_planner model_dir: 'default' (the shipped default navigator), 'untrained' (a tiny random NaVid), or a directory")
     parser.add_argument("--encoder-backend", default="torch", help="navid_planner encoder_backend (torch, onnxruntime, ...)")
     parser.add_argument("--out", default=None, help="write the markdown results here")
     args = parser.parse_args()
@@ -228,7 +253,14 @@ def main() -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="ros_latency_log_"))
     tmp = tempfile.mkdtemp(prefix="ros_latency_")
-    model_dir = build_model(os.path.join(tmp, "navid_untrained"))
+    if args.model == "untrained":
+        model_dir = build_model(os.path.join(tmp, "navid_untrained"))
+    elif args.model == "default":
+        from vlm_agent.models.registry import default_checkpoint_dir
+
+        model_dir = str(default_checkpoint_dir("navid"))
+    else:
+        model_dir = args.model
     results = {name: [] for name in CONFIGS}
     for r in range(args.rounds):
         for name, rate in CONFIGS.items():
@@ -238,7 +270,8 @@ def main() -> int:
     summary = {name: summarise(s) for name, s in results.items()}
     base = summary["timers 20 Hz (default)"]["total_ms"][0]
     lines = [
-        f"Camera {size[0]}x{size[1]} rgb8 + depth {args.depth_encoding} at {args.fps:g} Hz; encoder_backend {args.encoder_backend}.",
+        f"Camera {size[0]}x{size[1]} rgb8 + depth {args.depth_encoding} at {args.fps:g} Hz; model {os.path.relpath(model_dir, ROOT) if args.model != 'untrained' else 'untrained tiny NaVid'}; "
+        f"encoder_backend {args.encoder_backend}.",
         "",
         "| configuration | n | frame -> plan ms (p50 / p90 / p99) | model ms | plan -> /cmd_vel ms | total frame -> /cmd_vel ms | total p50 vs default |",
         "| --- | --- | --- | --- | --- | --- | --- |",
