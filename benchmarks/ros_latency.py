@@ -25,8 +25,10 @@ Each plan carries `frame_stamp_s`, the stamp of the frame it was made from. For 
                      has ended), so that command cannot be the previous plan's;
   total              that `/cmd_vel` minus the frame stamp.
 Configurations run in alternating rounds in one invocation (so load from other processes on a
-shared machine hits them alike): executor and supervisor timers at 20 Hz (the defaults) and at
-100 Hz. Reported: p50 / p90 / p99 (p99 needs >= 100 samples to mean more than "the worst one":
+shared machine hits them alike): the graph in one process (`vlm-agent up`) and one process per node
+(plus lifecycle_manager, as `ros2 launch` runs it), both with the default 20 Hz executor and
+supervisor timers (the supervisor forwards a command on arrival; its timer only enforces the
+watchdogs and ramps). Reported: p50 / p90 / p99 (p99 needs >= 100 samples to mean more than "the worst one":
 `--plans 50 --rounds 2`). Ratios are of medians. Nothing is asserted; the numbers are recorded.
 """
 from __future__ import annotations
@@ -45,7 +47,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CONFIGS = {"timers 20 Hz (default)": 20.0, "timers 100 Hz": 100.0}
+# configuration -> (layout, executor / supervisor timer rate in Hz). "up": every node in one process
+# (`vlm-agent up`, one executor); "processes": one process per node plus lifecycle_manager, as
+# `ros2 launch vlm_agent robot.launch.py` runs them on a robot.
+CONFIGS = {"one process (vlm-agent up), 20 Hz timers": ("up", 20.0), "process per node (ros2 launch), 20 Hz timers": ("processes", 20.0)}
+DEFAULT_CONFIG = "one process (vlm-agent up), 20 Hz timers"
+GRAPH_NODES = ("navid_planner", "motion_executor", "safety_supervisor")
 SEED = 2  # with this seed the untrained model answers moves ("move forward 25 cm, move forward 25 cm, ..."), never stop
 INSTRUCTIONS = ("go to the red ball", "find the blue box", "walk to the green cone", "head to the yellow plate")
 # first primitive kind -> (index in a received /cmd_vel tuple (t, linear.x, angular.z), sign of the motion)
@@ -72,6 +79,8 @@ def graph_params(model_dir: str, rate_hz: float, encoder_backend: str = "torch")
 
     return {
         "/**": {"ros__parameters": {"use_sim_time": False}},
+        "lifecycle_manager": {"ros__parameters": {"node_names": ["safety_supervisor", "navid_planner"], "autostart": True,
+                                                  "transition_timeout_s": 120.0}},
         "navid_planner": {"ros__parameters": {"model_dir": model_dir, "history_period_s": 0.2, "max_steps": 100000,
                                               "num_threads": 1, "max_frame_age_s": 0.5, "encoder_backend": encoder_backend,
                                               "encoder_num_threads": 1}},
@@ -97,7 +106,17 @@ def camera_images(width: int, height: int, depth_encoding: str):
     return rgb, depth
 
 
-def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640, 480), depth_encoding: str = "16UC1",
+def start_graph(path: str, layout: str, log) -> list[subprocess.Popen]:
+    """The graph under test in one process (`vlm-agent up`) or one process per node."""
+    if layout == "up":
+        cmds = [[sys.executable, "-m", "vlm_agent.cli", "up", "--config", path, "--nodes", ",".join(GRAPH_NODES)]]
+    else:
+        cmds = [[sys.executable, "-m", f"vlm_agent.nodes.{name}", "--ros-args", "--params-file", path]
+                for name in GRAPH_NODES + ("lifecycle_manager",)]
+    return [subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT) for cmd in cmds]
+
+
+def run_config(model_dir: str, layout: str, rate_hz: float, n_plans: int, tmp: str, size=(640, 480), depth_encoding: str = "16UC1",
                fps: float = 30.0, encoder_backend: str = "torch") -> list[dict]:
     import numpy as np
     import rclpy
@@ -111,11 +130,11 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640
     from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
     from vlm_agent.sensors.image_conversion import numpy_to_image
 
-    path = os.path.join(tmp, f"graph_{int(rate_hz)}.yaml")
+    path = os.path.join(tmp, f"graph_{layout}_{int(rate_hz)}.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(graph_params(model_dir, rate_hz, encoder_backend), f)
-    log = open(os.path.join(tmp, f"graph_{int(rate_hz)}.log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "vlm_agent.cli", "up", "--config", path], stdout=log, stderr=subprocess.STDOUT)
+    log = open(os.path.join(tmp, f"graph_{layout}_{int(rate_hz)}.log"), "w")
+    procs = start_graph(path, layout, log)
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("ros_latency_bench", context=context)
@@ -147,7 +166,7 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640
     try:
         deadline = time.monotonic() + 120
         while instr_pub.get_subscription_count() < 1 or cam_pub.get_subscription_count() < 2:
-            if time.monotonic() > deadline or proc.poll() is not None:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"graph did not come up; see {log.name}")
             executor.spin_once(timeout_sec=0.05)
         episodes = 0
@@ -167,11 +186,13 @@ def run_config(model_dir: str, rate_hz: float, n_plans: int, tmp: str, size=(640
         node.destroy_node()
         executor.shutdown()
         rclpy.shutdown(context=context)
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.send_signal(2)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         log.close()
 
     samples = []
@@ -263,12 +284,12 @@ def main() -> int:
         model_dir = args.model
     results = {name: [] for name in CONFIGS}
     for r in range(args.rounds):
-        for name, rate in CONFIGS.items():
-            samples = run_config(model_dir, rate, args.plans, tmp, size, args.depth_encoding, args.fps, args.encoder_backend)
+        for name, (layout, rate) in CONFIGS.items():
+            samples = run_config(model_dir, layout, rate, args.plans, tmp, size, args.depth_encoding, args.fps, args.encoder_backend)
             print(f"round {r + 1} {name}: {len(samples)} samples", file=sys.stderr)
             results[name].extend(samples)
     summary = {name: summarise(s) for name, s in results.items()}
-    base = summary["timers 20 Hz (default)"]["total_ms"][0]
+    base = summary[DEFAULT_CONFIG]["total_ms"][0]
     lines = [
         f"Camera {size[0]}x{size[1]} rgb8 + depth {args.depth_encoding} at {args.fps:g} Hz; model {os.path.relpath(model_dir, ROOT) if args.model != 'untrained' else 'untrained tiny NaVid'}; "
         f"encoder_backend {args.encoder_backend}.",

@@ -43,3 +43,17 @@ def test_ros_json_reports_the_clients_sim_and_wall_time(tmp_path, monkeypatch):
     assert seen["real_time_factor"] == 2.5
     assert result["sim_time_s"] == pytest.approx(12.0) and result["wall_time_s"] == pytest.approx(3.0)
     assert result["real_time_factor"] == 2.5
+
+
+def test_policy_params_reach_the_navid_planner_and_the_json(tmp_path):
+    """`--policy-param KEY=VALUE` sets a NavidPlannerConfig field (read as YAML) and is written to the JSON;
+    a malformed item or a field the planner does not have is a clear error (exit 2)."""
+    from tests.helpers.tiny_navid import save_untrained_navid
+
+    model = save_untrained_navid(tmp_path / "navid", seed=0, vision_layers=1, image_size=16, patch_size=2, text_layers=1, film_layers=1)
+    out = tmp_path / "eval.json"
+    base = ["eval", "--suite", "nav", "--policy", "navid", "--model", str(model), "--episodes", "1", "--width", "32", "--height", "32"]
+    assert main(base + ["--policy-param", "spin_recovery_deg=360", "--policy-param", "max_primitives=1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["policy_params"] == {"spin_recovery_deg": 360, "max_primitives": 1}
+    assert main(base + ["--policy-param", "no_equals_sign"]) == 2
+    assert main(base + ["--policy-param", "not_a_planner_field=1"]) == 2

@@ -173,3 +173,27 @@ def test_encoder_backend_is_a_config_choice_with_logged_fallback(tiny_navid_dir,
         else:
             assert encoder.backend == backend
     assert texts["onnxruntime"] == texts["torch"] == texts["tensorrt"]
+
+
+
+def test_spin_recovery_replaces_the_turn_after_a_full_circle_with_a_forward_step():
+    turn = "turn left 30 degrees"
+    answers = [turn] * 12 + [turn, "turn right 90 degrees, move forward 25 cm", turn, "stop"]
+    planner = NavidPlanner(NavidPlannerConfig(spin_recovery_deg=360), backend=ScriptedBackend(answers))
+    planner.reset("go to the red ball")
+    results = [planner.plan(frame(0)) for _ in range(16)]
+    kinds = [[p.kind for p in r.primitives] for r in results]
+    # 12 x 30 degrees = a full circle: the 13th turn becomes one forward step, with the reason.
+    assert kinds[:12] == [["turn_left"]] * 12 and all(r.recovery is None for r in results[:12])
+    assert kinds[12] == ["forward"] and results[12].raw_text == turn and "360 degrees" in results[12].recovery
+    assert results[12].to_dict()["recovery"] == results[12].recovery
+    # The forward step reset the count: later turns pass, a stop always passes.
+    assert kinds[13:] == [["turn_right", "forward"], ["turn_left"], ["stop"]]
+    assert all(r.recovery is None for r in results[13:])
+    # A new episode starts counting from zero; off (the default) never replaces anything.
+    planner.backend.outputs = [turn] * 13
+    planner.reset("find the blue box")
+    assert all(planner.plan(frame(0)).recovery is None for _ in range(12))
+    off = NavidPlanner(NavidPlannerConfig(), backend=ScriptedBackend([turn] * 30))
+    off.reset("go to the red ball")
+    assert all(off.plan(frame(0)).primitives[0].kind == "turn_left" for _ in range(30))

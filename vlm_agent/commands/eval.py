@@ -15,6 +15,8 @@ def add_arguments(parser) -> None:
                              "oracle (palme/octopus only: the privileged scripted backend, an upper bound)")
     parser.add_argument("--remote-url", default=None, help="base URL of the OpenAI-compatible server for --backend remote")
     parser.add_argument("--remote-model", default=None, help="model name sent to the remote server")
+    parser.add_argument("--policy-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the learned policy (for navid: a NavidPlannerConfig field, e.g. spin_recovery_deg=360); repeatable")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -48,6 +50,19 @@ def _perception_kwargs(args) -> dict:
         raise ValueError("--perception segmenter applies to --suite manip with --policy palme or octopus, in-process (not --ros)")
     return {"perception": perception, "seg_model_dir": getattr(args, "seg_model", None),
             "seg_backend": getattr(args, "seg_backend", "sa2va")}
+
+
+def _policy_params(items: list[str]) -> dict:
+    """`--policy-param KEY=VALUE` items -> {key: value}, values read as YAML scalars (360 -> int, true -> bool)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--policy-param expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
 
 
 def _perception_fields(result) -> dict:
@@ -136,6 +151,7 @@ def run(args) -> int:
     policy_kw = {"device": check_device(args.device)} if args.device else {}
     policy_kw.update({k: getattr(args, k) for k in ("backend", "remote_url", "remote_model") if getattr(args, k, None)})
     policy_kw.update(_perception_kwargs(args))
+    policy_kw.update(_policy_params(getattr(args, "policy_param", None) or []))
     console = Console(stderr=True)
     config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,
                        render_depth=args.suite == "nav")
@@ -225,7 +241,8 @@ def run(args) -> int:
         Console().print(by)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({**result.to_json_dict(), **timing}, f, indent=2, default=float)
+            params = _policy_params(getattr(args, "policy_param", None) or [])
+            json.dump({**result.to_json_dict(), **timing, **({"policy_params": params} if params else {})}, f, indent=2, default=float)
         console.print(f"wrote {args.json}")
     if args.video:
         console.print(f"wrote contact sheets and GIFs to {args.video}/")

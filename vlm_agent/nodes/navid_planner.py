@@ -11,8 +11,9 @@ fails the transition with the reason; the node stays unconfigured) and creates t
 executor stops the robot) and plans nothing more; **cleanup** releases the model. An instruction
 received while inactive is kept (the newest one) and starts when the node is activated.
 
-* Frames enter a `FrameHistory` sampled every `history_period_s`; before each model call the frames
-  sampled since the last call are `observe()`d, then `plan()` runs on the newest frame, which must
+* Frames enter a `FrameHistory` sampled every `history_period_s`; history frames are `observe()`d
+  (encoded once) while the robot executes a plan and the worker is idle, so a plan call has at most
+  the frames of the last moment left to encode; then `plan()` runs on the newest frame, which must
   have arrived after the executor finished the previous plan (never plan from a frame taken while
   the robot was still moving). The frame's age (`max_frame_age_s`) is judged on the control clock
   (sim time under `use_sim_time`); the model timeout stays on the steady clock (a model runs in
@@ -190,6 +191,13 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         self._planner.reset(instruction)
         return ("reset", token, instruction)
 
+    def _observe_job(self, token: int, frames):
+        self._require_planner()
+        if token == self._episode_token:  # not for an episode that has been replaced meanwhile
+            for frame in frames:
+                self._planner.observe(frame.image)
+        return ("observe", token)
+
     def _plan_job(self, request: PlanRequest, pending, current):
         self._require_planner()
         for frame in pending:
@@ -304,9 +312,14 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
             and self.control_now_s() - self._last_frame_age_ref <= self.config.max_frame_age_s
         )
         request = self.loop.next_request(have_frame=fresh)
-        if request is None:
-            return
         pending = [f for f in self.history.frames()[:-1] if f.stamp_s > self._last_observed_stamp]
+        if request is None:
+            if pending and self.loop.state not in (IDLE, FINISHED) and self._planner is not None:
+                # Encode history while the robot moves, off the path from frame to plan. The worker
+                # runs jobs in order, so the next plan call sees these frames first.
+                self._last_observed_stamp = pending[-1].stamp_s
+                self._submit(self._observe_job, self._episode_token, pending, tag="observe")
+            return
         self._call_started = now
         self._submit(self._plan_job, request, pending, latest, tag="plan")
 
@@ -320,6 +333,11 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
                     self._reject(self.loop.instruction, str(exc))
                 else:
                     self._fail_episode(f"model reset failed: {type(exc).__name__}: {exc}")
+            return
+        if tag == "observe":
+            if exc is not None and self.loop.state not in (IDLE, FINISHED):
+                self.health.drop("model_error", f"observe: {type(exc).__name__}: {exc}")
+                self._fail_episode(f"model observe failed: {type(exc).__name__}: {exc}")
             return
         request = self.loop.in_flight
         self._call_started = None

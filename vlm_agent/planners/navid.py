@@ -72,6 +72,9 @@ class NavidPlannerConfig(EncoderParams):
     max_primitives: int = param(3, "primitives accepted per call", min=1, max=3)
     max_forward_cm: float = param(100.0, "largest forward step accepted from the model, cm", min=1.0, max=500.0)
     max_turn_deg: float = param(180.0, "largest turn accepted from the model, degrees", min=1.0, max=180.0)
+    spin_recovery_deg: float = param(
+        0.0, "recovery from turning in place: once the planned turns since the last forward step add up to this many degrees, "
+        "a plan that starts with another turn is replaced by one forward step (0 = off)", min=0.0, max=3600.0)
     device: str = param("cpu", "torch device for local backends")
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
@@ -88,9 +91,13 @@ class PlanResult:
     primitives: list[NavPrimitive]
     latency_s: float
     error: str | None = None
+    recovery: str | None = None  # set when a recovery behaviour replaced the model's primitives (why)
 
     def to_dict(self) -> dict:
-        return {"raw_text": self.raw_text, "primitives": [p.to_dict() for p in self.primitives], "latency_s": self.latency_s, "error": self.error}
+        out = {"raw_text": self.raw_text, "primitives": [p.to_dict() for p in self.primitives], "latency_s": self.latency_s, "error": self.error}
+        if self.recovery:
+            out["recovery"] = self.recovery
+        return out
 
 
 def make_backend(config: NavidPlannerConfig):
@@ -136,13 +143,14 @@ class NavidPlanner:
         self._lock = threading.Lock()
         self.instruction: str | None = None
         self.steps = 0
+        self._turned_deg = 0.0  # turns planned since the last forward step (spin recovery)
 
     def reset(self, instruction: str) -> None:
         """Start an episode. Raises ValueError for empty, too long or control-character instructions."""
         text = validate_instruction(instruction, self.config.max_instruction_chars)
         with self._lock:
             self.backend.reset(text)
-            self.instruction, self.steps = text, 0
+            self.instruction, self.steps, self._turned_deg = text, 0, 0.0
 
     def observe(self, rgb: np.ndarray) -> None:
         """Add `rgb` (H, W, 3) uint8 to the history (encoded once by the builtin backend)."""
@@ -159,9 +167,30 @@ class NavidPlanner:
             parsed = parse_primitives(raw, self.config.max_primitives, self.config.max_forward_cm, self.config.max_turn_deg)
             latency = time.perf_counter() - t0
             self.steps += 1
+            primitives, recovery = self._spin_recovery(list(parsed.primitives))
         if parsed.error:
             log.warning("NaVid output unparsable, stopping: %s", parsed.error)
-        return PlanResult(raw if isinstance(raw, str) else repr(raw), list(parsed.primitives), latency, parsed.error)
+        return PlanResult(raw if isinstance(raw, str) else repr(raw), primitives, latency, parsed.error, recovery)
+
+    def _spin_recovery(self, primitives: list[NavPrimitive]) -> tuple[list[NavPrimitive], str | None]:
+        """Replace a plan that would keep turning in place by one forward step (`spin_recovery_deg`).
+
+        A learnt navigator that has looked all around without choosing a direction tends to keep
+        turning until the step limit (checkpoints/navid_film/MODEL_CARD.md, failure modes); a forward
+        step gives it a new view, as Nav2's recovery behaviours take over from a stuck controller.
+        The planner assumes its primitives are executed; stops and forward plans pass unchanged.
+        """
+        limit = self.config.spin_recovery_deg
+        recovery = None
+        if limit > 0 and self._turned_deg >= limit and primitives and primitives[0].kind in ("turn_left", "turn_right"):
+            recovery = f"spin recovery: {self._turned_deg:.0f} degrees of turns since the last forward step"
+            primitives = [NavPrimitive.forward()]
+        for p in primitives:
+            if p.kind == "forward":
+                self._turned_deg = 0.0
+            elif p.kind in ("turn_left", "turn_right"):
+                self._turned_deg += p.value
+        return primitives, recovery
 
     def _require_instruction(self):
         if self.instruction is None:
