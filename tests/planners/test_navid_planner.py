@@ -190,10 +190,11 @@ def test_spin_recovery_replaces_the_turn_after_a_full_circle_with_a_forward_step
     # The forward step reset the count: later turns pass, a stop always passes.
     assert kinds[13:] == [["turn_right", "forward"], ["turn_left"], ["stop"]]
     assert all(r.recovery is None for r in results[13:])
-    # A new episode starts counting from zero; off (the default) never replaces anything.
+    # A new episode starts counting from zero; 0 turns it off (the default is a full circle).
     planner.backend.outputs = [turn] * 13
     planner.reset("find the blue box")
     assert all(planner.plan(frame(0)).recovery is None for _ in range(12))
-    off = NavidPlanner(NavidPlannerConfig(), backend=ScriptedBackend([turn] * 30))
+    assert NavidPlannerConfig().spin_recovery_deg == 360
+    off = NavidPlanner(NavidPlannerConfig(spin_recovery_deg=0), backend=ScriptedBackend([turn] * 30))
     off.reset("go to the red ball")
     assert all(off.plan(frame(0)).primitives[0].kind == "turn_left" for _ in range(30))
