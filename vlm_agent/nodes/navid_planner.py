@@ -26,7 +26,8 @@ received while inactive is kept (the newest one) and starts when the node is act
 * The worker is a **daemon** thread with a bounded queue (`ModelWorker`), not a
   `ThreadPoolExecutor`: concurrent.futures joins its worker threads at interpreter exit, so a hung
   or very slow model call used to keep the process alive after SIGINT until `ros2 launch` escalated
-  to SIGKILL. A hung call cannot be interrupted; the process now exits without waiting for it.
+  to SIGKILL. A hung call cannot be interrupted: cleanup waits for it at most `WORKER_EXIT_WAIT_S`,
+  then the process exits without it (`run_node`).
 * Blocked moves: the executor's abort reason when the safety supervisor blocked a forward move
   reaches the loop, which does not publish the same blocked move again before the robot has turned
   (rule in `planner_loop`); the reason and the rewrites are on /diagnostics.
