@@ -151,7 +151,8 @@ def run(args) -> int:
     policy_kw = {"device": check_device(args.device)} if args.device else {}
     policy_kw.update({k: getattr(args, k) for k in ("backend", "remote_url", "remote_model") if getattr(args, k, None)})
     policy_kw.update(_perception_kwargs(args))
-    policy_kw.update(_policy_params(getattr(args, "policy_param", None) or []))
+    policy_params = _policy_params(getattr(args, "policy_param", None) or [])
+    policy_kw.update(policy_params)
     console = Console(stderr=True)
     config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,
                        render_depth=args.suite == "nav")
@@ -241,8 +242,7 @@ def run(args) -> int:
         Console().print(by)
     if args.json:
         with open(args.json, "w") as f:
-            params = _policy_params(getattr(args, "policy_param", None) or [])
-            json.dump({**result.to_json_dict(), **timing, **({"policy_params": params} if params else {})}, f, indent=2, default=float)
+            json.dump({**result.to_json_dict(), **timing, **({"policy_params": policy_params} if policy_params else {})}, f, indent=2, default=float)
         console.print(f"wrote {args.json}")
     if args.video:
         console.print(f"wrote contact sheets and GIFs to {args.video}/")

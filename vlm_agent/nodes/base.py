@@ -234,7 +234,7 @@ class ModelWorker:
 
     `submit(fn, *args)` returns a `concurrent.futures.Future` (raises `queue.Full` when `max_queued`
     calls already wait, RuntimeError after `shutdown`); `shutdown(cancel_futures=True)` cancels the
-    queued calls and lets the thread end after the running one, without waiting for it. Unlike a
+    queued calls and lets the thread end after the running one (`wait`/`timeout`: join it, bounded). Unlike a
     `ThreadPoolExecutor`, whose threads the interpreter joins at exit, a call that never returns (a
     hung model) cannot keep the process from exiting.
     """
