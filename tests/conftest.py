@@ -10,7 +10,8 @@ import pytest
 
 # Set before anything creates a DDS participant or a GL context.
 _RUN_DIR = tempfile.mkdtemp(prefix="vlm_agent_test_")
-os.environ["ROS_DOMAIN_ID"] = os.environ.get("VLM_AGENT_TEST_DOMAIN_ID") or str(random.Random(os.getpid()).randint(1, 100))
+_SESSION_DOMAIN = os.environ.get("VLM_AGENT_TEST_DOMAIN_ID") or str(random.Random(os.getpid()).randint(1, 100))
+os.environ["ROS_DOMAIN_ID"] = _SESSION_DOMAIN  # per module from here on: `_ros_domain_per_module`
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOG_DIR"] = os.path.join(_RUN_DIR, "ros_log")
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -21,6 +22,34 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from vlm_agent.ros_env import configure_ros_environment  # noqa: E402
 
 configure_ros_environment()
+
+# ROS domains the test modules cycle through (0 is every robot's default; above 101 the RTPS ports
+# reach Linux's ephemeral range).
+_FIRST_DOMAIN, _LAST_DOMAIN = 1, 101
+_MODULE_COUNT = {"n": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ros_domain_per_module():
+    """Each test module gets a ROS domain of its own, cleared of what earlier processes left in
+    shared memory (`ros_harness.remove_stale_fastdds_shm`).
+
+    Why: a process a test kills leaves Fast DDS ports behind, and a later participant that reopens
+    one can crash. Module scope because module-scoped rigs and the processes their tests start must
+    share one domain; autouse fixtures run before the module's other fixtures.
+    """
+    from tests.ros_harness import remove_stale_fastdds_shm
+
+    span = _LAST_DOMAIN - _FIRST_DOMAIN + 1
+    start = int(os.environ.get("VLM_AGENT_TEST_DOMAIN_ID") or _SESSION_DOMAIN)
+    if os.environ.get("VLM_AGENT_TEST_DOMAIN_ID"):
+        domain = start  # a fixed domain was asked for: keep it
+    else:
+        domain = _FIRST_DOMAIN + (start - _FIRST_DOMAIN + _MODULE_COUNT["n"]) % span
+        _MODULE_COUNT["n"] += 1
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    remove_stale_fastdds_shm(domain)
+    yield domain
 
 
 @pytest.fixture

@@ -6,17 +6,87 @@
 * `NodeProcess`: start a node (console_script module, or any command) in a second process with the
   test's ROS environment, and stop it with SIGINT (or SIGTERM), checking it exits cleanly.
 * `lifecycle_state(executor, node, name)` / `change_state(...)`: the standard lifecycle services.
+* `remove_stale_fastdds_shm(domain_id)`: delete the shared-memory files Fast DDS left behind for a
+  domain (ports no live process holds) and every data segment whose owner has died.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 DEFAULT_TIMEOUT_S = 15.0
+
+SHM_DIR = "/dev/shm"
+# Fast DDS names: "fastdds_" since 2.14 (Jazzy, Kilted), "fastrtps_" before (Humble) and for some segments.
+_PORT_RE = re.compile(r"^(fastdds|fastrtps)_port(\d+)$")
+_SEGMENT_LOCK_RE = re.compile(r"^(fastdds|fastrtps)_[0-9a-f]{16}_el$")
+# RTPS well-known ports (DDSI-RTPS 9.6.1.1): domain d owns [PB + DG * d, PB + DG * (d + 1)).
+_RTPS_PORT_BASE, _RTPS_DOMAIN_GAIN = 7400, 250
+
+
+def _lock_held(path: str) -> bool:
+    """Whether a live process holds Fast DDS's flock on `path` (its liveness mark for a port or a
+    segment; the test `fastdds shm clean` makes). A missing file is not held."""
+    try:
+        fd = os.open(path, os.O_RDONLY)  # no O_CREAT: creating a lock file would look like a zombie's
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False  # we got it, so nobody holds it; closing releases it
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str) -> int:
+    try:
+        os.unlink(path)
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def remove_stale_fastdds_shm(domain_id: int, shm_dir: str = SHM_DIR) -> int:
+    """Delete Fast DDS shared-memory files that no live process uses; returns how many went.
+
+    Why: a participant killed (SIGKILL, a crash, a timed-out test) leaves its listening ports in
+    `shm_dir`, and the next participant given the same port number reopens them. Fast DDS resets a
+    port only when it recognises it as a zombie; a port left half-written is opened as is and can
+    crash the new process (eProsima/Fast-DDS#6501; a test helper died with SIGSEGV before its first
+    message in CI). Ports of Fast DDS versions sharing a domain (the Jazzy then the Kilted suite)
+    are not compatible either.
+
+    Removed: every port of `domain_id` whose exclusive (`_el`) and shared (`_sl`) reader locks are
+    not held, with its named mutex; every data segment (any domain) whose `_el` lock is not held.
+    Call it only while no process of this domain is starting: a port being created in the same
+    instant could lose its file.
+    """
+    try:
+        names = os.listdir(shm_dir)
+    except FileNotFoundError:
+        return 0
+    low = _RTPS_PORT_BASE + _RTPS_DOMAIN_GAIN * int(domain_id)
+    removed = 0
+    for name in names:
+        port = _PORT_RE.match(name)
+        if port and low <= int(port.group(2)) < low + _RTPS_DOMAIN_GAIN:
+            base = os.path.join(shm_dir, name)
+            if not (_lock_held(base + "_el") or _lock_held(base + "_sl")):
+                for path in (base, base + "_el", base + "_sl", os.path.join(shm_dir, f"sem.{name}_mutex")):
+                    removed += _unlink(path)
+        elif _SEGMENT_LOCK_RE.match(name):
+            lock = os.path.join(shm_dir, name)
+            if not _lock_held(lock):
+                removed += _unlink(lock[: -len("_el")]) + _unlink(lock)
+    return removed
 
 
 @contextlib.contextmanager
@@ -82,6 +152,9 @@ class NodeProcess:
             cmd += ["--ros-args"] + list(ros_args)
         self.cmd = cmd
         self.env = dict(os.environ if env is None else env)
+        # A native crash (SIGSEGV in DDS, an abort in torch) prints every thread's Python stack
+        # into `output` instead of leaving an empty log and a negative return code.
+        self.env.setdefault("PYTHONFAULTHANDLER", "1")
         self.proc: subprocess.Popen | None = None
         self.output = ""
         self.returncode: int | None = None
