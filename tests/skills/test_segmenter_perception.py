@@ -154,6 +154,31 @@ def test_an_absent_phrase_is_a_clear_skill_error_after_a_full_circle(env, view, 
     assert math.remainder(env.pose[2] - yaw, 2 * math.pi) == pytest.approx(0.0, abs=1e-6)
 
 
+class LowScoreSegmenter(GroundTruthMaskSegmenter):
+    """The right mask, with a low confidence."""
+
+    label = "unsure"
+
+    def step(self, rgb):
+        result = super().step(rgb)
+        result.score = 0.2
+        return result
+
+
+def test_a_mask_below_min_score_counts_as_not_in_view(env, view, episode):
+    _, target = episode
+    _face(env, target.pos)
+    seg = LowScoreSegmenter(env)
+    try:
+        assert SegmenterPerception(env, seg, view=view).locate(target.label).name == target.name  # min_score 0: any mask counts
+        p = SegmenterPerception(env, seg, SegmenterPerceptionConfig(min_score=0.5, turn_stops=2), view=view)
+        with pytest.raises(SkillError, match=f"found no '{target.label}'"):
+            p.locate(target.label)
+        assert p.records[-1].outcome == "not_found" and "score 0.20 (< 0.5)" in p.records[-1].reason
+    finally:
+        seg.close()
+
+
 def test_furniture_comes_from_the_map_without_segmenting(env, view, episode):
     seg = EmptySegmenter()
     p = SegmenterPerception(env, seg, view=view)
@@ -243,6 +268,17 @@ def test_the_eval_policy_and_command_wiring(env):
     args = SimpleNamespace(suite="manip", policy="palme", ros=False, perception="segmenter", seg_model="/m", seg_backend="sa2va")
     assert _perception_kwargs(args) == {"perception": "segmenter", "seg_model_dir": "/m", "seg_backend": "sa2va"}
     assert _perception_kwargs(SimpleNamespace(**{**vars(args), "perception": "ground_truth"})) == {}
+    tuned = SimpleNamespace(**vars(args), perception_param=["min_score=0.3", "turn_stops=12"])
+    assert _perception_kwargs(tuned)["seg_params"] == {"min_score": 0.3, "turn_stops": 12}
+    with pytest.raises(ValueError, match="--perception-param applies"):
+        _perception_kwargs(SimpleNamespace(**{**vars(tuned), "perception": "ground_truth"}))
+    with pytest.raises(ValueError, match="--perception-param expects KEY=VALUE"):
+        _perception_kwargs(SimpleNamespace(**{**vars(args), "perception_param": ["min_score"]}))
+    tuned_policy = make_policy("palme", "manip", backend="oracle", env=env, perception="segmenter", seg_backend="oracle",
+                               seg_params={"min_score": 0.3})
+    assert tuned_policy.perception_factory.config.min_score == 0.3
+    with pytest.raises(ValueError, match="perception segmenter only"):
+        make_policy("palme", "manip", backend="oracle", env=env, seg_params={"min_score": 0.3})
     for bad in ({"policy": "oracle"}, {"suite": "nav"}, {"ros": True}):
         with pytest.raises(ValueError, match="--perception segmenter applies"):
             _perception_kwargs(SimpleNamespace(**{**vars(args), **bad}))

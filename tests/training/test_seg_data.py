@@ -117,3 +117,28 @@ def test_bad_arguments_and_mixed_sizes_are_refused(shards, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no seg shards"):
         load_seg_shards([str(tmp_path / "empty")])
+
+
+def test_absent_target_clips_keep_the_query_and_show_no_target(shards, tmp_path):
+    """--absent-fraction 1: the same scenes and queries filmed turned away; every mask is empty and
+    the task says so (or, where no heading hides the target, the episode stays a normal one)."""
+    out, _ = shards
+    data = load_seg_shards([out])
+    absent_dir = tmp_path / "absent"
+    collect_seg_shards(str(absent_dir), "val", episodes=3, episodes_per_shard=2, seed=0, image_size=SIZE, clip_frames=CLIP,
+                       progress=False, absent_fraction=1.0)
+    absent = load_seg_shards([str(absent_dir)])
+    np.testing.assert_array_equal(absent["queries"], data["queries"])
+    np.testing.assert_array_equal(absent["episode_ids"], data["episode_ids"])
+    turned = absent["tasks"] == seg_data.ABSENT_TASK
+    assert turned.sum() >= 2  # the seg scenes are rooms: some heading hides the target
+    for e in range(3):
+        rows = slice(int(absent["episode_start"][e]), int(absent["episode_start"][e] + absent["episode_length"][e]))
+        if turned[e]:
+            assert not absent["masks"][rows].any()
+            assert not np.array_equal(absent["frames"][rows], data["frames"][rows])  # another view
+        else:
+            np.testing.assert_array_equal(absent["masks"][rows], data["masks"][rows])
+    assert data["masks"][data["frame_index"] == 0].reshape(3, -1).any(axis=1).all()  # the positives show their target
+    with pytest.raises(ValueError, match="absent_fraction"):
+        collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, absent_fraction=1.5)

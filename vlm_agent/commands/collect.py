@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--perturb", type=float, default=0.3,
                         help="manip: probability that a call executes a perturbed oracle answer (failures and recoveries in the data)")
     parser.add_argument("--clip-frames", type=int, default=8, help="seg: frames per clip (the robot moving, as in eval)")
+    parser.add_argument("--absent-fraction", type=float, default=0.0,
+                        help="seg: share of episodes filmed with the target out of view (all-empty masks: teaches 'not here')")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
@@ -43,6 +45,8 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
+    if args.absent_fraction and args.suite != "seg":
+        raise ValueError("--absent-fraction applies to --suite seg")
     if args.suite == "manip":
         from vlm_agent.training.manip import collect_manip_shards
 
@@ -55,7 +59,8 @@ def run(args) -> int:
         from vlm_agent.training.seg_data import collect_seg_shards
 
         paths = collect_seg_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
-                                   seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames)
+                                   seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames,
+                                   absent_fraction=args.absent_fraction)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
     args.image_size = args.image_size or 64

@@ -36,6 +36,8 @@ def add_arguments(parser) -> None:
                              "poses, an upper bound; the default) or segmenter (a referring segmenter on the robot's camera + depth; "
                              "furniture from the map)")
     parser.add_argument("--seg-model", default=None, help="with --perception segmenter: the saved sa2va model directory")
+    parser.add_argument("--perception-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --perception segmenter: a SegmenterPerceptionConfig field (e.g. min_score=0.3); repeatable")
     parser.add_argument("--seg-backend", default="sa2va", choices=["sa2va", "sa2va_official", "oracle"],
                         help="with --perception segmenter: sa2va (--seg-model, the default), sa2va_official (--seg-model) or oracle "
                              "(ground-truth masks: the upper bound of the segmenter path, privileged)")
@@ -45,14 +47,19 @@ def _perception_kwargs(args) -> dict:
     """make_policy keywords for --perception; ValueError where it does not apply."""
     perception = getattr(args, "perception", "ground_truth") or "ground_truth"
     if perception == "ground_truth":
+        if getattr(args, "perception_param", None):
+            raise ValueError("--perception-param applies to --perception segmenter")
         return {}
     if args.suite != "manip" or args.policy not in ("palme", "octopus") or args.ros:
         raise ValueError("--perception segmenter applies to --suite manip with --policy palme or octopus, in-process (not --ros)")
-    return {"perception": perception, "seg_model_dir": getattr(args, "seg_model", None),
-            "seg_backend": getattr(args, "seg_backend", "sa2va")}
+    out = {"perception": perception, "seg_model_dir": getattr(args, "seg_model", None), "seg_backend": getattr(args, "seg_backend", "sa2va")}
+    seg_params = _policy_params(getattr(args, "perception_param", None) or [], "--perception-param")
+    if seg_params:
+        out["seg_params"] = seg_params
+    return out
 
 
-def _policy_params(items: list[str]) -> dict:
+def _policy_params(items: list[str], flag: str = "--policy-param") -> dict:
     """`--policy-param KEY=VALUE` items -> {key: value}, values read as YAML scalars (360 -> int, true -> bool)."""
     import yaml
 
@@ -60,7 +67,7 @@ def _policy_params(items: list[str]) -> dict:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip().isidentifier():
-            raise ValueError(f"--policy-param expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
         out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return out
 
@@ -242,7 +249,10 @@ def run(args) -> int:
         Console().print(by)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({**result.to_json_dict(), **timing, **({"policy_params": policy_params} if policy_params else {})}, f, indent=2, default=float)
+            extra = {"policy_params": policy_params} if policy_params else {}
+            if policy_kw.get("seg_params"):
+                extra["perception_params"] = policy_kw["seg_params"]
+            json.dump({**result.to_json_dict(), **timing, **extra}, f, indent=2, default=float)
         console.print(f"wrote {args.json}")
     if args.video:
         console.print(f"wrote contact sheets and GIFs to {args.video}/")

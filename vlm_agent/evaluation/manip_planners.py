@@ -273,7 +273,7 @@ def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str |
                               remote_url: str = "", remote_model: str = "", device: str = "cpu", dataset_dir: str | None = None,
                               max_steps: int | None = None, max_model_calls: int | None = None, max_rounds: int | None = None,
                               perception: str = "ground_truth", seg_model_dir: str | None = None, seg_backend: str = "sa2va",
-                              **backend_kwargs) -> ManipPlannerPolicy:
+                              seg_params: dict | None = None, **backend_kwargs) -> ManipPlannerPolicy:
     """The `style` loop over a backend `backend`: "builtin" (the project's model in `model_dir`),
     "transformers" (an image-text-to-text directory in `model_dir`), "remote" (an OpenAI-compatible
     server at `remote_url`) or "oracle" (the privileged scripted backend: an upper bound of the loop,
@@ -281,7 +281,8 @@ def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str |
     `remote_url` is; neither is a ValueError. Budgets: PaLM-E `max_steps` / `max_model_calls`, Octopus
     `max_rounds` (the loops' defaults otherwise). Perception: "ground_truth" (the evaluator's skills,
     an upper bound) or "segmenter" (`seg_backend` "sa2va" from `seg_model_dir`, or "oracle"; on
-    `device`; see `make_perception_factory`). `backend_kwargs` go to `make_manip_backend`."""
+    `device`; see `make_perception_factory`; `seg_params`: `SegmenterPerceptionConfig` fields).
+    `backend_kwargs` go to `make_manip_backend`."""
     if suite != "manip":
         raise ValueError(f"the {style} planner runs the manip suite only (got --suite {suite})")
     kind = backend or ("remote" if remote_url and not model_dir else "builtin")
@@ -289,7 +290,15 @@ def make_manip_planner_policy(style: str, suite: str = "manip", model_dir: str |
         from vlm_agent.models.registry import default_checkpoint_dir
 
         model_dir = default_checkpoint_dir(style)  # the shipped checkpoints/<style>_tiny
-    perception_factory = make_perception_factory(perception, seg_model_dir=seg_model_dir, seg_backend=seg_backend, seg_device=device)
+    if seg_params and perception != "segmenter":
+        raise ValueError("segmenter perception settings apply to --perception segmenter only")
+    seg_config = None
+    if seg_params:
+        from vlm_agent.skills.segmenter_perception import SegmenterPerceptionConfig
+
+        seg_config = SegmenterPerceptionConfig(**seg_params)
+    perception_factory = make_perception_factory(perception, seg_model_dir=seg_model_dir, seg_backend=seg_backend, seg_device=device,
+                                                 seg_config=seg_config)
     palme_config = PalmeConfig(**{k: v for k, v in (("max_steps", max_steps), ("max_model_calls", max_model_calls)) if v is not None})
     octopus_config = OctopusConfig(**({"max_rounds": max_rounds} if max_rounds is not None else {}))
     if kind == "oracle":

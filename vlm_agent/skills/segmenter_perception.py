@@ -76,7 +76,9 @@ class SegmenterPerceptionConfig(ConfigBase):
         about 9 px at 128x128). min_depth_points / depth_outlier_m: the back-projection's robustness
         (`mask_centroid_3d`). association_radius_m: the farthest a scene object's centre may be from
         the centroid to be associated with it. use_memory: answer from the last sighting of the same
-        phrase when the first view misses it.
+        phrase when the first view misses it. min_score: a mask whose segmenter confidence
+        (`SegResult.score`, for Sa2VA the predicted IoU times the object-presence probability) is
+        lower counts as "not in this view", so the search turns instead of trusting a guess.
     """
 
     width: int = param(128, "width (px) of the view rendered for the segmenter", min=16, max=1280)
@@ -87,6 +89,7 @@ class SegmenterPerceptionConfig(ConfigBase):
     depth_outlier_m: float = param(0.25, "drop mask pixels farther than this from the mask's median depth (m)", min=0.01, max=10.0)
     association_radius_m: float = param(0.25, "associate the centroid with a scene object whose centre is within this (m)", min=0.01, max=5.0)
     use_memory: bool = param(True, "fall back to the last sighting of the same phrase before turning")
+    min_score: float = param(0.0, "masks whose segmenter score is lower count as not found in that view", min=0.0, max=1.0)
 
 
 @dataclass
@@ -252,6 +255,9 @@ class SegmenterPerception:
         pixels = int(mask.sum())
         if pixels < cfg.min_mask_pixels:
             return None, pixels, "empty mask" if pixels == 0 else f"mask of {pixels} px (< {cfg.min_mask_pixels})"
+        score = float(getattr(result, "score", 1.0))
+        if not score >= cfg.min_score:  # NaN counts as too low
+            return None, pixels, f"mask score {score:.2f} (< {cfg.min_score:g})"
         point = mask_centroid_3d(mask, depth, self.view.intrinsics(), outlier_m=cfg.depth_outlier_m, min_points=cfg.min_depth_points,
                                  max_depth_m=self.env.config.max_depth_m)
         if point is None:

@@ -9,18 +9,27 @@ exactly as `vlm-agent eval --suite seg` takes it (`NavEnv.object_mask(episode.go
 `oracle` policy's and the oracle segmenter's source). A shard that already exists is skipped, so an
 interrupted run resumes where it stopped; everything is a pure function of (split, seed, index).
 
+Absent targets (`absent_fraction`): an episode drawn as one keeps its scene and query, but the whole
+clip is filmed with the base turned away from the target (the first of 90/180/270 degrees, in an
+order drawn per episode, at which the target's mask is empty in every frame), so its masks are all
+empty and its task is `seg_absent`. Why: a segmenter that has only ever seen its target in view
+marks *something* in every view; a robot that searches for an object needs "not here" (SAM 2's
+object score, trained to 0 on these frames) to turn and look elsewhere. An episode with no such
+heading stays a normal one.
+
 Shard format (`np.savez_compressed`; flat-shaded sim frames compress ~10x):
     frames (N, H, W, 3) uint8 RGB, masks (N, H, W) bool (the target's pixels),
     frame_episode (N,) int64 (episode row within the shard; `load_seg_shards` re-bases it),
     frame_index (N,) int64 (position in the episode's clip, 0 = the start pose),
     episode_start (E,) int64, episode_length (E,) int64 (an episode's frames are contiguous),
     queries (E,) str (the instruction, what the segmenter is asked), episode_ids (E,) str,
-    tasks (E,) str (seg_simple / seg_relation), held_out (E,) bool (a held-out colour-shape target;
+    tasks (E,) str (seg_simple / seg_relation, or seg_absent: the target out of view), held_out (E,) bool (a held-out colour-shape target;
     never in the train split), held_out_phrasing (E,) bool, image_size () int, clip_frames () int.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -38,26 +47,44 @@ def seg_sim_config(image_size: int):
     return SimConfig(width=image_size, height=image_size, vertical_fov_deg=60.0, shadows=False, render_depth=False)
 
 
-def render_seg_clip(env, episode, clip_frames: int) -> tuple[np.ndarray, np.ndarray]:
+ABSENT_TASK = "seg_absent"
+ABSENT_YAW_OFFSETS_DEG = (90.0, 180.0, 270.0)
+
+
+def render_seg_clip(env, episode, clip_frames: int, yaw_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(frames (T, H, W, 3) uint8, masks (T, H, W) bool) of `episode`'s clip in `env` (a `NavEnv`),
-    frame by frame as the evaluator renders and scores it (`evaluation.rollouts._run_seg`)."""
+    frame by frame as the evaluator renders and scores it (`evaluation.rollouts._run_seg`).
+    `yaw_offset` (rad) turns the base at every pose of the clip (0: the evaluator's clip)."""
     from vlm_agent.sim.seg_clips import seg_clip_poses
 
     first = env.reset(episode)
     frames, masks = [], []
-    for k, pose in enumerate(seg_clip_poses(episode, clip_frames)):
-        if k:
-            env.set_pose(*pose)
-        obs = env.observation() if k else first
+    for k, (x, y, yaw) in enumerate(seg_clip_poses(episode, clip_frames)):
+        if k or yaw_offset:
+            env.set_pose(x, y, yaw + yaw_offset)
+        obs = env.observation() if (k or yaw_offset) else first
         frames.append(np.asarray(obs.rgb, np.uint8))
         masks.append(np.asarray(env.object_mask(episode.goal_object), bool))
     return np.stack(frames), np.stack(masks)
 
 
+def render_absent_clip(env, episode, clip_frames: int, rng: np.random.Generator):
+    """(frames, masks, yaw offset in degrees) of `episode`'s clip filmed with the base turned so that
+    its target is out of view in every frame (offsets from `ABSENT_YAW_OFFSETS_DEG`, tried in an
+    order drawn from `rng`), or None when every offset still shows some of it."""
+    for deg in rng.permutation(ABSENT_YAW_OFFSETS_DEG):
+        frames, masks = render_seg_clip(env, episode, clip_frames, math.radians(float(deg)))
+        if not masks.any():
+            return frames, masks, float(deg)
+    return None
+
+
 def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
-                       image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None) -> list[str]:
+                       image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None,
+                       absent_fraction: float = 0.0) -> list[str]:
     """Write the shards (see the module docstring); returns every shard's path, existing ones included.
-    `log(str)` gets one JSON line per written shard (default: none)."""
+    `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
+    episodes filmed with the target out of view (drawn per episode from (seed, index))."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
@@ -71,6 +98,8 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")
     if not isinstance(image_size, int) or not 16 <= image_size <= 960:
         raise ValueError(f"image_size must be an int in [16, 960], got {image_size!r}")
+    if not 0.0 <= float(absent_fraction) <= 1.0:
+        raise ValueError(f"absent_fraction must be in [0, 1], got {absent_fraction!r}")
     os.makedirs(out_dir, exist_ok=True)
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
@@ -85,10 +114,13 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         for k in todo:
             t0 = time.monotonic()
             cols = {key: [] for key in SEG_SHARD_KEYS}
-            n_frames = 0
+            n_frames = n_absent = 0
             for row, i in enumerate(range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard))):
                 ep = make_episode("seg", split, seed, i)
-                frames, masks = render_seg_clip(env, ep, clip_frames)
+                rng = np.random.default_rng([seed, i, 0xAB5E])
+                absent = render_absent_clip(env, ep, clip_frames, rng) if rng.random() < absent_fraction else None
+                frames, masks = absent[:2] if absent is not None else render_seg_clip(env, ep, clip_frames)
+                n_absent += absent is not None
                 cols["frames"].append(frames)
                 cols["masks"].append(masks)
                 cols["frame_episode"].append(np.full(len(frames), row, np.int64))
@@ -97,7 +129,7 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
                 cols["episode_length"].append(len(frames))
                 cols["queries"].append(ep.instruction)
                 cols["episode_ids"].append(ep.episode_id)
-                cols["tasks"].append(ep.task)
+                cols["tasks"].append(ABSENT_TASK if absent is not None else ep.task)
                 cols["held_out"].append(bool(ep.held_out))
                 cols["held_out_phrasing"].append(bool(ep.held_out_phrasing))
                 n_frames += len(frames)
@@ -110,7 +142,7 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
             np.savez_compressed(tmp, **arrays, image_size=np.int64(image_size), clip_frames=np.int64(clip_frames))
             os.replace(tmp, paths[k])
             if log is not None:
-                log(json.dumps({"shard": k, "of": n_shards, "episodes": len(cols["queries"]), "frames": n_frames,
+                log(json.dumps({"shard": k, "of": n_shards, "episodes": len(cols["queries"]), "absent": n_absent, "frames": n_frames,
                                 "shard_s": round(time.monotonic() - t0, 1), "elapsed_s": round(time.monotonic() - t_start, 1)}))
     finally:
         bar.close()
@@ -154,7 +186,8 @@ def load_seg_shards(paths) -> dict:
     return data
 
 
-__all__ = ["collect_seg_shards", "load_seg_shards", "render_seg_clip", "seg_sim_config", "SEG_SHARD_KEYS"]
+__all__ = ["collect_seg_shards", "load_seg_shards", "render_seg_clip", "render_absent_clip", "seg_sim_config", "SEG_SHARD_KEYS",
+           "ABSENT_TASK"]
 
 
 def main(argv=None) -> int:
@@ -168,9 +201,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128, help="square frame side (px); the seg evaluation's default is 128")
     p.add_argument("--clip-frames", type=int, default=8)
+    p.add_argument("--absent-fraction", type=float, default=0.0, help="share of episodes filmed with the target out of view")
     a = p.parse_args(argv)
     paths = collect_seg_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.clip_frames,
-                               log=lambda s: print(s, flush=True))
+                               log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction)
     print(json.dumps({"shards": len(paths), "out": a.out}))
     return 0
 
