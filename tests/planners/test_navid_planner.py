@@ -198,3 +198,43 @@ def test_spin_recovery_replaces_the_turn_after_a_full_circle_with_a_forward_step
     off = NavidPlanner(NavidPlannerConfig(spin_recovery_deg=0), backend=ScriptedBackend([turn] * 30))
     off.reset("go to the red ball")
     assert all(off.plan(frame(0)).primitives[0].kind == "turn_left" for _ in range(30))
+
+
+def test_blocked_recovery_turns_instead_of_pushing_forward_into_an_unchanged_view():
+    wall, room = frame(0), frame(1)
+    assert float(np.abs(wall.astype(float) - room).mean()) > 5  # two different views
+    forward = "move forward 25 cm"
+    planner = NavidPlanner(NavidPlannerConfig(blocked_frame_delta=1.0, blocked_turn_deg=90), backend=ScriptedBackend([forward] * 6))
+    planner.reset("go to the red ball")
+    first = planner.plan(wall)
+    assert [p.kind for p in first.primitives] == ["forward"] and first.recovery is None
+    # the forward step did not move the camera: the next forward becomes a 90 degree left turn, with the reason
+    second = planner.plan(wall.copy())
+    assert [(p.kind, p.value) for p in second.primitives] == [("turn_left", 90.0)]
+    assert second.raw_text == forward and "blocked recovery" in second.recovery
+    # after the turn the view is new: forward passes again, and moves the camera
+    assert planner.plan(room).recovery is None
+    noisy = np.clip(room.astype(int) + np.random.default_rng(0).integers(-1, 2, room.shape), 0, 255).astype(np.uint8)
+    assert planner.plan(noisy).recovery is not None  # sensor noise below the threshold is still "not moved"
+    # off by default (chosen on val, see the model card), and a turn or stop is never replaced
+    assert NavidPlannerConfig().blocked_frame_delta == 0.0
+    off = NavidPlanner(NavidPlannerConfig(), backend=ScriptedBackend([forward] * 3))
+    off.reset("go to the red ball")
+    assert all(off.plan(wall).recovery is None for _ in range(3))
+    turns = NavidPlanner(NavidPlannerConfig(blocked_frame_delta=1.0), backend=ScriptedBackend([forward, "turn right 30 degrees", "stop"]))
+    turns.reset("go to the red ball")
+    assert [turns.plan(wall).primitives[0].kind for _ in range(3)] == ["forward", "turn_right", "stop"]
+
+
+def test_a_blocked_turn_counts_towards_the_spin_recovery_but_is_never_replaced_by_forward():
+    forward, turn = "move forward 25 cm", "turn left 30 degrees"
+    planner = NavidPlanner(NavidPlannerConfig(blocked_frame_delta=1.0, blocked_turn_deg=180, spin_recovery_deg=360),
+                           backend=ScriptedBackend([forward, turn, forward, forward, turn]))
+    planner.reset("go to the red ball")
+    view = frame(0)
+    kinds = [planner.plan(view).primitives[0].kind for _ in range(2)]
+    assert kinds == ["forward", "turn_left"]  # the model's own turn; the forward view is forgotten
+    planner.plan(view)  # forward again (the view before it was a turn's)
+    blocked = planner.plan(view)
+    assert blocked.primitives[0].kind == "turn_left" and blocked.primitives[0].value == 180 and "blocked" in blocked.recovery
+    assert planner._turned_deg == 180

@@ -76,6 +76,11 @@ class NavidPlannerConfig(EncoderParams):
     spin_recovery_deg: float = param(
         360.0, "recovery from turning in place: once the planned turns since the last forward step add up to this many degrees, "
         "a plan that starts with another turn is replaced by one forward step (0 = off)", min=0.0, max=3600.0)
+    blocked_frame_delta: float = param(
+        0.0, "recovery from a blocked forward step: when the frame at the next plan differs from the frame a forward step was planned "
+        "on by less than this mean absolute pixel difference (0-255), the step did not move the robot, and a next plan that starts "
+        "with forward becomes a turn of blocked_turn_deg (0 = off)", min=0.0, max=255.0)
+    blocked_turn_deg: float = param(90.0, "the turn (degrees, to the left) that replaces a forward step into a blocked view", min=1.0, max=180.0)
     device: str = param("cpu", "torch device for local backends")
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
@@ -145,13 +150,14 @@ class NavidPlanner:
         self.instruction: str | None = None
         self.steps = 0
         self._turned_deg = 0.0  # turns planned since the last forward step (spin recovery)
+        self._forward_view: np.ndarray | None = None  # subsampled frame a forward step was planned on (blocked recovery)
 
     def reset(self, instruction: str) -> None:
         """Start an episode. Raises ValueError for empty, too long or control-character instructions."""
         text = validate_instruction(instruction, self.config.max_instruction_chars)
         with self._lock:
             self.backend.reset(text)
-            self.instruction, self.steps, self._turned_deg = text, 0, 0.0
+            self.instruction, self.steps, self._turned_deg, self._forward_view = text, 0, 0.0, None
 
     def observe(self, rgb: np.ndarray) -> None:
         """Add `rgb` (H, W, 3) uint8 to the history (encoded once by the builtin backend)."""
@@ -168,12 +174,40 @@ class NavidPlanner:
             parsed = parse_primitives(raw, self.config.max_primitives, self.config.max_forward_cm, self.config.max_turn_deg)
             latency = time.perf_counter() - t0
             self.steps += 1
-            primitives, recovery = self._spin_recovery(list(parsed.primitives))
+            primitives, recovery = self._blocked_recovery(list(parsed.primitives), rgb)
+            primitives, spin = self._spin_recovery(primitives, may_replace=recovery is None)  # a blocked view is no place to go forward
+            recovery = recovery or spin
+            self._forward_view = self._view_key(rgb) if any(p.kind == "forward" for p in primitives) else None
         if parsed.error:
             log.warning("NaVid output unparsable, stopping: %s", parsed.error)
         return PlanResult(raw if isinstance(raw, str) else repr(raw), primitives, latency, parsed.error, recovery)
 
-    def _spin_recovery(self, primitives: list[NavPrimitive]) -> tuple[list[NavPrimitive], str | None]:
+    @staticmethod
+    def _view_key(rgb: np.ndarray) -> np.ndarray:
+        """Every 4th pixel of `rgb` as float32: enough to tell a moved camera from a still one."""
+        return np.asarray(rgb)[::4, ::4].astype(np.float32)
+
+    def _blocked_recovery(self, primitives: list[NavPrimitive], rgb: np.ndarray) -> tuple[list[NavPrimitive], str | None]:
+        """Replace a forward step into a view that the last forward step did not change by a turn
+        (`blocked_frame_delta`, `blocked_turn_deg`).
+
+        A learnt navigator facing a wall or a blocked doorway tends to plan forward again and again
+        (the robot pushes or the safety supervisor holds it) until the step limit; the frames
+        before and after such a step are the same, which is all this needs to see.
+        """
+        delta = self.config.blocked_frame_delta
+        if delta <= 0 or self._forward_view is None or not primitives or primitives[0].kind != "forward":
+            return primitives, None
+        view = self._view_key(rgb)
+        if view.shape != self._forward_view.shape:
+            return primitives, None
+        change = float(np.abs(view - self._forward_view).mean())
+        if change >= delta:
+            return primitives, None
+        return ([NavPrimitive.turn_left(self.config.blocked_turn_deg)],
+                f"blocked recovery: the last forward step changed the view by {change:.2f} (< {delta:g}) grey levels")
+
+    def _spin_recovery(self, primitives: list[NavPrimitive], may_replace: bool = True) -> tuple[list[NavPrimitive], str | None]:
         """Replace a plan that would keep turning in place by one forward step (`spin_recovery_deg`).
 
         A learnt navigator that has looked all around without choosing a direction tends to keep
@@ -183,7 +217,7 @@ class NavidPlanner:
         """
         limit = self.config.spin_recovery_deg
         recovery = None
-        if limit > 0 and self._turned_deg >= limit and primitives and primitives[0].kind in ("turn_left", "turn_right"):
+        if may_replace and limit > 0 and self._turned_deg >= limit and primitives and primitives[0].kind in ("turn_left", "turn_right"):
             recovery = f"spin recovery: {self._turned_deg:.0f} degrees of turns since the last forward step"
             primitives = [NavPrimitive.forward()]
         for p in primitives:
