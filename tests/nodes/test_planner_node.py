@@ -63,7 +63,9 @@ class Rig:
 
         self.executor = executor
         self.backend = ScriptedBackend()
-        planner = NavidPlanner(NavidPlannerConfig(), backend=self.backend)
+        # The rig's camera publishes one still image however the base moves: a blocked-forward
+        # recovery would read every forward step as blocked, so it is off here.
+        planner = NavidPlanner(NavidPlannerConfig(blocked_frame_delta=0.0), backend=self.backend)
         self.planner_node = NavidPlannerNode(
             planner=planner,
             context=context,

@@ -216,9 +216,9 @@ def test_blocked_recovery_turns_instead_of_pushing_forward_into_an_unchanged_vie
     assert planner.plan(room).recovery is None
     noisy = np.clip(room.astype(int) + np.random.default_rng(0).integers(-1, 2, room.shape), 0, 255).astype(np.uint8)
     assert planner.plan(noisy).recovery is not None  # sensor noise below the threshold is still "not moved"
-    # off by default (chosen on val, see the model card), and a turn or stop is never replaced
-    assert NavidPlannerConfig().blocked_frame_delta == 0.0
-    off = NavidPlanner(NavidPlannerConfig(), backend=ScriptedBackend([forward] * 3))
+    # on by default (chosen on val, see the model card); 0 turns it off; a turn or stop is never replaced
+    assert NavidPlannerConfig().blocked_frame_delta == 1.0 and NavidPlannerConfig().blocked_turn_deg == 90
+    off = NavidPlanner(NavidPlannerConfig(blocked_frame_delta=0), backend=ScriptedBackend([forward] * 3))
     off.reset("go to the red ball")
     assert all(off.plan(wall).recovery is None for _ in range(3))
     turns = NavidPlanner(NavidPlannerConfig(blocked_frame_delta=1.0), backend=ScriptedBackend([forward, "turn right 30 degrees", "stop"]))

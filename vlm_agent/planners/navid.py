@@ -76,8 +76,10 @@ class NavidPlannerConfig(EncoderParams):
     spin_recovery_deg: float = param(
         360.0, "recovery from turning in place: once the planned turns since the last forward step add up to this many degrees, "
         "a plan that starts with another turn is replaced by one forward step (0 = off)", min=0.0, max=3600.0)
+    # 1.0 / 90: chosen closed loop on val50 with the default navigator: SR 0.36 either way, collisions per
+    # episode 40 -> 3.2, episodes that ran out the step limit 8 -> 4 (delta 3 and a 30 degree turn: the same SR).
     blocked_frame_delta: float = param(
-        0.0, "recovery from a blocked forward step: when the frame at the next plan differs from the frame a forward step was planned "
+        1.0, "recovery from a blocked forward step: when the frame at the next plan differs from the frame a forward step was planned "
         "on by less than this mean absolute pixel difference (0-255), the step did not move the robot, and a next plan that starts "
         "with forward becomes a turn of blocked_turn_deg (0 = off)", min=0.0, max=255.0)
     blocked_turn_deg: float = param(90.0, "the turn (degrees, to the left) that replaces a forward step into a blocked view", min=1.0, max=180.0)
