@@ -124,6 +124,10 @@ def test_three_steps_write_a_checkpoint_the_eval_policy_runs(shard_dir, tmp_path
     summary = train(_config(shard_dir, out, max_steps=3), progress=False)
     assert summary["steps"] == 3 and summary["episodes"] == 2 and summary["frames"] == 2 * CLIP and summary["frame_size"] == SIZE
     assert summary["best"]["episodes"] == 1 and 0.0 <= summary["best"]["clip_miou"] <= 1.0  # the closed-loop selection ran
+    # ... and the absent-target check beside it: the val episode filmed turned away, every frame scored
+    best = summary["best"]
+    assert best["absent_episodes"] == 1 and 0.0 <= best["absent_empty_rate"] <= 1.0 and best["absent_mean_false_pixels"] >= 0
+    assert best["absent_clip_empty_rate"] in (0.0, 1.0)
     for name in ("config.json", "model.safetensors", "training_summary.json", "training_curves.png", "train_log.jsonl"):
         assert (out / name).is_file(), name
     assert json.loads((out / "training_summary.json").read_text())["config"]["sam2_trainable"] == "all"

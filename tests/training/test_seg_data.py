@@ -142,3 +142,36 @@ def test_absent_target_clips_keep_the_query_and_show_no_target(shards, tmp_path)
     assert data["masks"][data["frame_index"] == 0].reshape(3, -1).any(axis=1).all()  # the positives show their target
     with pytest.raises(ValueError, match="absent_fraction"):
         collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, absent_fraction=1.5)
+
+
+def test_manip_view_clips_ask_for_the_object_to_move_by_name_from_the_episode_start(tmp_path):
+    from vlm_agent.sim.episodes import make_episodes
+
+    out = tmp_path / "manip_views"
+    collect_seg_shards(str(out), "val", episodes=4, episodes_per_shard=4, seed=0, image_size=SIZE, clip_frames=CLIP, progress=False,
+                       source="manip")
+    data = load_seg_shards([str(out)])
+    episodes = make_episodes("manip", "val", 4, 0)
+    assert list(data["episode_ids"]) == [e.episode_id for e in episodes]
+    assert set(data["tasks"]) == {seg_data.MANIP_VIEW_TASK}
+    import re
+
+    from vlm_agent.sim.env import NavEnv
+
+    env = NavEnv(seg_data.seg_sim_config(SIZE))
+    try:
+        for e, ep in enumerate(episodes):
+            env.reset(ep)
+            name = env.world.object(ep.goal_objects[0]).label  # "red cube": what the skills ask the segmenter for
+            assert re.fullmatch(r"\w+ \w+", name) and data["queries"][e] in (name, f"the {name}")
+    finally:
+        env.close()
+    assert data["masks"].any()  # turned towards it, the object to move is in view (unless furniture hides it)
+    absent = tmp_path / "manip_absent"
+    collect_seg_shards(str(absent), "val", episodes=4, episodes_per_shard=4, seed=0, image_size=SIZE, clip_frames=CLIP, progress=False,
+                       source="manip", absent_fraction=1.0)
+    turned = load_seg_shards([str(absent)])
+    assert (turned["tasks"] == seg_data.ABSENT_TASK).sum() >= 2
+    assert not turned["masks"][np.isin(turned["frame_episode"], np.flatnonzero(turned["tasks"] == seg_data.ABSENT_TASK))].any()
+    with pytest.raises(ValueError, match="source"):
+        collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, source="nav")

@@ -305,6 +305,44 @@ def closed_loop_seg_eval(model_dir: str, n_episodes: int, clip_frames: int = 8, 
             "held_out_clip_miou": held.get("clip_miou", float("nan")), "episodes": n_episodes, "wall_s": round(result.wall_s, 1)}
 
 
+def closed_loop_absent_eval(model_dir: str, n_episodes: int, clip_frames: int = 8, image_size: int = 128, split: str = "val",
+                            seed: int = 0, device: str = "cpu", progress: bool = False) -> dict:
+    """How often the sa2va checkpoint in `model_dir` answers "not here" when its target is out of
+    view: the first `n_episodes` seg episodes of `split` filmed turned away from the target
+    (`seg_data.render_absent_clip`, as `collect --absent-fraction` makes them), every frame through
+    the tracker (`Sa2VASegmenter`, its defaults). Returns {"empty_rate": share of frames with an
+    empty mask, "clip_empty_rate": share of clips empty in every frame, "mean_false_pixels": mask
+    pixels per frame, "episodes": clips scored (episodes with no hiding heading are skipped)}."""
+    import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
+    from tqdm import tqdm
+
+    from vlm_agent.sim.env import NavEnv
+    from vlm_agent.sim.episodes import make_episodes
+    from vlm_agent.skills.segmentation import Sa2VASegmenter
+    from vlm_agent.training.seg_data import render_absent_clip, seg_sim_config
+
+    segmenter = Sa2VASegmenter(model_dir, device=device)
+    env = NavEnv(seg_sim_config(image_size))
+    empty, clips_empty, pixels, scored = [], [], [], 0
+    try:
+        for i, ep in enumerate(tqdm(make_episodes("seg", split, n_episodes, seed), desc="closed-loop absent", disable=not progress, leave=False)):
+            clip = render_absent_clip(env, ep, clip_frames, np.random.default_rng([seed, i, 0xAB5E]))
+            if clip is None:
+                continue
+            segmenter.reset(ep.instruction)
+            areas = [int(np.asarray(segmenter.step(frame).mask, bool).sum()) for frame in clip[0]]
+            empty += [a == 0 for a in areas]
+            pixels += areas
+            clips_empty.append(not any(areas))
+            scored += 1
+    finally:
+        env.close()
+    if not scored:
+        return {"empty_rate": float("nan"), "clip_empty_rate": float("nan"), "mean_false_pixels": float("nan"), "episodes": 0}
+    return {"empty_rate": float(np.mean(empty)), "clip_empty_rate": float(np.mean(clips_empty)), "mean_false_pixels": float(np.mean(pixels)),
+            "episodes": scored}
+
+
 # -- the run ---------------------------------------------------------------------------------------------
 def build_model(cfg: Sa2VATrainConfig, queries):
     """(model, processor): loaded from `cfg.init_from` (its sizes; `sam2_trainable` and the mask loss
@@ -382,6 +420,10 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
         if cfg.val_episodes:
             res = closed_loop_seg_eval(work_dir, cfg.val_episodes, cfg.clip_frames, frame_size, cfg.val_split, cfg.seed, device=cfg.device,
                                        progress=progress)
+            # reported, not selected on: "not here" is judged where it matters, by manipulation with the segmenter
+            absent = closed_loop_absent_eval(work_dir, cfg.val_episodes, cfg.clip_frames, frame_size, cfg.val_split, cfg.seed,
+                                             device=cfg.device, progress=progress)
+            res.update({f"absent_{k}": v for k, v in absent.items()})
         else:
             res = {"clip_miou": 0.0, "clip_ciou": 0.0, "episodes": 0}
         model.train()
@@ -393,7 +435,8 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
         save_train_state(state_path, model, opt, step, ema, best, time.monotonic() - t0)
         plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"), series=(("clip_miou", "clip mIoU"), ("clip_ciou", "clip cIoU")),
                              log_loss=True)
-        bar.write(f"step {step}: closed-loop val clip mIoU {res['clip_miou']:.3f} cIoU {res['clip_ciou']:.3f} "
+        absent_note = f", absent target empty {res['absent_empty_rate']:.2f}" if "absent_empty_rate" in res else ""
+        bar.write(f"step {step}: closed-loop val clip mIoU {res['clip_miou']:.3f} cIoU {res['clip_ciou']:.3f}{absent_note} "
                   f"(best {best['clip_miou']:.3f} @ {best['step']})")
 
     last_eval = time.monotonic()
@@ -430,4 +473,4 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
 
 
 __all__ = ["Sa2VATrainConfig", "TrainConfig", "ClipBatcher", "decode_candidates", "frame_losses", "clip_forward", "clip_losses", "clip_train_step",
-           "closed_loop_seg_eval", "build_model", "train"]
+           "closed_loop_seg_eval", "closed_loop_absent_eval", "build_model", "train"]

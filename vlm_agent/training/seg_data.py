@@ -17,6 +17,15 @@ marks *something* in every view; a robot that searches for an object needs "not 
 object score, trained to 0 on these frames) to turn and look elsewhere. An episode with no such
 heading stays a normal one.
 
+Manipulation views (`source="manip"`): the segmenter is also the manipulation skills' perception
+(`skills/segmenter_perception.py`), which asks for an object by its short name ("the red cube") from
+wherever the robot stands, 1.4-4.7 m from it, not from the seg suite's framed 1.6-2.4 m views. With
+this source, episode i is manip episode i of the split: the clip starts at its start pose turned
+towards the object to move (within +-12 degrees, drawn per episode), then drives up to 0.3 m
+towards it with the seg clips' sway; the query is the object's name, with or without "the". Its
+task is `manip_view` (or `seg_absent` when `absent_fraction` turned it away). Masks are the ground
+truth, so an object hidden behind furniture has empty masks.
+
 Shard format (`np.savez_compressed`; flat-shaded sim frames compress ~10x):
     frames (N, H, W, 3) uint8 RGB, masks (N, H, W) bool (the target's pixels),
     frame_episode (N,) int64 (episode row within the shard; `load_seg_shards` re-bases it),
@@ -48,7 +57,49 @@ def seg_sim_config(image_size: int):
 
 
 ABSENT_TASK = "seg_absent"
+MANIP_VIEW_TASK = "manip_view"
 ABSENT_YAW_OFFSETS_DEG = (90.0, 180.0, 270.0)
+SEG_SOURCES = ("seg", "manip")
+MANIP_VIEW_JITTER_DEG = 12.0
+
+
+def manip_view_clip_poses(episode, target_xy, clip_frames: int, rng: np.random.Generator, yaw_offset: float = 0.0):
+    """Base poses (x, y, yaw) of a manipulation-view clip (see the module docstring): from the start
+    pose turned towards `target_xy` (+- MANIP_VIEW_JITTER_DEG, from `rng`) plus `yaw_offset` (rad),
+    driving up to SEG_CLIP_FORWARD_M along that heading with the seg clips' sway."""
+    from vlm_agent.sim.seg_clips import SEG_CLIP_FORWARD_M, SEG_CLIP_SWAY_DEG
+
+    x0, y0, _ = (float(v) for v in episode.start_pose)
+    heading = math.atan2(target_xy[1] - y0, target_xy[0] - x0) + math.radians(rng.uniform(-MANIP_VIEW_JITTER_DEG, MANIP_VIEW_JITTER_DEG))
+    heading += yaw_offset
+    poses = []
+    for k in range(clip_frames):
+        u = k / (clip_frames - 1) if clip_frames > 1 else 0.0
+        d = u * SEG_CLIP_FORWARD_M
+        poses.append((x0 + d * math.cos(heading), y0 + d * math.sin(heading), heading + math.radians(SEG_CLIP_SWAY_DEG) * math.sin(2 * math.pi * u)))
+    return poses
+
+
+def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Generator, absent: bool = False):
+    """(frames (T, H, W, 3), masks (T, H, W), query) of manip `episode`'s object to move seen from its
+    start (see the module docstring), or, with `absent`, turned away from it (the first hiding
+    offset of ABSENT_YAW_OFFSETS_DEG in an order drawn from `rng`; None when none hides it)."""
+    env.reset(episode)
+    target = env.world.object(episode.goal_objects[0])
+    query = ("the " if rng.random() < 0.5 else "") + target.label
+    offsets = [0.0] if not absent else [math.radians(float(d)) for d in rng.permutation(ABSENT_YAW_OFFSETS_DEG)]
+    draw = rng.bit_generator.state  # every offset sees the same jitter
+    for offset in offsets:
+        rng.bit_generator.state = draw
+        frames, masks = [], []
+        for pose in manip_view_clip_poses(episode, target.pos[:2], clip_frames, rng, offset):
+            env.set_pose(*pose)
+            frames.append(np.asarray(env.observation().rgb, np.uint8))
+            masks.append(np.asarray(env.object_mask(target.name), bool))
+        frames, masks = np.stack(frames), np.stack(masks)
+        if not absent or not masks.any():
+            return frames, masks, query
+    return None
 
 
 def render_seg_clip(env, episode, clip_frames: int, yaw_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,10 +132,11 @@ def render_absent_clip(env, episode, clip_frames: int, rng: np.random.Generator)
 
 def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
                        image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None,
-                       absent_fraction: float = 0.0) -> list[str]:
+                       absent_fraction: float = 0.0, source: str = "seg") -> list[str]:
     """Write the shards (see the module docstring); returns every shard's path, existing ones included.
     `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
-    episodes filmed with the target out of view (drawn per episode from (seed, index))."""
+    episodes filmed with the target out of view (drawn per episode from (seed, index)). `source`:
+    "seg" (the seg suite's episodes) or "manip" (manipulation views of the manip suite's episodes)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
@@ -100,6 +152,8 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         raise ValueError(f"image_size must be an int in [16, 960], got {image_size!r}")
     if not 0.0 <= float(absent_fraction) <= 1.0:
         raise ValueError(f"absent_fraction must be in [0, 1], got {absent_fraction!r}")
+    if source not in SEG_SOURCES:
+        raise ValueError(f"source must be one of {SEG_SOURCES}, got {source!r}")
     os.makedirs(out_dir, exist_ok=True)
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
@@ -108,7 +162,7 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         return paths
     env = NavEnv(seg_sim_config(image_size))
     n_todo = sum(min(episodes, (k + 1) * episodes_per_shard) - k * episodes_per_shard for k in todo)
-    bar = tqdm(total=n_todo, desc=f"collect seg/{split}", unit="ep", disable=not progress)
+    bar = tqdm(total=n_todo, desc=f"collect seg/{split}" + (" (manip views)" if source == "manip" else ""), unit="ep", disable=not progress)
     t_start = time.monotonic()
     try:
         for k in todo:
@@ -116,10 +170,18 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
             cols = {key: [] for key in SEG_SHARD_KEYS}
             n_frames = n_absent = 0
             for row, i in enumerate(range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard))):
-                ep = make_episode("seg", split, seed, i)
                 rng = np.random.default_rng([seed, i, 0xAB5E])
-                absent = render_absent_clip(env, ep, clip_frames, rng) if rng.random() < absent_fraction else None
-                frames, masks = absent[:2] if absent is not None else render_seg_clip(env, ep, clip_frames)
+                want_absent = rng.random() < absent_fraction
+                if source == "manip":
+                    ep = make_episode("manip", split, seed, i)
+                    absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True) if want_absent else None
+                    frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng)
+                    task = ABSENT_TASK if absent is not None else MANIP_VIEW_TASK
+                else:
+                    ep = make_episode("seg", split, seed, i)
+                    absent = render_absent_clip(env, ep, clip_frames, rng) if want_absent else None
+                    frames, masks = absent[:2] if absent is not None else render_seg_clip(env, ep, clip_frames)
+                    query, task = ep.instruction, (ABSENT_TASK if absent is not None else ep.task)
                 n_absent += absent is not None
                 cols["frames"].append(frames)
                 cols["masks"].append(masks)
@@ -127,9 +189,9 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
                 cols["frame_index"].append(np.arange(len(frames), dtype=np.int64))
                 cols["episode_start"].append(n_frames)
                 cols["episode_length"].append(len(frames))
-                cols["queries"].append(ep.instruction)
+                cols["queries"].append(query)
                 cols["episode_ids"].append(ep.episode_id)
-                cols["tasks"].append(ABSENT_TASK if absent is not None else ep.task)
+                cols["tasks"].append(task)
                 cols["held_out"].append(bool(ep.held_out))
                 cols["held_out_phrasing"].append(bool(ep.held_out_phrasing))
                 n_frames += len(frames)
@@ -187,7 +249,7 @@ def load_seg_shards(paths) -> dict:
 
 
 __all__ = ["collect_seg_shards", "load_seg_shards", "render_seg_clip", "render_absent_clip", "seg_sim_config", "SEG_SHARD_KEYS",
-           "ABSENT_TASK"]
+           "ABSENT_TASK", "MANIP_VIEW_TASK", "render_manip_view_clip", "manip_view_clip_poses", "SEG_SOURCES"]
 
 
 def main(argv=None) -> int:
@@ -202,9 +264,10 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=128, help="square frame side (px); the seg evaluation's default is 128")
     p.add_argument("--clip-frames", type=int, default=8)
     p.add_argument("--absent-fraction", type=float, default=0.0, help="share of episodes filmed with the target out of view")
+    p.add_argument("--source", default="seg", choices=SEG_SOURCES, help="seg suite episodes, or manipulation views of manip episodes")
     a = p.parse_args(argv)
     paths = collect_seg_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.clip_frames,
-                               log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction)
+                               log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction, source=a.source)
     print(json.dumps({"shards": len(paths), "out": a.out}))
     return 0
 
