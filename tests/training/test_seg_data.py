@@ -175,3 +175,32 @@ def test_manip_view_clips_ask_for_the_object_to_move_by_name_from_the_episode_st
     assert not turned["masks"][np.isin(turned["frame_episode"], np.flatnonzero(turned["tasks"] == seg_data.ABSENT_TASK))].any()
     with pytest.raises(ValueError, match="source"):
         collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, source="nav")
+
+
+def test_mixed_manip_views_add_stack_bases_and_near_views_and_keep_the_start_views(tmp_path):
+    import vlm_agent.sim  # noqa: F401
+    from vlm_agent.sim.env import NavEnv
+    from vlm_agent.sim.episodes import make_episode
+
+    env = NavEnv(seg_data.seg_sim_config(SIZE))
+    try:
+        subjects, starts = set(), []
+        for i in range(24):
+            ep = make_episode("manip", "val", 0, i)
+            env.reset(ep)
+            target, start = seg_data._manip_view_subject(env, ep, np.random.default_rng([0, i]), "mixed")
+            assert target.name in ep.goal_objects
+            subjects.add(target.name == ep.goal_objects[0])
+            d = float(np.hypot(start[0] - target.pos[0], start[1] - target.pos[1]))
+            near = start != tuple(float(v) for v in ep.start_pose[:2])
+            starts.append(near)
+            if near:
+                assert seg_data.MANIP_VIEW_NEAR_M[0] - 0.1 <= d <= seg_data.MANIP_VIEW_NEAR_M[1] + 0.1
+            # "start" views: always the object to move, from the episode's start
+            t0, s0 = seg_data._manip_view_subject(env, ep, np.random.default_rng([0, i]), "start")
+            assert t0.name == ep.goal_objects[0] and s0 == tuple(float(v) for v in ep.start_pose[:2])
+        assert subjects == {True, False} and any(starts) and not all(starts)
+        with pytest.raises(ValueError, match="views"):
+            seg_data.render_manip_view_clip(env, ep, CLIP, np.random.default_rng(0), views="aerial")
+    finally:
+        env.close()

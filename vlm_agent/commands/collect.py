@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seg-source", default="seg", choices=["seg", "manip"],
                         help="seg: the seg suite's framed views, or manip: the manipulation skills' views of the object to move "
                              "from a manip episode's start (its short name as the query)")
+    parser.add_argument("--manip-views", default="start", choices=["start", "mixed"],
+                        help="with --seg-source manip: start (the object to move from the episode's start) or mixed (also the object a "
+                             "stack goes on, and views from 0.9-1.8 m, where the robot stands after driving close)")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
@@ -48,8 +51,8 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
-    if (args.absent_fraction or args.seg_source != "seg") and args.suite != "seg":
-        raise ValueError("--absent-fraction and --seg-source apply to --suite seg")
+    if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start") and args.suite != "seg":
+        raise ValueError("--absent-fraction, --seg-source and --manip-views apply to --suite seg")
     if args.suite == "manip":
         from vlm_agent.training.manip import collect_manip_shards
 
@@ -63,7 +66,7 @@ def run(args) -> int:
 
         paths = collect_seg_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
                                    seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames,
-                                   absent_fraction=args.absent_fraction, source=args.seg_source)
+                                   absent_fraction=args.absent_fraction, source=args.seg_source, manip_views=args.manip_views)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
     args.image_size = args.image_size or 64

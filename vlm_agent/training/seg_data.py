@@ -24,7 +24,8 @@ this source, episode i is manip episode i of the split: the clip starts at its s
 towards the object to move (within +-12 degrees, drawn per episode), then drives up to 0.3 m
 towards it with the seg clips' sway; the query is the object's name, with or without "the". Its
 task is `manip_view` (or `seg_absent` when `absent_fraction` turned it away). Masks are the ground
-truth, so an object hidden behind furniture has empty masks.
+truth, so an object hidden behind furniture has empty masks. `manip_views="mixed"` also films the
+object a stack goes on, and views from where the robot stands once it has driven close (0.9-1.8 m).
 
 Shard format (`np.savez_compressed`; flat-shaded sim frames compress ~10x):
     frames (N, H, W, 3) uint8 RGB, masks (N, H, W) bool (the target's pixels),
@@ -61,15 +62,17 @@ MANIP_VIEW_TASK = "manip_view"
 ABSENT_YAW_OFFSETS_DEG = (90.0, 180.0, 270.0)
 SEG_SOURCES = ("seg", "manip")
 MANIP_VIEW_JITTER_DEG = 12.0
+MANIP_VIEWS = ("start", "mixed")
+MANIP_VIEW_NEAR_M = (0.9, 1.8)
 
 
-def manip_view_clip_poses(episode, target_xy, clip_frames: int, rng: np.random.Generator, yaw_offset: float = 0.0):
-    """Base poses (x, y, yaw) of a manipulation-view clip (see the module docstring): from the start
-    pose turned towards `target_xy` (+- MANIP_VIEW_JITTER_DEG, from `rng`) plus `yaw_offset` (rad),
+def manip_view_clip_poses(start_xy, target_xy, clip_frames: int, rng: np.random.Generator, yaw_offset: float = 0.0):
+    """Base poses (x, y, yaw) of a manipulation-view clip (see the module docstring): from `start_xy`
+    turned towards `target_xy` (+- MANIP_VIEW_JITTER_DEG, from `rng`) plus `yaw_offset` (rad),
     driving up to SEG_CLIP_FORWARD_M along that heading with the seg clips' sway."""
     from vlm_agent.sim.seg_clips import SEG_CLIP_FORWARD_M, SEG_CLIP_SWAY_DEG
 
-    x0, y0, _ = (float(v) for v in episode.start_pose)
+    x0, y0 = (float(v) for v in start_xy[:2])
     heading = math.atan2(target_xy[1] - y0, target_xy[0] - x0) + math.radians(rng.uniform(-MANIP_VIEW_JITTER_DEG, MANIP_VIEW_JITTER_DEG))
     heading += yaw_offset
     poses = []
@@ -80,19 +83,45 @@ def manip_view_clip_poses(episode, target_xy, clip_frames: int, rng: np.random.G
     return poses
 
 
-def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Generator, absent: bool = False):
-    """(frames (T, H, W, 3), masks (T, H, W), query) of manip `episode`'s object to move seen from its
-    start (see the module docstring), or, with `absent`, turned away from it (the first hiding
-    offset of ABSENT_YAW_OFFSETS_DEG in an order drawn from `rng`; None when none hides it)."""
+def _manip_view_subject(env, episode, rng: np.random.Generator, views: str):
+    """(target object, start (x, y)) of a manipulation-view clip. "start": the object to move from the
+    episode's start. "mixed": the object to move or, for a stack, the object it goes on (even odds),
+    seen from the start or from a free cell MANIP_VIEW_NEAR_M away from it (even odds; where the
+    robot stands once `navigate_to` has brought it close)."""
+    names = [episode.goal_objects[0]]
+    if views == "mixed":
+        names += [n for n in episode.goal_objects[1:] if any(o.name == n for o in env.world.objects)]
+    target = env.world.object(names[int(rng.integers(len(names)))] if len(names) > 1 else names[0])
+    start = tuple(float(v) for v in episode.start_pose[:2])
+    if views == "mixed" and rng.random() < 0.5:
+        from vlm_agent.sim.world import ROBOT_RADIUS
+
+        grid = env.grid
+        d = np.hypot(grid.gx - target.pos[0], grid.gy - target.pos[1])
+        near = (d >= MANIP_VIEW_NEAR_M[0]) & (d <= MANIP_VIEW_NEAR_M[1]) & (grid.clearance > ROBOT_RADIUS + 0.05)
+        cells = np.flatnonzero(near)
+        if cells.size:
+            k = int(cells[rng.integers(cells.size)])
+            start = (float(grid.gx.flat[k]), float(grid.gy.flat[k]))
+    return target, start
+
+
+def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Generator, absent: bool = False, views: str = "start"):
+    """(frames (T, H, W, 3), masks (T, H, W), query) of a manipulation view of manip `episode` (see
+    the module docstring and `_manip_view_subject` for `views`), or, with `absent`, turned away from
+    its object (the first hiding offset of ABSENT_YAW_OFFSETS_DEG in an order drawn from `rng`; None
+    when none hides it)."""
+    if views not in MANIP_VIEWS:
+        raise ValueError(f"views must be one of {MANIP_VIEWS}, got {views!r}")
     env.reset(episode)
-    target = env.world.object(episode.goal_objects[0])
+    target, start = _manip_view_subject(env, episode, rng, views)
     query = ("the " if rng.random() < 0.5 else "") + target.label
     offsets = [0.0] if not absent else [math.radians(float(d)) for d in rng.permutation(ABSENT_YAW_OFFSETS_DEG)]
     draw = rng.bit_generator.state  # every offset sees the same jitter
     for offset in offsets:
         rng.bit_generator.state = draw
         frames, masks = [], []
-        for pose in manip_view_clip_poses(episode, target.pos[:2], clip_frames, rng, offset):
+        for pose in manip_view_clip_poses(start, target.pos[:2], clip_frames, rng, offset):
             env.set_pose(*pose)
             frames.append(np.asarray(env.observation().rgb, np.uint8))
             masks.append(np.asarray(env.object_mask(target.name), bool))
@@ -132,11 +161,12 @@ def render_absent_clip(env, episode, clip_frames: int, rng: np.random.Generator)
 
 def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
                        image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None,
-                       absent_fraction: float = 0.0, source: str = "seg") -> list[str]:
+                       absent_fraction: float = 0.0, source: str = "seg", manip_views: str = "start") -> list[str]:
     """Write the shards (see the module docstring); returns every shard's path, existing ones included.
     `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
     episodes filmed with the target out of view (drawn per episode from (seed, index)). `source`:
-    "seg" (the seg suite's episodes) or "manip" (manipulation views of the manip suite's episodes)."""
+    "seg" (the seg suite's episodes) or "manip" (manipulation views of the manip suite's episodes);
+    `manip_views`: which views for "manip" ("start" or "mixed", see `_manip_view_subject`)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
@@ -154,6 +184,8 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         raise ValueError(f"absent_fraction must be in [0, 1], got {absent_fraction!r}")
     if source not in SEG_SOURCES:
         raise ValueError(f"source must be one of {SEG_SOURCES}, got {source!r}")
+    if manip_views not in MANIP_VIEWS:
+        raise ValueError(f"manip_views must be one of {MANIP_VIEWS}, got {manip_views!r}")
     os.makedirs(out_dir, exist_ok=True)
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
@@ -174,8 +206,8 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
                 want_absent = rng.random() < absent_fraction
                 if source == "manip":
                     ep = make_episode("manip", split, seed, i)
-                    absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True) if want_absent else None
-                    frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng)
+                    absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True, views=manip_views) if want_absent else None
+                    frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng, views=manip_views)
                     task = ABSENT_TASK if absent is not None else MANIP_VIEW_TASK
                 else:
                     ep = make_episode("seg", split, seed, i)
@@ -249,7 +281,8 @@ def load_seg_shards(paths) -> dict:
 
 
 __all__ = ["collect_seg_shards", "load_seg_shards", "render_seg_clip", "render_absent_clip", "seg_sim_config", "SEG_SHARD_KEYS",
-           "ABSENT_TASK", "MANIP_VIEW_TASK", "render_manip_view_clip", "manip_view_clip_poses", "SEG_SOURCES"]
+           "ABSENT_TASK", "MANIP_VIEW_TASK", "render_manip_view_clip", "manip_view_clip_poses", "SEG_SOURCES",
+           "MANIP_VIEWS"]
 
 
 def main(argv=None) -> int:
@@ -265,9 +298,11 @@ def main(argv=None) -> int:
     p.add_argument("--clip-frames", type=int, default=8)
     p.add_argument("--absent-fraction", type=float, default=0.0, help="share of episodes filmed with the target out of view")
     p.add_argument("--source", default="seg", choices=SEG_SOURCES, help="seg suite episodes, or manipulation views of manip episodes")
+    p.add_argument("--manip-views", default="start", choices=MANIP_VIEWS, help="manip source: the object to move from the start, or mixed")
     a = p.parse_args(argv)
     paths = collect_seg_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.clip_frames,
-                               log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction, source=a.source)
+                               log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction, source=a.source,
+                               manip_views=a.manip_views)
     print(json.dumps({"shards": len(paths), "out": a.out}))
     return 0
 
