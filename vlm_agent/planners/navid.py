@@ -176,10 +176,11 @@ class NavidPlanner:
             parsed = parse_primitives(raw, self.config.max_primitives, self.config.max_forward_cm, self.config.max_turn_deg)
             latency = time.perf_counter() - t0
             self.steps += 1
-            primitives, recovery = self._blocked_recovery(list(parsed.primitives), rgb)
+            view = self._view_key(rgb) if self.config.blocked_frame_delta > 0 else None  # once per plan: compared, then kept
+            primitives, recovery = self._blocked_recovery(list(parsed.primitives), view)
             primitives, spin = self._spin_recovery(primitives, may_replace=recovery is None)  # a blocked view is no place to go forward
             recovery = recovery or spin
-            self._forward_view = self._view_key(rgb) if any(p.kind == "forward" for p in primitives) else None
+            self._forward_view = view if any(p.kind == "forward" for p in primitives) else None
         if parsed.error:
             log.warning("NaVid output unparsable, stopping: %s", parsed.error)
         return PlanResult(raw if isinstance(raw, str) else repr(raw), primitives, latency, parsed.error, recovery)
@@ -189,7 +190,7 @@ class NavidPlanner:
         """Every 4th pixel of `rgb` as float32: enough to tell a moved camera from a still one."""
         return np.asarray(rgb)[::4, ::4].astype(np.float32)
 
-    def _blocked_recovery(self, primitives: list[NavPrimitive], rgb: np.ndarray) -> tuple[list[NavPrimitive], str | None]:
+    def _blocked_recovery(self, primitives: list[NavPrimitive], view: np.ndarray | None) -> tuple[list[NavPrimitive], str | None]:
         """Replace a forward step into a view that the last forward step did not change by a turn
         (`blocked_frame_delta`, `blocked_turn_deg`).
 
@@ -198,9 +199,8 @@ class NavidPlanner:
         before and after such a step are the same, which is all this needs to see.
         """
         delta = self.config.blocked_frame_delta
-        if delta <= 0 or self._forward_view is None or not primitives or primitives[0].kind != "forward":
+        if view is None or self._forward_view is None or not primitives or primitives[0].kind != "forward":
             return primitives, None
-        view = self._view_key(rgb)
         if view.shape != self._forward_view.shape:
             return primitives, None
         change = float(np.abs(view - self._forward_view).mean())
