@@ -17,7 +17,7 @@ from vlm_agent.skills.api import SkillCall, SkillError
 from vlm_agent.skills.perception import Perception
 from vlm_agent.skills.segmentation import SegResult, Segmenter
 from vlm_agent.skills.segmenter_perception import (
-    GroundTruthMaskSegmenter, SegmenterPerception, SegmenterPerceptionConfig, merge_locate_summaries,
+    GroundTruthMaskSegmenter, SegmenterPerception, SegmenterPerceptionConfig, merge_locate_summaries, phrase_key,
 )
 from vlm_agent.skills.sim_skills import SimCameraView, SimSkills
 
@@ -179,6 +179,84 @@ def test_a_mask_below_min_score_counts_as_not_in_view(env, view, episode):
         seg.close()
 
 
+class DecoySegmenter(GroundTruthMaskSegmenter):
+    """An unsure segmenter: the target's mask (score 0.9) where the target is in view, else the mask
+    of `decoy` (score 0.3), like a model that puts a mask on whatever is in view."""
+
+    label = "decoy"
+
+    def __init__(self, env, decoy: str):
+        super().__init__(env)
+        self.decoy = decoy
+
+    def step(self, rgb):
+        result = super().step(rgb)
+        if result.mask.any():
+            result.score = 0.9
+            return result
+        asked, self.query = self.query, self.decoy
+        try:
+            result = super().step(rgb)
+        finally:
+            self.query = asked
+        result.score = 0.3
+        return result
+
+
+def _decoy_heading(env, view, target):
+    """(decoy object, yaw) where the camera sees the decoy but not the target."""
+    x, y, _ = env.pose
+    for other in env.world.objects:
+        if other.label == target.label:
+            continue
+        for k in range(16):
+            env.set_pose(x, y, k * math.pi / 8)
+            if view.object_mask(other.name).sum() >= 8 and not view.object_mask(target.name).any():
+                return other, k * math.pi / 8
+    raise AssertionError("no heading sees another object without the target")
+
+
+def test_search_best_keeps_the_highest_scoring_view_not_the_first_mask(env, view, episode):
+    _, target = episode
+    x, y, _ = env.pose
+    other, yaw = _decoy_heading(env, view, target)
+    seg = DecoySegmenter(env, other.label)
+    try:
+        env.set_pose(x, y, yaw)
+        first = SegmenterPerception(env, seg, view=view)
+        assert first.locate(target.label).name == other.name  # the first view's mask: the decoy
+        assert first.records[-1].outcome == "view"
+        env.set_pose(x, y, yaw)
+        best = SegmenterPerception(env, seg, SegmenterPerceptionConfig(search="best"), view=view)
+        det = best.locate(target.label)
+        rec = best.records[-1]
+        assert det.name == target.name and rec.outcome == "turned" and 1 <= rec.turns <= 7 and rec.score == pytest.approx(0.9)
+        assert env.pose[:2] == (x, y)  # the base turned back
+        assert math.remainder(env.pose[2] - yaw, 2 * math.pi) == pytest.approx(0.0, abs=1e-6)
+        # remembered with score 0.9: the decoy in view (0.3) does not replace it, the target in view does
+        assert best.locate(target.label).name == target.name and best.records[-1].outcome == "memory"
+        assert "scored 0.30" in best.records[-1].reason
+        _face(env, target.pos)
+        assert best.locate(target.label).name == target.name and best.records[-1].outcome == "memory"  # 0.9 is not > 0.9
+        best.memory_score[phrase_key(target.label)] = 0.5
+        assert best.locate(target.label).name == target.name and best.records[-1].outcome == "view"
+        assert best.summary()["turned"] == 1 and best.summary()["view"] == 1
+    finally:
+        seg.close()
+
+
+def test_search_best_an_absent_phrase_is_not_found_after_a_full_circle(env, view, episode):
+    seg = EmptySegmenter()
+    yaw = env.pose[2]
+    p = SegmenterPerception(env, seg, SegmenterPerceptionConfig(search="best", turn_stops=6), view=view)
+    with pytest.raises(SkillError, match="found no 'red cube' in any of 6 views"):
+        p.locate("red cube")
+    assert seg.steps == 6 and p.records[-1].outcome == "not_found" and p.records[-1].reason == "empty mask"
+    assert math.remainder(env.pose[2] - yaw, 2 * math.pi) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="search"):
+        SegmenterPerceptionConfig(search="all")
+
+
 def test_furniture_comes_from_the_map_without_segmenting(env, view, episode):
     seg = EmptySegmenter()
     p = SegmenterPerception(env, seg, view=view)
@@ -246,6 +324,8 @@ def test_palme_oracle_episodes_succeed_with_the_segmenter(env):
     loc = out["locate"]
     assert loc["segmented"] >= 2 and loc["map"] + loc["memory"] >= 2 and loc["mean_error_m"] < 0.08
     assert all("locate" in e for e in out["per_episode"])
+    for e in out["per_episode"]:  # every call, so a failed episode shows which locate went wrong
+        assert len(e["locate_calls"]) == e["locate"]["calls"] and e["goal_objects"][0] in {c["name"] for c in e["locate_calls"]}
     gt = evaluate_manip_planner("palme", 1, env=env)
     assert gt["perception"] == "ground_truth (upper bound)" and gt["upper_bound"] is True and "locate" not in gt
 

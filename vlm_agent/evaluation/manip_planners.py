@@ -148,11 +148,13 @@ def make_perception_factory(perception: str = "ground_truth", *, seg_model_dir: 
 def perception_report(perception) -> dict:
     """Per-episode fields about the provider: "perception" (label), "upper_bound", and for a segmenter
     provider "locate" (`summarise_locates` of its calls: found in view / after turns / not found,
-    centroid error)."""
+    centroid error) and "locate_calls" (every call's `LocateRecord` as a dict, in order: phrase,
+    outcome, associated object, centroid error), so a failed episode shows which locate went wrong."""
     out = {"perception": perception.label, "upper_bound": bool(getattr(perception, "upper_bound", False))}
     summary = getattr(perception, "summary", None)
     if callable(summary):
         out["locate"] = summary()
+        out["locate_calls"] = [r.to_dict() for r in getattr(perception, "records", ())]
     return out
 
 
@@ -201,8 +203,8 @@ def evaluate_manip_planner(policy: str, episodes: int = 10, *, split: str = "val
             m = env.manip_metrics()
             report = perception_report(skills.perception)
             per_episode.append({"episode_id": ep.episode_id, "task": ep.task, "instruction": ep.instruction,
-                                "held_out": ep.held_out, "success": m["success"], **extra,
-                                **({"locate": report["locate"]} if "locate" in report else {})})
+                                "held_out": ep.held_out, "success": m["success"], "goal_objects": list(ep.goal_objects[:2]), **extra,
+                                **{k: report[k] for k in ("locate", "locate_calls") if k in report}})
     finally:
         if perception_factory is not None:
             perception_factory.close()

@@ -144,6 +144,7 @@ def _run_manip(env, policy, ep, frames, max_rounds: int = 3):
         extra = policy.run_episode(env, skills, ep, observe)
         m = env.manip_metrics()
         m.update(extra)
+        m["goal_objects"] = list(ep.goal_objects[:2])  # (object to move, destination) scene ids
         m["env_steps"] = max(1, int(extra.get("skill_calls", 0)))
         return m
     calls, feedback = 0, []
