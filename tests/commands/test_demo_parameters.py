@@ -99,8 +99,9 @@ def test_manip_parameters(style):
 
     ep = make_episodes("manip", "val", 1, 0)[0]
     params, nodes = demo.manip_demo_parameters(ep, style, "/models/tp", "segmentation", "/models/sa2va", (160, 120), 0.0,
-                                               max_steps=4, episode_timeout_s=99.0)
+                                               max_steps=4, episode_timeout_s=99.0, furniture_map="/tmp/map.yaml")
     p = _sections(params)
+    assert p["task_planner"]["furniture_map"] == "/tmp/map.yaml"
     assert set(nodes) == set(demo.MANIP_NODES) | {"segmenter"} and set(nodes) <= set(p)
     tp = p["task_planner"]
     assert (tp["style"], tp["backend"], tp["model_dir"], tp["perception"]) == (style, "builtin", "/models/tp", "segmentation")
@@ -114,6 +115,7 @@ def test_manip_parameters(style):
     params, nodes = demo.manip_demo_parameters(ep, style, "/models/tp", "ground_truth")
     p = _sections(params)
     assert "segmenter" not in nodes and "segmenter" not in p and p["task_planner"]["perception"] == "ground_truth"
+    assert not p["task_planner"].get("furniture_map")
     assert p["task_planner"]["palme_max_steps"] == 20  # config/sim_manip.yaml's budget when max_steps is 0
     with pytest.raises(ValueError, match="Sa2VA"):
         demo.manip_demo_parameters(ep, style, "/models/tp", "segmentation", "")

@@ -184,6 +184,117 @@ def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node,
 
 
 @pytest.mark.ros
+def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, ros_node, ros_executor, tmp_path):
+    """Furniture from the map (never queried), the search turning in place when the view has no
+    target (answered fast by the node's labels), the return to the start heading, memory when the
+    view misses a seen object, the held object at the grasp point, forgotten once released, and an
+    error label as a clear SkillError."""
+    import json
+
+    from geometry_msgs.msg import PointStamped
+    from std_msgs.msg import String
+
+    from vlm_agent.nodes.base import COMMAND_QOS
+    from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig, SegmentationPerception
+    from vlm_agent.skills.api import SkillError
+    from vlm_agent.skills.arm import ARM_JOINTS, ARM_STOW, DEFAULT_ARM, GRIPPER_JOINTS
+
+    ns = spun.get_namespace()
+    fmap = tmp_path / "map.yaml"
+    fmap.write_text("furniture:\n  - {name: table_0, kind: table, centre: [3.0, 0.0], size: [1.0, 0.6], top_z: 0.45}\n")
+    robot = {"yaw": 0.0}
+    perception = SegmentationPerception(spun, RosSkillsConfig(io_timeout_s=5.0, furniture_map=str(fmap)),
+                                        pose_fn=lambda: (0.0, 0.0, robot["yaw"]))
+    turns = []
+
+    def turn(angle):
+        turns.append(round(math.degrees(angle)))
+        robot["yaw"] = math.remainder(robot["yaw"] + angle, 2 * math.pi)
+
+    perception.bind_turn(turn)
+    # A stand-in segmenter: the red cube is 2 m to the left (odom +y); it answers in odom when the camera
+    # faces it (within 30 degrees), else with empty-mask labels; "broken" gets an error label.
+    answer = ros_node.create_publisher(PointStamped, f"{ns}/segmentation/target", COMMAND_QOS)
+    labels = ros_node.create_publisher(String, f"{ns}/segmentation/label", COMMAND_QOS)
+    queries = []
+
+    def on_query(msg):
+        queries.append((msg.data, round(math.degrees(robot["yaw"]))))
+        if msg.data == "broken":
+            labels.publish(String(data=json.dumps({"query": msg.data, "error": "model call failed: boom"})))
+            return
+        if msg.data == "red cube" and abs(math.remainder(robot["yaw"] - math.pi / 2, 2 * math.pi)) < math.radians(30):
+            point = PointStamped()
+            point.header.frame_id = "odom"
+            point.point.x, point.point.y, point.point.z = 0.0, 2.0, 0.08
+            answer.publish(point)
+            labels.publish(String(data=json.dumps({"query": msg.data, "area": 40, "target": [0.0, 2.0, 0.08]})))
+            return
+        for _ in range(3):
+            labels.publish(String(data=json.dumps({"query": msg.data, "area": 0, "target": None, "target_reason": "empty mask"})))
+
+    ros_node.create_subscription(String, f"{ns}/segmentation/query", on_query, COMMAND_QOS)
+    assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(answer, timeout=15)
+    assert wait_for_subscribers(labels, timeout=15)
+
+    def locate(phrase):
+        out = {}
+
+        def run():
+            try:
+                out["det"] = perception.locate(phrase)
+            except SkillError as exc:
+                out["error"] = str(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=30)
+        return out
+
+    table = locate("the table")["det"]
+    assert table.name == "table_0" and table.position == (3.0, 0.0, 0.45) and queries == []  # from the map
+    assert perception.shape(table).box == ((2.5, -0.3), (3.5, 0.3), 0.45) and not perception.shape(table).is_object
+    assert "no object matches" in locate("the sofa")["error"]
+    from vlm_agent.skills.object_memory import FurniturePiece, write_furniture_map
+
+    write_furniture_map(str(fmap), [FurniturePiece("sofa_3", "sofa", (-3.0, -1.0), (-2.0, 0.0), 0.4)])  # the next room's map
+    assert locate("the sofa")["det"].name == "sofa_3" and "no object matches" in locate("the table")["error"]
+    fmap.write_text("furniture: 3")
+    assert "the furniture map is unusable" in locate("the table")["error"]
+    write_furniture_map(str(fmap), [FurniturePiece("table_0", "table", (2.5, -0.3), (3.5, 0.3), 0.45)])
+    t0 = time.monotonic()
+    det = locate("red cube")["det"]
+    assert time.monotonic() - t0 < 4.0  # "not in view" from the labels, not from the 5 s timeout
+    assert det.position == pytest.approx((0.0, 2.0, 0.08)) and perception.shape(det).is_object
+    assert turns == [45, 45, -90] and robot["yaw"] == pytest.approx(0.0, abs=1e-9)  # found at 90 degrees, turned back
+    assert [q for q in queries] == [("red cube", 0), ("red cube", 45), ("red cube", 90)]
+    assert locate("the red cube")["det"] == det and turns == [45, 45, -90]  # not in view: remembered
+    assert perception.log[-1].startswith("the red cube: memory")
+    # grasped: the grasp point (forward kinematics), not a query; released: forgotten, searched again
+    joints = {**dict(zip(ARM_JOINTS, ARM_STOW)), **{n: 0.03 for n in GRIPPER_JOINTS}}
+    perception.observe_gripper(1.0, (0.0, 0.0, 0.0), joints)
+    n = len(queries)
+    held = locate("red cube")["det"]
+    assert len(queries) == n and held.position == pytest.approx(DEFAULT_ARM.grasp_point((0.0, 0.0, 0.0), ARM_STOW))
+    perception.observe_gripper(0.0, (0.0, 0.0, 0.0), joints)
+    assert locate("red cube")["det"].position == pytest.approx((0.0, 2.0, 0.08)) and turns[-3:] == [45, 45, -90]
+    assert "could not segment 'broken': model call failed: boom" in locate("broken")["error"]
+    lost = locate("green ball")["error"]
+    assert "found no 'green ball' in any of 8 views" in lost and robot["yaw"] == pytest.approx(0.0, abs=1e-9)
+    assert turns[-8:] == [45] * 8  # seven turns, then the short way back to the start heading: on round
+    # without a way to turn (no skill adapter bound) a miss is an error at once
+    still = SegmentationPerception(spun, RosSkillsConfig(io_timeout_s=5.0), pose_fn=lambda: (0.0, 0.0, 0.0))
+    assert wait_for_subscribers(still.query_pub, timeout=15)
+    perception = still
+    assert "did not find 'green ball' in view: 3 frames without a target (empty mask)" in locate("green ball")["error"]
+    skills = RosSkills(spun, still, RosSkillsConfig(io_timeout_s=1.0))
+    try:
+        assert still._turn == skills._turn_in_place  # the adapter lends its base to the search
+    finally:
+        skills.destroy()
+
+
+@pytest.mark.ros
 def test_nav2_mode_sends_one_goal_at_the_standoff_facing_the_target(spun, ros_node, ros_executor):
     from geometry_msgs.msg import PoseStamped
     from nav_msgs.msg import Odometry

@@ -210,13 +210,14 @@ def seg_demo_parameters(episode, model_dir: str, camera: tuple[int, int] = (320,
 
 def manip_demo_parameters(episode, style: str, model_dir: str, perception: str = "ground_truth", seg_model_dir: str = "",
                           camera: tuple[int, int] = (320, 240), real_time_factor: float = 0.0, max_steps: int = 0,
-                          episode_timeout_s: float = 240.0) -> tuple[dict, tuple[str, ...]]:
+                          episode_timeout_s: float = 240.0, furniture_map: str = "") -> tuple[dict, tuple[str, ...]]:
     """(parameters, nodes) of a manip graph: `manip_client.task_planner_graph_parameters`
     (config/sim_manip.yaml, the simulator on the episode with the camera, the executor and the
     supervisor of the manip eval) with task_planner in `style` on the builtin backend over
     `model_dir`, its `perception`, its episode timeout and (`max_steps` > 0) its skill-call budgets;
     for `perception` "segmentation" the segmenter node (config/segmentation.yaml's section, backend
-    sa2va on `seg_model_dir`, queries only from `segmentation/query`) joins the graph."""
+    sa2va on `seg_model_dir`, queries only from `segmentation/query`) joins the graph, and the task
+    planner reads the furniture from `furniture_map` (a file the client rewrites for each episode)."""
     import yaml
 
     from vlm_agent.nodes.manip_client import task_planner_graph_parameters
@@ -239,6 +240,8 @@ def manip_demo_parameters(episode, style: str, model_dir: str, perception: str =
             seg = (yaml.safe_load(f) or {}).get("segmenter", {}).get("ros__parameters", {})
         seg.update(backend="sa2va", model_dir=seg_model_dir, use_sim_time=True, use_instruction=False, query="", publish_overlay=False)
         params["segmenter"] = {"ros__parameters": seg}
+        if furniture_map:
+            tp["furniture_map"] = furniture_map
         nodes = MANIP_NODES + ("segmenter",)
     return params, nodes
 
@@ -357,13 +360,19 @@ def _run_manip(args, plan: SuitePlan, perception: str, seg_model: str, camera: t
 
     style = plan.suite.split("-", 1)[1]
     episodes = _episodes("manip", args)
+    furniture_map = ""
+    if perception == "segmentation":  # the robot's map of the furniture: the simulator's, rewritten per episode
+        from vlm_agent.skills.object_memory import write_furniture_map
+
+        furniture_map = os.path.abspath(os.path.join(out_dir, "furniture_map.yaml"))
+        write_furniture_map(furniture_map, episodes[0].world().furniture)
     params, nodes = manip_demo_parameters(episodes[0], style, plan.model_dir, perception, seg_model, camera, rtf,
-                                          args.manip_max_steps, args.manip_timeout)
+                                          args.manip_max_steps, args.manip_timeout, furniture_map)
     planner = params["task_planner"]["ros__parameters"]
     rows, spans = [], EpisodeSpans()
     with GraphProcess(params, log_path=os.path.join(out_dir, "graph.log"), nodes=nodes) as graph, \
             ManipDemoClient(RosEvalConfig(real_time_factor=rtf), episode_timeout_s=args.manip_timeout,
-                            segmenter="segmenter" in nodes) as client:
+                            segmenter="segmenter" in nodes, furniture_map=furniture_map) as client:
         client.wait_ready(graph)
         for ep in episodes:
             rows.append(client.run_episode(ep, graph, spans, out_dir, planner))

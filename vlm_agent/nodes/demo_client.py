@@ -397,9 +397,12 @@ def _seg_picture(rgb: np.ndarray, pred: np.ndarray, gt: np.ndarray) -> np.ndarra
 class ManipDemoClient(RosEvalClient):
     """See the module docstring."""
 
-    def __init__(self, config, episode_timeout_s: float = 600.0, segmenter: bool = False):
-        """segmenter: the graph has the segmentation node; its masks are drawn on the frames."""
+    def __init__(self, config, episode_timeout_s: float = 600.0, segmenter: bool = False, furniture_map: str = ""):
+        """segmenter: the graph has the segmentation node; its masks are drawn on the frames.
+        furniture_map: the task planner's furniture map file, rewritten with each episode's furniture
+        before its instruction goes out (the robot's map of the simulated room)."""
         super().__init__(config, sensors=False)
+        self.furniture_map = furniture_map
         self.episode_timeout_s = episode_timeout_s
         self.segmenter = segmenter
         self.progress: list[dict] = []
@@ -488,6 +491,10 @@ class ManipDemoClient(RosEvalClient):
         self.spin_until(lambda: any(stamp >= sim_start for stamp in self.history.frames), self.config.frame_timeout_s,
                         "a camera frame after the reset", graph)
         seen = len(self.progress)
+        if self.furniture_map:
+            from vlm_agent.skills.object_memory import write_furniture_map
+
+            write_furniture_map(self.furniture_map, ep.world().furniture)
         print(f"[{ep.episode_id}] {text!r}")
         self.instruction_pub.publish(self.String(data=text))
 

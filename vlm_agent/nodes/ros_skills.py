@@ -23,10 +23,14 @@ offer, by duck typing:
 * `observe_robot(pose, joints)` (called before every query with the robot's pose in `odom` and its
   joint positions by name), `observe_gripper(command, pose, joints) -> held scene id | None`
   (after every gripper command has settled),
-* `supports() -> {state key: support label}` and `support_of(scene id) -> scene id | None`.
-`SimGroundTruth` (nodes/sim_ground_truth.py) implements them all for the embedded simulator (an
-upper bound, labelled so in every result); `SegmentationPerception` below asks the segmentation
-node (issue 13) for a 3D point and implements none of them (positions only).
+* `supports() -> {state key: support label}` and `support_of(scene id) -> scene id | None`,
+* `bind_turn(turn_fn)`: the adapter hands over `turn_fn(angle_rad)`, which turns the base in place
+  through the executor, for a provider that searches by turning.
+`SimGroundTruth` (nodes/sim_ground_truth.py) implements all but the last for the embedded simulator
+(an upper bound, labelled so in every result); `SegmentationPerception` below asks the segmentation
+node (issue 13) for a 3D point, answers furniture from a map and the held object from the grasp,
+remembers sightings and searches by turning (`shape`, `observe_robot`, `observe_gripper`,
+`bind_turn`); it knows positions only, not supports.
 
 Every skill call has a wall-clock deadline (`skill_timeout_s`), and every wait inside it a shorter
 one; `cancel(reason)` (any thread) makes the running and every later call fail at once until
@@ -45,6 +49,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import JointState
@@ -62,6 +67,7 @@ from vlm_agent.skills.arm import (
     APPROACH_ABOVE_M, ARM_CARRY, ARM_JOINTS, ARM_STOW, DEFAULT_ARM, GRIPPER_JOINTS, LIFT_M, PLACE_ABOVE_M, RETREAT_M,
     ArmGeometry, offset, place_point_on_object, reachable_place_point_on_box, smooth_trajectory, standoff_m,
 )
+from vlm_agent.skills.object_memory import FurnitureMap, ObjectMemory, load_furniture_map, phrase_key
 from vlm_agent.skills.resolver import normalise_phrase
 
 PLAN_TOPIC = "vlm_agent/plan"
@@ -73,6 +79,7 @@ GRIPPER_TOPIC = "gripper/command"
 GOAL_TOPIC = "goal_pose"
 SEGMENTATION_QUERY_TOPIC = "segmentation/query"
 SEGMENTATION_TARGET_TOPIC = "segmentation/target"
+SEGMENTATION_LABEL_TOPIC = "segmentation/label"
 DEFAULT_HALF_HEIGHT_M = 0.08  # an object's half height when perception does not know it
 LOOK_AROUND_STOPS = 12
 
@@ -114,6 +121,13 @@ class RosSkillsConfig(ConfigBase):
     camera_roll_rad: float = param(0.0, "segmentation perception: camera_link roll in base_link (URDF rpy)", min=-math.pi, max=math.pi)
     camera_pitch_rad: float = param(0.349066, "segmentation perception: camera_link pitch (positive = down)", min=-math.pi, max=math.pi)
     camera_yaw_rad: float = param(0.0, "segmentation perception: camera_link yaw", min=-math.pi, max=math.pi)
+    furniture_map: str = param("", "segmentation perception: YAML file of the furniture in odom (tables, cabinets, sofas: "
+                                   "answered from the map, not segmented; re-read when it changes); empty = no furniture map")
+    search_turn_stops: int = param(8, "segmentation perception: views per full circle when the phrase is neither in view nor "
+                                      "remembered (1 = never turn)", min=1, max=72)
+    not_in_view_labels: int = param(3, "segmentation perception: segmentation/label frames without a target that mean "
+                                       "'not in this view'", min=1, max=100)
+    use_memory: bool = param(True, "segmentation perception: answer from the last sighting of the same phrase when the view misses it")
 
 
 def final_approach_kwargs(config: RosSkillsConfig) -> dict:
@@ -169,6 +183,9 @@ class RosSkills(SkillAPI):
             # Volatile: the executor's reports from now on (its latched history is of earlier plans).
             node.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_state, COMMAND_QOS),
         ]
+        bind_turn = getattr(perception, "bind_turn", None)
+        if bind_turn is not None:  # a provider that searches by turning the base (SegmentationPerception)
+            bind_turn(self._turn_in_place)
 
     def destroy(self) -> None:
         """Remove the adapter's publishers and subscriptions from the node."""
@@ -566,6 +583,12 @@ class RosSkills(SkillAPI):
         if not target.near(pose):
             raise SkillError(f"blocked on the way to {target.label} ({target.distance_from(pose[:2]):.2f} m away)")
 
+    def _turn_in_place(self, angle_rad: float) -> None:
+        """Turn the base in place by `angle_rad` (CCW positive) through the executor (perception's search)."""
+        self._check_cancel()
+        if abs(angle_rad) > self.config.yaw_tolerance_rad:
+            self._run_plan([turn(angle_rad)], "locate(): searching by turning in place")
+
     def _face(self, point, raw_text: str) -> None:
         pose = self.pose()
         err = math.remainder(math.atan2(point[1] - pose[1], point[0] - pose[0]) - pose[2], 2 * math.pi)
@@ -703,14 +726,28 @@ class SegmentationPerception:
     `segmentation/query` (std_msgs/String) and the answer is the object's 3D centroid on
     `segmentation/target` (geometry_msgs/PointStamped) stamped after the query, in the camera optical
     frame (transformed with the camera's mounting in base_link and the base pose from odometry) or
-    already in `odom`. Not an upper bound; positions only (`Detection.name` is None), so it knows
-    nothing of supports or shapes, and `visible()` is empty (a segmenter answers queries).
+    already in `odom`. The node's per-frame `segmentation/label` (JSON) tells "not in this view" fast:
+    `not_in_view_labels` labels for the query without a target (an empty mask, no depth), or an
+    `error` label (a refused query, a failed model call: a SkillError with the node's reason).
+
+    Like the in-process provider (`skills/segmenter_perception.py`), `locate(phrase)`:
+    * furniture ("the table") comes from the map (`furniture_map`, a YAML file,
+      `skills.object_memory`), never segmented; `shape(det)` gives its box (where to stand and place);
+    * the held object (the phrase last located before the gripper closed on something) is at the
+      grasp point (forward kinematics of `joint_states` from the base pose);
+    * otherwise the current view; then the last sighting of the same phrase (`use_memory`; dropped
+      once the object has been held and released); then a search turning the base in place through
+      `search_turn_stops` views (plans to the motion executor, bound by `RosSkills` through
+      `bind_turn`), re-querying each view, then back to the start heading.
+    Not an upper bound; positions only (`Detection.name` is None except for furniture), so it knows
+    nothing of supports or object shapes, and `visible()` is empty (a segmenter answers queries).
     """
 
     label = "segmentation"
     upper_bound = False
 
-    def __init__(self, node, config: RosSkillsConfig | None = None, pose_fn=None, odom_frame: str = "odom"):
+    def __init__(self, node, config: RosSkillsConfig | None = None, pose_fn=None, odom_frame: str = "odom",
+                 furniture: FurnitureMap | None = None, arm: ArmGeometry = DEFAULT_ARM):
         from vlm_agent.safety.obstacle import CameraMount
 
         self.node = node
@@ -718,14 +755,55 @@ class SegmentationPerception:
         c = self.config
         self.mount = CameraMount(c.camera_x_m, c.camera_y_m, c.camera_z_m, c.camera_roll_rad, c.camera_pitch_rad, c.camera_yaw_rad)
         self.odom_frame = odom_frame
+        self.arm = arm
+        self._map_stamp = None  # (mtime_ns, size) of the furniture map file last read
+        self.furniture = furniture if furniture is not None else FurnitureMap()
+        if furniture is None and c.furniture_map:
+            self._refresh_map()  # ValueError with the reason for a bad file: the node's configure fails
+        self.memory = ObjectMemory()
+        self.log: list[str] = []  # one line per locate: where the answer came from
+        self._turn = None  # turn(angle_rad) from the skill adapter (bind_turn)
         self._pose_fn = pose_fn
         self._pose = None
+        self._joints: dict[str, float] = {}
+        self._last_phrase: str | None = None
         self._cond = threading.Condition()
         self._answers: list[tuple[float, str, tuple[float, float, float]]] = []  # (arrival, frame, point)
+        self._labels: list[tuple[float, dict]] = []  # (arrival, label)
         self.query_pub = node.create_publisher(String, SEGMENTATION_QUERY_TOPIC, COMMAND_QOS)
         self._sub = node.create_subscription(PointStamped, SEGMENTATION_TARGET_TOPIC, self._on_target, COMMAND_QOS)
+        self._label_sub = node.create_subscription(String, SEGMENTATION_LABEL_TOPIC, self._on_label, COMMAND_QOS)
         self._odom_sub = node.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS) if pose_fn is None else None
 
+    # -- hooks the skill adapter calls ------------------------------------------------------------
+    def bind_turn(self, turn_fn) -> None:
+        """`turn_fn(angle_rad)` turns the base in place (positive = left) and returns when done."""
+        self._turn = turn_fn
+
+    def observe_robot(self, pose, joints) -> None:
+        with self._cond:
+            self._joints = dict(joints)
+            if self._pose_fn is None:
+                self._pose = tuple(pose)
+
+    def observe_gripper(self, command: float, pose, joints) -> None:
+        """Closed on something: the phrase located last is now held; opened: it lies somewhere new."""
+        self.observe_robot(pose, joints)
+        fingers = [joints[n] for n in GRIPPER_JOINTS if n in joints]
+        holding = bool(fingers) and sum(fingers) / len(fingers) > self.config.gripper_held_min_m
+        if command >= 0.5 and holding and self._last_phrase is not None:
+            self.memory.grasped(self._last_phrase)
+        elif command < 0.5:
+            self.memory.released()
+        return None
+
+    def shape(self, det) -> TargetShape:
+        piece = self.furniture.piece(det.name)
+        if piece is not None:
+            return TargetShape(is_object=False, box=(piece.xy_min, piece.xy_max, piece.top_z))
+        return TargetShape()
+
+    # -- subscriptions ----------------------------------------------------------------------------
     def _on_odom(self, msg) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         with self._cond:
@@ -739,9 +817,94 @@ class SegmentationPerception:
             self._answers = (self._answers + [(time.monotonic(), msg.header.frame_id, point)])[-20:]
             self._cond.notify_all()
 
-    def locate(self, phrase: str):
-        import numpy as np
+    def _on_label(self, msg) -> None:
+        try:
+            label = json.loads(msg.data)
+        except ValueError:
+            return
+        if not isinstance(label, dict):
+            return
+        with self._cond:
+            self._labels = (self._labels + [(time.monotonic(), label)])[-50:]
+            self._cond.notify_all()
 
+    # -- Perception -------------------------------------------------------------------------------
+    def locate(self, phrase: str):
+        from vlm_agent.skills.perception import Detection
+
+        if not isinstance(phrase, str) or not phrase_key(phrase):
+            raise SkillError("an object must be named by a non-empty string")
+        if self.config.furniture_map:
+            try:
+                self._refresh_map()
+            except ValueError as exc:
+                raise SkillError(f"the furniture map is unusable: {exc}") from None
+        furniture = self.furniture.locate(phrase)  # SkillError for furniture the map does not have
+        if furniture is not None:
+            self.log.append(f"{phrase}: map")
+            return furniture
+        if self.memory.holds(phrase):
+            with self._cond:
+                pose, joints = self._current_pose(), dict(self._joints)
+            if pose is not None and all(j in joints for j in ARM_JOINTS):
+                self.log.append(f"{phrase}: held")
+                return Detection(phrase, self.arm.grasp_point(pose, [joints[j] for j in ARM_JOINTS]), self.odom_frame, None)
+        self._last_phrase = phrase
+        det, reason = self._query(phrase)
+        if det is not None:
+            self.log.append(f"{phrase}: view")
+            return self._seen(phrase, det)
+        remembered = self.memory.recall(phrase) if self.config.use_memory else None
+        if remembered is not None:
+            self.log.append(f"{phrase}: memory ({reason})")
+            return remembered
+        stops = self.config.search_turn_stops
+        if self._turn is None or stops <= 1:
+            self.log.append(f"{phrase}: not found ({reason})")
+            raise SkillError(f"the segmenter did not find '{phrase}' in view: {reason}")
+        step, turned = 2 * math.pi / stops, 0.0
+        try:
+            for k in range(1, stops):
+                self._turn(step)
+                turned += step
+                det, _ = self._query(phrase)
+                if det is not None:
+                    self.log.append(f"{phrase}: turned {k}")
+                    return self._seen(phrase, det)
+        finally:
+            if turned:
+                self._turn(math.remainder(-turned, 2 * math.pi))  # back to the heading the search started from
+        self.log.append(f"{phrase}: not found after {stops} views")
+        raise SkillError(f"the segmenter found no '{phrase}' in any of {stops} views turning a full circle")
+
+    def visible(self) -> list:
+        return []
+
+    # -- internals --------------------------------------------------------------------------------
+    def _seen(self, phrase: str, det):
+        self.memory.remember(phrase, det)
+        return det
+
+    def _refresh_map(self) -> None:
+        """(Re)load `furniture_map` when the file changed since it was read (a simulator writes each
+        episode's furniture there; on a robot the file stays as it is)."""
+        import os
+
+        path = self.config.furniture_map
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ValueError(f"cannot read the furniture map {path}: {exc}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._map_stamp:
+            self.furniture = load_furniture_map(path)
+            self._map_stamp = stamp
+
+    def _current_pose(self):
+        return self._pose_fn() if self._pose_fn is not None else self._pose
+
+    def _query(self, phrase: str):
+        """(Detection in odom or None, the reason when None) for the current view."""
         from vlm_agent.skills.perception import Detection
 
         if self.query_pub.get_subscription_count() < 1:
@@ -749,25 +912,31 @@ class SegmentationPerception:
         asked = time.monotonic()
         self.query_pub.publish(String(data=phrase))
         end = asked + self.config.io_timeout_s
+        needed = self.config.not_in_view_labels
         with self._cond:
             while True:
                 fresh = [a for a in self._answers if a[0] >= asked]
                 if fresh:
                     _, frame, point = fresh[-1]
                     break
+                labels = [lb for t, lb in self._labels if t >= asked and lb.get("query") == phrase]
+                errors = [lb for lb in labels if lb.get("error")]
+                if errors:
+                    raise SkillError(f"the segmenter could not segment '{phrase}': {str(errors[-1]['error'])[:200]}")
+                empty = [lb for lb in labels if lb.get("target") is None]
+                if len(empty) >= needed:
+                    why = empty[-1].get("target_reason") or ("empty mask" if not empty[-1].get("area") else "no target")
+                    return None, f"{len(empty)} frames without a target ({why})"
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise SkillError(f"the segmenter did not find '{phrase}' within {self.config.io_timeout_s:g} s")
+                    return None, f"no answer within {self.config.io_timeout_s:g} s"
                 self._cond.wait(min(left, 0.1))
+            pose = self._current_pose()
         if frame == self.odom_frame:
-            return Detection(phrase, point, self.odom_frame, None)
-        pose = self._pose_fn() if self._pose_fn is not None else self._pose
+            return Detection(phrase, point, self.odom_frame, None), ""
         if pose is None:
             raise SkillError("no odometry to place the segmenter's point in odom")
         rotation, translation = self.mount.optical_to_base()
         bx, by, bz = rotation @ np.asarray(point) + translation
         c, s = math.cos(pose[2]), math.sin(pose[2])
-        return Detection(phrase, (pose[0] + c * bx - s * by, pose[1] + s * bx + c * by, float(bz)), self.odom_frame, None)
-
-    def visible(self) -> list:
-        return []
+        return Detection(phrase, (pose[0] + c * bx - s * by, pose[1] + s * bx + c * by, float(bz)), self.odom_frame, None), ""

@@ -57,10 +57,10 @@ import numpy as np
 from vlm_agent.config import ConfigBase, param
 from vlm_agent.skills.api import SkillError
 from vlm_agent.skills.perception import Detection
-from vlm_agent.skills.resolver import FILLER, SHAPE_SYNONYMS, SceneEntity, normalise_phrase, resolve
+from vlm_agent.skills.object_memory import FurnitureMap, phrase_key
+from vlm_agent.skills.resolver import SceneEntity, normalise_phrase, resolve
 
 SEGMENTER_LABEL = "segmenter"
-FURNITURE_KINDS = ("table", "cabinet", "sofa")
 # where a locate answer came from (LocateRecord.outcome)
 OUTCOMES = ("view", "turned", "memory", "held", "map", "not_found", "no_object", "error")
 
@@ -165,11 +165,6 @@ def _rank(score: float) -> float:
     return -math.inf if math.isnan(score) else score
 
 
-def phrase_key(phrase: str) -> str:
-    """A phrase without case, punctuation, articles and filler ("The red cube." -> "red cube")."""
-    return " ".join(w for w in normalise_phrase(phrase).split() if w not in FILLER)
-
-
 class SegmenterPerception:
     """Objects located by `segmenter` in the env's camera view, furniture from the map (see the
     module docstring). `view`: a `SimCameraView` to share (one GL context across episodes); made
@@ -232,14 +227,7 @@ class SegmenterPerception:
 
     # -- internals -------------------------------------------------------------------------------
     def _from_map(self, phrase: str, key: str) -> Detection | None:
-        world = self.env.world
-        names = {b.name.lower() for b in world.furniture}
-        words = key.split()
-        if key not in names and not any(SHAPE_SYNONYMS.get(w) in FURNITURE_KINDS for w in words):
-            return None
-        entity = resolve(phrase, [SceneEntity(b.name, b.kind) for b in world.furniture])  # SkillError if absent/ambiguous
-        box = world.furniture_piece(entity.name)
-        return Detection(entity.label, (float(box.centre[0]), float(box.centre[1]), float(box.top_z)), "odom", entity.name)
+        return FurnitureMap(self.env.world.furniture).locate(phrase)  # SkillError if absent/ambiguous
 
     def _forget_moved(self) -> None:
         """Drop memories of an object the robot has held since: it is no longer where it was seen."""
