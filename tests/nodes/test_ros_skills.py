@@ -279,6 +279,13 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     perception.observe_gripper(0.0, (0.0, 0.0, 0.0), joints)
     assert locate("red cube")["det"].position == pytest.approx((0.0, 2.0, 0.08)) and turns[-3:] == [45, 45, -90]
     assert "could not segment 'broken': model call failed: boom" in locate("broken")["error"]
+    # the current view only (place_on's check after a release): no memory, no turning
+    n_turns = len(turns)
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("seen", perception.locate_in_view("red cube")))
+    thread.start()
+    assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=15)
+    assert out["seen"] is None and len(turns) == n_turns
     lost = locate("green ball")["error"]
     assert "found no 'green ball' in any of 8 views" in lost and robot["yaw"] == pytest.approx(0.0, abs=1e-9)
     assert turns[-8:] == [45] * 8  # seven turns, then the short way back to the start heading: on round

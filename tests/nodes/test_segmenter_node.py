@@ -141,7 +141,8 @@ def _stamp(msg):
 
 
 def test_a_frame_gives_mask_overlay_label_and_target(rig):
-    from vlm_agent.sensors.backprojection import mask_centroid_3d
+    from vlm_agent.safety.obstacle import CameraMount
+    from vlm_agent.sensors.backprojection import mask_centroid_3d, mask_object_centre_3d
 
     rig.query("the red cube")
     stamp = rig.frame(depth=2.0)
@@ -156,7 +157,9 @@ def test_a_frame_gives_mask_overlay_label_and_target(rig):
     assert label["query"] == "the red cube" and label["bbox"] == [30, 10, 40, 20] and label["area"] == 100
     assert label["source"] in ("detected", "tracked") and label["score"] == 0.9 and label["target_frame"] == "camera_color_optical_frame"
     target = rig.targets[-1]
-    expected = mask_centroid_3d(m > 0, np.full((H, W), 2.0), rig.intrinsics()).point
+    up = CameraMount(0.0, 0.0, 0.0, 0.0, 0.0, 0.0).optical_to_base()[0]  # target_point centre, a level camera by default
+    expected = mask_object_centre_3d(m > 0, np.full((H, W), 2.0), rig.intrinsics(), up).point
+    assert expected[2] > mask_centroid_3d(m > 0, np.full((H, W), 2.0), rig.intrinsics()).point[2]  # behind the visible surface
     assert (target.point.x, target.point.y, target.point.z) == pytest.approx(expected)
     assert target.header.frame_id == "camera_color_optical_frame" and _stamp(target) == pytest.approx(stamp, abs=1e-9)
     assert rig.seg.queries[-1] == "the red cube"

@@ -359,9 +359,15 @@ def test_the_eval_policy_and_command_wiring(env):
     assert tuned_policy.perception_factory.config.min_score == 0.3
     with pytest.raises(ValueError, match="perception segmenter only"):
         make_policy("palme", "manip", backend="oracle", env=env, seg_params={"min_score": 0.3})
-    for bad in ({"policy": "oracle"}, {"suite": "nav"}, {"ros": True}):
+    for bad in ({"policy": "oracle"}, {"suite": "nav"}):
         with pytest.raises(ValueError, match="--perception segmenter applies"):
             _perception_kwargs(SimpleNamespace(**{**vars(args), **bad}))
+    # through ROS: the segmenter node (sa2va or oracle); the in-process provider's settings do not apply
+    assert _perception_kwargs(SimpleNamespace(**{**vars(args), "ros": True}))["seg_backend"] == "sa2va"
+    with pytest.raises(ValueError, match="--perception-param applies in-process"):
+        _perception_kwargs(SimpleNamespace(**{**vars(tuned), "ros": True}))
+    with pytest.raises(ValueError, match="sa2va or oracle"):
+        _perception_kwargs(SimpleNamespace(**{**vars(args), "ros": True, "seg_backend": "sa2va_official"}))
 
 
 def test_eval_command_reports_the_perception(tmp_path, capsys):

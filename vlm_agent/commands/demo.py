@@ -218,8 +218,6 @@ def manip_demo_parameters(episode, style: str, model_dir: str, perception: str =
     for `perception` "segmentation" the segmenter node (config/segmentation.yaml's section, backend
     sa2va on `seg_model_dir`, queries only from `segmentation/query`) joins the graph, and the task
     planner reads the furniture from `furniture_map` (a file the client rewrites for each episode)."""
-    import yaml
-
     from vlm_agent.nodes.manip_client import task_planner_graph_parameters
     from vlm_agent.sim.env import SimConfig
 
@@ -236,8 +234,9 @@ def manip_demo_parameters(episode, style: str, model_dir: str, perception: str =
         tp.update(palme_max_steps=max_steps, palme_max_model_calls=max_steps + max(2, max_steps // 2), octopus_max_calls=max_steps)
     nodes = MANIP_NODES
     if perception == "segmentation":
-        with open(default_config_path("segmentation.yaml")) as f:
-            seg = (yaml.safe_load(f) or {}).get("segmenter", {}).get("ros__parameters", {})
+        from vlm_agent.nodes.manip_client import _segmentation_section
+
+        seg = _segmentation_section()
         seg.update(backend="sa2va", model_dir=seg_model_dir, use_sim_time=True, use_instruction=False, query="", publish_overlay=False)
         params["segmenter"] = {"ros__parameters": seg}
         if furniture_map:

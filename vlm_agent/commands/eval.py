@@ -50,9 +50,15 @@ def _perception_kwargs(args) -> dict:
         if getattr(args, "perception_param", None):
             raise ValueError("--perception-param applies to --perception segmenter")
         return {}
-    if args.suite != "manip" or args.policy not in ("palme", "octopus") or args.ros:
-        raise ValueError("--perception segmenter applies to --suite manip with --policy palme or octopus, in-process (not --ros)")
+    if args.suite != "manip" or args.policy not in ("palme", "octopus"):
+        raise ValueError("--perception segmenter applies to --suite manip with --policy palme or octopus")
     out = {"perception": perception, "seg_model_dir": getattr(args, "seg_model", None), "seg_backend": getattr(args, "seg_backend", "sa2va")}
+    if args.ros:
+        if getattr(args, "perception_param", None):
+            raise ValueError("--perception-param applies in-process (through ROS the task_planner's parameters set the perception)")
+        if out["seg_backend"] == "sa2va_official":
+            raise ValueError("--ros --perception segmenter runs the segmenter node with --seg-backend sa2va or oracle")
+        return out
     seg_params = _policy_params(getattr(args, "perception_param", None) or [], "--perception-param")
     if seg_params:
         out["seg_params"] = seg_params
@@ -109,7 +115,9 @@ def _run_ros(args, episodes, policy, config):
     offered = {"suite": args.suite, "policy_name": args.policy, "config": config, "video_dir": args.video, "split": args.split, "seed": args.seed,
                "ros_config": ros_config,
                "model_dir": args.model, "backend": args.backend, "device": args.device,
-               "remote_url": getattr(args, "remote_url", None), "remote_model": getattr(args, "remote_model", None)}
+               "remote_url": getattr(args, "remote_url", None), "remote_model": getattr(args, "remote_model", None),
+               **({k: v for k, v in _perception_kwargs(args).items() if k in ("perception", "seg_backend", "seg_model_dir")}
+                  if args.suite == "manip" else {})}
     params = inspect.signature(run_ros_episodes).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {k: v for k, v in offered.items() if accepts_any or k in params}

@@ -382,13 +382,16 @@ class RosEvalClient:
 def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?", config=None, video_dir: str | None = None,
                      env=None, seed: int | None = None, ros_config: RosEvalConfig | None = None, logger=None,
                      model_dir: str | None = None, backend: str | None = None, device: str | None = None,
-                     remote_url: str | None = None, remote_model: str | None = None) -> dict:
+                     remote_url: str | None = None, remote_model: str | None = None, perception: str = "ground_truth",
+                     seg_backend: str = "sa2va", seg_model_dir: str | None = None) -> dict:
     """Run `policy` on `episodes` through ROS; returns the fields of `vlm_agent.evaluation.rollouts.EvalResult`.
 
     Navigation runs here; the manip suite goes to `manip_client.run_task_planner_episodes` (the
     task_planner node does the work: `policy` is unused, `policy_name` picks its style and backend)
     and the seg suite to `seg_client.run_segmenter_episodes` (the segmenter node; `policy_name` picks
     its backend). `model_dir`, `backend`, `device`, `remote_url`, `remote_model`: those nodes' model.
+    manip only: `perception` "segmenter" puts the segmenter node (`seg_backend` sa2va from
+    `seg_model_dir` or oracle) in the graph as the task planner's perception.
 
     Args:
         episodes: episodes from `make_episodes` (ids encode seed and index).
@@ -408,6 +411,10 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
         model = {"model_dir": model_dir, "backend": backend, "device": device, "remote_url": remote_url, "remote_model": remote_model}
         if suite == "manip":
             from vlm_agent.nodes.manip_client import run_task_planner_episodes as run_suite
+
+            model.update(perception=perception, seg_backend=seg_backend, seg_model_dir=seg_model_dir)
+        elif perception != "ground_truth":
+            raise ValueError("perception segmenter applies to the manip suite")
         else:
             from vlm_agent.nodes.seg_client import run_segmenter_episodes as run_suite
         return run_suite(episodes, policy_name, config=config, seed=seed, ros_config=ros_config, logger=logger, **model)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import time
 
@@ -315,8 +316,14 @@ def task_planner_graph_parameters(episode, planner: dict, sim_config=None, base_
 def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=None, seed: int | None = None, ros_config=None,
                               logger=None, model_dir: str | None = None, backend: str | None = None, device: str | None = None,
                               remote_url: str | None = None, remote_model: str | None = None, base_config: str | None = None,
-                              episode_timeout_s: float = 900.0) -> dict:
+                              episode_timeout_s: float = 900.0, perception: str = "ground_truth", seg_backend: str = "sa2va",
+                              seg_model_dir: str | None = None) -> dict:
     """`vlm-agent eval --suite manip --ros`: each episode through the task_planner node.
+
+    `perception` "segmenter" (`--perception segmenter`): the segmenter node joins the graph
+    (`seg_backend` sa2va from `seg_model_dir`, default the shipped checkpoint, or oracle: ground-truth
+    masks from its mirror of the episode, privileged) and the task planner locates objects through it
+    (`SegmentationPerception`), with the episode's furniture as its map file (rewritten per episode).
 
     The graph (`GraphProcess`: mujoco_sim on the manip suite, motion_executor, safety_supervisor,
     task_planner; `task_planner_graph_parameters`). Per episode: the episode's parameters and
@@ -341,7 +348,25 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
     log = logger or (lambda text: print(text, file=sys.stderr))
     planner = task_planner_parameters(policy_name, model_dir, backend, device, remote_url, remote_model)
     params = task_planner_graph_parameters(episodes[0], planner, config, base_config, ros_config.real_time_factor)
-    graph_cm = GraphProcess(params, nodes=TASK_PLANNER_GRAPH_NODES) if ros_config.start_graph else None
+    nodes, furniture_map, seg_params = TASK_PLANNER_GRAPH_NODES, "", None
+    if perception not in ("ground_truth", "segmenter"):
+        raise ValueError(f"perception: ground_truth or segmenter, not {perception!r}")
+    if perception == "segmenter":
+        import tempfile
+
+        from vlm_agent.nodes.seg_client import segmenter_parameters
+        from vlm_agent.skills.object_memory import write_furniture_map
+
+        if planner["backend"] == "sim_oracle":
+            raise ValueError("the sim_oracle backend reads the simulator's ground truth: --perception segmenter needs --policy palme or octopus")
+        seg_params = segmenter_parameters(seg_backend, seg_model_dir, device)
+        furniture_map = os.path.join(tempfile.mkdtemp(prefix="vlm_agent_manip_"), "furniture_map.yaml")
+        write_furniture_map(furniture_map, episodes[0].world().furniture)
+        params["segmenter"] = {"ros__parameters": {**_segmentation_section(), **seg_params, "use_sim_time": True, "use_instruction": False,
+                                                   "query": "", "publish_overlay": False}}
+        params["task_planner"]["ros__parameters"].update(perception="segmentation", furniture_map=furniture_map)
+        nodes = TASK_PLANNER_GRAPH_NODES + ("segmenter",)
+    graph_cm = GraphProcess(params, nodes=nodes) if ros_config.start_graph else None
     per, progress = [], []
     spans = EpisodeSpans()
     with _maybe(graph_cm) as graph, RosEvalClient(ros_config, log, sensors=False) as client:
@@ -355,6 +380,8 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
             info, sim_start = spans.reset(client, ep, graph)
             text = info.get("instruction", ep.instruction)
             seen = len(progress)
+            if furniture_map:
+                write_furniture_map(furniture_map, ep.world().furniture)
             instruction_pub.publish(String(data=text))
 
             def event(kind, task=None):
@@ -377,7 +404,8 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
                 "planner_state": end.get("state"), "planner_reason": end.get("reason", ""),
                 "upper_bound": bool(end.get("upper_bound", planner["backend"] == "sim_oracle")),
                 "skill_calls": len(skills), "model_calls": sum(1 for p in events if p.get("event") == "model"),
-                "calls": [f"{p.get('call')} -> {'ok' if p.get('success') else 'FAILED'}" for p in skills][-30:],
+                "calls": [f"{p.get('call')} -> {'ok' if p.get('success') else 'FAILED'}: {str(p.get('feedback', ''))[:160]}"
+                          for p in skills][-30:],
                 "sim_time_s": sim_end - sim_start, "wall_s": time.perf_counter() - w0,
                 "episode_id": ep.episode_id, "task": ep.task, "held_out": ep.held_out,
                 "held_out_phrasing": ep.held_out_phrasing, "instruction": ep.instruction,
@@ -387,6 +415,17 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
             per.append(m)
             log(f"{ep.episode_id}: success={m['success']:.0f} planner {m['planner_state']} ({m['planner_reason']}) "
                 f"{m['skill_calls']} skill calls, {m['sim_time_s']:.1f} s sim, {m['wall_s']:.1f} s wall")
+    extra = {"perception": "segmenter", "segmenter": seg_params} if seg_params is not None else {}
     return ros_eval_summary("manip", policy_name, episodes, seed, per, aggregate_manip, sum(max(1, m["skill_calls"]) for m in per), spans,
                             ros_config, task_planner={k: v for k, v in planner.items() if v != ""},
-                            upper_bound=planner["backend"] == "sim_oracle")
+                            upper_bound=planner["backend"] == "sim_oracle", **extra)
+
+
+def _segmentation_section() -> dict:
+    """config/segmentation.yaml's segmenter parameters (the node's defaults for the eval graphs)."""
+    import yaml
+
+    from vlm_agent.commands.demo import default_config_path
+
+    with open(default_config_path("segmentation.yaml")) as f:
+        return dict(((yaml.safe_load(f) or {}).get("segmenter") or {}).get("ros__parameters") or {})

@@ -25,12 +25,14 @@ offer, by duck typing:
   (after every gripper command has settled),
 * `supports() -> {state key: support label}` and `support_of(scene id) -> scene id | None`,
 * `bind_turn(turn_fn)`: the adapter hands over `turn_fn(angle_rad)`, which turns the base in place
-  through the executor, for a provider that searches by turning.
+  through the executor, for a provider that searches by turning,
+* `locate_in_view(phrase) -> Detection | None`: the current view only; `place_on` looks there for
+  the released object when the provider cannot tell supports.
 `SimGroundTruth` (nodes/sim_ground_truth.py) implements all but the last for the embedded simulator
 (an upper bound, labelled so in every result); `SegmentationPerception` below asks the segmentation
 node (issue 13) for a 3D point, answers furniture from a map and the held object from the grasp,
 remembers sightings and searches by turning (`shape`, `observe_robot`, `observe_gripper`,
-`bind_turn`); it knows positions only, not supports.
+`bind_turn`, `locate_in_view`); it knows positions only, not supports.
 
 Every skill call has a wall-clock deadline (`skill_timeout_s`), and every wait inside it a shorter
 one; `cancel(reason)` (any thread) makes the running and every later call fail at once until
@@ -408,7 +410,26 @@ class RosSkills(SkillAPI):
             if support != det.name:
                 raise SkillError(f"{held_label} fell onto {self._support_label(support)} instead of {det.label}")
             return self._result(True, f"{held_label} is on {det.label}")
-        return self._result(True, f"{held_label} released on {det.label} (not verified: the perception cannot tell supports)")
+        look = getattr(self.perception, "locate_in_view", None)
+        if look is not None:  # positions only: look where it was released
+            self._observe()
+            seen = look(held_label)
+            if seen is not None:
+                if not self._rests_on(seen, det, shape):
+                    raise SkillError(f"{held_label} is not on {det.label} after release (seen at "
+                                     + ", ".join(f"{v:.2f}" for v in seen.position) + ")")
+                return self._result(True, f"{held_label} is on {det.label}")
+        return self._result(True, f"{held_label} released on {det.label} (not verified: not in view after release)")
+
+    @staticmethod
+    def _rests_on(obj, support, shape: TargetShape) -> bool:
+        """Geometry only: the object's centre is above the support's footprint (a furniture box, or
+        within 10 cm of an object's centre) and higher than its top."""
+        if shape.box is not None:
+            (x0, y0), (x1, y1), top = shape.box
+            return x0 <= obj.position[0] <= x1 and y0 <= obj.position[1] <= y1 and obj.position[2] > top
+        return math.hypot(obj.position[0] - support.position[0], obj.position[1] - support.position[1]) < 0.1 and \
+            obj.position[2] > support.position[2]
 
     def open_gripper(self) -> SkillResult:
         self._gripper(0.0)
@@ -495,13 +516,7 @@ class RosSkills(SkillAPI):
         support_of = getattr(self.perception, "support_of", None)
         if support_of is not None and obj.name is not None and support.name is not None:
             return support_of(obj.name) == support.name
-        # Geometry only: the object's centre is above the support's footprint, and higher than it.
-        shape = self._shape(support)
-        if shape.box is not None:
-            (x0, y0), (x1, y1), top = shape.box
-            return x0 <= obj.position[0] <= x1 and y0 <= obj.position[1] <= y1 and obj.position[2] > top
-        return math.hypot(obj.position[0] - support.position[0], obj.position[1] - support.position[1]) < 0.1 and \
-            obj.position[2] > support.position[2]
+        return self._rests_on(obj, support, self._shape(support))
 
     def _label_of(self, name: str | None) -> str:
         hook = getattr(self.perception, "label_of", None)
@@ -721,6 +736,10 @@ class RosSkills(SkillAPI):
         return self._gripper_closed and opening is not None and opening > self.config.gripper_held_min_m
 
 
+def _xyz(p) -> str:
+    return "(" + ", ".join(f"{v:.2f}" for v in p) + ")"
+
+
 class SegmentationPerception:
     """Where an object is, from the segmentation node (issue 13): the phrase goes out on
     `segmentation/query` (std_msgs/String) and the answer is the object's 3D centroid on
@@ -761,7 +780,7 @@ class SegmentationPerception:
         if furniture is None and c.furniture_map:
             self._refresh_map()  # ValueError with the reason for a bad file: the node's configure fails
         self.memory = ObjectMemory()
-        self.log: list[str] = []  # one line per locate: where the answer came from
+        self.log: list[str] = []  # one line per locate: where the answer came from (also on the node's log)
         self._turn = None  # turn(angle_rad) from the skill adapter (bind_turn)
         self._pose_fn = pose_fn
         self._pose = None
@@ -841,26 +860,27 @@ class SegmentationPerception:
                 raise SkillError(f"the furniture map is unusable: {exc}") from None
         furniture = self.furniture.locate(phrase)  # SkillError for furniture the map does not have
         if furniture is not None:
-            self.log.append(f"{phrase}: map")
+            self._note(f"{phrase}: map")
             return furniture
         if self.memory.holds(phrase):
             with self._cond:
                 pose, joints = self._current_pose(), dict(self._joints)
             if pose is not None and all(j in joints for j in ARM_JOINTS):
-                self.log.append(f"{phrase}: held")
-                return Detection(phrase, self.arm.grasp_point(pose, [joints[j] for j in ARM_JOINTS]), self.odom_frame, None)
+                det = Detection(phrase, self.arm.grasp_point(pose, [joints[j] for j in ARM_JOINTS]), self.odom_frame, None)
+                self._note(f"{phrase}: held, at {_xyz(det.position)}")
+                return det
         self._last_phrase = phrase
         det, reason = self._query(phrase)
         if det is not None:
-            self.log.append(f"{phrase}: view")
+            self._note(f"{phrase}: view, at {_xyz(det.position)}")
             return self._seen(phrase, det)
         remembered = self.memory.recall(phrase) if self.config.use_memory else None
         if remembered is not None:
-            self.log.append(f"{phrase}: memory ({reason})")
+            self._note(f"{phrase}: memory, at {_xyz(remembered.position)} ({reason})")
             return remembered
         stops = self.config.search_turn_stops
         if self._turn is None or stops <= 1:
-            self.log.append(f"{phrase}: not found ({reason})")
+            self._note(f"{phrase}: not found ({reason})")
             raise SkillError(f"the segmenter did not find '{phrase}' in view: {reason}")
         step, turned = 2 * math.pi / stops, 0.0
         try:
@@ -869,18 +889,31 @@ class SegmentationPerception:
                 turned += step
                 det, _ = self._query(phrase)
                 if det is not None:
-                    self.log.append(f"{phrase}: turned {k}")
+                    self._note(f"{phrase}: turned {k} x {math.degrees(step):.0f} deg, at {_xyz(det.position)}")
                     return self._seen(phrase, det)
         finally:
             if turned:
                 self._turn(math.remainder(-turned, 2 * math.pi))  # back to the heading the search started from
-        self.log.append(f"{phrase}: not found after {stops} views")
+        self._note(f"{phrase}: not found after {stops} views")
         raise SkillError(f"the segmenter found no '{phrase}' in any of {stops} views turning a full circle")
 
     def visible(self) -> list:
         return []
 
+    def locate_in_view(self, phrase: str):
+        """The current view only (no map, memory or search): a Detection, or None when the segmenter
+        sees no such object now (how `RosSkills.place_on` checks where a released object lies)."""
+        det, _ = self._query(phrase)
+        if det is not None:
+            self.memory.remember(phrase, det)
+        return det
+
     # -- internals --------------------------------------------------------------------------------
+    def _note(self, line: str) -> None:
+        self.log.append(line)
+        self.log[:] = self.log[-200:]
+        self.node.get_logger().info(f"locate {line}")
+
     def _seen(self, phrase: str, det):
         self.memory.remember(phrase, det)
         return det

@@ -12,9 +12,11 @@ Publishes:
   exclusive), area, source (detected / re-detected / tracked / held / oracle), tracked, frame_index,
   latency_ms, stamp, frame_id, target [x, y, z] or null, target_frame, target_reason}; errors (a bad
   query, a failed model call) are labels with an `error` field;
-* `segmentation/target`: geometry_msgs/PointStamped, the mask's 3D centroid (depth
-  back-projection, `vlm_agent.sensors.backprojection`) in the depth camera's optical frame (the
-  colour optical frame for aligned depth), stamped with the colour frame's stamp.
+* `segmentation/target`: geometry_msgs/PointStamped, where the object is (depth back-projection,
+  `vlm_agent.sensors.backprojection`): its centre estimated from the visible surface
+  (`target_point: centre`, the default; needs the camera's roll and pitch on the robot to know
+  "up") or the visible surface's centroid (`target_point: surface`), in the depth camera's optical
+  frame (the colour optical frame for aligned depth), stamped with the colour frame's stamp.
 Names are relative (`segmentation/*` under the node's namespace; a namespace or `-r` moves them);
 `segmentation/query` -> `segmentation/target` is what the ROS skill adapter's `SegmentationPerception`
 (nodes/ros_skills.py) asks and reads.
@@ -96,6 +98,11 @@ class SegmenterNodeConfig(ConfigBase):
     depth_outlier_m: float = param(0.25, "ignore mask pixels whose depth is farther than this from the mask's median depth (m)", min=0.01, max=10.0)
     min_depth_points: int = param(5, "mask pixels with a valid depth needed for a 3D target", min=1, max=100000)
     max_depth_m: float = param(10.0, "depth beyond this is not used for the target (m)", min=0.1, max=100.0)
+    target_point: str = param("centre", "centre: the object's centre estimated from its visible surface (what a grasp needs); "
+                              "surface: the visible surface's centroid (about half the object's depth nearer)", choices=("centre", "surface"))
+    camera_roll_rad: float = param(0.0, "target_point centre: the camera's roll on the robot (URDF rpy of camera_link), for 'up'",
+                                   min=-math.pi, max=math.pi)
+    camera_pitch_rad: float = param(0.0, "target_point centre: the camera's pitch (positive = looking down), for 'up'", min=-math.pi, max=math.pi)
     oracle_episode_id: str = param("", "backend oracle: the simulator's episode id (empty: ask oracle_result_service)", read_only=True)
     oracle_result_service: str = param("mujoco_sim/result", "backend oracle: the simulator's result service (its JSON names episode_id)", read_only=True)
 
@@ -309,7 +316,7 @@ class SegmenterNode(ManagedAgentNode):
 
     def _step_job(self, frame: _Frame, depth, pose, token: int, query: str):
         """Worker thread: (re)set the query, segment, back-project, draw the overlay."""
-        from vlm_agent.sensors.backprojection import mask_centroid_3d
+        from vlm_agent.sensors.backprojection import mask_centroid_3d, mask_object_centre_3d
         from vlm_agent.skills.segmentation import overlay_mask
 
         seg = self._segmenter
@@ -331,9 +338,12 @@ class SegmenterNode(ManagedAgentNode):
         else:
             depth_m, intrinsics = depth
             cfg = self.config
+            kw = {"outlier_m": cfg.depth_outlier_m, "min_points": cfg.min_depth_points, "max_depth_m": cfg.max_depth_m}
             try:
-                target = mask_centroid_3d(result.mask, depth_m, intrinsics, outlier_m=cfg.depth_outlier_m, min_points=cfg.min_depth_points,
-                                          max_depth_m=cfg.max_depth_m)
+                if cfg.target_point == "surface":
+                    target = mask_centroid_3d(result.mask, depth_m, intrinsics, **kw)
+                else:
+                    target = mask_object_centre_3d(result.mask, depth_m, intrinsics, self._camera_tilt(), **kw)
             except ValueError as exc:
                 reason = f"depth unusable: {exc}"
             else:
@@ -341,6 +351,13 @@ class SegmenterNode(ManagedAgentNode):
                     reason = f"fewer than {cfg.min_depth_points} mask pixels with a valid depth"
         overlay = overlay_mask(frame.rgb, result.mask, alpha=self.config.overlay_alpha) if self.config.publish_overlay else None
         return frame, result, target, reason, (depth[1].frame_id if depth is not None else ""), overlay, token
+
+    def _camera_tilt(self):
+        """Rotation from the optical frame into a frame at the camera with z up (camera_roll/pitch_rad)."""
+        from vlm_agent.safety.obstacle import CameraMount
+
+        cfg = self.config
+        return CameraMount(0.0, 0.0, 0.0, cfg.camera_roll_rad, cfg.camera_pitch_rad, 0.0).optical_to_base()[0]
 
     def _job_done(self, tag: str, future) -> None:
         self._results.put((tag, future))

@@ -15,10 +15,11 @@ asks the segmenter node): a `Perception` for `SimSkills` over a `NavEnv` and any
   size; `sim_skills.SimCameraView`), the segmenter gets `reset(phrase)` and `step(rgb)`, and the mask's pixels are
   back-projected with the rendered depth through the pinhole intrinsics (the env's vertical field
   of view, `NavEnv.camera_intrinsics` at this size) and the camera's optical pose in `odom`
-  (`NavEnv.camera_optical_pose`: the mast camera 0.95 m up, pitched 20 degrees down). The centroid
-  is `sensors.backprojection.mask_centroid_3d`, the segmenter node's: pixels without a usable
-  depth and pixels farther than `depth_outlier_m` from the mask's median depth are dropped, the
-  rest averaged (the centroid of the visible surface, a few cm in front of the centre).
+  (`NavEnv.camera_optical_pose`: the mast camera 0.95 m up, pitched 20 degrees down), as the
+  segmenter node does (`sensors.backprojection`): pixels without a usable depth and pixels farther
+  than `depth_outlier_m` from the mask's median depth are dropped; the object's centre is then
+  estimated from the rest (`visible_surface_centre`, `target_point: centre`) or the visible
+  surface's centroid is used (`target_point: surface`, about 5 cm in front of the centre).
 * Not in the first view (mask empty, under `min_mask_pixels`, or without depth): the last
   position this provider found for the same phrase, if it has one (objects move only when the
   robot moves them: the memory of an object seen in the gripper at an earlier call is dropped once
@@ -99,6 +100,9 @@ class SegmenterPerceptionConfig(ConfigBase):
     association_radius_m: float = param(0.25, "associate the centroid with a scene object whose centre is within this (m)", min=0.01, max=5.0)
     use_memory: bool = param(True, "fall back to the last sighting of the same phrase before turning")
     min_score: float = param(0.0, "masks whose segmenter score is lower count as not found in that view", min=0.0, max=1.0)
+    target_point: str = param("centre", "centre: the object's centre estimated from its visible surface "
+                              "(sensors.backprojection.visible_surface_centre); surface: the visible surface's centroid",
+                              choices=("centre", "surface"))
     search: str = param("first", "first: take the first view with a mask; best: keep the highest-scoring sighting of a phrase "
                         "(a phrase never seen turns through every view)", choices=("first", "best"))
 
@@ -255,7 +259,7 @@ class SegmenterPerception:
 
     def _segment_scored(self, phrase: str):
         """`_segment_view` and the mask's segmenter score (NaN when no usable mask)."""
-        from vlm_agent.sensors.backprojection import mask_centroid_3d
+        from vlm_agent.sensors.backprojection import mask_centroid_3d, mask_object_centre_3d
 
         cfg = self.config
         rgb, depth = self.view.rgbd()
@@ -273,11 +277,14 @@ class SegmenterPerception:
         score = float(getattr(result, "score", 1.0))
         if not score >= cfg.min_score:  # NaN counts as too low
             return None, pixels, f"mask score {score:.2f} (< {cfg.min_score:g})", nan
-        point = mask_centroid_3d(mask, depth, self.view.intrinsics(), outlier_m=cfg.depth_outlier_m, min_points=cfg.min_depth_points,
-                                 max_depth_m=self.env.config.max_depth_m)
+        position, rotation = self.env.camera_optical_pose()
+        kw = {"outlier_m": cfg.depth_outlier_m, "min_points": cfg.min_depth_points, "max_depth_m": self.env.config.max_depth_m}
+        if cfg.target_point == "surface":
+            point = mask_centroid_3d(mask, depth, self.view.intrinsics(), **kw)
+        else:  # odom's z is up
+            point = mask_object_centre_3d(mask, depth, self.view.intrinsics(), rotation, **kw)
         if point is None:
             return None, pixels, f"fewer than {cfg.min_depth_points} mask pixels with a valid depth", nan
-        position, rotation = self.env.camera_optical_pose()
         world = position + rotation @ np.asarray(point.point)
         return tuple(float(v) for v in world), pixels, "", score
 
