@@ -115,3 +115,18 @@ def test_ros_eval_seg_oracle_through_the_segmenter_node(tmp_path):
     per = got["per_episode"]
     assert all(e["gt_pixels"] > 0 and e["source"] == "oracle" and e["frame_sim_time_s"] > 0 for e in per)
     assert "breakdown" in got and got["segmenter"]["backend"] == "oracle"
+
+
+def test_ros_eval_perception_segmenter_arguments_are_checked_before_a_graph_starts():
+    from vlm_agent.nodes.eval_client import run_ros_episodes
+    from vlm_agent.nodes.manip_client import run_task_planner_episodes
+    from vlm_agent.sim.episodes import make_episodes
+
+    seg = make_episodes("seg", "val", 1, seed=0)
+    manip = make_episodes("manip", "val", 1, seed=0)
+    with pytest.raises(ValueError, match="applies to the manip suite"):
+        run_ros_episodes(seg, None, suite="seg", policy_name="oracle", perception="segmenter")
+    with pytest.raises(ValueError, match="sim_oracle backend reads the simulator's ground truth"):
+        run_task_planner_episodes(manip, "oracle", perception="segmenter")
+    with pytest.raises(ValueError, match="ground_truth or segmenter"):
+        run_task_planner_episodes(manip, "palme", perception="lidar")
