@@ -204,3 +204,35 @@ def test_mixed_manip_views_add_stack_bases_and_near_views_and_keep_the_start_vie
             seg_data.render_manip_view_clip(env, ep, CLIP, np.random.default_rng(0), views="aerial")
     finally:
         env.close()
+
+
+def test_search_views_are_the_full_circle_the_perception_turns_through(tmp_path):
+    """`manip_views="search"`: from the start pose, `clip_frames` headings a full circle apart from the
+    start heading (what `SegmenterPerception`'s search renders), the object to move or its
+    destination object as the query, ground-truth masks (mostly empty); absent_fraction does not apply."""
+    import vlm_agent.sim  # noqa: F401
+    from vlm_agent.sim.env import NavEnv
+    from vlm_agent.sim.episodes import make_episodes
+
+    out = tmp_path / "search"
+    collect_seg_shards(str(out), "val", episodes=6, episodes_per_shard=6, seed=0, image_size=SIZE, clip_frames=8, progress=False,
+                       source="manip", manip_views="search", absent_fraction=1.0)
+    data = load_seg_shards([str(out)])
+    assert set(data["tasks"]) == {seg_data.MANIP_SEARCH_TASK} and list(data["episode_length"]) == [8] * 6
+    shown = data["masks"].reshape(len(data["masks"]), -1).any(axis=1)
+    assert 0 < shown.mean() < 0.5  # the target in a few of the views, not in most
+    env = NavEnv(seg_data.seg_sim_config(SIZE))
+    try:
+        for e, ep in enumerate(make_episodes("manip", "val", 6, 0)):
+            env.reset(ep)
+            labels = {env.world.object(n).label: n for n in ep.goal_objects[:2] if n in {o.name for o in env.world.objects}}
+            query = str(data["queries"][e]).removeprefix("the ")
+            assert query in labels
+            x, y, yaw = env.pose
+            k = 3  # the fourth view: the start heading turned by 3/8 of a circle
+            env.set_pose(x, y, yaw + 2 * np.pi * k / 8)
+            frame = data["frames"][data["episode_start"][e] + k]
+            assert np.array_equal(frame, env.observation().rgb)
+            assert np.array_equal(data["masks"][data["episode_start"][e] + k], env.object_mask(labels[query]))
+    finally:
+        env.close()

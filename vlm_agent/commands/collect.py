@@ -23,9 +23,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seg-source", default="seg", choices=["seg", "manip"],
                         help="seg: the seg suite's framed views, or manip: the manipulation skills' views of the object to move "
                              "from a manip episode's start (its short name as the query)")
-    parser.add_argument("--manip-views", default="start", choices=["start", "mixed"],
-                        help="with --seg-source manip: start (the object to move from the episode's start) or mixed (also the object a "
-                             "stack goes on, and views from 0.9-1.8 m, where the robot stands after driving close)")
+    parser.add_argument("--manip-views", default="start", choices=["start", "mixed", "search"],
+                        help="with --seg-source manip: start (the object to move from the episode's start), mixed (also the object a "
+                             "stack goes on, and views from 0.9-1.8 m, where the robot stands after driving close) or search (the "
+                             "views of a full-circle search from the start, the object to move or its destination as the query)")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")

@@ -26,6 +26,12 @@ towards it with the seg clips' sway; the query is the object's name, with or wit
 task is `manip_view` (or `seg_absent` when `absent_fraction` turned it away). Masks are the ground
 truth, so an object hidden behind furniture has empty masks. `manip_views="mixed"` also films the
 object a stack goes on, and views from where the robot stands once it has driven close (0.9-1.8 m).
+`manip_views="search"` films exactly what `SegmenterPerception`'s search sees: the base at the
+episode's start pose turning in place through `clip_frames` equal steps of a full circle from its
+start heading, the query the object to move or its destination object (a plate or the cube a stack
+goes on; even odds). The target is in one or two of the views at most, so these clips carry their
+own "not here" frames (`absent_fraction` does not apply; the task is `manip_search`). Why: with
+`sa2va_nano` version 2, 104 of 135 first sightings in a search were the wrong object.
 
 Shard format (`np.savez_compressed`; flat-shaded sim frames compress ~10x):
     frames (N, H, W, 3) uint8 RGB, masks (N, H, W) bool (the target's pixels),
@@ -59,10 +65,11 @@ def seg_sim_config(image_size: int):
 
 ABSENT_TASK = "seg_absent"
 MANIP_VIEW_TASK = "manip_view"
+MANIP_SEARCH_TASK = "manip_search"
 ABSENT_YAW_OFFSETS_DEG = (90.0, 180.0, 270.0)
 SEG_SOURCES = ("seg", "manip")
 MANIP_VIEW_JITTER_DEG = 12.0
-MANIP_VIEWS = ("start", "mixed")
+MANIP_VIEWS = ("start", "mixed", "search")
 MANIP_VIEW_NEAR_M = (0.9, 1.8)
 
 
@@ -114,6 +121,8 @@ def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Genera
     if views not in MANIP_VIEWS:
         raise ValueError(f"views must be one of {MANIP_VIEWS}, got {views!r}")
     env.reset(episode)
+    if views == "search":
+        return None if absent else render_search_clip(env, episode, clip_frames, rng)
     target, start = _manip_view_subject(env, episode, rng, views)
     query = ("the " if rng.random() < 0.5 else "") + target.label
     offsets = [0.0] if not absent else [math.radians(float(d)) for d in rng.permutation(ABSENT_YAW_OFFSETS_DEG)]
@@ -129,6 +138,22 @@ def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Genera
         if not absent or not masks.any():
             return frames, masks, query
     return None
+
+
+def render_search_clip(env, episode, clip_frames: int, rng: np.random.Generator):
+    """(frames, masks, query) of the views a full-circle search from manip `episode`'s start pose sees
+    (`env` already reset to it; see the module docstring, `manip_views="search"`)."""
+    objects = {o.name for o in env.world.objects}
+    names = [n for n in episode.goal_objects[:2] if n in objects]
+    target = env.world.object(names[int(rng.integers(len(names)))])
+    query = ("the " if rng.random() < 0.5 else "") + target.label
+    x, y, yaw = (float(v) for v in env.pose)
+    frames, masks = [], []
+    for k in range(clip_frames):
+        env.set_pose(x, y, yaw + 2 * math.pi * k / clip_frames)
+        frames.append(np.asarray(env.observation().rgb, np.uint8))
+        masks.append(np.asarray(env.object_mask(target.name), bool))
+    return np.stack(frames), np.stack(masks), query
 
 
 def render_seg_clip(env, episode, clip_frames: int, yaw_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +191,8 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
     `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
     episodes filmed with the target out of view (drawn per episode from (seed, index)). `source`:
     "seg" (the seg suite's episodes) or "manip" (manipulation views of the manip suite's episodes);
-    `manip_views`: which views for "manip" ("start" or "mixed", see `_manip_view_subject`)."""
+    `manip_views`: which views for "manip" ("start" or "mixed", see `_manip_view_subject`; "search":
+    `render_search_clip`)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
@@ -208,7 +234,7 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
                     ep = make_episode("manip", split, seed, i)
                     absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True, views=manip_views) if want_absent else None
                     frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng, views=manip_views)
-                    task = ABSENT_TASK if absent is not None else MANIP_VIEW_TASK
+                    task = ABSENT_TASK if absent is not None else (MANIP_SEARCH_TASK if manip_views == "search" else MANIP_VIEW_TASK)
                 else:
                     ep = make_episode("seg", split, seed, i)
                     absent = render_absent_clip(env, ep, clip_frames, rng) if want_absent else None
@@ -298,7 +324,7 @@ def main(argv=None) -> int:
     p.add_argument("--clip-frames", type=int, default=8)
     p.add_argument("--absent-fraction", type=float, default=0.0, help="share of episodes filmed with the target out of view")
     p.add_argument("--source", default="seg", choices=SEG_SOURCES, help="seg suite episodes, or manipulation views of manip episodes")
-    p.add_argument("--manip-views", default="start", choices=MANIP_VIEWS, help="manip source: the object to move from the start, or mixed")
+    p.add_argument("--manip-views", default="start", choices=MANIP_VIEWS, help="manip source: the object to move from the start, mixed, or search")
     a = p.parse_args(argv)
     paths = collect_seg_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.clip_frames,
                                log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction, source=a.source,
