@@ -101,7 +101,7 @@ def test_manip_parameters(style):
     params, nodes = demo.manip_demo_parameters(ep, style, "/models/tp", "segmentation", "/models/sa2va", (160, 120), 0.0,
                                                max_steps=4, episode_timeout_s=99.0, furniture_map="/tmp/map.yaml")
     p = _sections(params)
-    assert p["task_planner"]["furniture_map"] == "/tmp/map.yaml"
+    assert p["task_planner"]["furniture_map"] == "/tmp/map.yaml" and p["task_planner"]["navigation"] == "map"
     assert set(nodes) == set(demo.MANIP_NODES) | {"segmenter"} and set(nodes) <= set(p)
     tp = p["task_planner"]
     assert (tp["style"], tp["backend"], tp["model_dir"], tp["perception"]) == (style, "builtin", "/models/tp", "segmentation")

@@ -33,7 +33,7 @@ def _yaw(q):
 
 def test_cmd_vel_drives_odom_and_images(ros_node, ros_executor):
     from geometry_msgs.msg import Twist
-    from nav_msgs.msg import Odometry
+    from nav_msgs.msg import OccupancyGrid, Odometry
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, Image, JointState
     from std_msgs.msg import String
@@ -51,6 +51,8 @@ def test_cmd_vel_drives_odom_and_images(ros_node, ros_executor):
     ros_node.create_subscription(JointState, "/joint_states", got["joints"].append, SENSOR_QOS)
     ros_node.create_subscription(Clock, "/clock", got["clock"].append, 10)
     ros_node.create_subscription(String, "/vlm_agent/instruction", lambda m: got["instruction"].append(m.data), LATCHED_QOS)
+    maps = []
+    ros_node.create_subscription(OccupancyGrid, "/map", maps.append, LATCHED_QOS)
     cmd = ros_node.create_publisher(Twist, "/cmd_vel", COMMAND_QOS)
     result_client = ros_node.create_client(Trigger, "/mujoco_sim/result")
     reset_client = ros_node.create_client(Trigger, "/mujoco_sim/reset")
@@ -68,6 +70,15 @@ def test_cmd_vel_drives_odom_and_images(ros_node, ros_executor):
         assert got["info"][-1].header.frame_id == "camera_color_optical_frame" and got["info"][-1].k[0] > 0
         assert set(got["joints"][-1].name) >= {"arm_yaw", "arm_shoulder", "arm_elbow", "arm_wrist"}
         x0, y0, yaw0 = odom0.pose.pose.position.x, odom0.pose.pose.position.y, _yaw(odom0.pose.pose.orientation)
+        # the room's map (walls and furniture, latched): the start cell is free, the walls are occupied
+        assert spin_until(ros_executor, lambda: maps, timeout=10), sim.output
+        from vlm_agent.skills.grid_navigator import OccupancyMap
+
+        info = maps[-1].info
+        assert maps[-1].header.frame_id == "odom" and info.resolution == pytest.approx(0.05)
+        grid = OccupancyMap.from_message_fields(maps[-1].data, info.width, info.height, info.resolution, info.origin.position.x,
+                                                info.origin.position.y)
+        assert not grid.occupied[grid.cell(x0, y0)] and grid.occupied[:, 0].mean() > 0.9  # free start, the outer wall
 
         # a NaN command is dropped (logged), the robot does not move
         cmd.publish(Twist())

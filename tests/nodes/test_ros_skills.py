@@ -302,6 +302,39 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
 
 
 @pytest.mark.ros
+def test_map_mode_plans_on_the_map_topic(spun, ros_node, ros_executor):
+    from nav_msgs.msg import OccupancyGrid
+
+    from vlm_agent.nodes.base import LATCHED_QOS
+    from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig
+    from vlm_agent.skills.approach import NavTarget
+    from vlm_agent.skills.grid_navigator import GridNavigator
+
+    ns = spun.get_namespace()
+    pub = ros_node.create_publisher(OccupancyGrid, f"{ns}/map", LATCHED_QOS)
+    skills = RosSkills(spun, FakePerception(), RosSkillsConfig(navigation="map"))
+    try:
+        assert isinstance(skills.navigator, GridNavigator) and skills._map is None
+        target = NavTarget("red cube", (5.0, 1.0, 0.08), 0.45)
+        assert skills.navigator.plan((1.0, 1.0, 0.0), target)[0].kind == "forward"  # no map yet: straight at it
+        msg = OccupancyGrid()  # 6 x 4 m at 10 cm, a wall across x = 3 m up to y = 3 m
+        msg.header.frame_id = "odom"
+        msg.info.resolution, msg.info.width, msg.info.height = 0.1, 60, 40
+        msg.info.origin.orientation.w = 1.0
+        cells = np.zeros((40, 60), np.int8)
+        cells[:30, 29:31] = 100
+        msg.data = cells.ravel().tolist()
+        pub.publish(msg)
+        assert spin_until(ros_executor, lambda: skills._map is not None, timeout=10)
+        assert skills._map.occupied[10, 30] and not skills._map.occupied[35, 30]
+        first = skills.navigator.plan((1.0, 1.0, 0.0), target)
+        assert first[0].kind == "turn_left"  # round the wall's end (y > 3 m), not straight through it
+        assert max(y for _, y in skills.navigator.last_path) > 3.0
+    finally:
+        skills.destroy()
+
+
+@pytest.mark.ros
 def test_nav2_mode_sends_one_goal_at_the_standoff_facing_the_target(spun, ros_node, ros_executor):
     from geometry_msgs.msg import PoseStamped
     from nav_msgs.msg import Odometry

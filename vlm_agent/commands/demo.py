@@ -242,6 +242,7 @@ def manip_demo_parameters(episode, style: str, model_dir: str, perception: str =
         params["segmenter"] = {"ros__parameters": seg}
         if furniture_map:
             tp["furniture_map"] = furniture_map
+        tp["navigation"] = "map"  # positions only: plan the approach on the simulator's map (walls, furniture)
         nodes = MANIP_NODES + ("segmenter",)
     return params, nodes
 

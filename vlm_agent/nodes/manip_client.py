@@ -364,7 +364,8 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
         write_furniture_map(furniture_map, episodes[0].world().furniture)
         params["segmenter"] = {"ros__parameters": {**_segmentation_section(), **seg_params, "use_sim_time": True, "use_instruction": False,
                                                    "query": "", "publish_overlay": False}}
-        params["task_planner"]["ros__parameters"].update(perception="segmentation", furniture_map=furniture_map)
+        # positions only: the approach is planned on the simulator's map (walls, furniture), as on a robot with a map
+        params["task_planner"]["ros__parameters"].update(perception="segmentation", furniture_map=furniture_map, navigation="map")
         nodes = TASK_PLANNER_GRAPH_NODES + ("segmenter",)
     graph_cm = GraphProcess(params, nodes=nodes) if ros_config.start_graph else None
     per, progress = [], []

@@ -3,7 +3,8 @@
 Publishes (topic contract; relative names, so a namespace or `-r` remaps move them; sensor
 publishers reliable per REP-2003): `camera/color/image_raw` (rgb8), `camera/color/camera_info`,
 `camera/depth/image_rect_raw` (32FC1, metres, aligned to colour) and `camera/depth/camera_info`, `odom` (frame `odom`, child `base_link`),
-`joint_states`, and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time,
+`joint_states`, `map` (nav_msgs/OccupancyGrid of the room's walls and furniture, latched, after
+each reset: `publish_map`), and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time,
 so the safety supervisor, which judges freshness from stamps, must run with `use_sim_time`).
 Subscribes: `cmd_vel` (Twist: linear.x m/s, angular.z rad/s; non-finite commands are dropped with
 a logged reason; commands older than `cmd_vel_timeout_s` decay to zero), `arm_controller/joint_trajectory`
@@ -43,7 +44,7 @@ import time
 from dataclasses import dataclass
 
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
+from nav_msgs.msg import OccupancyGrid, Odometry
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, String
@@ -85,6 +86,9 @@ class MujocoSimConfig(ConfigBase):
     max_linear_mps: float = param(1.0, "base speed limit (m/s); larger commands are clipped", min=0.0, max=5.0)
     max_angular_radps: float = param(2.0, "base turn-rate limit (rad/s)", min=0.0, max=10.0)
     publish_instruction: bool = param(True, "publish the episode instruction on vlm_agent/instruction after reset")
+    publish_map: bool = param(True, "publish the room's walls and furniture on map (OccupancyGrid, latched) after reset, "
+                                    "as map_server would on a robot")
+    map_resolution_m: float = param(0.05, "cell size of the published map (m)", min=0.01, max=1.0, read_only=True)
     reset_on_start: bool = param(True, "load the configured episode at start-up")
     odom_frame: str = param("odom", "odometry frame", read_only=True)
     base_frame: str = param("base_link", "robot base frame", read_only=True)
@@ -136,6 +140,7 @@ class MujocoSimNode(AgentNode):
         self.pub_joints = self.create_publisher(JointState, "joint_states", SENSOR_PUB_QOS)
         self.pub_clock = self.create_publisher(Clock, "/clock", 10)
         self.pub_instruction = self.create_publisher(String, "vlm_agent/instruction", LATCHED_QOS)
+        self.pub_map = self.create_publisher(OccupancyGrid, "map", LATCHED_QOS)
         self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, COMMAND_QOS)
         self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, COMMAND_QOS)
         self.create_subscription(Float64, "gripper/command", self._on_gripper, COMMAND_QOS)
@@ -175,11 +180,30 @@ class MujocoSimNode(AgentNode):
             "start_pose": list(episode.start_pose),
             "episode": episode.to_dict(),
         }
+        if c.publish_map:
+            self.pub_map.publish(self._map_message())
         if c.publish_instruction:
             self.pub_instruction.publish(String(data=episode.instruction))
         self.health.set("episode", episode.episode_id)
         self.get_logger().info(f"episode {episode.episode_id}: {episode.instruction}")
         return info
+
+    def _map_message(self) -> OccupancyGrid:
+        """The episode's static map: walls and furniture (not the movable objects), 100 = occupied,
+        0 = free, in `odom` (the simulator's odometry frame is its world frame)."""
+        from vlm_agent.sim.geometry import static_occupancy
+
+        occupied, origin = static_occupancy(self.env.world, self.config.map_resolution_m)
+        msg = OccupancyGrid()
+        msg.header.stamp = seconds_to_stamp(self.sim_time)
+        msg.header.frame_id = self.config.odom_frame
+        msg.info.map_load_time = msg.header.stamp
+        msg.info.resolution = float(self.config.map_resolution_m)
+        msg.info.height, msg.info.width = (int(v) for v in occupied.shape)
+        msg.info.origin.position.x, msg.info.origin.position.y = (float(v) for v in origin)
+        msg.info.origin.orientation.w = 1.0
+        msg.data = (occupied.astype("int8") * 100).ravel().tolist()
+        return msg
 
     def _on_reset(self, request, response):
         try:

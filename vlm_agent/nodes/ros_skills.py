@@ -3,7 +3,8 @@
 Navigation goes through the motion executor: a skill publishes plans (`PlanMessage` JSON on
 `vlm_agent/plan`, `raw_text` naming the skill call) and follows `vlm_agent/executor/state` until
 each is done or aborted, reads the new pose on `odom` and plans again (a `Navigator` from
-`skills/approach.py`, or the simulator's privileged one). With `navigation: nav2` the far part is a
+`skills/approach.py`; with `navigation: map` a `skills/grid_navigator.GridNavigator` on the `map`
+topic's OccupancyGrid, around walls and furniture; or the simulator's privileged one). With `navigation: nav2` the far part is a
 Nav2 goal on `goal_pose` (Nav2's velocity output reaches `cmd_vel` through the safety supervisor,
 see `composition.nav2_gate_remaps`), the final approach again through the executor. The arm moves
 with `trajectory_msgs/JointTrajectory` on `arm_controller/joint_trajectory` (cosine-profiled
@@ -53,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from geometry_msgs.msg import PointStamped, PoseStamped
-from nav_msgs.msg import Odometry
+from nav_msgs.msg import OccupancyGrid, Odometry
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -79,6 +80,7 @@ JOINT_STATES_TOPIC = "joint_states"
 ARM_TOPIC = "arm_controller/joint_trajectory"
 GRIPPER_TOPIC = "gripper/command"
 GOAL_TOPIC = "goal_pose"
+MAP_TOPIC = "map"
 SEGMENTATION_QUERY_TOPIC = "segmentation/query"
 SEGMENTATION_TARGET_TOPIC = "segmentation/target"
 SEGMENTATION_LABEL_TOPIC = "segmentation/label"
@@ -91,8 +93,9 @@ class RosSkillsConfig(ConfigBase):
     """How the ROS skill adapter moves the robot and how long it waits. Times in seconds: `*_timeout_s`
     are wall-clock bounds; arm durations and settle times are on the robot's clock (message stamps)."""
 
-    navigation: str = param("executor", "executor: plans on vlm_agent/plan; nav2: goal_pose for the far part, then the executor",
-                            choices=("executor", "nav2"))
+    navigation: str = param("executor", "executor: plans on vlm_agent/plan; map: the same, planned around walls and furniture on "
+                                        "the map topic (OccupancyGrid); nav2: goal_pose for the far part, then the executor",
+                            choices=("executor", "map", "nav2"))
     skill_timeout_s: float = param(120.0, "wall-clock bound of one skill call (navigation included)", min=1.0, max=3600.0)
     plan_timeout_s: float = param(30.0, "wait this long for the executor to finish one plan", min=0.5, max=600.0)
     io_timeout_s: float = param(10.0, "wait this long for odometry / joint states / a subscriber / a segmentation answer", min=0.1, max=300.0)
@@ -158,7 +161,13 @@ class RosSkills(SkillAPI):
         self.config = config or RosSkillsConfig()
         self.perception = perception
         self.arm = arm
-        self.navigator = navigator or StraightLineNavigator(**final_approach_kwargs(self.config))
+        self._map = None  # OccupancyMap from the map topic (navigation: map)
+        final = StraightLineNavigator(**final_approach_kwargs(self.config))
+        if navigator is None and self.config.navigation == "map":
+            from vlm_agent.skills.grid_navigator import GridNavigator
+
+            navigator = GridNavigator(lambda: self._map, final, max_forward_cm=self.config.max_forward_cm)
+        self.navigator = navigator or final
         self.instruction = instruction
         self.done_called = False
         self.log: list[str] = []
@@ -185,6 +194,8 @@ class RosSkills(SkillAPI):
             # Volatile: the executor's reports from now on (its latched history is of earlier plans).
             node.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_state, COMMAND_QOS),
         ]
+        if self.config.navigation == "map":
+            self._subs.append(node.create_subscription(OccupancyGrid, MAP_TOPIC, self._on_map, LATCHED_QOS))
         bind_turn = getattr(perception, "bind_turn", None)
         if bind_turn is not None:  # a provider that searches by turning the base (SegmentationPerception)
             bind_turn(self._turn_in_place)
@@ -211,6 +222,20 @@ class RosSkills(SkillAPI):
         with self._cond:
             self._pose, self._pose_stamp = pose, stamp
             self._cond.notify_all()
+
+    def _on_map(self, msg) -> None:
+        from vlm_agent.skills.grid_navigator import OccupancyMap
+
+        info = msg.info
+        try:
+            if abs(info.origin.orientation.z) > 1e-3:
+                raise ValueError("a rotated map origin is not supported")
+            grid = OccupancyMap.from_message_fields(msg.data, info.width, info.height, info.resolution, info.origin.position.x,
+                                                    info.origin.position.y)
+        except ValueError as exc:
+            self.node.get_logger().warning(f"map ignored: {exc}")
+            return
+        self._map = grid
 
     def _on_joints(self, msg) -> None:
         try:

@@ -153,3 +153,13 @@ class GridMap:
         ax, ay = fx - j, fy - i
         f00, f01, f10, f11 = field[i, j], field[i, j + 1], field[i + 1, j], field[i + 1, j + 1]
         return float((f00 * (1 - ax) + f01 * ax) * (1 - ay) + (f10 * (1 - ax) + f11 * ax) * ay)
+
+
+def static_occupancy(world: WorldSpec, resolution: float = 0.05) -> tuple[np.ndarray, tuple[float, float]]:
+    """(occupied (ny, nx) bool, origin (x, y) of cell (0, 0)'s corner) of `world`'s walls and
+    furniture: what a map of the building holds (the movable objects are left out). A cell is
+    occupied when its centre lies inside an obstacle."""
+    static = CollisionModel.from_world(world, ignore_objects=tuple(o.name for o in world.objects))
+    grid = GridMap(world, resolution, static)
+    return grid.clearance <= 0.0, (float(grid.x0), float(grid.y0))
+
