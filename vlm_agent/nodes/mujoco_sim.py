@@ -3,8 +3,8 @@
 Publishes (topic contract; relative names, so a namespace or `-r` remaps move them; sensor
 publishers reliable per REP-2003): `camera/color/image_raw` (rgb8), `camera/color/camera_info`,
 `camera/depth/image_rect_raw` (32FC1, metres, aligned to colour) and `camera/depth/camera_info`, `odom` (frame `odom`, child `base_link`),
-`joint_states`, `map` (nav_msgs/OccupancyGrid of the room's walls and furniture, latched, after
-each reset: `publish_map`), and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time,
+`joint_states`, `map` (nav_msgs/OccupancyGrid of the room at each reset: walls, furniture and
+the objects on the floor; latched; `publish_map`), and `/clock` (absolute, as every ROS clock source; stamps on every message are sim time,
 so the safety supervisor, which judges freshness from stamps, must run with `use_sim_time`).
 Subscribes: `cmd_vel` (Twist: linear.x m/s, angular.z rad/s; non-finite commands are dropped with
 a logged reason; commands older than `cmd_vel_timeout_s` decay to zero), `arm_controller/joint_trajectory`
@@ -86,8 +86,8 @@ class MujocoSimConfig(ConfigBase):
     max_linear_mps: float = param(1.0, "base speed limit (m/s); larger commands are clipped", min=0.0, max=5.0)
     max_angular_radps: float = param(2.0, "base turn-rate limit (rad/s)", min=0.0, max=10.0)
     publish_instruction: bool = param(True, "publish the episode instruction on vlm_agent/instruction after reset")
-    publish_map: bool = param(True, "publish the room's walls and furniture on map (OccupancyGrid, latched) after reset, "
-                                    "as map_server would on a robot")
+    publish_map: bool = param(True, "publish the room's map on map after reset (OccupancyGrid, latched: walls, furniture and "
+                                    "the objects on the floor), as map_server would on a robot")
     map_resolution_m: float = param(0.05, "cell size of the published map (m)", min=0.01, max=1.0, read_only=True)
     reset_on_start: bool = param(True, "load the configured episode at start-up")
     odom_frame: str = param("odom", "odometry frame", read_only=True)
@@ -189,8 +189,9 @@ class MujocoSimNode(AgentNode):
         return info
 
     def _map_message(self) -> OccupancyGrid:
-        """The episode's static map: walls and furniture (not the movable objects), 100 = occupied,
-        0 = free, in `odom` (the simulator's odometry frame is its world frame)."""
+        """The episode's map as the room is at the reset (`sim.geometry.static_occupancy`: walls,
+        furniture, objects on the floor), 100 = occupied, 0 = free, in `odom` (the simulator's
+        odometry frame is its world frame)."""
         from vlm_agent.sim.geometry import static_occupancy
 
         occupied, origin = static_occupancy(self.env.world, self.config.map_resolution_m)

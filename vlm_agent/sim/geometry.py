@@ -156,10 +156,11 @@ class GridMap:
 
 
 def static_occupancy(world: WorldSpec, resolution: float = 0.05) -> tuple[np.ndarray, tuple[float, float]]:
-    """(occupied (ny, nx) bool, origin (x, y) of cell (0, 0)'s corner) of `world`'s walls and
-    furniture: what a map of the building holds (the movable objects are left out). A cell is
-    occupied when its centre lies inside an obstacle."""
-    static = CollisionModel.from_world(world, ignore_objects=tuple(o.name for o in world.objects))
-    grid = GridMap(world, resolution, static)
+    """(occupied (ny, nx) bool, origin (x, y) of cell (0, 0)'s corner) of `world` as it is now:
+    walls, furniture and the objects standing on the floor, what a map made of the room before the
+    task holds. The objects matter: they are too low for the depth camera's obstacle rule close by
+    (the floor shows from ~0.5 m ahead), so a path through one ends against it. A cell is occupied
+    when its centre lies inside an obstacle."""
+    grid = GridMap(world, resolution, CollisionModel.from_world(world))
     return grid.clearance <= 0.0, (float(grid.x0), float(grid.y0))
 
