@@ -371,3 +371,28 @@ def test_nav2_mode_sends_one_goal_at_the_standoff_facing_the_target(spun, ros_no
     g = goals[0].pose
     assert (g.position.x, g.position.y) == pytest.approx((1.0 - REACH_STANDOFF_M, 0.0), abs=1e-6)
     assert yaw_from_quaternion(g.orientation.x, g.orientation.y, g.orientation.z, g.orientation.w) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_placement_outcome_without_supports():
+    """place_on through a position-only perception: the camera decides when it sees the object,
+    else where the gripper let go; an empty gripper or an object seen elsewhere is a failure."""
+    from vlm_agent.nodes.ros_skills import placement_outcome, rests_on
+    from vlm_agent.skills.api import SkillError
+    from vlm_agent.skills.approach import TargetShape
+    from vlm_agent.skills.perception import Detection
+
+    table = Detection("table", (2.0, 1.0, 0.45), "odom", "table_0")
+    box = TargetShape(is_object=False, box=((1.5, 0.7), (2.5, 1.3), 0.45))
+    cube = Detection("green cube", (3.0, 0.0, 0.08))
+    assert rests_on((2.2, 1.1, 0.5), table.position, box) and not rests_on((2.6, 1.1, 0.5), table.position, box)
+    assert rests_on((3.05, 0.0, 0.24), cube.position, TargetShape()) and not rests_on((3.2, 0.0, 0.24), cube.position, TargetShape())
+    on_table = Detection("red cube", (2.1, 1.0, 0.53))
+    assert placement_outcome("red cube", table, box, seen=on_table) == ("red cube is on table", "camera")
+    with pytest.raises(SkillError, match=r"red cube is not on table after release \(seen at \(2.10, 1.60, 0.08\)\)"):
+        placement_outcome("red cube", table, box, seen=Detection("red cube", (2.1, 1.6, 0.08)), released_at=(2.1, 1.0, 0.53))
+    assert placement_outcome("red cube", table, box, released_at=(2.1, 1.0, 0.53)) == ("red cube is on table", "released over it (not in view)")
+    feedback, verified_by = placement_outcome("red cube", table, box, released_at=(2.7, 1.0, 0.53))
+    assert feedback.startswith("red cube released near table (not verified") and verified_by == ""
+    with pytest.raises(SkillError, match="no longer in the gripper"):
+        placement_outcome("red cube", table, box)
+    assert placement_outcome("yellow cube", cube, TargetShape(), released_at=(3.02, 0.01, 0.25))[0] == "yellow cube is on green cube"

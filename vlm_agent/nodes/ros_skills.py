@@ -425,6 +425,8 @@ class RosSkills(SkillAPI):
             point = place_point_on_object(det.position, dest_half, held_half)
         self._reach(offset(point, PLACE_ABOVE_M))
         self._reach(point)
+        # where the gripper lets go (forward kinematics), and whether it still held something then
+        released_at = self.arm.grasp_point(self.pose(), self._arm_positions()) if self._holding_something() else None
         self.open_gripper()
         self._reach(offset(point, RETREAT_M))
         self._move_arm(ARM_STOW)
@@ -436,25 +438,13 @@ class RosSkills(SkillAPI):
                 raise SkillError(f"{held_label} fell onto {self._support_label(support)} instead of {det.label}")
             return self._result(True, f"{held_label} is on {det.label}")
         look = getattr(self.perception, "locate_in_view", None)
+        seen = None
         if look is not None:  # positions only: look where it was released
             self._observe()
             seen = look(held_label)
-            if seen is not None:
-                if not self._rests_on(seen, det, shape):
-                    raise SkillError(f"{held_label} is not on {det.label} after release (seen at "
-                                     + ", ".join(f"{v:.2f}" for v in seen.position) + ")")
-                return self._result(True, f"{held_label} is on {det.label}")
-        return self._result(True, f"{held_label} released on {det.label} (not verified: not in view after release)")
+        feedback, verified_by = placement_outcome(held_label, det, shape, seen, released_at)
+        return self._result(True, feedback, verified_by=verified_by)
 
-    @staticmethod
-    def _rests_on(obj, support, shape: TargetShape) -> bool:
-        """Geometry only: the object's centre is above the support's footprint (a furniture box, or
-        within 10 cm of an object's centre) and higher than its top."""
-        if shape.box is not None:
-            (x0, y0), (x1, y1), top = shape.box
-            return x0 <= obj.position[0] <= x1 and y0 <= obj.position[1] <= y1 and obj.position[2] > top
-        return math.hypot(obj.position[0] - support.position[0], obj.position[1] - support.position[1]) < 0.1 and \
-            obj.position[2] > support.position[2]
 
     def open_gripper(self) -> SkillResult:
         self._gripper(0.0)
@@ -541,7 +531,7 @@ class RosSkills(SkillAPI):
         support_of = getattr(self.perception, "support_of", None)
         if support_of is not None and obj.name is not None and support.name is not None:
             return support_of(obj.name) == support.name
-        return self._rests_on(obj, support, self._shape(support))
+        return rests_on(obj.position, support.position, self._shape(support))
 
     def _label_of(self, name: str | None) -> str:
         hook = getattr(self.perception, "label_of", None)
@@ -759,6 +749,33 @@ class RosSkills(SkillAPI):
         """A closed gripper whose fingers stopped apart holds something (joint_states)."""
         opening = self._finger_opening()
         return self._gripper_closed and opening is not None and opening > self.config.gripper_held_min_m
+
+
+def rests_on(position, support_position, shape: TargetShape) -> bool:
+    """Geometry only: `position` (x, y, z) is above the support's footprint (a furniture box, or
+    within 10 cm of an object's centre) and higher than its top."""
+    if shape.box is not None:
+        (x0, y0), (x1, y1), top = shape.box
+        return x0 <= position[0] <= x1 and y0 <= position[1] <= y1 and position[2] > top
+    return math.hypot(position[0] - support_position[0], position[1] - support_position[1]) < 0.1 and position[2] > support_position[2]
+
+
+def placement_outcome(held_label: str, dest, shape: TargetShape, seen=None, released_at=None) -> tuple[str, str]:
+    """(feedback, verified_by) of a `place_on` whose perception cannot tell supports: `seen` (the
+    released object found in view afterwards, a Detection, or None) decides when there is one (off the
+    destination: SkillError); otherwise `released_at`, the grasp point when the gripper opened while
+    still holding (None: it was empty by then, a SkillError), over the destination's footprint counts
+    as placed; anything else is reported as released near it, unverified."""
+    if seen is not None:
+        if not rests_on(seen.position, dest.position, shape):
+            raise SkillError(f"{held_label} is not on {dest.label} after release (seen at {_xyz(seen.position)})")
+        return f"{held_label} is on {dest.label}", "camera"
+    if released_at is None:
+        raise SkillError(f"{held_label} was no longer in the gripper when it opened over {dest.label}")
+    if rests_on(released_at, dest.position, shape):
+        # below the camera's view at the standoff: the gripper held it until it opened over the footprint
+        return f"{held_label} is on {dest.label}", "released over it (not in view)"
+    return f"{held_label} released near {dest.label} (not verified: not in view, released at {_xyz(released_at)})", ""
 
 
 def _xyz(p) -> str:

@@ -48,6 +48,9 @@ class SkillResult:
         in metres in `frame` (the world/odom frame in the simulator).
     perception: which `Perception` provider answered "where is it", e.g.
         "ground_truth (upper bound)"; every result of a ground-truth run carries it.
+    verified_by: `place_on` through a position-only perception: what "X is on Y" rests on
+        ("camera": seen there after release; "released over it (not in view)": the gripper held it
+        until it opened over Y's footprint); empty when nothing verified it.
     """
 
     success: bool
@@ -57,10 +60,11 @@ class SkillResult:
     position: tuple[float, float, float] | None = None
     frame: str | None = None
     perception: str | None = None
+    verified_by: str | None = None
 
     def to_dict(self) -> dict:
         out = {"success": self.success, "feedback": self.feedback, "changes": self.changes}
-        for key in ("found", "position", "frame", "perception"):
+        for key in ("found", "position", "frame", "perception", "verified_by"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value) if key == "position" else value
