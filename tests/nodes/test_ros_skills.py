@@ -276,8 +276,10 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     n = len(queries)
     held = locate("red cube")["det"]
     assert len(queries) == n and held.position == pytest.approx(DEFAULT_ARM.grasp_point((0.0, 0.0, 0.0), ARM_STOW))
-    perception.observe_gripper(0.0, (0.0, 0.0, 0.0), joints)
-    assert locate("red cube")["det"].position == pytest.approx((0.0, 2.0, 0.08)) and turns[-3:] == [45, 45, -90]
+    perception.observe_gripper(0.0, (0.0, 0.0, 0.0), joints)  # let go where the grasp point is: remembered there
+    n = len(queries)
+    assert locate("red cube")["det"].position == pytest.approx(held.position) and perception.log[-1].startswith("red cube: memory")
+    assert len(queries) == n + 1  # the view first (not there), then memory, no search
     assert "could not segment 'broken': model call failed: boom" in locate("broken")["error"]
     # the current view only (place_on's check after a release): no memory, no turning
     n_turns = len(turns)

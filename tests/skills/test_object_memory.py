@@ -101,3 +101,8 @@ def test_memory_forgets_what_was_held_and_released():
     named.grasped("red cube")
     named.released()
     assert named.sightings == {}
+    named.remember("red cube", Detection("red cube", (1.0, 2.0, 0.08), "odom", "obj_1"))
+    named.grasped("the red cube")
+    put = Detection("red cube", (3.0, 1.0, 0.53))
+    named.released(at=put)  # where it was let go replaces where it was seen
+    assert named.recall("red cube") == put and named.held is None

@@ -848,14 +848,21 @@ class SegmentationPerception:
                 self._pose = tuple(pose)
 
     def observe_gripper(self, command: float, pose, joints) -> None:
-        """Closed on something: the phrase located last is now held; opened: it lies somewhere new."""
+        """Closed on something: the phrase located last is now held; opened: it lies where the gripper
+        let go (forward kinematics), its old sightings forgotten."""
         self.observe_robot(pose, joints)
         fingers = [joints[n] for n in GRIPPER_JOINTS if n in joints]
         holding = bool(fingers) and sum(fingers) / len(fingers) > self.config.gripper_held_min_m
         if command >= 0.5 and holding and self._last_phrase is not None:
             self.memory.grasped(self._last_phrase)
-        elif command < 0.5:
-            self.memory.released()
+        elif command < 0.5 and self.memory.held is not None:
+            # the arm is still where it let go: that is where the object now is (it may roll off; a view corrects it)
+            from vlm_agent.skills.perception import Detection
+
+            at = None
+            if all(j in joints for j in ARM_JOINTS):
+                at = Detection(self.memory.held, self.arm.grasp_point(pose, [joints[j] for j in ARM_JOINTS]), self.odom_frame, None)
+            self.memory.released(at)
         return None
 
     def shape(self, det) -> TargetShape:

@@ -144,9 +144,9 @@ class ObjectMemory:
     """Last sightings by phrase and the held phrase (see the module docstring).
 
     `remember(phrase, detection)` after a segmentation; `recall(phrase)` the last one or None;
-    `grasped(phrase)` when the gripper closed on the object a phrase named; `released()` when the
+    `grasped(phrase)` when the gripper closed on the object a phrase named; `released(at)` when the
     gripper opened: the held object's sightings (by any phrase that was answered with the same
-    position) are forgotten."""
+    position) are forgotten, and `at`, where it was let go, is remembered instead."""
 
     def __init__(self, same_object_m: float = 0.05):
         self.same_object_m = same_object_m
@@ -165,9 +165,12 @@ class ObjectMemory:
     def grasped(self, phrase: str) -> None:
         self.held = phrase_key(phrase)
 
-    def released(self) -> None:
+    def released(self, at: Detection | None = None) -> None:
+        """The gripper opened: the held object's old sightings are forgotten; `at` (where it was let
+        go, when known) becomes its sighting under the phrase it was held by."""
         if self.held is None:
             return
+        held = self.held
         gone = self.sightings.pop(self.held, None)
         if gone is not None:  # other phrases answered with the same object ("the cube" and "the red cube")
             def same(d: Detection) -> bool:
@@ -177,6 +180,8 @@ class ObjectMemory:
 
             self.sightings = {k: d for k, d in self.sightings.items() if not same(d)}
         self.held = None
+        if at is not None:
+            self.sightings[held] = at
 
 
 def _dist(a, b) -> float:
