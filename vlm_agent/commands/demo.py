@@ -20,10 +20,10 @@ one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in thi
   `config/sim_manip.yaml`, the skills reading the simulator's ground truth (an upper bound; the table
   says so), or with `--manip-perception segmenter` the `segmenter` node as the task planner's
   perception (`perception: segmentation`: skills ask `segmentation/query` and read the object's 3D
-  point on `segmentation/target`; the episode's furniture as its map file). Ground truth is the
-  default: through ROS the segmenter path reached 0.40 on 10 val episodes even with ground-truth
-  masks (a straight-line approach blocked by furniture, placements it cannot see), and the trained
-  segmenter finds the wrong object more often than not. Scored by the simulator.
+  point on `segmentation/target`; the episode's furniture as its map file, approaches planned on the
+  simulator's `map`). Ground truth is the default: through ROS the segmenter path reached 0.45 on
+  20 val episodes even with ground-truth masks (missed grasps, blocked approaches), and 0.10 with
+  the trained segmenter, which finds the wrong object more often than not. Scored by the simulator.
 
 A default checkpoint that is not there skips its suite with the reason printed; a model directory
 given on the command line must exist. Prints one results table (suite, planner and model,
