@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Python module -> rosdep key (only keys that exist in ros/rosdistro's rosdep/python.yaml).
 ROSDEP_KEYS = {
-    "numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-opencv", "PIL": "python3-pil",
+    "numpy": "python3-numpy", "scipy": "python3-scipy", "yaml": "python3-yaml", "cv2": "python3-opencv", "PIL": "python3-pil",
     "matplotlib": "python3-matplotlib", "tqdm": "python3-tqdm", "rich": "python3-rich",
     "imageio": "python3-imageio", "httpx": "python3-httpx", "fastapi": "python3-fastapi",
     "uvicorn": "python3-uvicorn",

@@ -349,11 +349,12 @@ class RosSkills(SkillAPI):
 
     def _observe(self, block: bool = True) -> None:
         """Tell a provider that follows the robot (`observe_robot`) its pose and joints; `block=False`
-        uses what has arrived and skips the call when odometry or the arm's joints have not."""
+        (or a provider whose `needs_robot_state` is False) uses what has arrived and skips the call
+        when odometry or the arm's joints have not."""
         hook = getattr(self.perception, "observe_robot", None)
         if hook is None:
             return
-        if block:
+        if block and getattr(self.perception, "needs_robot_state", True):
             hook(self.pose(), self.joints())
             return
         with self._cond:
@@ -806,6 +807,7 @@ class SegmentationPerception:
 
     label = "segmentation"
     upper_bound = False
+    needs_robot_state = False  # joints only matter for the held object: the adapter never waits for them
 
     def __init__(self, node, config: RosSkillsConfig | None = None, pose_fn=None, odom_frame: str = "odom",
                  furniture: FurnitureMap | None = None, arm: ArmGeometry = DEFAULT_ARM):
