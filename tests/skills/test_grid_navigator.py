@@ -119,3 +119,13 @@ def test_the_simulators_map_gets_the_robot_to_every_manip_target():
         assert reached == len(episodes)
     finally:
         env.close()
+
+
+def test_a_new_map_is_planned_on_not_the_cached_one():
+    open_room = OccupancyMap(np.zeros((80, 120), bool), 0.05, (0.0, 0.0))
+    maps = [open_room]
+    nav = GridNavigator(lambda: maps[-1], robot_radius_m=0.2)
+    target = NavTarget("red cube", (5.0, 1.0, 0.08), 0.45)
+    assert max(y for _, y in nav.path(maps[-1], (1.0, 1.0, 0.0), target)) < 1.3  # straight across
+    maps.append(_wall_map())  # the next episode's room
+    assert max(y for _, y in nav.path(maps[-1], (1.0, 1.0, 0.0), target)) > 3.0  # round the new wall

@@ -152,9 +152,9 @@ class GridNavigator:
     def _graph_for(self, grid: OccupancyMap):
         from scipy.sparse import coo_matrix
 
-        key = (id(grid), self.robot_radius_m, self.margin_m)
-        if key == self._graph_key:
-            return self._graph
+        key = (self.robot_radius_m, self.margin_m)
+        if self._graph_key is not None and self._graph_key[0] is grid and self._graph_key[1] == key:
+            return self._graph  # the same map object (kept referenced here, so its id cannot be reused)
         ny, nx = grid.shape
         clear = grid.clearance
         free = clear > self.robot_radius_m
@@ -175,7 +175,7 @@ class GridNavigator:
             cols.append(idx[src][ok])
             weights.append((length * cost[dst])[ok])
         graph = coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))), shape=(ny * nx, ny * nx)).tocsr()
-        self._graph_key, self._graph = key, (graph, free)
+        self._graph_key, self._graph = (grid, key), (graph, free)
         return self._graph
 
     def _start_cell(self, grid: OccupancyMap, free: np.ndarray, pose):
