@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -157,3 +158,44 @@ def test_every_console_script_node_starts_and_exits_cleanly(ros_node, ros_execut
     for name, proc in procs.items():
         assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.output[-2000:]}"
         assert "Traceback" not in proc.output and "RCLError" not in proc.output, f"{name}:\n{proc.output[-2000:]}"
+
+
+def test_a_teardown_that_hangs_in_rclpy_ends_the_process_after_the_watchdog(tmp_path):
+    """A node whose destroy_node never returns (what was seen inside rclpy under load): the process
+    still exits, with code 0 and the reason on stderr, TEARDOWN_EXIT_S after the teardown began."""
+    import subprocess
+    import textwrap
+
+    from vlm_agent.nodes.base import TEARDOWN_EXIT_S
+
+    script = tmp_path / "hang.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from rclpy.node import Node
+        from vlm_agent.nodes.base import run_node
+
+        class Hanging(Node):
+            def __init__(self):
+                super().__init__("hanging_teardown")
+                self.create_timer(0.05, lambda: print("up", flush=True))
+
+            def on_exit(self):
+                print("on_exit", flush=True)
+
+            def destroy_node(self):
+                time.sleep(600)
+
+        sys.exit(run_node(Hanging))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TEARDOWN_EXIT_S + 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "on_exit" in out and "teardown still inside rclpy after 12 s" in err
+    assert TEARDOWN_EXIT_S - 1 <= time.monotonic() - t0 <= TEARDOWN_EXIT_S + 15

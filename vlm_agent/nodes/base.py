@@ -26,7 +26,9 @@ and only then is the context shut down. Model calls run on a `ModelWorker` daemo
 cleanup joins for at most `WORKER_EXIT_WAIT_S`; if a hung call outlives that, the process ends with
 `os._exit` after the teardown instead of finalising the interpreter (which would abort inside the
 call's C++). A teardown still running `TEARDOWN_DUMP_S` after the signal prints every thread's
-stack to stderr (faulthandler), so a hang in the middleware is diagnosable from a launch log.
+stack to stderr (faulthandler), so a hang in the middleware is diagnosable from a launch log; one
+still inside rclpy's node destruction `TEARDOWN_EXIT_S` after it began ends the process (exit 0,
+the reason on stderr), since the node has already stopped the robot by then.
 """
 from __future__ import annotations
 
@@ -502,6 +504,10 @@ def stop_on_signals(callback: typing.Callable[[], None]):
 
 
 TEARDOWN_DUMP_S = 8.0
+# A teardown still inside rclpy this long after it began ends the process (exit 0: on_exit has
+# already sent the zero command). Seen in tests under load: destroy_node waiting forever in
+# `destroy_when_not_in_use` with no other Python thread alive (cause in rclpy not found).
+TEARDOWN_EXIT_S = 12.0
 
 
 def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
@@ -533,9 +539,14 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
                     if rclpy.ok():
                         node.on_exit()
                 finally:
+                    watchdog = threading.Timer(TEARDOWN_EXIT_S, _teardown_hung)
+                    watchdog.daemon = True
+                    watchdog.start()
                     executor.remove_node(node)
                     node.destroy_node()
                     executor.shutdown()
+                    watchdog.cancel()
+                    watchdog.join(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:
@@ -543,6 +554,16 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
         return 1
     _exit_now_if_threads_left(0)
     return 0
+
+
+def _teardown_hung() -> None:
+    """The teardown's watchdog (see TEARDOWN_EXIT_S): say so, flush, end the process."""
+    print(f"teardown still inside rclpy after {TEARDOWN_EXIT_S:g} s (node destroy waiting on a handle in use); "
+          "the zero command went out before it; exiting", file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _exit_now_if_threads_left(code: int) -> None:
