@@ -164,3 +164,93 @@ def test_shipped_default_is_the_film_cnn_navigator():
 
         cfg = NavidConfig.from_pretrained(path)
         assert cfg.vision_stem == "film_cnn" and cfg.recent_history_frames > 0
+
+
+def _map_dataset(cells=8, **kw):
+    from vlm_agent.planners.ego_map import pack_maps
+
+    data = _dataset(**kw)
+    rng = np.random.default_rng(3)
+    data["maps"] = pack_maps(rng.integers(0, 2, (len(data["frames"]), 3, cells, cells)))
+    data["ego_map_config"] = {"cells": cells, "resolution_m": 0.25}
+    return data
+
+
+@pytest.fixture
+def map_navid():
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
+    from vlm_agent.models.registry import new_model
+
+    torch.manual_seed(0)
+    model, proc = new_model("navid", train_tokenizer(), image_size=16, patch_size=4, vision_hidden=16, text_hidden=32, text_layers=1, heads=4,
+                            vision_stem="film_cnn", cnn_channels=[8], current_grid_size=4, max_history_frames=4, recent_history_frames=2,
+                            map_cells=8, map_grid_size=2, ego_map={"cells": 8, "resolution_m": 0.25}, aux_action_classes=len(ACTIONS))
+    return model.eval(), proc
+
+
+def test_map_memory_tokens_follow_the_frame_and_change_the_answer(map_navid):
+    model, proc = map_navid
+    assert model.config.current_tokens == 16 + 4 and proc.current_tokens == 20
+    maps = torch.zeros(2, 3, 8, 8)
+    maps[1, 1, :4] = 1  # an obstacle ahead in the second map
+    with torch.no_grad():
+        feats = model.map_features(maps)
+    assert feats.shape == (2, 4, 32)
+    assert not torch.allclose(feats[0], feats[1])
+    with pytest.raises(ValueError, match="expected maps"):
+        model.map_features(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(ValueError, match="map_grid_size"):
+        _cnn_config(map_cells=2, map_grid_size=4)
+
+
+def test_map_memory_trains_through_lm_and_aux_head(map_navid, tmp_path):
+    from vlm_agent.planners.backends import BuiltinNavidBackend
+
+    model, proc = map_navid
+    model.train()
+    data = _map_dataset()
+    batcher = EpisodeBatcher(data, proc, steps_per_episode=6, stop_weight=1.0, map_cells=8)
+    batch = batcher.build([0, 1])
+    assert batch["maps"].shape == (len(batch["pixel_values"]), 3, 8, 8)
+    batch["aux_weight"] = 1.0
+    loss = model.forward_train(batch)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n.startswith("map_encoder."))
+    with pytest.raises(ValueError, match="no egocentric maps"):
+        EpisodeBatcher(_dataset(), proc, 6, 1.0, map_cells=8)
+    with pytest.raises(ValueError, match="cells"):
+        EpisodeBatcher(data, proc, 6, 1.0, map_cells=16)
+    model.eval()
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    backend = BuiltinNavidBackend(str(tmp_path))
+    assert backend.ego_map_config == {"cells": 8, "resolution_m": 0.25}
+    backend.reset("go to the red ball")
+    frame = np.zeros((16, 16, 3), np.uint8)
+    backend.observe(frame)
+    assert backend.generate(frame, ego_map=np.zeros((3, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="needs ego_map"):
+        backend.generate(frame)
+
+
+def test_planner_builds_the_map_from_depth_and_pose(map_navid, tmp_path):
+    from vlm_agent.planners.navid import NavidPlanner, NavidPlannerConfig
+
+    model, proc = map_navid
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    planner = NavidPlanner(NavidPlannerConfig(model_dir=str(tmp_path), camera_height_m=0.5, camera_pitch_rad=0.0))
+    assert planner.needs_depth
+    planner.reset("go to the red ball")
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    depth = np.full((16, 16), 1.0, np.float32)  # a wall 1 m ahead of a level camera
+    with pytest.raises(ValueError, match="depth and odometry"):
+        planner.plan(rgb)
+    assert planner.plan(rgb, depth, (0.0, 0.0, 0.0)).primitives
+    assert planner.ego_map.config.camera_height_m == 0.5 and planner.ego_map.updates == 1
+    planner.observe(rgb, depth, (0.0, 0.0, 0.0))  # the frame just planned on is not added twice
+    assert planner.ego_map.updates == 1
+    planner.observe(rgb, depth, (0.25, 0.0, 0.0))
+    assert planner.ego_map.updates == 2 and planner.ego_map.grid[1].any()
+    planner.reset("go to the blue box")
+    assert planner.ego_map.updates == 0 and not planner.ego_map.grid.any()

@@ -7,7 +7,7 @@ import numpy as np
 
 from vlm_agent.actions import ACTIONS, NavPrimitive
 from vlm_agent.training.collect import collect_shards
-from vlm_agent.training.data import load_shards
+from vlm_agent.training.data import expand_shards, load_shards
 
 
 class _AlwaysLeft:
@@ -42,3 +42,19 @@ def test_dagger_executes_the_learner_and_labels_with_the_expert(tmp_path):
     labels = {ACTIONS[a].kind for a in d["actions"]}
     assert "forward" in labels  # the expert still says where to go from the spinning learner's states
     assert float(d["success"][0]) == 0.0
+
+
+def test_shards_hold_each_frames_map_memory(tmp_path):
+    from vlm_agent.planners.ego_map import unpack_maps
+
+    paths = collect_shards(str(tmp_path / "m"), episodes=2, episodes_per_shard=1, seed=3, image_size=16, max_steps=10, log=lambda s: None)
+    d = load_shards(paths)
+    cells = d["ego_map_config"]["cells"]
+    maps = unpack_maps(d["maps"], cells)
+    assert maps.shape == (len(d["frames"]), 3, cells, cells)
+    first = int(d["episode_start"][1])
+    assert maps[first, 2].any() and maps[first - 1, 0].sum() >= maps[0, 0].sum()  # visited at once; seen floor grows
+    bare = load_shards(collect_shards(str(tmp_path / "n"), episodes=1, episodes_per_shard=1, seed=3, image_size=16, max_steps=4, ego_map=False,
+                                      log=lambda s: None))
+    assert "maps" not in bare
+    assert "maps" not in load_shards(paths + expand_shards([str(tmp_path / "n")]))  # mixed shards: no maps

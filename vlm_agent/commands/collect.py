@@ -41,6 +41,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="cap on steps per episode (0 = the episode's own limit)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the learner")
     parser.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps (checked before collecting)")
+    parser.add_argument("--no-ego-map", action="store_true",
+                        help="nav: do not render depth nor store each frame's egocentric map (the navigator's map memory, planners/ego_map.py)")
 
 
 def run(args) -> int:
@@ -81,7 +83,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
         learner = make_navid_policy(args.learner, device=check_device(args.device))
     kw = dict(split=args.split, episodes=args.episodes, seed=args.seed, image_size=args.image_size, expert=args.expert,
-              learner=learner, beta=args.beta if learner else 1.0, max_steps=args.max_steps)
+              learner=learner, beta=args.beta if learner else 1.0, max_steps=args.max_steps,
+              ego_map=not args.no_ego_map)
     if args.out.endswith(".npz"):  # one shard file
         with tempfile.TemporaryDirectory() as tmp:
             (path,) = collect_shards(tmp, episodes_per_shard=args.episodes, **kw)

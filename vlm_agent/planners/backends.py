@@ -124,12 +124,31 @@ class BuiltinNavidBackend:
         _, his = self.model.encode_frames(pixels, self._condition)
         return his.reshape(-1, his.shape[-1]), len(self._history)
 
-    def generate(self, rgb: np.ndarray) -> str:
+    @property
+    def ego_map_config(self) -> dict | None:
+        """The map settings the model was trained with (`planners.ego_map.EgoMapConfig` fields), or
+        None for a model without a map memory (then `generate` takes no `ego_map`)."""
+        c = self.model.config
+        if not getattr(c, "map_cells", 0):
+            return None
+        return dict(c.ego_map or {}, cells=c.map_cells)
+
+    def generate(self, rgb: np.ndarray, ego_map: np.ndarray | None = None) -> str:
+        """Next primitives' text from frame `rgb` (H, W, 3) uint8 and the history; `ego_map`
+        (C, N, N) {0, 1}: the egocentric map memory, required by (only) models that have one."""
         self._require_reset()
         _check_frame(rgb)
         torch = self._torch
+        has_map = self.ego_map_config is not None
+        if has_map and ego_map is None:
+            raise ValueError("this NaVid model reads a map memory: generate() needs ego_map (depth and odometry)")
+        if not has_map and ego_map is not None:
+            raise ValueError("this NaVid model has no map memory; ego_map must be None")
         with torch.no_grad():
             cur, _ = self._encode(rgb)
+            if has_map:
+                maps = torch.as_tensor(np.asarray(ego_map), device=self.device)[None]
+                cur = torch.cat([cur, self.model.map_features(maps)[0]])
             his, k = self._history_tokens()
             feats = cur if his is None else torch.cat([his, cur])
             ids = torch.tensor([self.processor.prompt_ids(self._instruction_ids, k)], device=self.device)

@@ -2,8 +2,13 @@
 
     planner = NavidPlanner(NavidPlannerConfig(backend="builtin", model_dir="checkpoints/navid_film"))
     planner.reset("go to the red ball")      # validates the instruction (ValueError if bad)
-    result = planner.plan(rgb)                # PlanResult(raw_text, primitives, latency_s, error)
-    planner.observe(rgb)                      # the frame becomes history for later calls
+    result = planner.plan(rgb, depth, pose)   # PlanResult(raw_text, primitives, latency_s, error)
+    planner.observe(rgb, depth, pose)         # the frame becomes history for later calls
+
+A model with a map memory (`NavidConfig.map_cells`, `planners/ego_map.py`) needs every frame's
+depth (H, W) float32 m and the base pose (x, y, yaw) in `odom`; the planner accumulates the map
+(each frame once) and hands the model its egocentric view. Without them such a model raises
+ValueError (the node stops the robot and says why); a model without a map ignores them.
 
 Unparsable model text becomes `[stop]` with `error` set and a logged warning; backend failures
 (`BackendError`, `BackendTimeoutError`, anything the model raises) propagate so the caller stops the
@@ -83,6 +88,11 @@ class NavidPlannerConfig(EncoderParams):
         "on by less than this mean absolute pixel difference (0-255), the step did not move the robot, and a next plan that starts "
         "with forward becomes a turn of blocked_turn_deg (0 = off)", min=0.0, max=255.0)
     blocked_turn_deg: float = param(90.0, "the turn (degrees, to the left) that replaces a forward step into a blocked view", min=1.0, max=180.0)
+    # The camera mounting of the map memory (models with one only); defaults are the simulator's.
+    camera_height_m: float = param(0.95, "map memory: camera height above the floor, m", min=0.0, max=5.0)
+    camera_pitch_rad: float = param(0.349066, "map memory: camera pitch below horizontal, rad", min=-1.6, max=1.6)
+    camera_x_m: float = param(-0.07, "map memory: camera position ahead of base_link, m", min=-5.0, max=5.0)
+    camera_vertical_fov_deg: float = param(60.0, "map memory: vertical field of view used for the depth intrinsics until set_intrinsics() gives the camera's own", min=1.0, max=179.0)
     device: str = param("cpu", "torch device for local backends")
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
@@ -153,6 +163,48 @@ class NavidPlanner:
         self.steps = 0
         self._turned_deg = 0.0  # turns planned since the last forward step (spin recovery)
         self._forward_view: np.ndarray | None = None  # subsampled frame a forward step was planned on (blocked recovery)
+        self._map_settings = getattr(self.backend, "ego_map_config", None)
+        self.ego_map = None  # EgoMap when the model reads one (built at the first frame: intrinsics)
+        self._intrinsics = None
+        self._mapped = None  # (depth, pose) of the frame last added to the map: each frame once
+
+    @property
+    def needs_depth(self) -> bool:
+        """True when the model reads a map memory: plan/observe then need depth and pose."""
+        return self._map_settings is not None
+
+    def set_intrinsics(self, intrinsics) -> None:
+        """The depth camera's `CameraIntrinsics` (else they follow from `camera_vertical_fov_deg`)."""
+        with self._lock:
+            self._intrinsics = intrinsics
+            if self.ego_map is not None:
+                self.ego_map.intrinsics = intrinsics
+
+    def _update_map(self, depth, pose) -> np.ndarray | None:
+        """Add the frame to the map memory (once) and return its egocentric view; None without a map."""
+        if self._map_settings is None:
+            return None
+        if depth is None or pose is None:
+            raise ValueError("this NaVid model reads a map memory built from depth and odometry: no depth image or pose was given")
+        from vlm_agent.planners.ego_map import EgoMap, EgoMapConfig
+
+        depth = np.asarray(depth)
+        if depth.ndim != 2:
+            raise ValueError(f"depth must be (H, W) metres, got shape {depth.shape}")
+        pose = tuple(float(v) for v in pose)
+        if self.ego_map is None:
+            c = self.config
+            settings = {**self._map_settings, "camera_height_m": c.camera_height_m, "camera_pitch_rad": c.camera_pitch_rad, "camera_x_m": c.camera_x_m}
+            intrinsics = self._intrinsics
+            if intrinsics is None:
+                from vlm_agent.sensors.camera_model import CameraIntrinsics
+
+                intrinsics = CameraIntrinsics.from_fov(depth.shape[1], depth.shape[0], c.camera_vertical_fov_deg)
+            self.ego_map = EgoMap(EgoMapConfig.from_dict(settings, strict=False), intrinsics)
+        if self._mapped is None or self._mapped[0] is not depth or self._mapped[1] != pose:
+            self.ego_map.update(depth, pose)
+            self._mapped = (depth, pose)
+        return self.ego_map.egocentric(pose)
 
     def reset(self, instruction: str) -> None:
         """Start an episode. Raises ValueError for empty, too long or control-character instructions."""
@@ -160,19 +212,26 @@ class NavidPlanner:
         with self._lock:
             self.backend.reset(text)
             self.instruction, self.steps, self._turned_deg, self._forward_view = text, 0, 0.0, None
+            if self.ego_map is not None:
+                self.ego_map.reset()
+            self._mapped = None
 
-    def observe(self, rgb: np.ndarray) -> None:
-        """Add `rgb` (H, W, 3) uint8 to the history (encoded once by the builtin backend)."""
+    def observe(self, rgb: np.ndarray, depth: np.ndarray | None = None, pose=None) -> None:
+        """Add `rgb` (H, W, 3) uint8 to the history (encoded once by the builtin backend), and
+        `depth` / `pose` to the map memory of a model that has one."""
         with self._lock:
             self._require_instruction()
+            self._update_map(depth, pose)
             self.backend.observe(rgb)
 
-    def plan(self, rgb: np.ndarray) -> PlanResult:
-        """Plan from the current frame `rgb` (H, W, 3) uint8 and the history so far."""
+    def plan(self, rgb: np.ndarray, depth: np.ndarray | None = None, pose=None) -> PlanResult:
+        """Plan from the current frame `rgb` (H, W, 3) uint8 and the history so far (`depth` (H, W)
+        m and `pose` (x, y, yaw) in odom: needed by a model with a map memory, see module doc)."""
         with self._lock:
             self._require_instruction()
             t0 = time.perf_counter()
-            raw = self.backend.generate(rgb)
+            ego = self._update_map(depth, pose)
+            raw = self.backend.generate(rgb) if ego is None else self.backend.generate(rgb, ego_map=ego)
             parsed = parse_primitives(raw, self.config.max_primitives, self.config.max_forward_cm, self.config.max_turn_deg)
             latency = time.perf_counter() - t0
             self.steps += 1

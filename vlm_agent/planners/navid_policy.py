@@ -28,12 +28,14 @@ class NavidPolicy:
         self.last_result = None
 
     def act(self, obs) -> NavPrimitive:
+        # depth and pose feed a model's map memory (NavObservation has both; models without one ignore them).
+        depth, pose = getattr(obs, "depth", None), getattr(obs, "pose", None)
         if not self.queue:
-            self.last_result = self.planner.plan(obs.rgb)
+            self.last_result = self.planner.plan(obs.rgb, depth, pose)
             self.calls += 1
             self.parse_errors += self.last_result.error is not None
             self.queue.extend(self.last_result.primitives)
-        self.planner.observe(obs.rgb)
+        self.planner.observe(obs.rgb, depth, pose)
         return self.queue.popleft()
 
     select_action = act  # LeRobot's name

@@ -35,9 +35,11 @@ def make_expert(name: str, env):
 
 def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, episodes_per_shard: int = 250, seed: int = 0,
                    image_size: int = 64, expert: str = "explorer", learner=None, beta: float = 1.0, max_steps: int = 0,
-                   log=print) -> list[str]:
+                   ego_map: bool = True, log=print) -> list[str]:
     """Write the shards (see module doc); returns their paths. `learner`: an object with
-    `reset(episode)` and `act(obs) -> NavPrimitive` (a `NavidPolicy`)."""
+    `reset(episode)` and `act(obs) -> NavPrimitive` (a `NavidPolicy`). `ego_map`: also render depth
+    and store each frame's egocentric map (`planners.ego_map`, default settings) as `maps` (F, 3, N,
+    N / 8) packed bits, with the settings as `ego_map_config` (JSON)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episode
@@ -47,8 +49,13 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
     if learner is None and beta < 1.0:
         raise ValueError("beta < 1 needs a learner policy (DAgger)")
     os.makedirs(out_dir, exist_ok=True)
-    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=False, max_steps=max_steps))
+    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=ego_map, max_steps=max_steps))
     teacher = make_expert(expert, env)
+    memory = None
+    if ego_map:
+        from vlm_agent.planners.ego_map import EgoMap, EgoMapConfig, pack_maps
+
+        memory = EgoMap(EgoMapConfig(), env.camera_intrinsics())
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = []
     t_start = time.monotonic()
@@ -58,7 +65,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
         if os.path.exists(path):
             continue
         rng = np.random.default_rng([seed, k, 99])
-        frames, actions, starts, lengths, instr, ids, tasks, succ = [], [], [], [], [], [], [], []
+        frames, actions, starts, lengths, instr, ids, tasks, succ, maps = [], [], [], [], [], [], [], [], []
         t0 = time.monotonic()
         for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
             ep = make_episode("nav", split, seed, i)
@@ -66,10 +73,16 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
             teacher.reset(ep)
             if learner is not None:
                 learner.reset(ep)
+            if memory is not None:
+                memory.reset()
             starts.append(len(frames))
             while not env.done:
                 label = teacher.act(obs)
                 frames.append(obs.rgb)
+                if memory is not None:
+                    # The map the learner would read at this step: every frame so far, this one included.
+                    memory.update(obs.depth, obs.pose)
+                    maps.append(pack_maps(memory.egocentric(obs.pose)))
                 actions.append(ACTION_INDEX[(label.kind, label.value)])
                 action = label
                 if learner is not None:
@@ -83,7 +96,8 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
             tasks.append(ep.task)
             succ.append(float(env.metrics()["success"]))
         tmp = path + ".tmp.npz"
-        np.savez(tmp, frames=np.stack(frames), actions=np.asarray(actions, np.int8), episode_start=np.asarray(starts, np.int64),
+        extra = {"maps": np.stack(maps), "ego_map_config": np.asarray(json.dumps(memory.config.to_dict()))} if memory is not None else {}
+        np.savez(tmp, **extra, frames=np.stack(frames), actions=np.asarray(actions, np.int8), episode_start=np.asarray(starts, np.int64),
                  episode_length=np.asarray(lengths, np.int64), instructions=np.asarray(instr), episode_ids=np.asarray(ids),
                  tasks=np.asarray(tasks), success=np.asarray(succ, np.float32), expert=np.asarray(expert))
         os.replace(tmp, path)
@@ -109,6 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=0, help="step cap per episode (0 = the episode's, 300)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps")
+    p.add_argument("--no-ego-map", action="store_true", help="do not render depth nor store the egocentric maps")
     a = p.parse_args(argv)
     import torch
 
@@ -120,7 +135,7 @@ def main(argv=None) -> int:
 
         learner = make_navid_policy(a.learner, device=check_device(a.device))
     paths = collect_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.expert, learner,
-                           a.beta if learner else 1.0, a.max_steps, log=lambda s: print(s, flush=True))
+                           a.beta if learner else 1.0, a.max_steps, ego_map=not a.no_ego_map, log=lambda s: print(s, flush=True))
     print(json.dumps({"shards": len(paths), "out": a.out}))
     return 0
 

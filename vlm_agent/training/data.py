@@ -4,7 +4,9 @@ One shard = one `.npz` with every frame of every episode (written by `training/c
     frames (F, S, S, 3) uint8 RGB, actions (F,) int8 (`vlm_agent.actions.ACTIONS` index of the
     expert's label for that frame), episode_start (E,) int64, episode_length (E,) int64,
     instructions (E,) str, episode_ids (E,) str; collect_shards adds tasks (E,) str,
-    success (E,) float32 and expert () str.
+    success (E,) float32 and expert () str, and (unless --no-ego-map) maps (F, 3, N, N / 8) uint8: each
+    frame's egocentric map memory as packed bits (`planners.ego_map.pack_maps`), with the map settings
+    as ego_map_config () str (JSON).
 With a learner (DAgger) the learner's own primitive was executed with probability 1 - beta, the
 expert's otherwise, and the label is always the expert's action for the state actually visited.
 """
@@ -26,11 +28,20 @@ def expand_shards(paths: list[str]) -> list[str]:
 
 
 def load_shards(paths: list[str]) -> dict:
-    """Concatenate shards into one dataset dict (the keys every shard has; starts re-based)."""
+    """Concatenate shards into one dataset dict (the keys every shard has; starts re-based). `maps`
+    and `ego_map_config` (a dict) are included when every shard has maps made with the same settings."""
+    import json
+
     parts = [np.load(p) for p in paths]
     out = {"frames": [], "actions": [], "episode_start": [], "episode_length": [], "instructions": [], "episode_ids": []}
+    map_configs = {str(d["ego_map_config"]) if "maps" in d and "ego_map_config" in d else None for d in parts}
+    with_maps = len(map_configs) == 1 and None not in map_configs
+    if with_maps:
+        out["maps"] = []
     offset = 0
     for d in parts:
+        if with_maps:
+            out["maps"].append(d["maps"])
         out["frames"].append(d["frames"])
         out["actions"].append(d["actions"])
         out["episode_start"].append(d["episode_start"] + offset)
@@ -38,7 +49,10 @@ def load_shards(paths: list[str]) -> dict:
         out["instructions"].append(d["instructions"])
         out["episode_ids"].append(d["episode_ids"])
         offset += len(d["frames"])
-    return {k: np.concatenate(v) for k, v in out.items()}
+    data = {k: np.concatenate(v) for k, v in out.items()}
+    if with_maps:
+        data["ego_map_config"] = json.loads(map_configs.pop())
+    return data
 
 
 def pad_right(ids: list, labels: list, pad_id: int) -> dict:

@@ -55,6 +55,8 @@ class NavidTrainConfig(ConfigBase):
     vision_stem: str = param("vit", "vision stem: vit (SigLIP tower, FiLM after it) or film_cnn (instruction FiLM inside every CNN stage)", choices=("vit", "film_cnn"))
     cnn_channels: str = param("24,48", "film_cnn channels of the stages before the last (comma-separated)")
     current_grid_size: int = param(8, "current-frame token grid (8 -> 64 tokens)", min=1, max=64)
+    ego_map: int = param(1, "1 = a new model gets the map memory when the shards hold egocentric maps (planners/ego_map.py); 0 = never", min=0, max=1)
+    map_grid_size: int = param(4, "map memory token grid (4 -> 16 tokens)", min=1, max=16)
     val_episodes: int = param(50, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     val_max_steps: int = param(300, "step cap per validation episode (300 = the episodes' full horizon)", min=1)
     resume: int = param(1, "1 = continue from <out_dir>.work/train_state.pt when it exists (model, optimiser, step, clock)", min=0, max=1)
@@ -74,8 +76,13 @@ class NavidTrainConfig(ConfigBase):
 class EpisodeBatcher:
     """Builds `NavidModel.forward_train` batches (CPU tensors) from a dataset dict (see `training.data.load_shards`)."""
 
-    def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0):
+    def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0, map_cells: int = 0):
         self.data, self.processor = data, processor
+        if map_cells and "maps" not in data:
+            raise ValueError("the model reads a map memory but the shards hold no egocentric maps (collect without --no-ego-map)")
+        if map_cells and data["ego_map_config"]["cells"] != map_cells:
+            raise ValueError(f"the shards' maps have {data['ego_map_config']['cells']} cells, the model reads {map_cells}")
+        self.map_cells = map_cells
         self.steps_per_episode, self.stop_weight = steps_per_episode, stop_weight
         self.rng = np.random.default_rng(seed)
         self.instr_ids = [processor.encode_instruction(str(t)) for t in data["instructions"]]
@@ -144,7 +151,13 @@ class EpisodeBatcher:
         for i, t in enumerate(instr):
             instr_ids[i, : len(t)] = torch.tensor(t)
             instr_mask[i, : len(t)] = 1
+        out = {}
+        if self.map_cells:
+            from vlm_agent.planners.ego_map import unpack_maps
+
+            out["maps"] = torch.from_numpy(unpack_maps(d["maps"][np.asarray(frame_ids)], self.map_cells))
         return {
+            **out,
             "pixel_values": proc.frames_to_pixel_values(d["frames"][np.asarray(frame_ids)]),
             "frame_episode": torch.tensor(frame_episode, dtype=torch.long),
             "instruction_ids": instr_ids,
@@ -222,6 +235,17 @@ def load_train_state(path: str, model, optimizer, device) -> dict | None:
     return {k: state[k] for k in ("step", "ema", "best", "elapsed_s")}
 
 
+def _map_fields(cfg: NavidTrainConfig, data: dict) -> dict:
+    """Config fields of a new model's map memory: the shards' map settings when they have maps and
+    `cfg.ego_map` is on, else none."""
+    if not cfg.ego_map or "maps" not in data:
+        return {}
+    from vlm_agent.planners.ego_map import CHANNELS
+
+    return {"map_cells": int(data["ego_map_config"]["cells"]), "map_channels": len(CHANNELS), "map_grid_size": cfg.map_grid_size,
+            "ego_map": dict(data["ego_map_config"])}
+
+
 def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     """Train on `cfg.data`, keep the checkpoint with the best closed-loop val SR (then SPL) in
     `cfg.out_dir`; returns the run summary (also written as `training_summary.json`)."""
@@ -249,12 +273,13 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
                              vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads,
                              film_layers=cfg.film_layers, max_history_frames=cfg.max_history_frames, aux_action_classes=len(ACTIONS) if cfg.aux_weight else 0,
                              vision_stem=cfg.vision_stem, cnn_channels=[int(c) for c in str(cfg.cnn_channels).split(",") if c.strip()],
-                             recent_history_frames=cfg.recent_history_frames, current_grid_size=cfg.current_grid_size)
+                             recent_history_frames=cfg.recent_history_frames, current_grid_size=cfg.current_grid_size,
+                             **_map_fields(cfg, data))
     if cfg.aux_weight and model.aux_action_head is None:
         model.add_aux_action_head(len(ACTIONS))
     model.to(device)
     model.train()
-    batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed)
+    batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed, map_cells=getattr(model.config, "map_cells", 0))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     os.makedirs(cfg.out_dir, exist_ok=True)
     work_dir = cfg.out_dir.rstrip("/") + ".work"

@@ -22,7 +22,7 @@ def closed_loop_eval(model_dir: str, n_episodes: int, max_steps: int, image_size
     from vlm_agent.sim.episodes import make_episodes
 
     policy = make_navid_policy(model_dir, device=device)
-    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=False, max_steps=max_steps))
+    env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=True, max_steps=max_steps))
     sr, spl = [], []
     for ep in tqdm(make_episodes("nav", split, n_episodes, seed), desc="closed-loop val", disable=not progress, leave=False):
         obs = env.reset(ep)

@@ -34,6 +34,13 @@ class NavidConfig(EmbodiedVLMConfig):
         recent_history_frames: 0 = history frames uniformly subsampled over the episode (navid_tiny);
             k > 0 = the k most recent frames always, plus a sparse uniform subsample of older ones
             (the long-term memory) filling the rest of `max_history_frames`.
+        map_cells: 0 = no map memory; N > 0 = the model also reads the egocentric map memory
+            (`vlm_agent.planners.ego_map`: `map_channels` x N x N, free / obstacle / visited, built from
+            depth and odometry) through a small CNN pooled to `map_grid_size`^2 tokens that follow the
+            current frame's tokens (so `current_tokens` counts them).
+        ego_map: the `EgoMapConfig` fields the map was built with in training (cells, resolution,
+            range, the camera mounting of the simulator); the planner builds the same map, with the
+            robot's own camera mounting.
         stop_logit_bias: added to the logit of `stop` when the constrained decoder chooses the first
             primitive (< 0 = stop only when clearly more likely than a move). A decision threshold
             tuned closed-loop on val episodes: a premature stop ends the episode, a late one costs a
@@ -55,6 +62,10 @@ class NavidConfig(EmbodiedVLMConfig):
     cnn_channels: list[int] | None = None
     recent_history_frames: int = 0
     stop_logit_bias: float = 0.0
+    map_cells: int = 0
+    map_channels: int = 3
+    map_grid_size: int = 4
+    ego_map: dict | None = None
     model_type = "navid"
 
     def __post_init__(self, **kwargs):
@@ -86,6 +97,12 @@ class NavidConfig(EmbodiedVLMConfig):
             raise ValueError(f"{owner}.recent_history_frames: {self.recent_history_frames!r} must be an int in [0, max_history_frames={self.max_history_frames}]")
         if not isinstance(self.stop_logit_bias, (int, float)) or not -50.0 <= float(self.stop_logit_bias) <= 50.0:
             raise ValueError(f"{owner}.stop_logit_bias: {self.stop_logit_bias!r} must be a number in [-50, 50]")
+        for name, lo, hi in (("map_cells", 0, 256), ("map_channels", 1, 16), ("map_grid_size", 1, 16)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{owner}.{name}: {v!r} must be an int in [{lo}, {hi}]")
+        if self.map_cells and self.map_grid_size > self.map_cells:
+            raise ValueError(f"{owner}.map_grid_size {self.map_grid_size} exceeds map_cells {self.map_cells}")
         for name, hi in (("forward_values_cm", 500), ("turn_values_deg", 180)):
             v = getattr(self, name)
             if not v or not all(isinstance(x, int) and 0 < x <= hi for x in v):
@@ -96,8 +113,14 @@ class NavidConfig(EmbodiedVLMConfig):
         return super().token_id_fields() + ("his_token_id", "obs_token_id", "nav_token_id")
 
     @property
+    def map_tokens(self) -> int:
+        """Tokens of the egocentric map memory per step (0 without one)."""
+        return self.map_grid_size ** 2 if self.map_cells else 0
+
+    @property
     def current_tokens(self) -> int:
-        return self.current_grid_size ** 2
+        """Tokens after [OBS]: the current frame's grid, then the map memory's (if any)."""
+        return self.current_grid_size ** 2 + self.map_tokens
 
     @property
     def history_tokens_per_frame(self) -> int:

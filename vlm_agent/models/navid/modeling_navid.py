@@ -95,6 +95,30 @@ class FiLMConvStem(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
+class MapEncoder(nn.Module):
+    """The egocentric map memory -> a grid of features.
+
+    maps (B, C, N, N) in {0, 1} (free / obstacle / visited, ahead up; `planners/ego_map.py`) ->
+    (B, g * g, D_v): stride-2 conv stages (conv 3x3 -> GroupNorm -> ReLU) down to at most 2g cells,
+    then average-pooled to g x g (row-major, like the frame grid).
+    """
+
+    def __init__(self, in_channels: int, cells: int, dim: int, grid: int):
+        super().__init__()
+        layers, c_in, size = [], in_channels, cells
+        widths = [16, 32]
+        k = 0
+        while size > 2 * grid or k == 0:
+            c = widths[k] if k < len(widths) else dim
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(min(8, c), c), nn.ReLU()]
+            c_in, size, k = c, (size + 1) // 2, k + 1
+        layers += [nn.Conv2d(c_in, dim, 3, padding=1), nn.GroupNorm(min(8, dim), dim), nn.ReLU(), nn.AdaptiveAvgPool2d(grid)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.net(maps).flatten(2).transpose(1, 2)
+
+
 def _zero_linear(d_in: int, d_out: int) -> nn.Linear:
     """A Linear that starts at zero (FiLM output: the modulation starts as the identity and is
     learnt); `_zero_init` tells the core's init rule to keep it so."""
@@ -124,6 +148,7 @@ class NavidModel(EmbodiedVLMModel):
         self.film_blocks = nn.ModuleList(FiLMBlock(dv) for _ in range(config.film_layers))
         # Zero-initialised last layer: FiLM starts as the identity and learns to modulate.
         self.instruction_film = nn.Sequential(nn.Linear(d, d), nn.GELU(), _zero_linear(d, 2 * dv * config.film_layers)) if config.film_layers else None
+        self.map_encoder = MapEncoder(config.map_channels, config.map_cells, dv, config.map_grid_size) if config.map_cells else None
         self.aux_action_head = None
         if config.aux_action_classes:
             self.add_aux_action_head(config.aux_action_classes)
@@ -155,7 +180,8 @@ class NavidModel(EmbodiedVLMModel):
         gradient (the recipe that grounded instructions in the project's CPU experiment)."""
         dv = self.config.vision_config.hidden_size
         self.config.aux_action_classes = n_classes
-        self.aux_action_head = nn.Linear(self.config.history_tokens_per_frame * dv, n_classes)
+        # With a map memory the head also reads the map's mean feature (exploring depends on it).
+        self.aux_action_head = nn.Linear((self.config.history_tokens_per_frame + (1 if self.map_encoder is not None else 0)) * dv, n_classes)
 
     # -- instruction and frames --------------------------------------------------------------
     def instruction_condition(self, instruction_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -189,16 +215,27 @@ class NavidModel(EmbodiedVLMModel):
         return self.multi_modal_projector(cur), self.multi_modal_projector(his)
 
     def encode_frames(self, pixel_values: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixel_values (B, 3, S, S), condition (B or 1, D) -> (current (B, 64, D), history (B, 4, D))."""
+        """pixel_values (B, 3, S, S), condition (B or 1, D) -> (current (B, 64, D), history (B, 4, D)).
+        The current tokens are the frame's only: a model with a map memory appends `map_features`."""
         return self.frame_tokens(self.grounded_grid(pixel_values, condition))
+
+    def map_features(self, maps: torch.Tensor) -> torch.Tensor:
+        """maps (B, C, N, N) {0, 1} -> map tokens (B, map_grid_size^2, D) (the LM's width)."""
+        if self.map_encoder is None:
+            raise ValueError("this NaVid model has no map memory (map_cells = 0)")
+        c = self.config
+        if maps.dim() != 4 or tuple(maps.shape[1:]) != (c.map_channels, c.map_cells, c.map_cells):
+            raise ValueError(f"expected maps (B, {c.map_channels}, {c.map_cells}, {c.map_cells}), got {tuple(maps.shape)}")
+        return self.multi_modal_projector(self.map_encoder(maps.float()))
 
     # -- training ------------------------------------------------------------------------------
     def forward_train(self, batch: dict) -> torch.Tensor:
         """Loss over a batch built by `vlm_agent.training.navid.EpisodeBatcher`.
 
         batch: pixel_values (F, 3, S, S) all frames of the batch's episodes; frame_episode (F,);
+            maps (F, C, N, N) their egocentric map memories (models with `map_cells` only);
             instruction_ids/instruction_mask (E, T); input_ids/attention_mask/labels (B, L);
-            feature_index (M,) indices into [history tokens of all frames (F*4) | current (F*64)]
+            feature_index (M,) indices into [history tokens of all frames (F*4) | current (F*(64 + map tokens))]
             in placeholder order; loss_weight (B,) per-sample weights.
         Returns the `loss_weight`-weighted mean over samples of each answer's mean token cross-entropy
         (+ the auxiliary action loss when the head exists).
@@ -206,6 +243,10 @@ class NavidModel(EmbodiedVLMModel):
         cond = self.instruction_condition(batch["instruction_ids"], batch["instruction_mask"])[batch["frame_episode"]]
         grid = self.grounded_grid(batch["pixel_values"], cond)
         cur, his = self.frame_tokens(grid)
+        map_feats = None
+        if self.map_encoder is not None:
+            map_feats = self.map_encoder(batch["maps"].float())  # (F, g*g, D_v)
+            cur = torch.cat([cur, self.multi_modal_projector(map_feats)], dim=1)
         d = cur.shape[-1]
         table = torch.cat([his.reshape(-1, d), cur.reshape(-1, d)])
         feats = table[batch["feature_index"]]
@@ -225,6 +266,8 @@ class NavidModel(EmbodiedVLMModel):
         loss = (sample_loss * w).sum() / w.sum().clamp_min(1e-8)
         if self.aux_action_head is not None and "actions" in batch:
             pooled = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), self.config.history_grid_size).flatten(1)
+            if map_feats is not None:
+                pooled = torch.cat([pooled, map_feats.mean(1)], dim=1)
             aux = self.aux_action_head(pooled[batch["current_frame"]])
             loss = loss + batch.get("aux_weight", 1.0) * (F.cross_entropy(aux, batch["actions"], reduction="none") * batch["loss_weight"]).sum() / batch["loss_weight"].sum()
         return loss
