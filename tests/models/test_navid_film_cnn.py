@@ -254,3 +254,27 @@ def test_planner_builds_the_map_from_depth_and_pose(map_navid, tmp_path):
     assert planner.ego_map.updates == 2 and planner.ego_map.grid[1].any()
     planner.reset("go to the blue box")
     assert planner.ego_map.updates == 0 and not planner.ego_map.grid.any()
+
+
+def test_a_mapless_checkpoint_gains_a_map_memory(tmp_path):
+    from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
+    from vlm_agent.models.registry import load_model_and_processor, new_model
+
+    torch.manual_seed(0)
+    model, proc = new_model("navid", train_tokenizer(), image_size=16, patch_size=4, vision_hidden=16, text_hidden=32, text_layers=1, heads=4,
+                            vision_stem="film_cnn", cnn_channels=[8], current_grid_size=4, max_history_frames=4, recent_history_frames=2,
+                            aux_action_classes=len(ACTIONS))
+    old_aux = model.aux_action_head.weight.detach().clone()
+    model.add_map_memory(8, 2, {"cells": 8})
+    proc.current_tokens = model.config.current_tokens
+    proc.check_config(model.config)
+    torch.testing.assert_close(model.aux_action_head.weight[:, : old_aux.shape[1]], old_aux)
+    assert not model.aux_action_head.weight[:, old_aux.shape[1]:].any()  # the map starts with no say in the aux head
+    batch = EpisodeBatcher(_map_dataset(), proc, steps_per_episode=3, stop_weight=1.0, map_cells=8).build([0, 1])
+    assert torch.isfinite(model.forward_train(batch))
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    again, again_proc = load_model_and_processor(str(tmp_path))
+    assert again.config.map_cells == 8 and again_proc.current_tokens == 20
+    with pytest.raises(ValueError, match="already"):
+        again.add_map_memory(8, 2, {})

@@ -275,6 +275,12 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
                              vision_stem=cfg.vision_stem, cnn_channels=[int(c) for c in str(cfg.cnn_channels).split(",") if c.strip()],
                              recent_history_frames=cfg.recent_history_frames, current_grid_size=cfg.current_grid_size,
                              **_map_fields(cfg, data))
+    fields = _map_fields(cfg, data)
+    if fields and not getattr(model.config, "map_cells", 0):
+        # A map-less checkpoint fine-tuned on shards with maps gains the map memory.
+        model.add_map_memory(fields["map_cells"], fields["map_grid_size"], fields["ego_map"], fields["map_channels"])
+        processor.current_tokens = model.config.current_tokens
+        processor.check_config(model.config)
     if cfg.aux_weight and model.aux_action_head is None:
         model.add_aux_action_head(len(ACTIONS))
     model.to(device)

@@ -183,6 +183,26 @@ class NavidModel(EmbodiedVLMModel):
         # With a map memory the head also reads the map's mean feature (exploring depends on it).
         self.aux_action_head = nn.Linear((self.config.history_tokens_per_frame + (1 if self.map_encoder is not None else 0)) * dv, n_classes)
 
+    def add_map_memory(self, cells: int, grid_size: int, ego_map: dict, channels: int = 3) -> None:
+        """Give a trained model without one a map memory (fine-tuning from a map-less checkpoint):
+        a new map encoder, and the auxiliary head widened with zero weights on the map feature, so
+        the model's answers are unchanged until the new weights learn. The caller updates the
+        processor's `current_tokens` to `config.current_tokens`."""
+        if self.map_encoder is not None:
+            raise ValueError("the model already has a map memory")
+        c = self.config
+        c.map_cells, c.map_grid_size, c.map_channels, c.ego_map = int(cells), int(grid_size), int(channels), dict(ego_map)
+        dv = c.vision_config.hidden_size
+        device = next(self.parameters()).device
+        self.map_encoder = MapEncoder(c.map_channels, c.map_cells, dv, c.map_grid_size).to(device)
+        if self.aux_action_head is not None:
+            old = self.aux_action_head
+            self.aux_action_head = nn.Linear(old.in_features + dv, old.out_features).to(device)
+            with torch.no_grad():
+                self.aux_action_head.weight.zero_()
+                self.aux_action_head.weight[:, : old.in_features] = old.weight
+                self.aux_action_head.bias.copy_(old.bias)
+
     # -- instruction and frames --------------------------------------------------------------
     def instruction_condition(self, instruction_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """instruction_ids (B, T) right-padded (+ mask (B, T), 1 = real) -> condition (B, D): the GRU
