@@ -1,9 +1,11 @@
 """navid_planner: instruction + camera video -> NaVid plans on `vlm_agent/plan`, replanning after each.
 
 Subscribes `camera/color/image_raw` (best-effort; any colour encoding), `vlm_agent/instruction`
-(std_msgs/String), `odom` (for status) and `vlm_agent/executor/state`; publishes `vlm_agent/plan`
-(std_msgs/String JSON, see `vlm_agent.planners.planner_loop`, latched). Names are relative
-(namespaces, `-r` remaps).
+(std_msgs/String), `odom` (status; the map memory's poses) and `vlm_agent/executor/state`;
+publishes `vlm_agent/plan` (std_msgs/String JSON, see `vlm_agent.planners.planner_loop`, latched).
+A model with a map memory (`planner.needs_depth`) also subscribes `camera/depth/image_rect_raw`
+(16UC1 mm or 32FC1 m, aligned to colour) and `camera/depth/camera_info` (the map's intrinsics).
+Names are relative (namespaces, `-r` remaps).
 
 A managed (lifecycle) node, as Nav2's servers are: **configure** loads the model (a load that fails
 fails the transition with the reason; the node stays unconfigured) and creates the topics;
@@ -31,6 +33,13 @@ received while inactive is kept (the newest one) and starts when the node is act
 * Blocked moves: the executor's abort reason when the safety supervisor blocked a forward move
   reaches the loop, which does not publish the same blocked move again before the robot has turned
   (rule in `planner_loop`); the reason and the rewrites are on /diagnostics.
+* Map memory (`needs_depth`): every frame the model sees is paired with the depth image nearest in
+  time (`depth_max_dt_s`) and the odometry pose at its stamp (`pose_max_dt_s`) by
+  `vlm_agent.sensors.frame_pairing.FramePairing`; a plan waits up to `pairing_wait_s` for the
+  current frame's partners. A history frame without them is not observed (a `no_depth_or_pose`
+  drop with the reason); a current frame without them (depth stopped, odometry missing or
+  non-finite) is a stop plan saying what is missing. Camera mounting: `camera_height_m`,
+  `camera_pitch_rad`, `camera_x_m` (defaults: the simulator's).
 * Unparsable output is a stop (the parser's error is in the plan); a bad instruction is logged and
   answered with a stop plan, so nothing moves.
 The loop logic is `vlm_agent.planners.planner_loop.PlannerLoop` (plain Python, unit-tested).
@@ -45,7 +54,7 @@ import time
 from dataclasses import dataclass
 
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from vlm_agent.config import param
@@ -56,6 +65,7 @@ from vlm_agent.planners.navid import NavidPlannerConfig
 from vlm_agent.planners.navid_prompt import validate_instruction
 from vlm_agent.planners.planner_loop import FINISHED, IDLE, READY, ExecutorState, PlanMessage, PlannerLoop, PlanRequest
 from vlm_agent.sensors.frame_history import FrameHistory
+from vlm_agent.sensors.frame_pairing import FramePairing, PairingError
 
 NODE_CLASS = "NavidPlannerNode"
 
@@ -71,10 +81,16 @@ class NavidPlannerNodeConfig(NavidPlannerConfig):
     )
     max_steps: int = param(100, "plans per episode before a forced stop", min=1, max=100000)
     max_consecutive_aborts: int = param(3, "aborted plans in a row before the episode ends", min=1, max=1000)
+    # Map-memory models only (needs_depth): each frame's depth image and pose.
+    depth_max_dt_s: float = param(0.05, "map memory: pair a depth image with a colour frame only when their stamps differ by at most this (s)", min=0.0, max=1.0)
+    pose_max_dt_s: float = param(0.1, "map memory: use the odometry pose nearest the frame's stamp only within this (s)", min=0.0, max=2.0)
+    pairing_wait_s: float = param(0.2, "map memory: wait this long (wall time) for the current frame's depth image and pose before planning", min=0.0, max=5.0)
 
 
 # Relative names: they follow the node's namespace and `-r` remaps.
 CAMERA_TOPIC = "camera/color/image_raw"
+DEPTH_TOPIC = "camera/depth/image_rect_raw"
+DEPTH_INFO_TOPIC = "camera/depth/camera_info"
 ODOM_TOPIC = "odom"
 PLAN_TOPIC = "vlm_agent/plan"
 EXECUTOR_STATE_TOPIC = "vlm_agent/executor/state"
@@ -101,6 +117,9 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         self.loop = PlannerLoop(max_steps=self.config.max_steps, max_consecutive_aborts=self.config.max_consecutive_aborts)
         self.history = FrameHistory(self.config.history_max_frames, self.config.history_period_s)
         self._pose = None
+        self._pairing: FramePairing | None = None  # map-memory models only (needs_depth)
+        self._intrinsics = None  # the depth camera's, from camera_info; applied on the worker thread
+        self._applied_intrinsics = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def configure_node(self) -> None:
@@ -122,6 +141,12 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         else:
             self._planner = None
             self._load_model()  # raises: configure fails with the reason
+        # Injected planners may lack needs_depth (and take the image only): they get the image only.
+        needs_depth = bool(getattr(self._planner, "needs_depth", False))
+        self._pairing = FramePairing(cfg.depth_max_dt_s, cfg.pose_max_dt_s, cfg.pairing_wait_s) if needs_depth else None
+        self._intrinsics = self._applied_intrinsics = None
+        self._history_resets = self.history.resets
+        self._pair_wait_since: float | None = None
         self._worker = ModelWorker("navid_model")
         self._plan_pub = self.create_publisher(String, PLAN_TOPIC, LATCHED_QOS)
         subs = [
@@ -133,6 +158,10 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
             # Volatile: matches the executor's latched publisher and any default-QoS publisher.
             self.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_executor_state, COMMAND_QOS),
         ]
+        if needs_depth:  # the map memory: depth aligned to colour, and its intrinsics
+            subs.append(self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS))
+            subs.append(self.create_subscription(CameraInfo, DEPTH_INFO_TOPIC, self._on_depth_info, SENSOR_QOS))
+            self.get_logger().info(f"the model reads a map memory: subscribing {DEPTH_TOPIC} and {DEPTH_INFO_TOPIC}")
         # Event-driven: a finished model call, a new frame while a plan is wanted, and an executor
         # report run `_tick` at once (the guard condition wakes the executor from the worker thread);
         # the 20 Hz timer only enforces the model timeout. Measured in benchmarks/ros_latency_results.md.
@@ -171,6 +200,7 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
             self._worker = None
         self._jobs = []
         self._planner = None
+        self._pairing = None
 
     def _load_model(self):
         from vlm_agent.planners.navid import NavidPlanner
@@ -193,19 +223,38 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         return ("reset", token, instruction)
 
     def _observe_job(self, token: int, frames):
+        """`frames`: (TimedFrame, (depth, pose) or None) pairs; None: the planner takes the image only."""
         self._require_planner()
         if token == self._episode_token:  # not for an episode that has been replaced meanwhile
-            for frame in frames:
-                self._planner.observe(frame.image)
+            self._apply_intrinsics()
+            for frame, pair in frames:
+                self._observe(frame, pair)
         return ("observe", token)
 
     def _plan_job(self, request: PlanRequest, pending, current):
         self._require_planner()
-        for frame in pending:
-            self._planner.observe(frame.image)
-        result = self._planner.plan(current.image)
-        self._planner.observe(current.image)
-        return ("plan", request, result, current.stamp_s)
+        self._apply_intrinsics()
+        for frame, pair in pending:
+            self._observe(frame, pair)
+        frame, pair = current
+        # The planner adds a frame to its map once: plan, then observe with the same depth and pose.
+        result = self._planner.plan(frame.image) if pair is None else self._planner.plan(frame.image, *pair)
+        self._observe(frame, pair)
+        return ("plan", request, result, frame.stamp_s)
+
+    def _observe(self, frame, pair) -> None:
+        if pair is None:
+            self._planner.observe(frame.image)  # a model without a map (or an injected planner): the image only
+        else:
+            self._planner.observe(frame.image, *pair)
+
+    def _apply_intrinsics(self) -> None:
+        """Worker thread: hand the newest depth camera_info to the planner (its lock is held during
+        model calls, so the executor thread never calls it)."""
+        intrinsics = self._intrinsics
+        if intrinsics is not None and intrinsics is not self._applied_intrinsics and hasattr(self._planner, "set_intrinsics"):
+            self._planner.set_intrinsics(intrinsics)
+            self._applied_intrinsics = intrinsics
 
     def _require_planner(self):
         if self._planner is None:
@@ -237,6 +286,14 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         if self.history.add_message(msg):
             self._last_frame_arrival = time.monotonic()
             self._last_frame_age_ref = self.control_now_s()
+            if self.history.resets != self._history_resets:
+                # A time jump or a new resolution cleared the history: its frames are all new.
+                self._history_resets = self.history.resets
+                self._last_observed_stamp = -math.inf
+            if self._pairing is not None:
+                self._pairing.add_frame(self.history.latest().stamp_s, self._last_frame_arrival)
+                # Only frames still to be observed keep their depth image.
+                self._pairing.retain(s for s in self.history.stamps() if s > self._last_observed_stamp)
             if self.loop.state == READY:
                 self._tick()  # plan from this frame now, not at the next timer tick
         else:
@@ -245,6 +302,44 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
     def _on_odom(self, msg: Odometry) -> None:
         self._pose = msg.pose.pose
         self.health.tick("odom")
+        if self._pairing is None:
+            return
+        from vlm_agent.sensors.frames import odometry_to_state
+
+        try:
+            state = odometry_to_state(msg)  # raises for NaN/inf or a bad quaternion: never a map pose
+            self._pairing.add_pose(state.stamp_s, state.x, state.y, state.yaw)
+        except ValueError as exc:
+            self._pairing.reject_pose(str(exc))
+            self.health.drop("odom", str(exc))
+            return
+        if self.loop.state == READY:
+            self._tick()  # the current frame may be waiting for this pose
+
+    def _on_depth(self, msg: Image) -> None:
+        from vlm_agent.sensors.frames import depth_message_to_metres, stamp_to_seconds
+
+        self.health.tick("depth")
+        if self._pairing is None:
+            return
+        try:
+            self._pairing.add_depth(stamp_to_seconds(msg.header.stamp), depth_message_to_metres(msg))
+        except ValueError as exc:
+            self.health.drop("depth", str(exc))
+            return
+        if self.loop.state == READY:
+            self._tick()  # the current frame may be waiting for this depth image
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        from vlm_agent.sensors.camera_info import camera_info_to_intrinsics
+
+        try:
+            intrinsics = camera_info_to_intrinsics(msg)
+        except ValueError as exc:
+            self.health.drop("depth_camera_info", str(exc))
+            return
+        if intrinsics != self._intrinsics:
+            self._intrinsics = intrinsics  # applied by the next model call (worker thread)
 
     def _on_instruction(self, msg: String, via: str = "volatile") -> None:
         if self._instruction_seen_twice(msg.data, via):
@@ -265,6 +360,8 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         self._episode_token += 1
         self.get_logger().info(f"instruction (episode {self.loop.episode + 1}): {text!r}")
         self.history.clear()
+        if self._pairing is not None:
+            self._pairing.clear()
         self._last_observed_stamp = -math.inf
         self._ready_since = time.monotonic()
         self.loop.start_episode(text)
@@ -312,17 +409,54 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
             and self._last_frame_arrival > self._ready_since
             and self.control_now_s() - self._last_frame_age_ref <= self.config.max_frame_age_s
         )
+        if not fresh:
+            self._pair_wait_since = None
+        elif self._pairing is not None and not self._pairing.ready(latest.stamp_s, now):
+            # Wait for the frame's depth image and pose, at most pairing_wait_s from the first fresh
+            # frame (a newer frame replaces the one waited for; a stream that stopped or lags more
+            # than depth_max_dt_s / pose_max_dt_s then gives a stop plan saying so).
+            if self._pair_wait_since is None:
+                self._pair_wait_since = now
+            fresh = now - self._pair_wait_since >= self.config.pairing_wait_s
         request = self.loop.next_request(have_frame=fresh)
+        if request is not None or self.loop.state != READY:
+            self._pair_wait_since = None
         pending = [f for f in self.history.frames()[:-1] if f.stamp_s > self._last_observed_stamp]
         if request is None:
+            if self._pairing is not None:
+                # History frames in order, up to the first whose depth or pose may still come.
+                ready = [self._pairing.ready(f.stamp_s, now) for f in pending]
+                pending = pending[: ready.index(False)] if False in ready else pending
             if pending and self.loop.state not in (IDLE, FINISHED) and self._planner is not None:
                 # Encode history while the robot moves, off the path from frame to plan. The worker
                 # runs jobs in order, so the next plan call sees these frames first.
                 self._last_observed_stamp = pending[-1].stamp_s
-                self._submit(self._observe_job, self._episode_token, pending, tag="observe")
+                self._submit(self._observe_job, self._episode_token, self._paired(pending), tag="observe")
             return
+        current_pair = None
+        if self._pairing is not None:
+            try:
+                current_pair = self._pairing.take(latest.stamp_s)
+            except PairingError as exc:
+                # Never plan (or move) from a frame the map cannot place: a stop plan with the reason.
+                self.health.drop("no_depth_or_pose", str(exc))
+                self._publish(self.loop.on_failure(request, f"map memory: {exc}"))
+                return
         self._call_started = now
-        self._submit(self._plan_job, request, pending, latest, tag="plan")
+        self._submit(self._plan_job, request, self._paired(pending), (latest, current_pair), tag="plan")
+
+    def _paired(self, frames) -> list:
+        """(frame, (depth, pose) or None) for each history frame; for a map-memory model, frames
+        without a depth image or pose are left out (counted as `no_depth_or_pose` drops)."""
+        if self._pairing is None:
+            return [(f, None) for f in frames]
+        out = []
+        for f in frames:
+            try:
+                out.append((f, self._pairing.take(f.stamp_s)))
+            except PairingError as exc:
+                self.health.drop("no_depth_or_pose", f"history frame not observed: {exc}")
+        return out
 
     def _handle(self, tag, future) -> None:
         if future.cancelled():
@@ -410,6 +544,10 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
             "history_frames": str(len(self.history)),
             "model": "loaded" if self._planner is not None else (self._model_error or "loading"),
         }
+        if self._pairing is not None:
+            ego_map = getattr(self._planner, "ego_map", None)
+            values["map_memory"] = f"{ego_map.updates} updates" if ego_map is not None else "empty"
+            values["depth_intrinsics"] = "camera_info" if self._intrinsics is not None else "camera_vertical_fov_deg"
         encoder = getattr(getattr(self._planner, "backend", None), "encoder", None)
         if encoder is not None:
             values["vision_encoder"] = f"{encoder.backend}/{encoder.device}/{encoder.precision}"
