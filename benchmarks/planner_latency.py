@@ -63,17 +63,27 @@ def time_mode(directory: str, mode: str, history: int, repeats: int, size: int, 
     backend = BuiltinNavidBackend(directory, history_mode=mode)
     planner = NavidPlanner(NavidPlannerConfig(model_dir=directory), backend=backend)
     planner.reset("go to the red ball next to the table")
+    # A map-memory model also takes depth and a pose per frame (its map update is part of the timing).
+    step = [0]
+
+    def sensors():
+        if not planner.needs_depth:
+            return ()
+        step[0] += 1
+        return (rng.uniform(0.5, 4.0, (size, size)).astype(np.float32), (0.05 * step[0], 0.0, 0.1 * step[0]))
+
     obs_t = []
     for _ in range(history):
         f = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        extra = sensors()
         t0 = time.perf_counter()
-        planner.observe(f)
+        planner.observe(f, *extra)
         obs_t.append(time.perf_counter() - t0)
-    planner.plan(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))  # warm-up
+    planner.plan(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), *sensors())  # warm-up
     plan_t = []
     for _ in range(repeats):
         f = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        plan_t.append(planner.plan(f).latency_s)
+        plan_t.append(planner.plan(f, *sensors()).latency_s)
     return {"plan_ms": 1e3 * statistics.median(plan_t), "observe_ms": 1e3 * statistics.median(obs_t) if obs_t else 0.0}
 
 

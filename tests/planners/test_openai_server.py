@@ -281,3 +281,13 @@ def test_serve_command_key_and_warning(monkeypatch, capsys):
     assert key == "" and "WARNING" not in err
     run(["--max-body-mib", "1"])
     assert seen["max_body_bytes"] == 1024 * 1024
+
+
+def test_a_map_memory_model_is_refused_with_the_reason(tmp_path):
+    from tests.helpers.tiny_navid import save_untrained_navid
+    from vlm_agent.planners.openai_server import ServedNavid
+
+    path = save_untrained_navid(tmp_path / "map", seed=0, vision_stem="film_cnn", cnn_channels=[8, 16], map_cells=8, map_grid_size=2,
+                                ego_map={"cells": 8})
+    with pytest.raises(ValueError, match="map memory"):
+        ServedNavid(path)

@@ -184,6 +184,10 @@ class ServedNavid:
         from .backends import BuiltinNavidBackend
 
         self.backend = BuiltinNavidBackend(model_dir)
+        if self.backend.ego_map_config is not None:
+            # The chat API carries images only; this model also needs each frame's depth and pose.
+            raise ValueError(f"{model_dir}: the model reads a map memory built from depth and odometry, which chat requests do not carry; "
+                             "serve a model without one (e.g. checkpoints/navid_film) or run it in the navid_planner node")
         self.name = name or os.path.basename(os.path.normpath(model_dir))
         self.lock = threading.Lock()
         self.max_new_tokens = self.backend.max_new_tokens  # the model's own limit caps max_tokens
