@@ -26,10 +26,10 @@ def _fake_checkpoints(tmp_path, present):
 
 
 def test_every_suite_in_order_with_shipped_models_and_missing_ones_skipped(tmp_path):
-    plans = demo.plan_suites(_args(), _fake_checkpoints(tmp_path, ["navid_film", "palme_tiny"]))
+    plans = demo.plan_suites(_args(), _fake_checkpoints(tmp_path, ["navid_map", "palme_tiny"]))
     assert [p.suite for p in plans] == ["nav", "seg", "manip-palme", "manip-octopus"]
     by = {p.suite: p for p in plans}
-    assert by["nav"].model_dir == str(tmp_path / "navid_film") and not by["nav"].skip
+    assert by["nav"].model_dir == str(tmp_path / "navid_map") and not by["nav"].skip
     assert by["manip-palme"].model_label == "checkpoints/palme_tiny" and not by["manip-palme"].skip
     assert "checkpoints/sa2va_nano" in by["seg"].skip and "--seg-model" in by["seg"].skip
     assert "checkpoints/octopus_tiny" in by["manip-octopus"].skip and "--octopus-model" in by["manip-octopus"].skip
@@ -74,6 +74,9 @@ def test_nav_parameters():
     assert p["mujoco_sim"]["suite"] == "nav" and p["mujoco_sim"]["episode_seed"] == 4 and p["mujoco_sim"]["publish_instruction"]
     assert p["mujoco_sim"]["real_time_factor"] == 0.0 and not p["mujoco_sim"]["use_sim_time"] and p["/**"]["use_sim_time"]
     assert p["navid_planner"]["model_dir"] == "/models/navid" and p["navid_planner"]["max_steps"] == 7
+    assert p["mujoco_sim"]["width"] == 320  # the config's camera unless the demo sets one
+    square = _sections(demo.demo_parameters(demo.default_config_path(), ep, "/models/navid", 7, 0.0, (64, 64)))
+    assert (square["mujoco_sim"]["width"], square["mujoco_sim"]["height"]) == (64, 64)  # the navigators' training view
 
 
 def test_seg_parameters():

@@ -152,18 +152,23 @@ def test_planner_keeps_the_conditioned_stem_in_torch(cnn_navid, tmp_path):
     assert planner.plan(np.zeros((16, 16, 3), np.uint8)).primitives
 
 
-def test_shipped_default_is_the_film_cnn_navigator():
+def test_shipped_default_is_the_film_cnn_navigator_with_a_map_memory():
     import os
 
-    from vlm_agent.planners.navid import NavidPlannerConfig
+    from vlm_agent.planners.navid import IMAGE_ONLY_CHECKPOINT, NavidPlannerConfig
 
     path = NavidPlannerConfig().resolved_model_dir()
-    assert os.path.basename(path) == "navid_film"
+    assert os.path.basename(path) == "navid_map" and os.path.basename(IMAGE_ONLY_CHECKPOINT) == "navid_film"
     if os.path.isfile(os.path.join(path, "config.json")):
         from vlm_agent.models.navid.configuration_navid import NavidConfig
 
         cfg = NavidConfig.from_pretrained(path)
-        assert cfg.vision_stem == "film_cnn" and cfg.recent_history_frames > 0
+        assert cfg.vision_stem == "film_cnn" and cfg.recent_history_frames > 0 and cfg.map_cells == 32
+        assert cfg.ego_map["camera_height_m"] == 0.95  # the map settings the model was trained with travel with it
+    if os.path.isfile(os.path.join(IMAGE_ONLY_CHECKPOINT, "config.json")):
+        from vlm_agent.models.navid.configuration_navid import NavidConfig
+
+        assert NavidConfig.from_pretrained(IMAGE_ONLY_CHECKPOINT).map_cells == 0
 
 
 def _map_dataset(cells=8, **kw):

@@ -324,3 +324,20 @@ def test_a_blocked_forward_reaches_the_planner_and_is_not_asked_again(rig):
                                                  "blocked_turn": False, "reason": "", "distance_m": None})))
         rig.spin(0.1)
         rig.node.destroy_publisher(gate)
+
+
+def test_planned_history_observes_exactly_the_frame_of_each_plan(rig):
+    """history_frames: planned (config/sim.yaml): the model's history is what it had in training, one
+    frame per plan, not the frames the camera sent while the robot moved."""
+    sampled = rig.planner_node.config
+    rig.planner_node.config = sampled.replace(history_frames="planned")
+    try:
+        rig.backend.script = ["move forward 25 cm", "turn left 30 degrees", "move forward 25 cm", "stop"]
+        rig.backend.calls = 0
+        rig.backend.observed = 0
+        rig.instruct("go to the green box")
+        rig.wait_plan(_is_stop, timeout=20)
+        rig.spin(0.3)
+        assert rig.backend.calls == 4 and rig.backend.observed == 4  # 15 camera frames a second arrived meanwhile
+    finally:
+        rig.planner_node.config = sampled

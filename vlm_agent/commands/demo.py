@@ -5,7 +5,7 @@ one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in thi
 
 * `nav`: `mujoco_sim` + `navid_planner` + `motion_executor` + `safety_supervisor` from
   `config/sim.yaml`. Per episode the simulator's reset publishes the instruction; the planner plans
-  from camera frames with the NaVid model (`--nav-model`, default `checkpoints/navid_film`), the
+  from camera frames with the NaVid model (`--nav-model`, default `checkpoints/navid_map`), the
   executor drives each primitive closed-loop on `/odom`, the supervisor gates `/cmd_vel`. Ends when
   the executor finishes a `stop`, the planner ends the episode, plans keep aborting, or
   `--episode-timeout` passes. Scored by the simulator (SR, SPL, navigation error).
@@ -47,7 +47,7 @@ HELP = "the main job: navigate, segment, manipulate through the full ROS 2 graph
 SUITES = ("nav", "seg", "manip-palme", "manip-octopus")
 # suite -> (shipped checkpoint under checkpoints/, command-line flag, args attribute)
 SUITE_MODELS = {
-    "nav": ("navid_film", "--nav-model", "nav_model"),
+    "nav": ("navid_map", "--nav-model", "nav_model"),
     "seg": ("sa2va_nano", "--seg-model", "seg_model"),
     "manip-palme": ("palme_tiny", "--palme-model", "palme_model"),
     "manip-octopus": ("octopus_tiny", "--octopus-model", "octopus_model"),
@@ -66,7 +66,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     parser.add_argument("--seed", type=int, default=0, help="episode seed")
     parser.add_argument("--nav-model", "--model", dest="nav_model", default="",
-                        help="NaVid model directory (default: the shipped checkpoints/navid_film)")
+                        help="NaVid model directory (default: the shipped checkpoints/navid_map)")
     parser.add_argument("--seg-model", default="", help="Sa2VA model directory (default: the shipped checkpoints/sa2va_nano)")
     parser.add_argument("--palme-model", default="", help="PaLM-E-style model directory (default: the shipped checkpoints/palme_tiny)")
     parser.add_argument("--octopus-model", default="", help="Octopus-style model directory (default: the shipped checkpoints/octopus_tiny)")
@@ -75,13 +75,19 @@ def add_arguments(parser) -> None:
                              "or the segmenter node (ground truth when no Sa2VA model is there; through ROS it does not search "
                              "for out-of-view objects yet)")
     parser.add_argument("--config", default="", help="nav graph parameter YAML (default: the package's config/sim.yaml)")
-    parser.add_argument("--max-steps", type=int, default=40, help="nav: plans per episode before the planner stops itself")
+    parser.add_argument("--max-steps", type=int, default=300,
+                        help="nav: plans per episode before the planner stops itself (default 300, the horizon the model cards are measured at)")
     parser.add_argument("--manip-max-steps", type=int, default=10,
                         help="manip: skill calls per episode (PaLM-E steps; Octopus calls per program; default 10, about twice "
                              "what the scripted oracle needs); 0 = config/sim_manip.yaml's (20 / 50)")
     parser.add_argument("--manip-timeout", type=float, default=90.0,
                         help="manip: wall-clock seconds per task before the task planner cancels it (default 90)")
     parser.add_argument("--camera", default="320x240", help="seg and manip: the simulator's camera, WIDTHxHEIGHT px (default 320x240)")
+    # The navigators were trained and measured on 64x64 frames of a 60-degree square camera; a 4:3
+    # camera squashed to the model's square input is a different view (measured: the shipped model
+    # dithered left and right through ROS on an episode it solves in 11 steps in-process).
+    parser.add_argument("--nav-camera", default="64x64",
+                        help="nav: the simulator's camera, WIDTHxHEIGHT px (default 64x64, the view the navigators were trained and measured on)")
     parser.add_argument("--episode-timeout", type=float, default=240.0,
                         help="nav and seg: wall-clock seconds per episode before a forced stop")
     parser.add_argument("--out", default="outputs/demo", help="folder for results.json and, per suite, contact sheets and GIFs")
@@ -171,9 +177,11 @@ def parse_camera(text: str) -> tuple[int, int]:
     return width, height
 
 
-def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, real_time_factor: float = 0.0) -> dict:
-    """The nav graph's parameter YAML: `config_path` with the first episode, the demo's model and the
-    simulator's real-time factor set, every node but the simulator on sim time."""
+def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, real_time_factor: float = 0.0,
+                    camera: tuple[int, int] | None = None) -> dict:
+    """The nav graph's parameter YAML: `config_path` with the first episode, the demo's model, the
+    simulator's real-time factor and (`camera`, WIDTHxHEIGHT px) its camera set, every node but the
+    simulator on sim time."""
     import yaml
 
     from vlm_agent.nodes.eval_client import episode_seed_index
@@ -185,6 +193,8 @@ def demo_parameters(config_path: str, episode, model_dir: str, max_steps: int, r
     # The demo resets explicitly per episode; the reset publishes the instruction to the planner.
     sim.update(suite="nav", split=episode.split, episode_seed=seed, episode_index=index, reset_on_start=False, publish_instruction=True,
                real_time_factor=real_time_factor, use_sim_time=False)
+    if camera is not None:
+        sim.update(width=int(camera[0]), height=int(camera[1]))
     params.setdefault("/**", {"ros__parameters": {}})["ros__parameters"]["use_sim_time"] = True
     planner = params.setdefault("navid_planner", {"ros__parameters": {}})["ros__parameters"]
     planner["max_steps"] = max_steps
@@ -314,7 +324,7 @@ def _run_nav(args, plan: SuitePlan, config_path: str, out_dir: str, rtf: float) 
     from vlm_agent.nodes.eval_client import GraphProcess, RosEvalConfig
 
     episodes = _episodes("nav", args)
-    params = demo_parameters(config_path, episodes[0], plan.model_dir, args.max_steps, rtf)
+    params = demo_parameters(config_path, episodes[0], plan.model_dir, args.max_steps, rtf, parse_camera(args.nav_camera))
     rows = []
     with GraphProcess(params, log_path=os.path.join(out_dir, "graph.log"), nodes=NAV_NODES) as graph, \
             NavDemoClient(RosEvalConfig()) as client:

@@ -32,7 +32,9 @@ def resolve_api_key(args, environ=os.environ) -> str:
 def run(args) -> int:
     import uvicorn
 
-    from vlm_agent.planners.navid import DEFAULT_CHECKPOINT
+    # The default navigator reads a map memory (depth + odometry) that chat requests do not carry:
+    # serve the best image-only model by default.
+    from vlm_agent.planners.navid import IMAGE_ONLY_CHECKPOINT as DEFAULT_CHECKPOINT
     from vlm_agent.planners.openai_server import create_app, is_loopback
 
     if not 0 < args.port < 65536:

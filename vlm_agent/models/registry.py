@@ -157,7 +157,7 @@ def new_model(name: str, tokenizer, image_mean=None, image_std=None, vocab_multi
 
 # The shipped default model of each family: checkpoints/<name>, each with its MODEL_CARD.md. Every
 # node and `vlm-agent eval` / `demo` use these when no model directory is given.
-DEFAULT_CHECKPOINTS = {"navid": "navid_film", "palme": "palme_tiny", "octopus": "octopus_tiny", "sa2va": "sa2va_nano"}
+DEFAULT_CHECKPOINTS = {"navid": "navid_map", "palme": "palme_tiny", "octopus": "octopus_tiny", "sa2va": "sa2va_nano"}
 _SOURCE_CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints")
 
 

@@ -79,6 +79,11 @@ class NavidPlannerNodeConfig(NavidPlannerConfig):
     max_frame_age_s: float = param(
         1.0, "plan only from a frame that arrived at most this long ago (sim time under use_sim_time)", min=0.05, max=60.0
     )
+    # "planned" is what the models were trained and measured on in-process (`vlm-agent eval`): the
+    # history is the frame of every plan, one per executed primitive; "sampled" adds the frames seen
+    # while the robot moved, every history_period_s.
+    history_frames: str = param("sampled", "history fed to the model: sampled (frames every history_period_s while moving, plus each plan's frame) "
+                                "or planned (only the frame each plan was made from, as in training)", choices=("sampled", "planned"))
     max_steps: int = param(100, "plans per episode before a forced stop", min=1, max=100000)
     max_consecutive_aborts: int = param(3, "aborted plans in a row before the episode ends", min=1, max=1000)
     # Map-memory models only (needs_depth): each frame's depth image and pose.
@@ -422,6 +427,8 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         if request is not None or self.loop.state != READY:
             self._pair_wait_since = None
         pending = [f for f in self.history.frames()[:-1] if f.stamp_s > self._last_observed_stamp]
+        if self.config.history_frames == "planned":
+            pending = []  # only plan frames become history (observed by the plan job itself)
         if request is None:
             if self._pairing is not None:
                 # History frames in order, up to the first whose depth or pose may still come.
@@ -443,6 +450,8 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
                 self._publish(self.loop.on_failure(request, f"map memory: {exc}"))
                 return
         self._call_started = now
+        if self.config.history_frames == "planned":
+            self._last_observed_stamp = latest.stamp_s  # older frames will never be observed: their depth can go
         self._submit(self._plan_job, request, self._paired(pending), (latest, current_pair), tag="plan")
 
     def _paired(self, frames) -> list:

@@ -1,6 +1,6 @@
 """NaVid-style navigation planner: instruction + egocentric RGB video -> 1..3 NavPrimitives.
 
-    planner = NavidPlanner(NavidPlannerConfig(backend="builtin", model_dir="checkpoints/navid_film"))
+    planner = NavidPlanner(NavidPlannerConfig(backend="builtin", model_dir="checkpoints/navid_map"))
     planner.reset("go to the red ball")      # validates the instruction (ValueError if bad)
     result = planner.plan(rgb, depth, pose)   # PlanResult(raw_text, primitives, latency_s, error)
     planner.observe(rgb, depth, pose)         # the frame becomes history for later calls
@@ -33,14 +33,17 @@ from .navid_prompt import validate_instruction
 
 log = logging.getLogger(__name__)
 
-# The shipped default navigator (checkpoints/navid_film/MODEL_CARD.md); navid_tiny stays for the
-# encoder-acceleration path (its SigLIP tower exports to ONNX / TensorRT).
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_film")
+# The shipped default navigator (checkpoints/navid_map/MODEL_CARD.md: reads a map memory, so it needs
+# depth and odometry); navid_film is the best model without one (`vlm-agent serve`'s default: chat
+# requests carry images only); navid_tiny stays for the encoder-acceleration path (its SigLIP tower
+# exports to ONNX / TensorRT).
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "checkpoints", "navid_map")
+IMAGE_ONLY_CHECKPOINT = os.path.join(os.path.dirname(DEFAULT_CHECKPOINT), "navid_film")
 # The remote backend's deadline for one call (every attempt and backoff), as a fraction of model_timeout_s.
 REMOTE_DEADLINE_FRACTION = 0.9
 
 
-def default_checkpoint_dir(name: str = "navid_film") -> str:
+def default_checkpoint_dir(name: str = "navid_map") -> str:
     """The shipped checkpoint `checkpoints/<name>` (see `models.registry.default_checkpoint_dir`)."""
     from vlm_agent.models.registry import default_checkpoint_dir as shipped
 
@@ -62,7 +65,7 @@ class NavidPlannerConfig(EncoderParams):
     encoder_backend: str = param("torch", "vision encoder backend of the builtin model (falls back tensorrt -> openvino -> onnxruntime -> torch)", choices=BACKENDS)
 
     backend: str = param("builtin", "model backend: builtin (the project's NaVid model), transformers (any image-text-to-text dir), remote (OpenAI-compatible server)", choices=("builtin", "transformers", "remote"))
-    model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_film")
+    model_dir: str = param("", "model directory for builtin/transformers backends; empty = checkpoints/navid_map")
     remote_url: str = param("http://127.0.0.1:8000/v1", "base URL of the OpenAI-compatible server (remote backend)")
     remote_model: str = param("navid_tiny", "model name sent to the remote server")
     remote_api_key: str = param("", "bearer token for the remote server (empty = none)")
