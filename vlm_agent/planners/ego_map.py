@@ -81,6 +81,11 @@ class EgoMap:
         self._ego_fwd = np.broadcast_to(fwd, (n, n, 2, 2)).reshape(-1)
         self._ego_left = np.broadcast_to(left, (n, n, 2, 2)).reshape(-1)
         self._ray_t = np.linspace(0.0, 1.0, max(2, int(math.ceil(c.max_range_m / c.world_resolution_m)) + 1))
+        # Cell offsets of the base's disc (marked visited at every update).
+        rad = max(1, int(round(c.robot_radius_m / c.world_resolution_m)))
+        oy, ox = np.meshgrid(np.arange(-rad, rad + 1), np.arange(-rad, rad + 1), indexing="ij")
+        disc = (ox ** 2 + oy ** 2) <= rad ** 2
+        self._disc_rows, self._disc_cols = oy[disc], ox[disc]
         self.reset()
 
     def reset(self) -> None:
@@ -159,12 +164,8 @@ class EgoMap:
             r, col, inside = self._cells(px[near_obs], py[near_obs])
             self.grid[1, r[inside], col[inside]] = True
         # Visited: a disc of the robot's radius.
-        rad = max(1, int(round(c.robot_radius_m / c.world_resolution_m)))
-        off = np.arange(-rad, rad + 1)
-        oy, ox = np.meshgrid(off, off, indexing="ij")
-        disc = (ox ** 2 + oy ** 2) <= rad ** 2
         r0, c0, _ = self._cells(np.array([x]), np.array([y]))
-        rr, cc = r0[0] + oy[disc], c0[0] + ox[disc]
+        rr, cc = r0[0] + self._disc_rows, c0[0] + self._disc_cols
         ok = (rr >= 0) & (rr < c.world_cells) & (cc >= 0) & (cc < c.world_cells)
         self.grid[2, rr[ok], cc[ok]] = True
         self.updates += 1
