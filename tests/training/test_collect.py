@@ -44,6 +44,23 @@ def test_dagger_executes_the_learner_and_labels_with_the_expert(tmp_path):
     assert float(d["success"][0]) == 0.0
 
 
+class _AlwaysStop(_AlwaysLeft):
+    def act(self, obs):
+        return NavPrimitive.stop()
+
+
+def test_dagger_can_override_a_premature_learner_stop(tmp_path):
+    kw = dict(episodes=1, episodes_per_shard=1, seed=2, image_size=16, learner=_AlwaysStop(), beta=0.0, max_steps=30, ego_map=False, log=lambda s: None)
+    ended = np.load(collect_shards(str(tmp_path / "a"), **kw)[0])
+    assert ended["episode_length"][0] == 1  # the learner's stop ends the episode after one label
+    goes_on = np.load(collect_shards(str(tmp_path / "b"), override_learner_stop=True, **kw)[0])
+    n = int(goes_on["episode_length"][0])
+    assert n > 1  # the expert's action ran instead of the premature stop
+    labels = [ACTIONS[a].kind for a in goes_on["actions"]]
+    assert "stop" not in labels[:-1]  # only the expert's own stop (if reached) would end it
+    np.testing.assert_array_equal(goes_on["frames"][0], ended["frames"][0])
+
+
 def test_shards_hold_each_frames_map_memory(tmp_path):
     from vlm_agent.planners.ego_map import unpack_maps
 

@@ -10,6 +10,10 @@ Experts: "explorer" (`vlm_agent.sim.explorer.ExplorerExpert`, observation-explai
 (`NavOracle`, shortest path with privileged goal positions). With a learner (DAgger), the learner's
 primitive is executed with probability 1 - beta and the expert's otherwise; the label is always the
 expert's action for the state actually visited, and the explorer's memory follows the learner's views.
+`override_learner_stop`: a learner `stop` the expert disagrees with is not executed (the expert's
+action is, the label stays the expert's). Premature stops end most of a learner's failed episodes;
+without this a DAgger episode ends there with one corrective label, and the states the learner
+would reach after resuming its search are never labelled.
 """
 from __future__ import annotations
 
@@ -35,11 +39,12 @@ def make_expert(name: str, env):
 
 def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, episodes_per_shard: int = 250, seed: int = 0,
                    image_size: int = 64, expert: str = "explorer", learner=None, beta: float = 1.0, max_steps: int = 0,
-                   ego_map: bool = True, log=print) -> list[str]:
+                   ego_map: bool = True, override_learner_stop: bool = False, log=print) -> list[str]:
     """Write the shards (see module doc); returns their paths. `learner`: an object with
     `reset(episode)` and `act(obs) -> NavPrimitive` (a `NavidPolicy`). `ego_map`: also render depth
     and store each frame's egocentric map (`planners.ego_map`, default settings) as `maps` (F, 3, N,
-    N / 8) packed bits, with the settings as `ego_map_config` (JSON)."""
+    N / 8) packed bits, with the settings as `ego_map_config` (JSON). `override_learner_stop`: see
+    the module doc."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episode
@@ -87,7 +92,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
                 action = label
                 if learner is not None:
                     learned = learner.act(obs)
-                    if rng.random() >= beta:
+                    if rng.random() >= beta and not (override_learner_stop and learned.kind == "stop" and label.kind != "stop"):
                         action = learned
                 obs = env.step(action)
             lengths.append(len(frames) - starts[-1])
@@ -120,6 +125,8 @@ def main(argv=None) -> int:
     p.add_argument("--expert", default="explorer", choices=["explorer", "oracle"])
     p.add_argument("--learner", default="", help="NaVid model dir that drives (DAgger)")
     p.add_argument("--beta", type=float, default=1.0, help="probability of executing the expert's action")
+    p.add_argument("--override-learner-stop", action="store_true",
+                   help="DAgger: execute the expert's action instead of a learner stop the expert disagrees with (the episode goes on)")
     p.add_argument("--max-steps", type=int, default=0, help="step cap per episode (0 = the episode's, 300)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps")
@@ -135,7 +142,8 @@ def main(argv=None) -> int:
 
         learner = make_navid_policy(a.learner, device=check_device(a.device))
     paths = collect_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.expert, learner,
-                           a.beta if learner else 1.0, a.max_steps, ego_map=not a.no_ego_map, log=lambda s: print(s, flush=True))
+                           a.beta if learner else 1.0, a.max_steps, ego_map=not a.no_ego_map,
+                           override_learner_stop=a.override_learner_stop, log=lambda s: print(s, flush=True))
     print(json.dumps({"shards": len(paths), "out": a.out}))
     return 0
 
