@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--learner", default="", help="nav: NaVid model dir whose actions drive the robot (DAgger); manip: a planner model dir "
                         "of --style that answers instead of the oracle; labels stay the expert's")
     parser.add_argument("--beta", type=float, default=1.0, help="probability of executing the expert's action instead of the learner's")
+    parser.add_argument("--override-learner-stop", action="store_true",
+                        help="nav DAgger: a learner stop the expert disagrees with is not executed (the expert's action is), so the "
+                             "episode goes on and the states after a premature stop are labelled too")
     parser.add_argument("--max-steps", type=int, default=0, help="cap on steps per episode (0 = the episode's own limit)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the learner")
     parser.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps (checked before collecting)")
@@ -84,7 +87,7 @@ def run(args) -> int:
         learner = make_navid_policy(args.learner, device=check_device(args.device))
     kw = dict(split=args.split, episodes=args.episodes, seed=args.seed, image_size=args.image_size, expert=args.expert,
               learner=learner, beta=args.beta if learner else 1.0, max_steps=args.max_steps,
-              ego_map=not args.no_ego_map)
+              ego_map=not args.no_ego_map, override_learner_stop=args.override_learner_stop)
     if args.out.endswith(".npz"):  # one shard file
         with tempfile.TemporaryDirectory() as tmp:
             (path,) = collect_shards(tmp, episodes_per_shard=args.episodes, **kw)
