@@ -75,3 +75,13 @@ def test_shards_hold_each_frames_map_memory(tmp_path):
                                       log=lambda s: None))
     assert "maps" not in bare
     assert "maps" not in load_shards(paths + expand_shards([str(tmp_path / "n")]))  # mixed shards: no maps
+
+
+def test_cli_collects_nav_shards_and_checks_the_dagger_flags(tmp_path, capsys):
+    from vlm_agent.cli import main
+
+    out = tmp_path / "one.npz"
+    assert main(["collect", "--out", str(out), "--episodes", "1", "--max-steps", "3", "--image-size", "16", "--no-ego-map"]) == 0
+    assert np.load(out)["episode_length"][0] <= 3
+    assert main(["collect", "--out", str(tmp_path / "x"), "--episodes", "1", "--override-learner-stop"]) == 2
+    assert "--override-learner-stop applies to DAgger: give --learner" in capsys.readouterr().err

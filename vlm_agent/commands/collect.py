@@ -75,6 +75,8 @@ def run(args) -> int:
                                    absent_fraction=args.absent_fraction, source=args.seg_source, manip_views=args.manip_views)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
+    if args.override_learner_stop and not args.learner:
+        raise ValueError("--override-learner-stop applies to DAgger: give --learner")
     args.image_size = args.image_size or 64
     learner = None
     if args.learner:
