@@ -39,6 +39,29 @@ def test_expand_and_load_shards_skip_unfinished_files(tmp_path):
     assert len(d["frames"]) == 20 and list(d["episode_start"]) == [0, 5, 10, 15]
 
 
+def test_a_shard_listed_twice_is_loaded_once_and_sampled_twice_as_often(tmp_path):
+    from vlm_agent.training.navid import EpisodeBatcher
+
+    a, b = _write_shard(tmp_path / "a.npz", seed=0), _write_shard(tmp_path / "b.npz", seed=1)
+    assert "episode_weight" not in load_shards([a, b]) and "episode_weight" not in load_shards([a, a])
+    d = load_shards([a, b, str(tmp_path / "b.npz")])
+    assert len(d["frames"]) == 20  # b's frames are held once
+    np.testing.assert_array_equal(d["episode_weight"], [1, 1, 2, 2])
+
+    class _Draws(EpisodeBatcher):
+        def __init__(self, data):  # only the sampler: no processor needed
+            self.data, self.rng, self.drawn = data, np.random.default_rng(0), []
+
+        def build(self, episodes, steps=None):
+            self.drawn.extend(episodes)
+
+    batcher = _Draws(d)
+    for _ in range(3000):
+        batcher.sample(1)
+    share_b = np.isin(batcher.drawn, [2, 3]).mean()
+    assert 0.62 < share_b < 0.71  # 2/3 of the draws, as if b's episodes were there twice
+
+
 def test_device_names_are_checked():
     assert check_device("cpu") == "cpu"
     for bad in ("gpu", "cuda:", "cuda:x", "CPU", ""):

@@ -29,17 +29,25 @@ def expand_shards(paths: list[str]) -> list[str]:
 
 def load_shards(paths: list[str]) -> dict:
     """Concatenate shards into one dataset dict (the keys every shard has; starts re-based). `maps`
-    and `ego_map_config` (a dict) are included when every shard has maps made with the same settings."""
+    and `ego_map_config` (a dict) are included when every shard has maps made with the same settings.
+    A shard listed k times is loaded once and its episodes get `episode_weight` k (E,) float32 (the
+    key exists only when the counts differ): repeating a DAgger round's directory up-weights it
+    without holding its frames k times in memory."""
     import json
+    from collections import Counter
 
-    parts = [np.load(p) for p in paths]
+    counts = Counter(os.path.abspath(p) for p in paths)
+    unique = list(dict.fromkeys(os.path.abspath(p) for p in paths))
+    parts = [np.load(p) for p in unique]
     out = {"frames": [], "actions": [], "episode_start": [], "episode_length": [], "instructions": [], "episode_ids": []}
     map_configs = {str(d["ego_map_config"]) if "maps" in d and "ego_map_config" in d else None for d in parts}
     with_maps = len(map_configs) == 1 and None not in map_configs
     if with_maps:
         out["maps"] = []
     offset = 0
-    for d in parts:
+    weights = []
+    for path, d in zip(unique, parts):
+        weights.append(np.full(len(d["episode_start"]), counts[path], np.float32))
         if with_maps:
             out["maps"].append(d["maps"])
         out["frames"].append(d["frames"])
@@ -52,6 +60,8 @@ def load_shards(paths: list[str]) -> dict:
     data = {k: np.concatenate(v) for k, v in out.items()}
     if with_maps:
         data["ego_map_config"] = json.loads(map_configs.pop())
+    if len(set(counts.values())) > 1:
+        data["episode_weight"] = np.concatenate(weights)
     return data
 
 

@@ -89,7 +89,11 @@ class EpisodeBatcher:
         self.answers = [processor.answer_ids([a]) for a in ACTIONS]
 
     def sample(self, n_episodes: int) -> dict:
-        eps = self.rng.choice(len(self.data["episode_start"]), size=min(n_episodes, len(self.data["episode_start"])), replace=False)
+        """`n_episodes` distinct episodes, drawn with probability proportional to `episode_weight` when the data has one."""
+        n = len(self.data["episode_start"])
+        w = self.data.get("episode_weight")
+        p = None if w is None else w / w.sum()
+        eps = self.rng.choice(n, size=min(n_episodes, n), replace=False, p=p)
         return self.build(list(eps))
 
     def build(self, episodes: list[int], steps: list[np.ndarray] | None = None) -> dict:
