@@ -67,10 +67,11 @@ deps: $(STAMP)
 # drift either way fails CI. On Kilted the multi-minute whole-graph runs (marked slow: e2e episodes,
 # launch, ROS skills) are left out to keep `make test` near 12 minutes on 2 cores; every node's own
 # ROS tests still run there (`make test-ros ROS_DISTRO=kilted ROS_MARK=ros` runs them all).
-# pytest's "no tests collected" (exit 5) is not a failure.
+# pytest's "no tests collected" (exit 5) is not a failure. The 20 slowest tests are listed, so the
+# suite's time can be kept in check from any CI log.
 ROS_MARK ?= ros
 test: $(STAMP)
-	@rc=0; $(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -q --durations=20 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 ifeq ($(DISTRO),jazzy)
 	@$(MAKE) --no-print-directory test-ros ROS_DISTRO=kilted ROS_MARK="ros and not slow"
