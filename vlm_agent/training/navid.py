@@ -30,7 +30,7 @@ from vlm_agent.training.selection import closed_loop_eval
 class NavidTrainConfig(ConfigBase):
     """Training run settings (the `vlm-agent train` flags)."""
 
-    data: list[str] = param([], "training shards (.npz from `vlm-agent collect`)")
+    data: list[str] = param([], "training shards (.npz from `vlm-agent collect`, or their directories); one listed k times is sampled k times as often (navid)")
     out_dir: str = param("checkpoints/navid_tiny", "checkpoint directory to write")
     init_from: str = param("", "start from this checkpoint directory instead of random weights (fine-tuning, DAgger)")
     minutes: float = param(20.0, "wall-clock training budget in minutes", min=0.1, max=10000.0)
