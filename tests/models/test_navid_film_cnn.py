@@ -283,3 +283,88 @@ def test_a_mapless_checkpoint_gains_a_map_memory(tmp_path):
     assert again.config.map_cells == 8 and again_proc.current_tokens == 20
     with pytest.raises(ValueError, match="already"):
         again.add_map_memory(8, 2, {})
+
+
+def _two_squares(rng, proc, n):
+    """Frames with a red and a green 4x4 square in two different cells of the 4x4 grid, an instruction
+    naming one of them, and the named one's pixels per 4x4 block (what `goal_cell_counts` stores)."""
+    frames = np.zeros((n, 16, 16, 3), np.uint8)
+    masks = np.zeros((n, 4, 4), np.uint8)
+    texts, cells = [], []
+    for i in range(n):
+        a, b = rng.choice(16, size=2, replace=False)
+        for cell, channel in ((a, 0), (b, 1)):
+            r, c = divmod(int(cell), 4)
+            frames[i, 4 * r: 4 * r + 4, 4 * c: 4 * c + 4, channel] = 255
+        red = bool(rng.integers(2))
+        target, other = (a, b) if red else (b, a)
+        masks[i].flat[target] = 16
+        texts.append("go to the red ball" if red else "go to the green ball")
+        cells.append((int(target), int(other)))
+    ids = [proc.encode_instruction(t) for t in texts]
+    T = max(len(x) for x in ids)
+    instr = torch.zeros((n, T), dtype=torch.long)
+    mask = torch.zeros((n, T), dtype=torch.long)
+    for i, x in enumerate(ids):
+        instr[i, : len(x)], mask[i, : len(x)] = torch.tensor(x), 1
+    return proc.frames_to_pixel_values(frames), instr, mask, torch.from_numpy(masks), cells
+
+
+def test_grounding_head_learns_which_object_the_instruction_names(cnn_navid):
+    model, proc = cnn_navid
+    model.add_aux_grounding_head()
+    assert model.config.aux_grounding == 1
+    rng = np.random.default_rng(0)
+    px, ids, mask, target, _ = _two_squares(rng, proc, 4)
+    grid = model.grounded_grid(px, model.instruction_condition(ids, mask))
+    assert model.grounding_logits(grid).shape == (4, 4, 4)
+    # Class balance: all-negative labels leave the negative term alone; positives count half.
+    empty = torch.zeros_like(target)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(model.grounding_logits(grid), torch.zeros(4, 4, 4))
+    torch.testing.assert_close(model.grounding_loss(grid, empty), bce)
+
+    def accuracy():
+        px, ids, mask, _, cells = _two_squares(np.random.default_rng(1), proc, 64)
+        with torch.no_grad():
+            logits = model.grounding_logits(model.grounded_grid(px, model.instruction_condition(ids, mask))).flatten(1)
+        return float(np.mean([logits[i, t] > logits[i, o] for i, (t, o) in enumerate(cells)]))
+
+    before = accuracy()
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        px, ids, mask, target, _ = _two_squares(rng, proc, 16)
+        loss = model.grounding_loss(model.grounded_grid(px, model.instruction_condition(ids, mask)), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    # The two squares swap roles with the instruction, so only an instruction-conditioned grid can
+    # rank the named one first: FiLM starts as the identity (chance), and the head's loss teaches it.
+    after = accuracy()
+    assert before < 0.7 and after >= 0.9, (before, after)
+
+
+def test_grounding_head_trains_inside_forward_train_and_loads_back(map_navid, tmp_path):
+    from vlm_agent.models.registry import load_model_and_processor
+
+    model, proc = map_navid
+    model.add_aux_grounding_head()
+    model.train()
+    data = _map_dataset()
+    data["target_masks"] = np.random.default_rng(4).integers(0, 3, (len(data["frames"]), 4, 4)).astype(np.uint8)
+    batcher = EpisodeBatcher(data, proc, steps_per_episode=6, stop_weight=1.0, map_cells=8, target_masks=True)
+    batch = batcher.build([0, 1])
+    assert batch["target_masks"].shape == (len(batch["pixel_values"]), 4, 4)
+    batch["grounding_weight"] = 1.0
+    loss = model.forward_train(batch)
+    assert set(model.last_loss_parts) == {"lm", "aux", "grounding"}
+    loss.backward()
+    assert model.aux_grounding_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="target_masks"):
+        EpisodeBatcher(_map_dataset(), proc, 6, 1.0, map_cells=8, target_masks=True)
+    model.eval()
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    loaded, _ = load_model_and_processor(str(tmp_path))
+    assert loaded.aux_grounding_head is not None  # strict load: the head's weights travel with the model

@@ -77,6 +77,34 @@ def test_shards_hold_each_frames_map_memory(tmp_path):
     assert "maps" not in load_shards(paths + expand_shards([str(tmp_path / "n")]))  # mixed shards: no maps
 
 
+def test_shards_hold_where_the_goal_objects_are_in_each_frame(tmp_path):
+    import vlm_agent.sim  # noqa: F401
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episode
+    from vlm_agent.training.collect import goal_cell_counts
+
+    d = load_shards(collect_shards(str(tmp_path / "g"), episodes=2, episodes_per_shard=2, seed=3, image_size=32, ego_map=False, log=lambda s: None))
+    assert d["target_masks"].shape == (len(d["frames"]), 4, 4) and d["target_masks"].dtype == np.uint8
+    ends = d["episode_start"] + d["episode_length"] - 1
+    assert all(d["target_masks"][e].any() for e in ends)  # the explorer stops facing its goal
+    assert not d["target_masks"].all()  # and it is not everywhere
+    env = NavEnv(SimConfig(width=32, height=32))
+    try:
+        env.reset(make_episode("nav", "train", 3, 0))
+        mask = np.zeros((32, 32), bool)
+        for name in env.nav_goals:
+            mask |= env.object_mask(name)
+        counts = goal_cell_counts(env)
+        assert counts.sum() == min(mask.sum(), 255 * 16) and counts.shape == (4, 4)
+        np.testing.assert_array_equal(counts > 0, mask.reshape(4, 8, 4, 8).any(axis=(1, 3)))
+    finally:
+        env.close()
+    bare = collect_shards(str(tmp_path / "n"), episodes=1, episodes_per_shard=1, seed=3, image_size=32, max_steps=3, ego_map=False,
+                          target_masks=False, log=lambda s: None)
+    assert "target_masks" not in np.load(bare[0])
+    assert "target_masks" not in load_shards(bare + expand_shards([str(tmp_path / "g")]))  # mixed shards: none
+
+
 def test_cli_collects_nav_shards_and_checks_the_dagger_flags(tmp_path, capsys):
     from vlm_agent.cli import main
 

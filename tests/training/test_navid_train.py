@@ -89,6 +89,21 @@ def test_to_device_moves_tensors_and_keeps_other_values():
     assert moved["input_ids"].device.type == "cpu" and moved["aux_weight"] == 0.5 and moved is not batch
 
 
+def test_grounding_weight_adds_the_head_and_needs_target_masks(tmp_path):
+    bare = _write_shard(tmp_path / "bare.npz")
+    cfg = dict(max_steps=2, batch_episodes=2, steps_per_episode=2, warmup_steps=1, val_episodes=0, threads=1, grounding_weight=0.5, **TINY)
+    with pytest.raises(ValueError, match="target_masks"):
+        train(NavidTrainConfig(data=[bare], out_dir=str(tmp_path / "x"), **cfg), progress=False)
+    d = dict(np.load(bare))
+    d["target_masks"] = np.random.default_rng(0).integers(0, 2, (len(d["frames"]), 2, 2)).astype(np.uint8)
+    np.savez(tmp_path / "masks.npz", **d)
+    out = tmp_path / "ckpt"
+    summary = train(NavidTrainConfig(data=[str(tmp_path / "masks.npz")], out_dir=str(out), **cfg), progress=False)
+    assert summary["steps"] == 2 and json.loads((out / "config.json").read_text())["aux_grounding"] == 1
+    last = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])
+    assert set(last["loss_parts_ema"]) == {"lm", "aux", "grounding"}
+
+
 def test_two_steps_on_cpu_write_a_checkpoint_and_a_summary(tmp_path):
     shard = _write_shard(tmp_path / "shard_00000.npz")
     out = tmp_path / "ckpt"

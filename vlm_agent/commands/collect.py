@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps (checked before collecting)")
     parser.add_argument("--no-ego-map", action="store_true",
                         help="nav: do not render depth nor store each frame's egocentric map (the navigator's map memory, planners/ego_map.py)")
+    parser.add_argument("--no-target-masks", action="store_true",
+                        help="nav: do not store where the goal objects are in each frame (target_masks, the label of the "
+                             "navigator's training-only grounding head; costs a segmentation render per step)")
 
 
 def run(args) -> int:
@@ -89,7 +92,7 @@ def run(args) -> int:
         learner = make_navid_policy(args.learner, device=check_device(args.device))
     kw = dict(split=args.split, episodes=args.episodes, seed=args.seed, image_size=args.image_size, expert=args.expert,
               learner=learner, beta=args.beta if learner else 1.0, max_steps=args.max_steps,
-              ego_map=not args.no_ego_map, override_learner_stop=args.override_learner_stop)
+              ego_map=not args.no_ego_map, override_learner_stop=args.override_learner_stop, target_masks=not args.no_target_masks)
     if args.out.endswith(".npz"):  # one shard file
         with tempfile.TemporaryDirectory() as tmp:
             (path,) = collect_shards(tmp, episodes_per_shard=args.episodes, **kw)

@@ -37,14 +37,35 @@ def make_expert(name: str, env):
     raise ValueError(f"unknown expert '{name}' (explorer | oracle)")
 
 
+TARGET_CELL_PX = 8
+
+
+def goal_cell_counts(env, cell_px: int = TARGET_CELL_PX) -> np.ndarray:
+    """(S / cell_px, S / cell_px) uint8: pixels of the episode's goal objects (every leg of a sequence)
+    in each cell_px x cell_px block of the current frame, from the renderer's segmentation, capped at
+    255. The label of `NavidModel`'s grounding head: at 64 px and 8 px blocks it is the model's 8x8
+    vision grid, so the head learns where the named object is (and that a look-alike is not it)."""
+    seg = env.segmentation()
+    mask = np.zeros(seg.shape, bool)
+    for name in env.nav_goals:
+        mask |= env.object_mask(name, seg)
+    h, w = mask.shape
+    if h % cell_px or w % cell_px:
+        raise ValueError(f"frame {w}x{h} is not a multiple of {cell_px} px cells")
+    counts = mask.reshape(h // cell_px, cell_px, w // cell_px, cell_px).sum(axis=(1, 3))
+    return np.minimum(counts, 255).astype(np.uint8)
+
+
 def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, episodes_per_shard: int = 250, seed: int = 0,
                    image_size: int = 64, expert: str = "explorer", learner=None, beta: float = 1.0, max_steps: int = 0,
-                   ego_map: bool = True, override_learner_stop: bool = False, log=print) -> list[str]:
+                   ego_map: bool = True, override_learner_stop: bool = False, target_masks: bool = True, log=print) -> list[str]:
     """Write the shards (see module doc); returns their paths. `learner`: an object with
     `reset(episode)` and `act(obs) -> NavPrimitive` (a `NavidPolicy`). `ego_map`: also render depth
     and store each frame's egocentric map (`planners.ego_map`, default settings) as `maps` (F, 3, N,
     N / 8) packed bits, with the settings as `ego_map_config` (JSON). `override_learner_stop`: see
-    the module doc."""
+    the module doc. `target_masks`: also store, per frame, where the instruction's goal objects are
+    in the image (`target_masks`, see `goal_cell_counts`), the label of the model's training-only
+    grounding head."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episode
@@ -70,7 +91,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
         if os.path.exists(path):
             continue
         rng = np.random.default_rng([seed, k, 99])
-        frames, actions, starts, lengths, instr, ids, tasks, succ, maps = [], [], [], [], [], [], [], [], []
+        frames, actions, starts, lengths, instr, ids, tasks, succ, maps, masks = [], [], [], [], [], [], [], [], [], []
         t0 = time.monotonic()
         for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
             ep = make_episode("nav", split, seed, i)
@@ -88,6 +109,8 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
                     # The map the learner would read at this step: every frame so far, this one included.
                     memory.update(obs.depth, obs.pose)
                     maps.append(pack_maps(memory.egocentric(obs.pose)))
+                if target_masks:
+                    masks.append(goal_cell_counts(env))
                 actions.append(ACTION_INDEX[(label.kind, label.value)])
                 action = label
                 if learner is not None:
@@ -102,6 +125,8 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
             succ.append(float(env.metrics()["success"]))
         tmp = path + ".tmp.npz"
         extra = {"maps": np.stack(maps), "ego_map_config": np.asarray(json.dumps(memory.config.to_dict()))} if memory is not None else {}
+        if target_masks:
+            extra["target_masks"] = np.stack(masks)
         np.savez(tmp, **extra, frames=np.stack(frames), actions=np.asarray(actions, np.int8), episode_start=np.asarray(starts, np.int64),
                  episode_length=np.asarray(lengths, np.int64), instructions=np.asarray(instr), episode_ids=np.asarray(ids),
                  tasks=np.asarray(tasks), success=np.asarray(succ, np.float32), expert=np.asarray(expert))

@@ -6,7 +6,8 @@ One shard = one `.npz` with every frame of every episode (written by `training/c
     instructions (E,) str, episode_ids (E,) str; collect_shards adds tasks (E,) str,
     success (E,) float32 and expert () str, and (unless --no-ego-map) maps (F, 3, N, N / 8) uint8: each
     frame's egocentric map memory as packed bits (`planners.ego_map.pack_maps`), with the map settings
-    as ego_map_config () str (JSON).
+    as ego_map_config () str (JSON), and (unless --no-target-masks) target_masks (F, S / 8, S / 8)
+    uint8: the goal objects' pixels in each 8x8-pixel block of the frame (`collect.goal_cell_counts`).
 With a learner (DAgger) the learner's own primitive was executed with probability 1 - beta, the
 expert's otherwise, and the label is always the expert's action for the state actually visited.
 """
@@ -29,7 +30,8 @@ def expand_shards(paths: list[str]) -> list[str]:
 
 def load_shards(paths: list[str]) -> dict:
     """Concatenate shards into one dataset dict (the keys every shard has; starts re-based). `maps`
-    and `ego_map_config` (a dict) are included when every shard has maps made with the same settings.
+    and `ego_map_config` (a dict) are included when every shard has maps made with the same settings,
+    `target_masks` when every shard has them.
     A shard listed k times is loaded once and its episodes get `episode_weight` k (E,) float32 (the
     key exists only when the counts differ): repeating a DAgger round's directory up-weights it
     without holding its frames k times in memory."""
@@ -44,12 +46,16 @@ def load_shards(paths: list[str]) -> dict:
     with_maps = len(map_configs) == 1 and None not in map_configs
     if with_maps:
         out["maps"] = []
+    if all("target_masks" in d for d in parts):
+        out["target_masks"] = []
     offset = 0
     weights = []
     for path, d in zip(unique, parts):
         weights.append(np.full(len(d["episode_start"]), counts[path], np.float32))
         if with_maps:
             out["maps"].append(d["maps"])
+        if "target_masks" in out:
+            out["target_masks"].append(d["target_masks"])
         out["frames"].append(d["frames"])
         out["actions"].append(d["actions"])
         out["episode_start"].append(d["episode_start"] + offset)

@@ -50,6 +50,8 @@ class NavidTrainConfig(ConfigBase):
     heads: int = param(4, "attention heads (vision and LM)", min=1, max=64)
     film_layers: int = param(2, "instruction FiLM blocks over the vision grid", min=0, max=16)
     aux_weight: float = param(1.0, "weight of the training-only expert-action head on each frame's grounded grid (0 = none)", min=0.0, max=100.0)
+    grounding_weight: float = param(0.0, "weight of the training-only grounding head: per grid cell, is a goal object there (needs shards with "
+                                         "target_masks; 0 = none)", min=0.0, max=100.0)
     max_history_frames: int = param(8, "history frames fed to the LM (uniform subsample)", min=1, max=4096)
     recent_history_frames: int = param(0, "of those, the most recent frames always fed (0 = uniform subsample over the episode)", min=0, max=4096)
     vision_stem: str = param("vit", "vision stem: vit (SigLIP tower, FiLM after it) or film_cnn (instruction FiLM inside every CNN stage)", choices=("vit", "film_cnn"))
@@ -76,8 +78,12 @@ class NavidTrainConfig(ConfigBase):
 class EpisodeBatcher:
     """Builds `NavidModel.forward_train` batches (CPU tensors) from a dataset dict (see `training.data.load_shards`)."""
 
-    def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0, map_cells: int = 0):
+    def __init__(self, data: dict, processor: NavidProcessor, steps_per_episode: int, stop_weight: float, seed: int = 0, map_cells: int = 0,
+                 target_masks: bool = False):
         self.data, self.processor = data, processor
+        if target_masks and "target_masks" not in data:
+            raise ValueError("grounding supervision needs shards with target_masks (collect without --no-target-masks)")
+        self.target_masks = target_masks
         if map_cells and "maps" not in data:
             raise ValueError("the model reads a map memory but the shards hold no egocentric maps (collect without --no-ego-map)")
         if map_cells and data["ego_map_config"]["cells"] != map_cells:
@@ -160,6 +166,8 @@ class EpisodeBatcher:
             from vlm_agent.planners.ego_map import unpack_maps
 
             out["maps"] = torch.from_numpy(unpack_maps(d["maps"][np.asarray(frame_ids)], self.map_cells))
+        if self.target_masks:
+            out["target_masks"] = torch.from_numpy(d["target_masks"][np.asarray(frame_ids)].astype(np.float32))
         return {
             **out,
             "pixel_values": proc.frames_to_pixel_values(d["frames"][np.asarray(frame_ids)]),
@@ -287,9 +295,12 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         processor.check_config(model.config)
     if cfg.aux_weight and model.aux_action_head is None:
         model.add_aux_action_head(len(ACTIONS))
+    if cfg.grounding_weight and model.aux_grounding_head is None:
+        model.add_aux_grounding_head()
     model.to(device)
     model.train()
-    batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed, map_cells=getattr(model.config, "map_cells", 0))
+    batcher = EpisodeBatcher(data, processor, cfg.steps_per_episode, cfg.stop_weight, cfg.seed, map_cells=getattr(model.config, "map_cells", 0),
+                             target_masks=bool(cfg.grounding_weight))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     os.makedirs(cfg.out_dir, exist_ok=True)
     work_dir = cfg.out_dir.rstrip("/") + ".work"
@@ -301,6 +312,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     best = {"success_rate": -1.0}
     last_eval = time.monotonic()
     ema = None
+    part_ema: dict[str, float] = {}  # the loss's parts (LM, aux action, grounding), for the log
     bar = tqdm(total=total_steps, desc="train navid", disable=not progress, unit="step")
     step = 0
     state_path = os.path.join(work_dir, "train_state.pt")
@@ -318,7 +330,8 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         save_checkpoint(model, processor, work_dir)
         res = closed_loop_eval(work_dir, cfg.val_episodes, cfg.val_max_steps, cfg.image_size, device=cfg.device) if cfg.val_episodes else {"success_rate": 0.0, "spl": 0.0}
         model.train()
-        rec = {"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "val": res, "loss_ema": ema}
+        rec = {"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "val": res, "loss_ema": ema,
+               "loss_parts_ema": {k: round(v, 5) for k, v in part_ema.items()}}
         log_f.write(json.dumps(rec) + "\n")
         log_f.flush()
         if (res["success_rate"], res["spl"]) >= (best["success_rate"], best.get("spl", -1.0)):
@@ -335,6 +348,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
             g["lr"] = lr
         batch = to_device(batcher.sample(cfg.batch_episodes), device)
         batch["aux_weight"] = cfg.aux_weight
+        batch["grounding_weight"] = cfg.grounding_weight
         loss = model.forward_train(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -343,10 +357,13 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         step += 1
         value = loss.detach().item()
         ema = value if ema is None else 0.98 * ema + 0.02 * value
+        for k, v in model.last_loss_parts.items():
+            part_ema[k] = v if k not in part_ema else 0.98 * part_ema[k] + 0.02 * v
         bar.update(1)
         bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.1e}")
         if step % 50 == 0:
-            log_f.write(json.dumps({"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "loss_ema": ema, "lr": lr}) + "\n")
+            log_f.write(json.dumps({"step": step, "elapsed_s": round(time.monotonic() - t0, 1), "loss_ema": ema, "lr": lr,
+                                    **{f"{k}_loss_ema": round(v, 5) for k, v in part_ema.items()}}) + "\n")
             log_f.flush()
         if time.monotonic() - last_eval > cfg.eval_every_min * 60:
             evaluate_and_keep(step)

@@ -41,6 +41,10 @@ class NavidConfig(EmbodiedVLMConfig):
         ego_map: the `EgoMapConfig` fields the map was built with in training (cells, resolution,
             range, the camera mounting of the simulator); the planner builds the same map, with the
             robot's own camera mounting.
+        aux_grounding: 1 adds a training-only head that predicts, per cell of the grounded vision grid,
+            whether a goal object of the instruction is there (labels from the simulator's segmentation,
+            `training/collect.py` `target_masks`): dense supervision of colour-shape grounding, so a
+            look-alike (a blue ball when asked for the blue cube) is told apart; unused at inference.
         stop_logit_bias: added to the logit of `stop` when the constrained decoder chooses the first
             primitive (< 0 = stop only when clearly more likely than a move). A decision threshold
             tuned closed-loop on val episodes: a premature stop ends the episode, a late one costs a
@@ -58,6 +62,7 @@ class NavidConfig(EmbodiedVLMConfig):
     turn_values_deg: list[int] | None = None
     max_primitives: int = 3
     aux_action_classes: int = 0
+    aux_grounding: int = 0
     vision_stem: str = "vit"
     cnn_channels: list[int] | None = None
     recent_history_frames: int = 0
@@ -81,7 +86,8 @@ class NavidConfig(EmbodiedVLMConfig):
             # Adaptive pooling handles grids that are not multiples (a 224 px / patch 16 SigLIP has 14x14).
             if not isinstance(v, int) or not 1 <= v <= g:
                 raise ValueError(f"{owner}.{name}: {v!r} must be an int in [1, vision grid size {g}]")
-        for name, lo, hi in (("max_history_frames", 1, 4096), ("film_layers", 0, 16), ("max_primitives", 1, 3), ("aux_action_classes", 0, 64)):
+        for name, lo, hi in (("max_history_frames", 1, 4096), ("film_layers", 0, 16), ("max_primitives", 1, 3), ("aux_action_classes", 0, 64),
+                             ("aux_grounding", 0, 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{owner}.{name}: {v!r} must be an int in [{lo}, {hi}]")

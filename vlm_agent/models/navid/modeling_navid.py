@@ -152,6 +152,8 @@ class NavidModel(EmbodiedVLMModel):
         self.aux_action_head = None
         if config.aux_action_classes:
             self.add_aux_action_head(config.aux_action_classes)
+        self.aux_grounding_head = nn.Linear(dv, 1) if config.aux_grounding else None
+        self.last_loss_parts: dict[str, float] = {}
         self.post_init()
 
     @property
@@ -182,6 +184,36 @@ class NavidModel(EmbodiedVLMModel):
         self.config.aux_action_classes = n_classes
         # With a map memory the head also reads the map's mean feature (exploring depends on it).
         self.aux_action_head = nn.Linear((self.config.history_tokens_per_frame + (1 if self.map_encoder is not None else 0)) * dv, n_classes)
+
+    def add_aux_grounding_head(self) -> None:
+        """Training-only deep supervision of grounding: per cell of the grounded grid, is a goal object
+        of the instruction there (`grounding_loss`). The action labels say only what to do; they do not
+        say which of two blue objects is the cube, and the stop decision depends on exactly that."""
+        self.config.aux_grounding = 1
+        self.aux_grounding_head = nn.Linear(self.config.vision_config.hidden_size, 1).to(next(self.parameters()).device)
+
+    def grounding_logits(self, grid: torch.Tensor) -> torch.Tensor:
+        """grounded grid (B, g, g, D_v) -> (B, g, g) logits of "a goal object is in this cell"."""
+        if self.aux_grounding_head is None:
+            raise ValueError("this NaVid model has no grounding head (aux_grounding = 0)")
+        return self.aux_grounding_head(grid).squeeze(-1)
+
+    def grounding_loss(self, grid: torch.Tensor, target_masks: torch.Tensor) -> torch.Tensor:
+        """Class-balanced BCE of `grounding_logits` against target_masks (B, h, w) goal pixels per
+        image block (any > 0 = positive; max-pooled to the grid when h != g): the mean over positive
+        cells and the mean over negative cells, averaged (about 1% of cells are positive, and a batch
+        without any counts its negatives only)."""
+        logits = self.grounding_logits(grid)
+        g = logits.shape[-1]
+        target = (target_masks > 0).float()
+        if tuple(target.shape[-2:]) != (g, g):
+            target = F.adaptive_max_pool2d(target[:, None], g)[:, 0]
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        pos = target > 0.5
+        neg_loss = bce[~pos].mean() if (~pos).any() else bce.sum() * 0
+        if not pos.any():
+            return neg_loss
+        return 0.5 * (bce[pos].mean() + neg_loss)
 
     def add_map_memory(self, cells: int, grid_size: int, ego_map: dict, channels: int = 3) -> None:
         """Give a trained model without one a map memory (fine-tuning from a map-less checkpoint):
@@ -254,11 +286,13 @@ class NavidModel(EmbodiedVLMModel):
 
         batch: pixel_values (F, 3, S, S) all frames of the batch's episodes; frame_episode (F,);
             maps (F, C, N, N) their egocentric map memories (models with `map_cells` only);
+            target_masks (F, h, w) goal pixels per image block (models with a grounding head; optional);
             instruction_ids/instruction_mask (E, T); input_ids/attention_mask/labels (B, L);
             feature_index (M,) indices into [history tokens of all frames (F*4) | current (F*(64 + map tokens))]
             in placeholder order; loss_weight (B,) per-sample weights.
         Returns the `loss_weight`-weighted mean over samples of each answer's mean token cross-entropy
-        (+ the auxiliary action loss when the head exists).
+        (+ `aux_weight` x the auxiliary action loss, + `grounding_weight` x `grounding_loss`, when the
+        heads exist). The parts are kept in `last_loss_parts` (floats) for the training log.
         """
         cond = self.instruction_condition(batch["instruction_ids"], batch["instruction_mask"])[batch["frame_episode"]]
         grid = self.grounded_grid(batch["pixel_values"], cond)
@@ -284,10 +318,18 @@ class NavidModel(EmbodiedVLMModel):
         sample_loss = torch.zeros(labels.shape[0], dtype=tok_loss.dtype, device=tok_loss.device).index_add_(0, rows, tok_loss) / n_tok
         w = batch["loss_weight"] * (sel.any(1)).to(tok_loss.dtype)
         loss = (sample_loss * w).sum() / w.sum().clamp_min(1e-8)
+        parts = {"lm": loss.detach().item()}
+        if self.aux_grounding_head is not None and "target_masks" in batch and batch.get("grounding_weight", 1.0):
+            g_loss = self.grounding_loss(grid, batch["target_masks"])
+            parts["grounding"] = g_loss.detach().item()
+            loss = loss + batch.get("grounding_weight", 1.0) * g_loss
+        self.last_loss_parts = parts
         if self.aux_action_head is not None and "actions" in batch:
             pooled = F.adaptive_avg_pool2d(grid.permute(0, 3, 1, 2), self.config.history_grid_size).flatten(1)
             if map_feats is not None:
                 pooled = torch.cat([pooled, map_feats.mean(1)], dim=1)
             aux = self.aux_action_head(pooled[batch["current_frame"]])
-            loss = loss + batch.get("aux_weight", 1.0) * (F.cross_entropy(aux, batch["actions"], reduction="none") * batch["loss_weight"]).sum() / batch["loss_weight"].sum()
+            aux_loss = (F.cross_entropy(aux, batch["actions"], reduction="none") * batch["loss_weight"]).sum() / batch["loss_weight"].sum()
+            parts["aux"] = aux_loss.detach().item()
+            loss = loss + batch.get("aux_weight", 1.0) * aux_loss
         return loss
