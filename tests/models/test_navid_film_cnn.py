@@ -368,3 +368,29 @@ def test_grounding_head_trains_inside_forward_train_and_loads_back(map_navid, tm
     proc.save_pretrained(tmp_path)
     loaded, _ = load_model_and_processor(str(tmp_path))
     assert loaded.aux_grounding_head is not None  # strict load: the head's weights travel with the model
+
+
+def test_hard_negatives_weigh_the_look_alike_cells(cnn_navid):
+    model, _ = cnn_navid
+    model.add_aux_grounding_head()
+    with torch.no_grad():  # logits = the grid's first channel
+        model.aux_grounding_head.weight.zero_()
+        model.aux_grounding_head.weight[0, 0] = 1.0
+        model.aux_grounding_head.bias.zero_()
+    grid = torch.zeros(2, 4, 4, 16)
+    grid[..., 0] = -6.0  # floor and walls: easy negatives
+    grid[:, 0, 0, 0] = 4.0  # the named object
+    grid[:, 2, 3, 0] = 3.0  # a look-alike
+    grid.requires_grad_(True)
+    target = torch.zeros(2, 4, 4)
+    target[:, 0, 0] = 5
+    plain = model.grounding_loss(grid, target)
+    (g_plain,) = torch.autograd.grad(plain, grid)
+    hard = model.grounding_loss(grid, target, hard_negatives=1)
+    (g_hard,) = torch.autograd.grad(hard, grid)
+    assert hard > plain
+    # the look-alike's gradient grows several-fold; the easy cells' shrinks (half the plain negative term)
+    assert g_hard[0, 2, 3, 0] > 5 * g_plain[0, 2, 3, 0] > 0
+    assert 0 < g_hard[0, 1, 1, 0] < g_plain[0, 1, 1, 0]
+    everything = model.grounding_loss(grid, target, hard_negatives=1000)  # k past the cells: all negatives, no error
+    assert torch.isfinite(everything)

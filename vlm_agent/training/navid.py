@@ -52,6 +52,8 @@ class NavidTrainConfig(ConfigBase):
     aux_weight: float = param(1.0, "weight of the training-only expert-action head on each frame's grounded grid (0 = none)", min=0.0, max=100.0)
     grounding_weight: float = param(0.0, "weight of the training-only grounding head: per grid cell, is a goal object there (needs shards with "
                                          "target_masks; 0 = none)", min=0.0, max=100.0)
+    grounding_hard_negatives: int = param(0, "grounding head: also average the loss over each frame's k highest-scoring negative cells "
+                                              "(look-alikes; 0 = all negatives alike)", min=0, max=4096)
     max_history_frames: int = param(8, "history frames fed to the LM (uniform subsample)", min=1, max=4096)
     recent_history_frames: int = param(0, "of those, the most recent frames always fed (0 = uniform subsample over the episode)", min=0, max=4096)
     vision_stem: str = param("vit", "vision stem: vit (SigLIP tower, FiLM after it) or film_cnn (instruction FiLM inside every CNN stage)", choices=("vit", "film_cnn"))
@@ -349,6 +351,7 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
         batch = to_device(batcher.sample(cfg.batch_episodes), device)
         batch["aux_weight"] = cfg.aux_weight
         batch["grounding_weight"] = cfg.grounding_weight
+        batch["grounding_hard_negatives"] = cfg.grounding_hard_negatives
         loss = model.forward_train(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()

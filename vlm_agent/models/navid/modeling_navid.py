@@ -198,11 +198,17 @@ class NavidModel(EmbodiedVLMModel):
             raise ValueError("this NaVid model has no grounding head (aux_grounding = 0)")
         return self.aux_grounding_head(grid).squeeze(-1)
 
-    def grounding_loss(self, grid: torch.Tensor, target_masks: torch.Tensor) -> torch.Tensor:
+    def grounding_loss(self, grid: torch.Tensor, target_masks: torch.Tensor, hard_negatives: int = 0) -> torch.Tensor:
         """Class-balanced BCE of `grounding_logits` against target_masks (B, h, w) goal pixels per
         image block (any > 0 = positive; max-pooled to the grid when h != g): the mean over positive
         cells and the mean over negative cells, averaged (about 1% of cells are positive, and a batch
-        without any counts its negatives only)."""
+        without any counts its negatives only).
+
+        hard_negatives k > 0: the negative term is the average of the mean over all negative cells and
+        the mean over each frame's k highest-scoring negative cells (online hard example mining). Why:
+        nearly all negatives are floor and walls, learnt within minutes; the look-alikes that end
+        episodes with a wrong stop (the same colour, another shape) are a few cells in a thousand,
+        and the plain mean hardly sees them. The hardest negatives of a frame are those look-alikes."""
         logits = self.grounding_logits(grid)
         g = logits.shape[-1]
         target = (target_masks > 0).float()
@@ -211,6 +217,13 @@ class NavidModel(EmbodiedVLMModel):
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         pos = target > 0.5
         neg_loss = bce[~pos].mean() if (~pos).any() else bce.sum() * 0
+        if hard_negatives and (~pos).any():
+            flat = logits.flatten(1).masked_fill(pos.flatten(1), float("-inf"))
+            k = min(int(hard_negatives), flat.shape[1])
+            top, idx = flat.topk(k, dim=1)
+            valid = torch.isfinite(top)
+            hard = bce.flatten(1).gather(1, idx)[valid]
+            neg_loss = 0.5 * (neg_loss + hard.mean())
         if not pos.any():
             return neg_loss
         return 0.5 * (bce[pos].mean() + neg_loss)
@@ -320,7 +333,7 @@ class NavidModel(EmbodiedVLMModel):
         loss = (sample_loss * w).sum() / w.sum().clamp_min(1e-8)
         parts = {"lm": loss.detach().item()}
         if self.aux_grounding_head is not None and "target_masks" in batch and batch.get("grounding_weight", 1.0):
-            g_loss = self.grounding_loss(grid, batch["target_masks"])
+            g_loss = self.grounding_loss(grid, batch["target_masks"], int(batch.get("grounding_hard_negatives", 0)))
             parts["grounding"] = g_loss.detach().item()
             loss = loss + batch.get("grounding_weight", 1.0) * g_loss
         self.last_loss_parts = parts
