@@ -115,3 +115,6 @@ def test_registered_as_a_policy(env):
     assert isinstance(policy.act(obs), NavPrimitive)
     with pytest.raises(ValueError):
         make_policy("explorer", "seg", env=env)
+    assert make_policy("explorer", "nav", env=env, min_pixels=12).min_pixels == 12  # eval --policy-param min_pixels=12
+    with pytest.raises(ValueError, match="unknown setting"):
+        make_policy("explorer", "nav", env=env, min_pixel=12)

@@ -135,13 +135,20 @@ def make_oracle_policy(suite: str, model_dir=None, env=None, **kw):
     raise ValueError(f"oracle: unknown suite '{suite}'")
 
 
-def make_explorer_policy(suite: str, model_dir=None, env=None, **kw):
-    """The observation-explainable expert (`vlm_agent.sim.explorer`): explores until it has seen the goal."""
+EXPLORER_PARAMS = ("view_range_m", "min_pixels", "min_gain_cells", "refresh_cells", "stop_radius_m", "room_hint")
+
+
+def make_explorer_policy(suite: str, model_dir=None, env=None, device=None, **kw):
+    """The observation-explainable expert (`vlm_agent.sim.explorer`): explores until it has seen the goal.
+    `kw`: its settings (`--policy-param min_pixels=8`, one of `EXPLORER_PARAMS`); any other key is an error."""
     if env is None or suite != "nav":
         raise ValueError("the explorer policy is a privileged nav expert: --suite nav, and pass env= (the evaluator does)")
+    unknown = sorted(k for k in kw if k not in EXPLORER_PARAMS)
+    if unknown:
+        raise ValueError(f"explorer: unknown setting(s) {', '.join(unknown)} (one of: {', '.join(EXPLORER_PARAMS)})")
     from vlm_agent.sim.explorer import ExplorerExpert
 
-    return ExplorerExpert(env)
+    return ExplorerExpert(env, **kw)
 
 
 def make_random_policy(suite: str, model_dir=None, env=None, seed: int = 0, **kw):
