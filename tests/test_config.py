@@ -83,3 +83,11 @@ def test_every_shipped_config_parses():
     for path in sorted(Path(__file__).resolve().parents[1].glob("config/*.yaml")):
         for name in node_sections(str(path)):
             assert isinstance(load_ros_parameters(str(path), name), dict)
+
+
+def test_cli_key_values_are_yaml_scalars_and_malformed_items_name_their_flag():
+    from vlm_agent.config import parse_key_values
+
+    assert parse_key_values(["min_pixels=8", "room_hint=false", "name=abc", "empty="]) == {"min_pixels": 8, "room_hint": False, "name": "abc", "empty": ""}
+    with pytest.raises(ValueError, match="--expert-param expects KEY=VALUE"):
+        parse_key_values(["min_pixels"], "--expert-param")

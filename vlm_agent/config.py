@@ -92,6 +92,18 @@ def _coerce(owner: str, name: str, ftype, value):
     raise TypeError(f"{owner}.{name}: unsupported config field type {ftype} (use one of {_SUPPORTED_TYPES})")
 
 
+def parse_key_values(items: list[str], flag: str = "--policy-param") -> dict[str, Any]:
+    """CLI `KEY=VALUE` items (`--policy-param`, `--perception-param`, `--expert-param`) -> {key: value},
+    values read as YAML scalars (360 -> int, true -> bool). ValueError naming `flag` for a malformed item."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
 def load_ros_parameters(path: str, node_name: str) -> dict[str, Any]:
     """Parameters for `node_name` from a ROS parameter YAML (`/**` first, then the node's own section).
 

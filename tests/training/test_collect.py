@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 
 from vlm_agent.actions import ACTIONS, NavPrimitive
 from vlm_agent.training.collect import collect_shards
@@ -113,3 +114,23 @@ def test_cli_collects_nav_shards_and_checks_the_dagger_flags(tmp_path, capsys):
     assert np.load(out)["episode_length"][0] <= 3
     assert main(["collect", "--out", str(tmp_path / "x"), "--episodes", "1", "--override-learner-stop"]) == 2
     assert "--override-learner-stop applies to DAgger: give --learner" in capsys.readouterr().err
+
+
+def test_expert_settings_change_its_labels(tmp_path, capsys):
+    from vlm_agent.cli import main
+    from vlm_agent.training.collect import make_expert
+
+    kw = dict(episodes=2, episodes_per_shard=2, seed=4, image_size=16, ego_map=False, target_masks=False, log=lambda s: None)
+    eager = load_shards(collect_shards(str(tmp_path / "a"), **kw))
+    # A goal counted as seen only from many pixels on: the expert explores longer before heading there.
+    late = load_shards(collect_shards(str(tmp_path / "b"), expert_params={"min_pixels": 40}, **kw))
+    assert len(late["frames"]) > len(eager["frames"])
+    with pytest.raises(ValueError, match="unknown setting"):
+        collect_shards(str(tmp_path / "c"), expert_params={"min_pixel": 4}, **kw)
+    with pytest.raises(ValueError, match="no settings"):
+        make_expert("oracle", None, {"min_pixels": 4})
+    out = tmp_path / "cli.npz"
+    assert main(["collect", "--out", str(out), "--episodes", "1", "--max-steps", "3", "--image-size", "16", "--no-ego-map",
+                 "--expert-param", "min_pixels=8"]) == 0
+    assert main(["collect", "--suite", "seg", "--out", str(tmp_path / "s"), "--episodes", "1", "--expert-param", "min_pixels=8"]) == 2
+    assert "--expert-param applies to --suite nav" in capsys.readouterr().err

@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the learner: cpu, cuda, cuda:N, mps (checked before collecting)")
     parser.add_argument("--no-ego-map", action="store_true",
                         help="nav: do not render depth nor store each frame's egocentric map (the navigator's map memory, planners/ego_map.py)")
+    parser.add_argument("--expert-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="nav: a setting of the explorer expert (e.g. min_pixels=8: it counts a goal as seen from 8 "
+                             "segmentation pixels on); repeatable")
     parser.add_argument("--no-target-masks", action="store_true",
                         help="nav: do not store where the goal objects are in each frame (target_masks, the label of the "
                              "navigator's training-only grounding head; costs a segmentation render per step)")
@@ -56,12 +59,15 @@ def run(args) -> int:
     import shutil
     import tempfile
 
+    from vlm_agent.config import parse_key_values
     from vlm_agent.training.collect import collect_shards
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
     if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start") and args.suite != "seg":
         raise ValueError("--absent-fraction, --seg-source and --manip-views apply to --suite seg")
+    if args.expert_param and args.suite != "nav":
+        raise ValueError("--expert-param applies to --suite nav (the explorer expert)")
     if args.suite == "manip":
         from vlm_agent.training.manip import collect_manip_shards
 
@@ -92,7 +98,8 @@ def run(args) -> int:
         learner = make_navid_policy(args.learner, device=check_device(args.device))
     kw = dict(split=args.split, episodes=args.episodes, seed=args.seed, image_size=args.image_size, expert=args.expert,
               learner=learner, beta=args.beta if learner else 1.0, max_steps=args.max_steps,
-              ego_map=not args.no_ego_map, override_learner_stop=args.override_learner_stop, target_masks=not args.no_target_masks)
+              ego_map=not args.no_ego_map, override_learner_stop=args.override_learner_stop, target_masks=not args.no_target_masks,
+              expert_params=parse_key_values(args.expert_param, "--expert-param"))
     if args.out.endswith(".npz"):  # one shard file
         with tempfile.TemporaryDirectory() as tmp:
             (path,) = collect_shards(tmp, episodes_per_shard=args.episodes, **kw)

@@ -59,22 +59,11 @@ def _perception_kwargs(args) -> dict:
         if out["seg_backend"] == "sa2va_official":
             raise ValueError("--ros --perception segmenter runs the segmenter node with --seg-backend sa2va or oracle")
         return out
-    seg_params = _policy_params(getattr(args, "perception_param", None) or [], "--perception-param")
+    from vlm_agent.config import parse_key_values
+
+    seg_params = parse_key_values(getattr(args, "perception_param", None) or [], "--perception-param")
     if seg_params:
         out["seg_params"] = seg_params
-    return out
-
-
-def _policy_params(items: list[str], flag: str = "--policy-param") -> dict:
-    """`--policy-param KEY=VALUE` items -> {key: value}, values read as YAML scalars (360 -> int, true -> bool)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return out
 
 
@@ -155,6 +144,7 @@ def run(args) -> int:
     from rich.table import Table
     from tqdm import tqdm
 
+    from vlm_agent.config import parse_key_values
     from vlm_agent.devices import check_device
     from vlm_agent.evaluation.policies import make_policy
     from vlm_agent.evaluation.rollouts import EvalResult, evaluate
@@ -166,7 +156,7 @@ def run(args) -> int:
     policy_kw = {"device": check_device(args.device)} if args.device else {}
     policy_kw.update({k: getattr(args, k) for k in ("backend", "remote_url", "remote_model") if getattr(args, k, None)})
     policy_kw.update(_perception_kwargs(args))
-    policy_params = _policy_params(getattr(args, "policy_param", None) or [])
+    policy_params = parse_key_values(getattr(args, "policy_param", None) or [])
     policy_kw.update(policy_params)
     console = Console(stderr=True)
     config = SimConfig(width=args.width, height=args.height, vertical_fov_deg=args.fov, shadows=args.shadows,

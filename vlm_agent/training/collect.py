@@ -26,13 +26,18 @@ import numpy as np
 from vlm_agent.actions import ACTION_INDEX
 
 
-def make_expert(name: str, env):
-    from vlm_agent.sim.explorer import ExplorerExpert
+def make_expert(name: str, env, params: dict | None = None):
+    """The labeller: "explorer" with its settings `params` (e.g. {"min_pixels": 8}; unknown keys are an
+    error) or "oracle" (no settings)."""
     from vlm_agent.sim.oracle import NavOracle
 
     if name == "explorer":
-        return ExplorerExpert(env)
+        from vlm_agent.evaluation.policies import make_explorer_policy
+
+        return make_explorer_policy("nav", env=env, **(params or {}))
     if name == "oracle":
+        if params:
+            raise ValueError(f"the oracle expert takes no settings, got {sorted(params)}")
         return NavOracle(env)
     raise ValueError(f"unknown expert '{name}' (explorer | oracle)")
 
@@ -58,14 +63,15 @@ def goal_cell_counts(env, cell_px: int = TARGET_CELL_PX) -> np.ndarray:
 
 def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, episodes_per_shard: int = 250, seed: int = 0,
                    image_size: int = 64, expert: str = "explorer", learner=None, beta: float = 1.0, max_steps: int = 0,
-                   ego_map: bool = True, override_learner_stop: bool = False, target_masks: bool = True, log=print) -> list[str]:
+                   ego_map: bool = True, override_learner_stop: bool = False, target_masks: bool = True, expert_params: dict | None = None,
+                   log=print) -> list[str]:
     """Write the shards (see module doc); returns their paths. `learner`: an object with
     `reset(episode)` and `act(obs) -> NavPrimitive` (a `NavidPolicy`). `ego_map`: also render depth
     and store each frame's egocentric map (`planners.ego_map`, default settings) as `maps` (F, 3, N,
     N / 8) packed bits, with the settings as `ego_map_config` (JSON). `override_learner_stop`: see
     the module doc. `target_masks`: also store, per frame, where the instruction's goal objects are
     in the image (`target_masks`, see `goal_cell_counts`), the label of the model's training-only
-    grounding head."""
+    grounding head. `expert_params`: the expert's settings (`make_expert`)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episode
@@ -76,7 +82,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
         raise ValueError("beta < 1 needs a learner policy (DAgger)")
     os.makedirs(out_dir, exist_ok=True)
     env = NavEnv(SimConfig(width=image_size, height=image_size, render_depth=ego_map, max_steps=max_steps))
-    teacher = make_expert(expert, env)
+    teacher = make_expert(expert, env, expert_params)
     memory = None
     if ego_map:
         from vlm_agent.planners.ego_map import EgoMap, EgoMapConfig, pack_maps
