@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/ros_latency.py --size 64x48 --depth-encoding 32FC1   # the old, tiny frames
 
 Graph under test, in a second process (`vlm-agent up`): navid_planner (by default the shipped default
-navigator, `checkpoints/navid_film`; `--model untrained` builds the tiny untrained NaVid of the earlier
+navigator, `models.registry.default_checkpoint_dir("navid")`: `checkpoints/navid_map` since it shipped, `navid_film`
+in the runs of record; `--model untrained` builds the tiny untrained NaVid of the earlier
 runs) -> motion_executor -> safety_supervisor. This process plays the robot: it publishes rgb8 camera frames and a far depth
 image at what a RealSense D435 publishes by default (640x480 at 30 Hz; depth 16UC1 millimetres;
 `--size`, `--depth-encoding`, `--fps` to change), header stamp = ROS system time at publish, and
