@@ -160,9 +160,11 @@ def run(args) -> dict:
                 # SAM 2's image encoder alone, on this clip's first frame
                 model, proc = tracker.model, tracker.processor
                 x = proc.sam_pixel_values(frames[0]).to(args.device)
+                # a query_film encoder reads the [SEG] state; the tracker's last one stands in
+                condition = tracker._condition if model.config.query_film else None
                 _sync(args.device)
                 t0 = time.perf_counter()
-                model.sam_features(x)
+                model.sam_features(x, condition=condition)
                 _sync(args.device)
                 times[name]["encoder"].append(time.perf_counter() - t0)
             print(f"clip {ci + 1}/{len(data)} done", flush=True)

@@ -158,6 +158,99 @@ def test_save_load_round_trip_keeps_the_masks(pair, tmp_path):
     assert [tracker.step(_frame(i)).source for i in range(2)] == ["detected", "tracked"]
 
 
+# -- query FiLM of SAM 2's image encoder ----------------------------------------------------------------
+def test_query_film_starts_as_the_identity_and_then_conditions_the_encoder(pair, tmp_path):
+    """`add_query_film` changes nothing until its layer trains; with weights, the features (and so the
+    masks) depend on the condition; the condition is required by a FiLM model, refused by another;
+    the layer saves and loads strictly with the model."""
+    import copy
+
+    from vlm_agent.models.registry import load_model_and_processor
+    from vlm_agent.models.sa2va.modeling_sa2va import QueryFiLM
+
+    model, proc = pair
+    film = copy.deepcopy(model)
+    film.add_query_film()
+    trunk = film.sam2.image_encoder.trunk
+    assert isinstance(film.query_film, QueryFiLM) and film.config.query_film and not model.config.query_film
+    assert film.query_film.stage_dims == [trunk.blocks[i].dim_out for i in trunk.stage_ends]
+    pixels, ids = proc.sam_pixel_values(_frame()), _ids(proc)
+    d = model.config.text_config.hidden_size
+    g = torch.Generator().manual_seed(0)
+    cond_a, cond_b = torch.randn(1, d, generator=g), torch.randn(1, d, generator=g)
+    with torch.no_grad():
+        plain = model.sam_features(pixels)
+        zero = film.sam_features(pixels, condition=cond_a)
+        for a, b in zip(plain.vision_feats, zero.vision_feats):
+            torch.testing.assert_close(a, b)
+        before = model.forward_segmentation(ids, pixels, pixel_values=proc.pixel_values(_frame())).mask_logits
+        torch.testing.assert_close(film.forward_segmentation(ids, pixels, pixel_values=proc.pixel_values(_frame())).mask_logits, before)
+        film.query_film.linear.weight.normal_(0.0, 0.5, generator=g)
+        fa, fa2, fb = (film.sam_features(pixels, condition=c) for c in (cond_a, cond_a.clone(), cond_b))
+        after = film.forward_segmentation(ids, pixels, pixel_values=proc.pixel_values(_frame())).mask_logits
+    torch.testing.assert_close(fa.vision_feats[-1], fa2.vision_feats[-1])
+    assert all(not torch.allclose(a, b) for a, b in zip(fa.vision_feats, fb.vision_feats))  # every level reads the query
+    assert not torch.allclose(after, before)
+    with pytest.raises(ValueError, match="needs sam_features"):
+        film.sam_features(pixels)
+    with pytest.raises(ValueError, match="only for a query_film"):
+        model.sam_features(pixels, condition=cond_a)
+    with pytest.raises(ValueError, match="condition must be"):
+        film.sam_features(pixels, condition=torch.cat([cond_a, cond_b]))
+    with pytest.raises(RuntimeError, match="without a condition"):  # a caller bypassing sam_features
+        film.sam2.forward_image(pixels)
+    film.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    again, _ = load_model_and_processor(tmp_path)
+    assert again.config.query_film
+    torch.testing.assert_close(again.query_film.linear.weight, film.query_film.linear.weight)
+    with torch.no_grad():
+        torch.testing.assert_close(again.sam_features(pixels, condition=cond_b).vision_feats[-1], fb.vision_feats[-1])
+
+
+def test_query_film_trains_even_with_sam2_frozen():
+    from vlm_agent.training.sa2va import make_seg_batch, train_step
+
+    model, proc = tiny_model_and_processor("sa2va", seed=5, sam2_trainable="none", query_film=True)
+    assert all(p.requires_grad for p in model.query_film.parameters()) and float(model.query_film.linear.weight.detach().abs().sum()) == 0.0
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[16:40, 20:44] = (220, 30, 30)
+    mask = np.zeros((64, 64), bool)
+    mask[16:40, 20:44] = True
+    encoder_before = {k: v.clone() for k, v in model.sam2.image_encoder.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    train_step(model, make_seg_batch(proc, [(frame, "the red cube", mask)]), opt)
+    assert float(model.query_film.linear.weight.detach().abs().sum()) > 0.0
+    assert all(torch.equal(v, model.sam2.image_encoder.state_dict()[k]) for k, v in encoder_before.items())
+
+
+def test_a_query_film_tracker_encodes_keyframes_with_their_seg_state(pair):
+    """On a keyframe the encoder reads that frame's [SEG] hidden state; tracked frames keep it until
+    the next keyframe; reset forgets it. The masks match a by-hand pass."""
+    import copy
+
+    from vlm_agent.models.sa2va.processing_sa2va import resize_mask_logits, threshold_mask
+
+    model, proc = pair
+    film = copy.deepcopy(model)
+    film.add_query_film()
+    with torch.no_grad():
+        film.query_film.linear.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+    tracker = Sa2VATracker(film, proc, TrackerConfig(redetect_every=2, min_score=0.0))
+    tracker.reset("the red ball")
+    steps = [tracker.step(_frame(i)) for i in range(3)]
+    assert [s.source for s in steps] == ["detected", "tracked", "detected"]
+    ids = _ids(proc)
+    with torch.no_grad():
+        out = film(input_ids=ids, pixel_values=proc.pixel_values(_frame(2)), output_hidden_states=True)
+        hidden, _ = film.seg_hidden(out.hidden_states[-1], ids)
+        pred = film.decode_masks(film.sam_features(proc.sam_pixel_values(_frame(2)), condition=hidden), film.seg_projector(hidden), gate_absent=True)
+    torch.testing.assert_close(tracker._condition, hidden)
+    np.testing.assert_array_equal(steps[2].mask, threshold_mask(resize_mask_logits(pred.low_res_logits[0, 0], (48, 64))))
+    tracker.reset("the blue cube")
+    assert tracker._condition is None and tracker.step(_frame()).source == "detected"
+
+
 # -- freezing and training ------------------------------------------------------------------------
 @pytest.mark.parametrize("mode,trainable", [("none", set()), ("decoder", {"sam_mask_decoder"}), ("all", None)])
 def test_what_trains(mode, trainable):

@@ -69,20 +69,26 @@ def test_the_whole_nano_sam2_trains(data):
     assert model.sam2.memory_attention.training and model.sam2.memory_encoder.training and model.sam2.image_encoder.training
 
 
-def test_the_training_pass_is_the_trackers(data):
+@pytest.mark.parametrize("query_film", [0, 1])
+def test_the_training_pass_is_the_trackers(data, query_film):
     """In eval mode (no dropout) the keyframe decoding equals `decode_masks` (the tracker's keyframe
-    call) and every frame's kept mask and score equal what `Sa2VATracker` produces on the same clip."""
+    call) and every frame's kept mask and score equal what `Sa2VATracker` produces on the same clip,
+    with a query-conditioned image encoder too (every frame encoded with its keyframe's [SEG] state)."""
     from vlm_agent.models.sa2va.processing_sa2va import mask_score, resize_mask_logits, threshold_mask
     from vlm_agent.models.sa2va.tracking_sa2va import Sa2VATracker, TrackerConfig
 
-    model, proc = _model(data, seed=3)
+    model, proc = _model(data, seed=3, query_film=query_film)
     model.eval()
+    if query_film:  # non-zero FiLM, so the encoder really reads the condition
+        with torch.no_grad():
+            model.query_film.linear.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
     batch = ClipBatcher(data, proc, CLIP).build([1], [0])
     with torch.no_grad():
         _, frames = clip_forward(model, batch)
-        feats = model.sam_features(batch["sam_pixel_values"][:1])
         out = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"], output_hidden_states=True)
-        prompt, _ = model.seg_prompts(out.hidden_states[-1], batch["input_ids"])
+        hidden, _ = model.seg_hidden(out.hidden_states[-1], batch["input_ids"])
+        prompt = model.seg_projector(hidden)
+        feats = model.sam_features(batch["sam_pixel_values"][:1], condition=hidden if query_film else None)
         ref = model.decode_masks(feats, prompt, gate_absent=True)
         mine = decode_candidates(model, feats, prompt)
     torch.testing.assert_close(mine[3], ref.low_res_logits)

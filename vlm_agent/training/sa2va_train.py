@@ -91,6 +91,8 @@ class Sa2VATrainConfig(ConfigBase):
     iou_weight: float = param(1.0, "weight of the loss of SAM 2's predicted IoUs (BCE against the actual IoUs)", min=0.0, max=100.0)
     object_weight: float = param(1.0, "weight of the BCE of SAM 2's object-score logit", min=0.0, max=100.0)
     lm_weight: float = param(1.0, "weight of the LM cross-entropy on the [SEG] answer", min=0.0, max=100.0)
+    query_film: int = param(0, "1 = condition SAM 2's image encoder on the [SEG] state (Sa2VAConfig.query_film); added "
+                            "zero-initialised to an init_from model without it", min=0, max=1)
     val_episodes: int = param(50, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     val_split: str = param("val", "episode split of the closed-loop selection", choices=("train", "val", "test"))
     clip_frames: int = param(8, "frames per validation clip (the evaluator's default is 8)", min=1, max=64)
@@ -213,10 +215,13 @@ def clip_forward(model, batch: dict) -> tuple:
     b, t = batch["gt_masks"].shape[:2]
     out = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"], attention_mask=batch["attention_mask"],
                 labels=batch.get("labels"), output_hidden_states=True)
-    prompts, rows = model.seg_prompts(out.hidden_states[-1], batch["input_ids"])
-    if prompts.shape[0] != b or not torch.equal(rows, torch.arange(b, device=rows.device)):
+    hidden, rows = model.seg_hidden(out.hidden_states[-1], batch["input_ids"])
+    if hidden.shape[0] != b or not torch.equal(rows, torch.arange(b, device=rows.device)):
         raise ValueError("every row of a clip batch needs exactly one [SEG] token")
-    feats = model.sam_features(batch["sam_pixel_values"])
+    prompts = model.seg_projector(hidden)
+    # a query_film encoder reads each window's keyframe [SEG] on all its frames, as the tracker does
+    condition = hidden.repeat_interleave(t, dim=0) if model.config.query_film else None
+    feats = model.sam_features(batch["sam_pixel_values"], condition=condition)
     memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
     frames = []
     for k in range(t):
@@ -358,6 +363,8 @@ def build_model(cfg: Sa2VATrainConfig, queries):
         model.config.sam2_trainable = cfg.sam2_trainable
         model.config.mask_bce_weight, model.config.mask_dice_weight = cfg.mask_bce_weight, cfg.mask_dice_weight
         model.config.lm_loss_weight = cfg.lm_weight
+        if cfg.query_film:
+            model.add_query_film()
         model.apply_sam2_freezing()
         return model, processor
     if cfg.sam2_variant != "nano" and cfg.sam2_trainable == "all" and not cfg.sam2_checkpoint:
@@ -366,7 +373,8 @@ def build_model(cfg: Sa2VATrainConfig, queries):
     model, processor = new_model("sa2va", tokenizer, image_size=cfg.vlm_image_size, patch_size=cfg.patch_size, vision_hidden=cfg.vision_hidden,
                                  vision_layers=cfg.vision_layers, text_hidden=cfg.text_hidden, text_layers=cfg.text_layers, heads=cfg.heads,
                                  sam2_variant=cfg.sam2_variant, sam2_image_size=cfg.sam2_image_size, sam2_trainable=cfg.sam2_trainable,
-                                 mask_bce_weight=cfg.mask_bce_weight, mask_dice_weight=cfg.mask_dice_weight, lm_loss_weight=cfg.lm_weight)
+                                 mask_bce_weight=cfg.mask_bce_weight, mask_dice_weight=cfg.mask_dice_weight, lm_loss_weight=cfg.lm_weight,
+                                 query_film=bool(cfg.query_film))
     if cfg.sam2_checkpoint:
         model.load_sam2_checkpoint(cfg.sam2_checkpoint)
     return model, processor

@@ -82,6 +82,15 @@ class Sa2VAConfig(EmbodiedVLMConfig):
             weight: only for the `nano` variant, which has no pretrained weights to keep (a
             randomly initialised SAM 2 must learn everything; issue 14 trains it).
         seg_hidden_act: activation of the [SEG] projection MLP (Sa2VA: ReLU).
+        query_film: also condition SAM 2's image encoder on the query. The LM's hidden state at
+            [SEG] (before the projector) sets a per-channel scale and shift (FiLM) of every Hiera
+            stage's output, so the features the decoder and the memory read already depend on what
+            was asked (`modeling_sa2va.QueryFiLM`; zero-initialised, so adding it to a trained model
+            changes nothing until it trains). Not in Sa2VA, whose SAM 2 encoder is query-blind.
+            Why: a query-blind encoder trained from scratch on a CPU learnt where objects are but not
+            which one a phrase names (`sa2va_nano` v2 put its first mask on the wrong object in 104
+            of 135 manipulation searches), and in the navigator a FiLM-conditioned stem was what
+            made a small CNN ground colour (issue 16, docs/models.md). Off by default.
         mask_bce_weight, mask_dice_weight, lm_loss_weight: the loss is
             lm_loss_weight * LM cross-entropy + mask_bce_weight * sigmoid BCE + mask_dice_weight * Dice
             (Sa2VA's training config: 2.0 and 0.5 for the mask terms, the LM loss at 1).
@@ -94,6 +103,7 @@ class Sa2VAConfig(EmbodiedVLMConfig):
     sam2_overrides: list[str] | None = None
     sam2_trainable: str = "none"
     seg_hidden_act: str = "relu"
+    query_film: bool = False
     mask_bce_weight: float = 2.0
     mask_dice_weight: float = 0.5
     lm_loss_weight: float = 1.0
@@ -112,6 +122,8 @@ class Sa2VAConfig(EmbodiedVLMConfig):
         for o in self.sam2_overrides:
             if not o.startswith(("++model.", "+model.", "model.")) or "=" not in o:
                 raise ValueError(f"{owner}.sam2_overrides: {o!r} is not a hydra override of the model (e.g. '++model.num_maskmem=4')")
+        if not isinstance(self.query_film, bool):
+            raise ValueError(f"{owner}.query_film: {self.query_film!r} must be true or false")
         if self.seg_token_id in (self.image_token_id, self.state_token_id):
             raise ValueError(f"{owner}: seg_token_id must differ from image_token_id and state_token_id")
         for name in ("mask_bce_weight", "mask_dice_weight", "lm_loss_weight"):

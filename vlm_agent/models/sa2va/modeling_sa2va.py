@@ -6,6 +6,7 @@ Data flow (shapes for the nano test default: VLM 64 px, SAM 2 64 px, LM width D,
         -> VLM (vision tower, projector, causal LM; `output_hidden_states=True`)
         -> hidden_states[-1] at the [SEG] position (D,) -> seg_projector (MLP) -> prompt (C,)
     frame -> SAM 2 image encoder (Hiera + FPN) -> stride-4/8/16 features (C channels at stride 16)
+        [with `config.query_film`: every Hiera stage FiLM-modulated by the [SEG] hidden state]
     prompt + features -> SAM 2 prompt encoder (an empty point, as SAM 2 pads) + [SEG] as one more
         sparse prompt token -> SAM 2 mask decoder -> 3 candidate masks + predicted IoUs + object
         score -> best mask: logits (1, S/4, S/4)
@@ -83,6 +84,30 @@ class SegProjector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(x)))
+
+
+class QueryFiLM(nn.Module):
+    """FiLM of SAM 2's Hiera trunk from the query (`Sa2VAConfig.query_film`).
+
+    condition (N, D): the LM's hidden state at [SEG] for each of N frames -> per Hiera stage s a
+    scale and shift (N, C_s) applied to that stage's last block output (N, H, W, C_s) as
+    x * (1 + gamma) + beta. One linear layer, zero-initialised: a model that gains it is unchanged
+    until it trains. Stage outputs feed the FPN, so the stride-4/8/16 maps that the mask decoder and
+    SAM 2's memory read are all query-dependent."""
+
+    def __init__(self, in_dim: int, stage_dims: list[int]):
+        super().__init__()
+        self.stage_dims = [int(c) for c in stage_dims]
+        self.linear = nn.Linear(in_dim, 2 * sum(self.stage_dims))
+        self.linear._zero_init = True  # EmbodiedVLMModel._init_weights zeroes it
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, condition: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """condition (N, D) -> [(gamma (N, C_s), beta (N, C_s)) per stage]."""
+        out = self.linear(condition)
+        gammas, betas = out.split([sum(self.stage_dims)] * 2, dim=-1)
+        return list(zip(gammas.split(self.stage_dims, dim=-1), betas.split(self.stage_dims, dim=-1)))
 
 
 @dataclass
@@ -179,8 +204,39 @@ class Sa2VAModel(EmbodiedVLMModel):
         super().__init__(config)
         self.sam2 = build_sam2_model(config)
         self.seg_projector = SegProjector(config.text_config.hidden_size, self.sam2.hidden_dim, config.seg_hidden_act)
+        self._film_params: list | None = None  # set only while `sam_features` runs a conditioned pass
+        self._film_hooks: list = []
+        if config.query_film:
+            self._install_query_film()
         self.post_init()
         self.apply_sam2_freezing()
+
+    # -- query FiLM of the image encoder (config.query_film) ---------------------------------------
+    def _install_query_film(self) -> None:
+        trunk = self.sam2.image_encoder.trunk
+        ends = list(trunk.stage_ends)
+        self.query_film = QueryFiLM(self.config.text_config.hidden_size, [trunk.blocks[i].dim_out for i in ends])
+        for stage, i in enumerate(ends):
+            self._film_hooks.append(trunk.blocks[i].register_forward_hook(self._film_hook(stage)))
+
+    def _film_hook(self, stage: int):
+        def hook(module, inputs, output):
+            params = self._film_params
+            if params is None:
+                raise RuntimeError("a query_film model's image encoder ran without a condition: call sam_features(..., condition=...)")
+            gamma, beta = params[stage]
+            return output * (1.0 + gamma[:, None, None, :].to(output.dtype)) + beta[:, None, None, :].to(output.dtype)
+        return hook
+
+    def add_query_film(self) -> None:
+        """Give a model without it the query FiLM (`Sa2VAConfig.query_film`), zero-initialised, so the
+        model computes exactly what it did until the new layer trains (fine-tuning a shipped checkpoint)."""
+        if self.config.query_film:
+            return
+        self.config.query_film = True
+        self._install_query_film()
+        ref = self.seg_projector.linear_1.weight
+        self.query_film.to(device=ref.device, dtype=ref.dtype)
 
     # -- freezing and modes ------------------------------------------------------------------------
     def sam2_trainable_modules(self) -> list[nn.Module]:
@@ -227,25 +283,44 @@ class Sa2VAModel(EmbodiedVLMModel):
             raise ValueError(f"{path}: not a {self.config.sam2_variant} SAM 2 checkpoint: missing {list(result.missing_keys)[:8]}, unexpected {list(result.unexpected_keys)[:8]}")
 
     # -- [SEG] -> prompt ---------------------------------------------------------------------------
+    def seg_hidden(self, last_hidden: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """last_hidden (B, L, D) = `hidden_states[-1]`, input_ids (B, L) -> (hidden (K, D), rows (K,)):
+        the LM's hidden state at every [SEG] position, row-major, and the batch row of each (the
+        query FiLM's condition; `seg_projector` of it is the prompt)."""
+        mask = input_ids == self.config.seg_token_id
+        return last_hidden[mask].to(self.seg_projector.linear_1.weight.dtype), mask.nonzero()[:, 0]
+
     def seg_prompts(self, last_hidden: torch.Tensor, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """last_hidden (B, L, D) = `hidden_states[-1]`, input_ids (B, L) -> (prompts (K, C), rows (K,)):
         the projected hidden state at every [SEG] position, row-major, and the batch row of each."""
-        mask = input_ids == self.config.seg_token_id
-        rows = mask.nonzero()[:, 0]
-        proj = self.seg_projector
-        return proj(last_hidden[mask].to(proj.linear_1.weight.dtype)), rows
+        hidden, rows = self.seg_hidden(last_hidden, input_ids)
+        return self.seg_projector(hidden), rows
 
     # -- SAM 2 -----------------------------------------------------------------------------------
-    def sam_features(self, sam_pixel_values: torch.Tensor) -> SamFeatures:
-        """SAM 2 image features of sam_pixel_values (N, 3, S, S) (the processor's `sam_pixel_values`)."""
+    def sam_features(self, sam_pixel_values: torch.Tensor, condition: torch.Tensor | None = None) -> SamFeatures:
+        """SAM 2 image features of sam_pixel_values (N, 3, S, S) (the processor's `sam_pixel_values`).
+
+        condition (N, D): the [SEG] hidden state each frame is encoded for (`seg_hidden`); required
+        by a `query_film` model, whose features depend on the query, and refused by any other."""
         sam = self.sam2
         s = self.config.sam2_image_size
         if sam_pixel_values.ndim != 4 or tuple(sam_pixel_values.shape[1:]) != (3, s, s):
             raise ValueError(f"sam_pixel_values must be (N, 3, {s}, {s}), got {tuple(sam_pixel_values.shape)}")
+        film = self.config.query_film
+        if film != (condition is not None):
+            raise ValueError("a query_film model needs sam_features(..., condition=[SEG] hidden states)" if film
+                             else "condition is only for a query_film model (its image encoder is query-blind)")
+        if film and (condition.ndim != 2 or condition.shape[0] != sam_pixel_values.shape[0]):
+            raise ValueError(f"condition must be (N={sam_pixel_values.shape[0]}, D), got {tuple(condition.shape)}")
         dtype = sam.no_mem_embed.dtype
-        grad = any(p.requires_grad for p in sam.image_encoder.parameters()) and torch.is_grad_enabled()
+        trainable = list(sam.image_encoder.parameters()) + (list(self.query_film.parameters()) if film else [])
+        grad = any(p.requires_grad for p in trainable) and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
-            backbone = sam.forward_image(sam_pixel_values.to(device=sam.no_mem_embed.device, dtype=dtype))
+            self._film_params = self.query_film(condition.to(dtype)) if film else None
+            try:
+                backbone = sam.forward_image(sam_pixel_values.to(device=sam.no_mem_embed.device, dtype=dtype))
+            finally:
+                self._film_params = None
             _, feats, pos, sizes = sam._prepare_backbone_features(backbone)
         return SamFeatures(list(feats), list(pos), [tuple(int(v) for v in s_) for s_ in sizes])
 
@@ -329,13 +404,17 @@ class Sa2VAModel(EmbodiedVLMModel):
         cfg = self.config
         out = self(input_ids=input_ids, pixel_values=pixel_values, image_features=image_features, attention_mask=attention_mask,
                    labels=labels, output_hidden_states=True)
-        prompts, rows = self.seg_prompts(out.hidden_states[-1], input_ids)
-        if prompts.shape[0] == 0:
+        hidden, rows = self.seg_hidden(out.hidden_states[-1], input_ids)
+        if hidden.shape[0] == 0:
             raise ValueError("no [SEG] token in input_ids: nothing to segment")
+        prompts = self.seg_projector(hidden)
         index = rows if seg_image_index is None else torch.as_tensor(seg_image_index, device=rows.device)
         if index.shape[0] != prompts.shape[0]:
             raise ValueError(f"seg_image_index names {index.shape[0]} images for {prompts.shape[0]} [SEG] tokens")
-        feats = self.sam_features(sam_pixel_values).select(index)
+        if cfg.query_film:  # one encoder pass per [SEG]: the features depend on the query
+            feats = self.sam_features(sam_pixel_values.index_select(0, index.to(sam_pixel_values.device)), condition=hidden)
+        else:
+            feats = self.sam_features(sam_pixel_values).select(index)
         pred = self.decode_masks(feats, prompts)
         mask_logits = pred.low_res_logits[:, 0]
         lm_loss = out.loss
@@ -352,5 +431,5 @@ class Sa2VAModel(EmbodiedVLMModel):
         return Sa2VAOutput(loss, lm_loss, bce, dice, out.logits, pred.low_res_logits, pred.iou, prompts)
 
 
-__all__ = ["Sa2VAModel", "SegProjector", "SamFeatures", "MaskPrediction", "Sa2VAOutput", "build_sam2_model",
+__all__ = ["Sa2VAModel", "SegProjector", "QueryFiLM", "SamFeatures", "MaskPrediction", "Sa2VAOutput", "build_sam2_model",
            "refresh_sam2_constants", "sigmoid_bce_loss", "dice_loss"]

@@ -5,7 +5,8 @@
     tracker.reset("the red cube")        # validates the query, forgets every frame
     result = tracker.step(rgb)          # (H, W, 3) uint8 -> TrackStep(mask (H, W) bool, score, source, ...)
 
-Per frame, SAM 2's image encoder runs once. On a *keyframe* (the first frame after `reset`, then
+Per frame, SAM 2's image encoder runs once (a `query_film` model's encoder reads the keyframe's
+[SEG] state, so on a keyframe it runs after the VLM, and a re-detected frame is encoded again). On a *keyframe* (the first frame after `reset`, then
 every `redetect_every` frames, and whenever a tracked frame scores below `min_score`) the VLM sees
 the frame and the query, its `[SEG]` hidden state becomes SAM 2's prompt, SAM 2 decodes the mask,
 and the frame enters SAM 2's memory as a *conditioning* frame (what a user's click makes in SAM 2's
@@ -110,6 +111,7 @@ class Sa2VATracker:
         self._last_detection: int | None = None
         self._last_score_redetect = -(10 ** 9)
         self._memory = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+        self._condition = None  # query_film: the last keyframe's [SEG] hidden state (1, D)
 
     # -- state -----------------------------------------------------------------------------------
     def reset(self, query: str) -> None:
@@ -139,12 +141,14 @@ class Sa2VATracker:
         t0 = time.perf_counter()
         model, cfg = self.model, self.config
         device = model.sam2.no_mem_embed.device
-        feats = model.sam_features(self.processor.sam_pixel_values(rgb).to(device))
+        pixels = self.processor.sam_pixel_values(rgb).to(device)
+        film = model.config.query_film
         t = self.frame_index
-        source, vlm_s, answer = None, 0.0, "[SEG]"
+        source, vlm_s, answer, feats = None, 0.0, "[SEG]", None
         if self.due_for_detection():
             source = "detected"
-        else:
+        else:  # a query_film model tracks with the features of the last keyframe's [SEG]
+            feats = model.sam_features(pixels, condition=self._condition if film else None)
             tracked = self._track(feats, t)
             logits, score = tracked["pred_masks"][0, 0], tracked["score"]
             if score < cfg.min_score and t - self._last_score_redetect >= cfg.min_redetect_gap:
@@ -155,11 +159,16 @@ class Sa2VATracker:
                 source = "tracked"
         if source != "tracked":
             t1 = time.perf_counter()
-            prompt, answer = self._vlm_prompt(rgb)
+            prompt, hidden, answer = self._vlm_prompt(rgb)
             vlm_s = time.perf_counter() - t1
             if prompt is None:  # generate mode: the LM did not ask for a mask
                 logits, score = torch.full((model.config.sam2_mask_size,) * 2, -1e4), 0.0
             else:
+                if film:  # the encoder reads the new [SEG]: encode this frame again
+                    self._condition = hidden
+                    feats = model.sam_features(pixels, condition=hidden)
+                elif feats is None:
+                    feats = model.sam_features(pixels)
                 out = self._detect(feats, prompt)
                 logits, score = out["pred_masks"][0, 0], out["score"]
                 self._memory["cond_frame_outputs"][t] = out
@@ -173,7 +182,7 @@ class Sa2VATracker:
 
     # -- internals -------------------------------------------------------------------------------
     def _vlm_prompt(self, rgb: np.ndarray):
-        """(prompt (1, C) or None, answer text) from the VLM on this keyframe."""
+        """(prompt (1, C) or None, [SEG] hidden state (1, D) or None, answer text) from the VLM on this keyframe."""
         model, proc = self.model, self.processor
         device = model.get_input_embeddings().weight.device
         pv = proc.pixel_values(rgb).to(device)
@@ -188,12 +197,13 @@ class Sa2VATracker:
             new = gen[0, prompt_ids.shape[1]:]
             answer = proc.tokenizer.decode(new, skip_special_tokens=False)
             if not bool((new == seg).any()):
-                return None, answer
+                return None, None, answer
             # The hidden state at the position where [SEG] is fed back: one teacher-forced pass.
             ids = gen[:, : prompt_ids.shape[1] + int((new == seg).nonzero()[0, 0]) + 1]
         out = model(input_ids=ids, pixel_values=pv, output_hidden_states=True)
-        prompts, _ = model.seg_prompts(out.hidden_states[-1], ids)
-        return prompts[-1:], answer
+        hidden, _ = model.seg_hidden(out.hidden_states[-1], ids)
+        hidden = hidden[-1:]
+        return model.seg_projector(hidden), hidden, answer
 
     def _detect(self, feats, prompt) -> dict:
         """A keyframe: decode with the [SEG] prompt (no memory, as a conditioning frame) and encode
