@@ -237,6 +237,17 @@ def change_state(executor, node, name: str, transition: str, timeout: float = 60
         request = ChangeState.Request()
         request.transition.id = ids[transition]
         answer = call_service(executor, client, request, timeout)
-        return bool(answer is not None and answer.success)
+        if answer is not None:
+            return bool(answer.success)
     finally:
         node.destroy_client(client)
+    # No answer. The DDS layer can drop a service reply ("failed to send response (timeout)" when the
+    # reply reader of a new client is not matched yet) after the transition has happened, so ask the
+    # node which state it is in: the transition counts only if it really reached the target state.
+    return lifecycle_state(executor, node, name) == LIFECYCLE_TARGETS[transition]
+
+
+# the primary state each transition ends in (lifecycle_msgs/State labels)
+LIFECYCLE_TARGETS = {"configure": "inactive", "activate": "active", "deactivate": "inactive", "cleanup": "unconfigured",
+                     "shutdown": "finalized"}
+
