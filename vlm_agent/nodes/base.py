@@ -28,7 +28,8 @@ cleanup joins for at most `WORKER_EXIT_WAIT_S`; if a hung call outlives that, th
 call's C++). A teardown still running `TEARDOWN_DUMP_S` after the signal prints every thread's
 stack to stderr (faulthandler), so a hang in the middleware is diagnosable from a launch log; one
 still inside rclpy's node destruction `TEARDOWN_EXIT_S` after it began ends the process (exit 0,
-the reason on stderr), since the node has already stopped the robot by then.
+the reason on stderr), since the node has already stopped the robot by then; if that hang holds the
+GIL (so no Python thread can run), a native POSIX timer (`exit_timer`) ends it two seconds later.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 
 from vlm_agent.config import ConfigBase, field_types
+from vlm_agent.nodes import exit_timer
 from vlm_agent.ros_env import configure_ros_environment
 from vlm_agent.telemetry import HealthReport
 
@@ -508,6 +510,9 @@ TEARDOWN_DUMP_S = 8.0
 # already sent the zero command). Seen in tests under load: destroy_node waiting forever in
 # `destroy_when_not_in_use` with no other Python thread alive (cause in rclpy not found).
 TEARDOWN_EXIT_S = 12.0
+# In CI on Kilted that wait held the GIL, so the Python watchdog never ran: a native exit timer
+# (`exit_timer`, no GIL needed) ends the process TEARDOWN_NATIVE_GRACE_S later, also with exit 0.
+TEARDOWN_NATIVE_GRACE_S = 2.0
 
 
 def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
@@ -542,9 +547,12 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
                     watchdog = threading.Timer(TEARDOWN_EXIT_S, _teardown_hung)
                     watchdog.daemon = True
                     watchdog.start()
+                    native_watchdog = exit_timer.arm(TEARDOWN_EXIT_S + TEARDOWN_NATIVE_GRACE_S, 0)
                     executor.remove_node(node)
                     node.destroy_node()
                     executor.shutdown()
+                    if native_watchdog is not None:
+                        native_watchdog.cancel()
                     watchdog.cancel()
                     watchdog.join(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
