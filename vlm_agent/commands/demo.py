@@ -72,8 +72,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--octopus-model", default="", help="Octopus-style model directory (default: the shipped checkpoints/octopus_tiny)")
     parser.add_argument("--manip-perception", default="ground_truth", choices=("segmenter", "ground_truth"),
                         help="where the task planner's skills find objects: the simulator's ground truth (default; an upper bound) "
-                             "or the segmenter node (ground truth when no Sa2VA model is there; through ROS it does not search "
-                             "for out-of-view objects yet)")
+                             "or the segmenter node (ground truth when no Sa2VA model is there), which the skills query, remember "
+                             "and search by turning the base, as in-process")
     parser.add_argument("--config", default="", help="nav graph parameter YAML (default: the package's config/sim.yaml)")
     parser.add_argument("--max-steps", type=int, default=300,
                         help="nav: plans per episode before the planner stops itself (default 300, the horizon the model cards are measured at)")
