@@ -43,3 +43,32 @@ def test_bad_arguments_raise():
         make_episodes("fly", "val", 1)
     with pytest.raises(ValueError):
         make_episodes("nav", "dev", 1)
+
+
+def test_seg_look_alikes_both_adds_one_of_the_targets_colour_and_leaves_the_default_alone():
+    """look_alikes="both" (training data): a seg_simple target stands between one of its shape in
+    another colour and one of its colour in another shape; the default builds the very episodes
+    val and test are measured on, and an unknown value is refused."""
+    import math
+
+    from vlm_agent.sim.episodes import make_episode
+
+    simple = 0
+    for i in range(30):
+        default = make_episode("seg", "train", 5, i)
+        assert make_episode("seg", "train", 5, i, look_alikes="shape") == default
+        both = make_episode("seg", "train", 5, i, look_alikes="both")
+        assert both.instruction == default.instruction and both.task == default.task
+        if both.task != "seg_simple":
+            assert both == default  # relational episodes are untouched
+            continue
+        simple += 1
+        world = both.world()
+        target = next(o for o in world.objects if o.name == both.goal_objects[0])
+        near = [o for o in world.objects if o is not target and math.dist(o.pos[:2], target.pos[:2]) < 0.8]
+        assert any(o.shape == target.shape and o.colour != target.colour for o in near), both.episode_id
+        assert any(o.colour == target.colour and o.shape != target.shape for o in near), both.episode_id
+        assert not {(o.colour, o.shape) for o in world.objects} & HELD_OUT_PAIRS
+    assert simple >= 8
+    with pytest.raises(ValueError, match="look_alikes"):
+        make_episode("seg", "train", 5, 0, look_alikes="colour")

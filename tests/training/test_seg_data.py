@@ -236,3 +236,29 @@ def test_search_views_are_the_full_circle_the_perception_turns_through(tmp_path)
             assert np.array_equal(data["masks"][data["episode_start"][e] + k], env.object_mask(labels[query]))
     finally:
         env.close()
+
+
+def test_look_alikes_both_films_the_extra_look_alike_and_is_seg_only(shards, tmp_path):
+    """look_alikes="both": the same queries, the target's mask where the default has it, and frames
+    that differ only where a look-alike of the target's colour was added (seg_simple episodes)."""
+    out, _ = shards
+    data = load_seg_shards([out])
+    both_dir = tmp_path / "both"
+    collect_seg_shards(str(both_dir), "val", episodes=3, episodes_per_shard=2, seed=0, image_size=SIZE, clip_frames=CLIP,
+                       progress=False, look_alikes="both")
+    both = load_seg_shards([str(both_dir)])
+    np.testing.assert_array_equal(both["queries"], data["queries"])
+    simple = both["tasks"] == "seg_simple"
+    assert simple.any()
+    for e in range(3):
+        rows = slice(int(both["episode_start"][e]), int(both["episode_start"][e] + both["episode_length"][e]))
+        assert both["masks"][rows].any()
+        if simple[e]:
+            assert not np.array_equal(both["frames"][rows], data["frames"][rows])  # one more object in view
+        else:
+            np.testing.assert_array_equal(both["frames"][rows], data["frames"][rows])
+    with pytest.raises(ValueError, match="look_alikes"):
+        collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False,
+                           source="manip", look_alikes="both")
+    with pytest.raises(ValueError, match="look_alikes"):
+        collect_seg_shards(str(tmp_path / "bad2"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, look_alikes="x")

@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
                         help="with --seg-source manip: start (the object to move from the episode's start), mixed (also the object a "
                              "stack goes on, and views from 0.9-1.8 m, where the robot stands after driving close) or search (the "
                              "views of a full-circle search from the start, the object to move or its destination as the query)")
+    parser.add_argument("--seg-look-alikes", default="shape", choices=["shape", "both"],
+                        help="with --seg-source seg: the look-alikes beside a 'the <colour> <shape>' target: shape (one of its "
+                             "shape in another colour, as val and test) or both (also one of its colour in another shape)")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
@@ -64,8 +67,8 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
-    if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start") and args.suite != "seg":
-        raise ValueError("--absent-fraction, --seg-source and --manip-views apply to --suite seg")
+    if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start" or args.seg_look_alikes != "shape") and args.suite != "seg":
+        raise ValueError("--absent-fraction, --seg-source, --manip-views and --seg-look-alikes apply to --suite seg")
     if args.expert_param and args.suite != "nav":
         raise ValueError("--expert-param applies to --suite nav (the explorer expert)")
     if args.suite == "manip":
@@ -81,7 +84,8 @@ def run(args) -> int:
 
         paths = collect_seg_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
                                    seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames,
-                                   absent_fraction=args.absent_fraction, source=args.seg_source, manip_views=args.manip_views)
+                                   absent_fraction=args.absent_fraction, source=args.seg_source, manip_views=args.manip_views,
+                                   look_alikes=args.seg_look_alikes)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
     if args.override_learner_stop and not args.learner:

@@ -126,13 +126,15 @@ def make_episodes(suite: str, split: str, n: int, seed: int = 0) -> list[Episode
     return [make_episode(suite, split, seed, i) for i in range(n)]
 
 
-def make_episode(suite: str, split: str, seed: int, index: int) -> Episode:
-    """Episode `index` of (suite, split, seed); retries scene seeds until the task can be built."""
+def make_episode(suite: str, split: str, seed: int, index: int, **options) -> Episode:
+    """Episode `index` of (suite, split, seed); retries scene seeds until the task can be built.
+    `options` go to the suite's builder (seg: `look_alikes`, for training data; the defaults build
+    the episodes every report is measured on)."""
     for attempt in range(50):
         rng = np.random.default_rng([_SUITE_ID[suite], SPLITS.index(split), seed, index, attempt])
         scene_seed = _SPLIT_SEED_BASE[split] + int(rng.integers(0, 10_000_000))
         builder = {"nav": _nav_episode, "manip": _manip_episode, "seg": _seg_episode}[suite]
-        episode = builder(rng, split, scene_seed)
+        episode = builder(rng, split, scene_seed, **options)
         if episode is not None:
             episode.episode_id = f"{suite}-{split}-{seed}-{index:05d}"
             return episode
@@ -447,7 +449,16 @@ def _manip_episode(rng, split, scene_seed) -> Episode | None:
 
 
 # -- referring segmentation --------------------------------------------------------------------
-def _seg_episode(rng, split, scene_seed) -> Episode | None:
+SEG_LOOK_ALIKES = ("shape", "both")
+
+
+def _seg_episode(rng, split, scene_seed, look_alikes: str = "shape") -> Episode | None:
+    """A framed view of three spots (see below). `look_alikes` (seg_simple only): "shape" puts one
+    object of the target's shape in another colour beside it (what val and test use); "both" also
+    puts one of the target's colour in another shape on the third spot, so the phrase's shape word
+    matters as much as its colour word (training data: the segmenter otherwise learns colour first)."""
+    if look_alikes not in SEG_LOOK_ALIKES:
+        raise ValueError(f"look_alikes must be one of {SEG_LOOK_ALIKES}, got {look_alikes!r}")
     task = str(rng.choice(SEG_TASKS, p=[0.5, 0.5]))
     world_args = {"n_rooms": int(rng.integers(1, 3)), "excluded_pairs": HELD_OUT_PAIRS if split == "train" else frozenset()}
     world = generate_world(scene_seed, **world_args)
@@ -489,6 +500,11 @@ def _seg_episode(rng, split, scene_seed) -> Episode | None:
         while c2 == colour or (c2, shape) in HELD_OUT_PAIRS and split == "train":
             c2 = str(rng.choice(list(COLOURS)))
         objects.append(_new_object(next(names), c2, shape, *pts[1], start_xy[2]))
+        if look_alikes == "both":
+            s2 = shape
+            while s2 == shape or ((colour, s2) in HELD_OUT_PAIRS and split == "train"):
+                s2 = str(rng.choice(SHAPES))
+            objects.append(_new_object(next(names), colour, s2, *pts[2], start_xy[2]))
         text = template.format(t=_label(target))
     else:
         rc, rs = _pair(rng, split, False)

@@ -186,18 +186,20 @@ def render_absent_clip(env, episode, clip_frames: int, rng: np.random.Generator)
 
 def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
                        image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None,
-                       absent_fraction: float = 0.0, source: str = "seg", manip_views: str = "start") -> list[str]:
+                       absent_fraction: float = 0.0, source: str = "seg", manip_views: str = "start",
+                       look_alikes: str = "shape") -> list[str]:
     """Write the shards (see the module docstring); returns every shard's path, existing ones included.
     `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
     episodes filmed with the target out of view (drawn per episode from (seed, index)). `source`:
     "seg" (the seg suite's episodes) or "manip" (manipulation views of the manip suite's episodes);
     `manip_views`: which views for "manip" ("start" or "mixed", see `_manip_view_subject`; "search":
-    `render_search_clip`)."""
+    `render_search_clip`); `look_alikes`: for "seg", which look-alikes stand beside the target
+    (`episodes._seg_episode`: "shape" as in val and test, "both" adds one of the target's colour)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
     from vlm_agent.sim.env import NavEnv
-    from vlm_agent.sim.episodes import SPLITS, make_episode
+    from vlm_agent.sim.episodes import SEG_LOOK_ALIKES, SPLITS, make_episode
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -212,6 +214,10 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         raise ValueError(f"source must be one of {SEG_SOURCES}, got {source!r}")
     if manip_views not in MANIP_VIEWS:
         raise ValueError(f"manip_views must be one of {MANIP_VIEWS}, got {manip_views!r}")
+    if look_alikes not in SEG_LOOK_ALIKES:
+        raise ValueError(f"look_alikes must be one of {SEG_LOOK_ALIKES}, got {look_alikes!r}")
+    if look_alikes != "shape" and source != "seg":
+        raise ValueError("look_alikes applies to source 'seg' (the seg suite's framed views)")
     os.makedirs(out_dir, exist_ok=True)
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
@@ -236,7 +242,7 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
                     frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng, views=manip_views)
                     task = ABSENT_TASK if absent is not None else (MANIP_SEARCH_TASK if manip_views == "search" else MANIP_VIEW_TASK)
                 else:
-                    ep = make_episode("seg", split, seed, i)
+                    ep = make_episode("seg", split, seed, i, look_alikes=look_alikes)
                     absent = render_absent_clip(env, ep, clip_frames, rng) if want_absent else None
                     frames, masks = absent[:2] if absent is not None else render_seg_clip(env, ep, clip_frames)
                     query, task = ep.instruction, (ABSENT_TASK if absent is not None else ep.task)
