@@ -105,6 +105,30 @@ def test_the_training_pass_is_the_trackers(data, query_film):
         assert step.score == pytest.approx(mask_score(float(heads[2][0, best]), float(heads[6][0, 0])), abs=1e-5)
 
 
+def test_query_noise_inserts_made_up_words_and_leaves_the_windows_alone(data):
+    """query_noise: the query keeps its words in order plus 1-2 made-up ones (none a training word),
+    the answer is still [SEG], the frames and masks drawn are those of a run without noise, and
+    query_noise 0 gives exactly the plain examples."""
+    _, proc = _model(data)
+    plain, noisy = ClipBatcher(data, proc, 2, seed=4), ClipBatcher(data, proc, 2, seed=4, query_noise=1.0)
+    a, b = plain.sample(2), noisy.sample(2)
+    torch.testing.assert_close(a["sam_pixel_values"], b["sam_pixel_values"])
+    torch.testing.assert_close(a["gt_masks"], b["gt_masks"])
+    assert not torch.equal(a["input_ids"], b["input_ids"]) or a["input_ids"].shape != b["input_ids"].shape
+    known = {w for q in data["queries"] for w in str(q).lower().split()}
+    for query in [str(q) for q in data["queries"]] * 5:
+        got = noisy.noisy_query(query).split()
+        extra = list(got)
+        for w in query.split():  # the original words, in order
+            extra.remove(w)
+        assert 1 <= len(extra) <= 2 and not set(extra) & known and all(3 <= len(w) <= 8 and w.isalpha() for w in extra)
+    ids, labels = noisy.example(0)
+    assert [t for t in labels if t != -100] == plain.examples[0][1][-len([t for t in labels if t != -100]):]
+    assert all(plain.example(e) == plain.examples[e] for e in range(plain.episodes))
+    with pytest.raises(ValueError, match="query_noise"):
+        ClipBatcher(data, proc, 2, query_noise=1.5)
+
+
 def test_a_run_learns_a_handful_of_frames(data):
     """40 steps on the same two windows: the mask loss of the kept candidates falls clearly and the
     kept masks come to overlap the targets (untrained: IoU 0)."""

@@ -93,6 +93,8 @@ class Sa2VATrainConfig(ConfigBase):
     lm_weight: float = param(1.0, "weight of the LM cross-entropy on the [SEG] answer", min=0.0, max=100.0)
     query_film: int = param(0, "1 = condition SAM 2's image encoder on the [SEG] state (Sa2VAConfig.query_film); added "
                             "zero-initialised to an init_from model without it", min=0, max=1)
+    query_noise: float = param(0.0, "share of training windows whose query gets 1-2 made-up words (random letters) at random "
+                               "places, so the model learns to ignore words it never saw", min=0.0, max=1.0)
     val_episodes: int = param(50, "closed-loop validation episodes per evaluation (0 = none)", min=0)
     val_split: str = param("val", "episode split of the closed-loop selection", choices=("train", "val", "test"))
     clip_frames: int = param(8, "frames per validation clip (the evaluator's default is 8)", min=1, max=64)
@@ -126,13 +128,38 @@ class ClipBatcher:
     (B * T, 3, S, S): SAM 2's view of every frame, window-major; gt_masks (B, T, H, W) float.
     """
 
-    def __init__(self, data: dict, processor, window: int, seed: int = 0):
+    def __init__(self, data: dict, processor, window: int, seed: int = 0, query_noise: float = 0.0):
         lengths = np.asarray(data["episode_length"])
         if window > int(lengths.min()):
             raise ValueError(f"window_frames {window} is longer than the shortest clip in the data ({int(lengths.min())} frames)")
-        self.data, self.processor, self.window = data, processor, int(window)
+        if not 0.0 <= query_noise <= 1.0:
+            raise ValueError(f"query_noise must be in [0, 1], got {query_noise!r}")
+        self.data, self.processor, self.window, self.query_noise = data, processor, int(window), float(query_noise)
         self.rng = np.random.default_rng(seed)
         self.examples = [processor.training_example(str(q)) for q in data["queries"]]
+        self.known_words = {w for q in data["queries"] for w in str(q).lower().split()}
+        # Its own stream, so the windows drawn stay those of a run without noise.
+        self.noise_rng = np.random.default_rng([seed, 0x9E15E])
+
+    def noisy_query(self, query: str) -> str:
+        """`query` with 1 or 2 made-up words (3-8 random letters, never a word of the training queries)
+        inserted at random word boundaries. Why: trained on a handful of templates, the model answered
+        "not here" to queries with a word it had never seen ("segment the yellow plate"); words it cannot
+        know must not change the answer. Random strings teach that without guessing any test phrasing."""
+        words = query.split()
+        for _ in range(int(self.noise_rng.integers(1, 3))):
+            while True:
+                word = "".join(chr(ord("a") + int(c)) for c in self.noise_rng.integers(0, 26, int(self.noise_rng.integers(3, 9))))
+                if word not in self.known_words:
+                    break
+            words.insert(int(self.noise_rng.integers(0, len(words) + 1)), word)
+        return " ".join(words)
+
+    def example(self, episode: int) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) of one window: the episode's query, noised with probability `query_noise`."""
+        if self.query_noise and self.noise_rng.random() < self.query_noise:
+            return self.processor.training_example(self.noisy_query(str(self.data["queries"][episode])))
+        return self.examples[episode]
 
     @property
     def episodes(self) -> int:
@@ -145,8 +172,9 @@ class ClipBatcher:
 
     def build(self, episodes: list[int], starts: list[int]) -> dict:
         d, proc, t = self.data, self.processor, self.window
-        ids = [self.examples[e][0] for e in episodes]
-        labels = [self.examples[e][1] for e in episodes]
+        examples = [self.example(e) for e in episodes]
+        ids = [x[0] for x in examples]
+        labels = [x[1] for x in examples]
         tokens = pad_right(ids, labels, proc.ids["pad_token_id"])
         rows = np.asarray([int(d["episode_start"][e]) + s + k for e, s in zip(episodes, starts) for k in range(t)])
         frames = d["frames"][rows]
@@ -399,7 +427,7 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
     model, processor = build_model(cfg, data["queries"])
     model.to(device)
     model.train()
-    batcher = ClipBatcher(data, processor, cfg.window_frames, cfg.seed)
+    batcher = ClipBatcher(data, processor, cfg.window_frames, cfg.seed, query_noise=cfg.query_noise)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     os.makedirs(cfg.out_dir, exist_ok=True)
     work_dir = cfg.out_dir.rstrip("/") + ".work"
