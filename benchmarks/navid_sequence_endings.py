@@ -27,6 +27,7 @@ import json
 import math
 import os
 import platform
+import sys
 
 ENDINGS = ("success", "step limit", "stopped at Y, X never reached", "stopped at X", "X reached, stopped elsewhere",
            "stopped elsewhere, X never reached")
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the episode's, 300, as eval)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/navid_sequence_results.md")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
     import torch
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     results = {m: run(m, episodes, max_steps=args.max_steps) for m in args.models}
     lines = [f"# Where sequence episodes end ({args.split} seed {args.seed}: the {len(episodes)} sequence episodes among the first {args.episodes})",
              "", f"Run {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"{args.threads} torch thread(s); `{' '.join(['benchmarks/navid_sequence_endings.py', *(argv or [])])}`.", "",
+             f"{args.threads} torch thread(s); `{' '.join(['benchmarks/navid_sequence_endings.py', *argv])}`.", "",
              "| model | " + " | ".join(ENDINGS) + " |", "| --- |" + " ---: |" * len(ENDINGS)]
     for model, rows in results.items():
         counts = collections.Counter(r["ending"] for r in rows)
