@@ -136,3 +136,24 @@ def test_expert_settings_change_its_labels(tmp_path, capsys):
                  "--expert-param", "min_pixels=8"]) == 0
     assert main(["collect", "--suite", "seg", "--out", str(tmp_path / "s"), "--episodes", "1", "--expert-param", "min_pixels=8"]) == 2
     assert "--expert-param applies to --suite nav" in capsys.readouterr().err
+
+
+def test_shards_record_which_leg_of_a_sequence_each_frame_is_on(tmp_path):
+    """subgoal_index: 0 on a single-goal episode; on a sequence the explorer completes, 0 until it
+    passes the first goal, then 1 to the end, never going back; loaded only when every shard has it."""
+    from vlm_agent.sim.episodes import make_episode
+
+    assert [make_episode("nav", "train", 3, i).task for i in range(2)] == ["goto", "sequence"]
+    paths = collect_shards(str(tmp_path / "s"), episodes=2, episodes_per_shard=2, seed=3, image_size=16, ego_map=False,
+                           target_masks=False, log=lambda s: None)
+    d = load_shards(paths)
+    legs = d["subgoal_index"]
+    assert legs.dtype == np.int8 and len(legs) == len(d["frames"])
+    goto = slice(int(d["episode_start"][0]), int(d["episode_start"][0] + d["episode_length"][0]))
+    seq = legs[int(d["episode_start"][1]): int(d["episode_start"][1] + d["episode_length"][1])]
+    assert not legs[goto].any()
+    assert seq[0] == 0 and seq[-1] == 1 and (np.diff(seq) >= 0).all()
+    with np.load(paths[0]) as shard:
+        old = {k: shard[k] for k in shard.files if k != "subgoal_index"}  # a shard from before the field
+    np.savez(tmp_path / "old.npz", **old)
+    assert "subgoal_index" not in load_shards(paths + [str(tmp_path / "old.npz")])

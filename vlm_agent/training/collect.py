@@ -71,7 +71,9 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
     N / 8) packed bits, with the settings as `ego_map_config` (JSON). `override_learner_stop`: see
     the module doc. `target_masks`: also store, per frame, where the instruction's goal objects are
     in the image (`target_masks`, see `goal_cell_counts`), the label of the model's training-only
-    grounding head. `expert_params`: the expert's settings (`make_expert`)."""
+    grounding head. `expert_params`: the expert's settings (`make_expert`). Every frame also records
+    the env's `subgoal_index` (which leg of a sequence the robot is on: 0 until it has passed the
+    first goal), the label a progress-aware model needs and the frames cannot show."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from vlm_agent.sim.env import NavEnv, SimConfig
     from vlm_agent.sim.episodes import make_episode
@@ -97,7 +99,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
         if os.path.exists(path):
             continue
         rng = np.random.default_rng([seed, k, 99])
-        frames, actions, starts, lengths, instr, ids, tasks, succ, maps, masks = [], [], [], [], [], [], [], [], [], []
+        frames, actions, starts, lengths, instr, ids, tasks, succ, maps, masks, legs = [], [], [], [], [], [], [], [], [], [], []
         t0 = time.monotonic()
         for i in range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard)):
             ep = make_episode("nav", split, seed, i)
@@ -111,6 +113,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
             while not env.done:
                 label = teacher.act(obs)
                 frames.append(obs.rgb)
+                legs.append(env.subgoal_index)
                 if memory is not None:
                     # The map the learner would read at this step: every frame so far, this one included.
                     memory.update(obs.depth, obs.pose)
@@ -135,6 +138,7 @@ def collect_shards(out_dir: str, split: str = "train", episodes: int = 1000, epi
             extra["target_masks"] = np.stack(masks)
         np.savez(tmp, **extra, frames=np.stack(frames), actions=np.asarray(actions, np.int8), episode_start=np.asarray(starts, np.int64),
                  episode_length=np.asarray(lengths, np.int64), instructions=np.asarray(instr), episode_ids=np.asarray(ids),
+                 subgoal_index=np.asarray(legs, np.int8),
                  tasks=np.asarray(tasks), success=np.asarray(succ, np.float32), expert=np.asarray(expert))
         os.replace(tmp, path)
         log(json.dumps({"shard": k, "of": n_shards, "episodes": len(starts), "frames": len(frames), "driver_sr": round(float(np.mean(succ)), 3),

@@ -7,7 +7,8 @@ One shard = one `.npz` with every frame of every episode (written by `training/c
     success (E,) float32 and expert () str, and (unless --no-ego-map) maps (F, 3, N, N / 8) uint8: each
     frame's egocentric map memory as packed bits (`planners.ego_map.pack_maps`), with the map settings
     as ego_map_config () str (JSON), and (unless --no-target-masks) target_masks (F, S / 8, S / 8)
-    uint8: the goal objects' pixels in each 8x8-pixel block of the frame (`collect.goal_cell_counts`).
+    uint8: the goal objects' pixels in each 8x8-pixel block of the frame (`collect.goal_cell_counts`),
+    and subgoal_index (F,) int8: the env's leg of a sequence at that frame (shards since 2026-11-30).
 With a learner (DAgger) the learner's own primitive was executed with probability 1 - beta, the
 expert's otherwise, and the label is always the expert's action for the state actually visited.
 """
@@ -31,7 +32,7 @@ def expand_shards(paths: list[str]) -> list[str]:
 def load_shards(paths: list[str]) -> dict:
     """Concatenate shards into one dataset dict (the keys every shard has; starts re-based). `maps`
     and `ego_map_config` (a dict) are included when every shard has maps made with the same settings,
-    `target_masks` when every shard has them.
+    `target_masks` and `subgoal_index` when every shard has them.
     A shard listed k times is loaded once and its episodes get `episode_weight` k (E,) float32 (the
     key exists only when the counts differ): repeating a DAgger round's directory up-weights it
     without holding its frames k times in memory."""
@@ -46,16 +47,18 @@ def load_shards(paths: list[str]) -> dict:
     with_maps = len(map_configs) == 1 and None not in map_configs
     if with_maps:
         out["maps"] = []
-    if all("target_masks" in d for d in parts):
-        out["target_masks"] = []
+    for key in ("target_masks", "subgoal_index"):
+        if all(key in d for d in parts):
+            out[key] = []
     offset = 0
     weights = []
     for path, d in zip(unique, parts):
         weights.append(np.full(len(d["episode_start"]), counts[path], np.float32))
         if with_maps:
             out["maps"].append(d["maps"])
-        if "target_masks" in out:
-            out["target_masks"].append(d["target_masks"])
+        for key in ("target_masks", "subgoal_index"):
+            if key in out:
+                out[key].append(d[key])
         out["frames"].append(d["frames"])
         out["actions"].append(d["actions"])
         out["episode_start"].append(d["episode_start"] + offset)
