@@ -23,13 +23,15 @@ def _split(text: str) -> list[str]:
 
 
 def run(args) -> int:
+    import threading
     import time
 
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
 
-    from vlm_agent.nodes.base import rclpy_session
+    from vlm_agent.nodes.base import rclpy_session, stop_on_signals
     from vlm_agent.nodes.recorder import DEFAULT_TOPICS, RecorderNode
     from vlm_agent.ros_env import configure_ros_environment
 
@@ -47,8 +49,12 @@ def run(args) -> int:
         overrides.append(Parameter("output_path", value=args.output))
     configure_ros_environment()
     live = None
+    stop = threading.Event()
     try:
-        with rclpy_session():
+        # Ctrl-C / SIGTERM only ask the loop to end, as in `run_node`: with rclpy's own handlers the
+        # context could be shut down between `rclpy.ok()` and `spin_once` (RCLError, exit 1, seen in
+        # CI), and the file is closed and the node destroyed while the context is still valid.
+        with stop_on_signals(stop.set), rclpy_session(signal_handler_options=SignalHandlerOptions.NO):
             node = RecorderNode(parameter_overrides=overrides)
             executor = SingleThreadedExecutor()
             executor.add_node(node)
@@ -56,7 +62,7 @@ def run(args) -> int:
                 live = _progress(node)
             try:
                 last_draw = 0.0
-                while rclpy.ok() and not node.finished:
+                while not stop.is_set() and rclpy.ok() and not node.finished:
                     executor.spin_once(timeout_sec=0.1)
                     if live is not None and time.monotonic() - last_draw > 0.5:
                         live.update(_table(node))
