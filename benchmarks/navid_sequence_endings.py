@@ -47,17 +47,14 @@ def classify(success: bool, steps: int, max_steps: int, subgoal: int, d_x: float
 def run(model_dir: str, episodes, size: int = 64, max_steps: int = 0) -> list[dict]:
     """Drive every episode with the model (`max_steps` 0: the episode's horizon); one row per episode."""
     from vlm_agent.evaluation.policies import make_policy
+    from vlm_agent.evaluation.rollouts import _run_nav  # the episode loop of `vlm-agent eval`
     from vlm_agent.sim.env import NavEnv, SimConfig
 
     env = NavEnv(SimConfig(width=size, height=size, render_depth=True, max_steps=max_steps))
     policy = make_policy("navid", "nav", model_dir=model_dir, env=env)
     rows = []
     for ep in episodes:
-        obs = env.reset(ep)
-        policy.reset(ep)
-        while not env.done:
-            obs = env.step(policy.act(obs))
-        m = env.metrics()
+        m = _run_nav(env, policy, ep, None)
         x, y = ep.goal_objects
         px, py, _ = env.pose
         nearest = min(env.world.objects, key=lambda o: math.hypot(o.pos[0] - px, o.pos[1] - py))
