@@ -147,7 +147,10 @@ def test_cancel_from_another_thread_ends_a_waiting_call_and_stops_the_base(spun,
 
 @pytest.mark.ros
 def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node, ros_executor):
-    from geometry_msgs.msg import PointStamped
+    """The answer is the label of this query, of a frame stamped after it, moved into odom; a result
+    for the previous query or of an older frame (published after the query left) is not taken."""
+    import json
+
     from std_msgs.msg import String
 
     from vlm_agent.nodes.base import COMMAND_QOS
@@ -157,16 +160,18 @@ def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node,
     ns = spun.get_namespace()
     pose = (2.0, 1.0, math.pi / 2)
     perception = SegmentationPerception(spun, RosSkillsConfig(io_timeout_s=5.0), pose_fn=lambda: pose)
-    # A stand-in segmenter: answers each query with a point 1.5 m in front of the camera, in its optical frame.
-    answer = ros_node.create_publisher(PointStamped, f"{ns}/segmentation/target", COMMAND_QOS)
+    # A stand-in segmenter: answers each query with a point 1.5 m in front of the camera, in its optical
+    # frame, after a late result for another query and one of a frame captured before the query.
+    answer = ros_node.create_publisher(String, f"{ns}/segmentation/label", COMMAND_QOS)
     queries = []
 
     def on_query(msg):
         queries.append(msg.data)
-        point = PointStamped()
-        point.header.frame_id = "camera_color_optical_frame"
-        point.point.x, point.point.y, point.point.z = 0.0, 0.0, 1.5
-        answer.publish(point)
+        now = ros_node.get_clock().now().nanoseconds * 1e-9
+        optical = "camera_color_optical_frame"
+        for query, stamp, z in (("the blue ball", now, 3.0), (msg.data, now - 5.0, 2.5), (msg.data, now + 0.01, 1.5)):
+            answer.publish(String(data=json.dumps({"query": query, "stamp": stamp, "area": 30, "target": [0.0, 0.0, z],
+                                                   "target_frame": optical})))
 
     ros_node.create_subscription(String, f"{ns}/segmentation/query", on_query, COMMAND_QOS)
     assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(answer, timeout=15)
@@ -191,7 +196,6 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     error label as a clear SkillError."""
     import json
 
-    from geometry_msgs.msg import PointStamped
     from std_msgs.msg import String
 
     from vlm_agent.nodes.base import COMMAND_QOS
@@ -214,7 +218,6 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     perception.bind_turn(turn)
     # A stand-in segmenter: the red cube is 2 m to the left (odom +y); it answers in odom when the camera
     # faces it (within 30 degrees), else with empty-mask labels; "broken" gets an error label.
-    answer = ros_node.create_publisher(PointStamped, f"{ns}/segmentation/target", COMMAND_QOS)
     labels = ros_node.create_publisher(String, f"{ns}/segmentation/label", COMMAND_QOS)
     queries = []
 
@@ -223,19 +226,17 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
         if msg.data == "broken":
             labels.publish(String(data=json.dumps({"query": msg.data, "error": "model call failed: boom"})))
             return
+        now = ros_node.get_clock().now().nanoseconds * 1e-9
         if msg.data == "red cube" and abs(math.remainder(robot["yaw"] - math.pi / 2, 2 * math.pi)) < math.radians(30):
-            point = PointStamped()
-            point.header.frame_id = "odom"
-            point.point.x, point.point.y, point.point.z = 0.0, 2.0, 0.08
-            answer.publish(point)
-            labels.publish(String(data=json.dumps({"query": msg.data, "area": 40, "target": [0.0, 2.0, 0.08]})))
+            labels.publish(String(data=json.dumps({"query": msg.data, "stamp": now, "area": 40, "target": [0.0, 2.0, 0.08],
+                                                   "target_frame": "odom"})))
             return
         for _ in range(3):
-            labels.publish(String(data=json.dumps({"query": msg.data, "area": 0, "target": None, "target_reason": "empty mask"})))
+            labels.publish(String(data=json.dumps({"query": msg.data, "stamp": now, "area": 0, "target": None,
+                                                   "target_reason": "empty mask"})))
 
     ros_node.create_subscription(String, f"{ns}/segmentation/query", on_query, COMMAND_QOS)
-    assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(answer, timeout=15)
-    assert wait_for_subscribers(labels, timeout=15)
+    assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(labels, timeout=15)
 
     def locate(phrase):
         out = {}
@@ -299,6 +300,17 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     skills = RosSkills(spun, still, RosSkillsConfig(io_timeout_s=1.0))
     try:
         assert still._turn == skills._turn_in_place  # the adapter lends its base to the search
+        # a new task forgets every sighting (forget_between_tasks, the default), or keeps them when told to
+        from vlm_agent.skills.perception import Detection
+
+        still.memory.remember("red cube", Detection("red cube", (0.0, 2.0, 0.08), "odom", None))
+        still.memory.grasped("red cube")
+        skills.reset("the next task")
+        assert still.memory.recall("red cube") is None and still.memory.held is None
+        still.config.forget_between_tasks = False
+        still.memory.remember("red cube", Detection("red cube", (0.0, 2.0, 0.08), "odom", None))
+        skills.reset("the task after")
+        assert still.memory.recall("red cube").position == (0.0, 2.0, 0.08)
     finally:
         skills.destroy()
 

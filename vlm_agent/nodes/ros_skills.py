@@ -53,7 +53,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from geometry_msgs.msg import PointStamped, PoseStamped
+from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import OccupancyGrid, Odometry
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
@@ -82,7 +82,6 @@ GRIPPER_TOPIC = "gripper/command"
 GOAL_TOPIC = "goal_pose"
 MAP_TOPIC = "map"
 SEGMENTATION_QUERY_TOPIC = "segmentation/query"
-SEGMENTATION_TARGET_TOPIC = "segmentation/target"
 SEGMENTATION_LABEL_TOPIC = "segmentation/label"
 DEFAULT_HALF_HEIGHT_M = 0.08  # an object's half height when perception does not know it
 LOOK_AROUND_STOPS = 12
@@ -133,6 +132,11 @@ class RosSkillsConfig(ConfigBase):
     not_in_view_labels: int = param(3, "segmentation perception: segmentation/label frames without a target that mean "
                                        "'not in this view'", min=1, max=100)
     use_memory: bool = param(True, "segmentation perception: answer from the last sighting of the same phrase when the view misses it")
+    answer_frames_after_query: bool = param(True, "segmentation perception: only a segmentation of a camera frame stamped after the "
+                                                  "query answers it (frame stamps and this node's clock must agree: use_sim_time in a "
+                                                  "simulator)")
+    forget_between_tasks: bool = param(True, "segmentation perception: a new task starts with no remembered sightings (objects "
+                                             "may have moved since the last task, or, in a simulator, the world was replaced)")
 
 
 def final_approach_kwargs(config: RosSkillsConfig) -> dict:
@@ -277,6 +281,9 @@ class RosSkills(SkillAPI):
         self.done_called = False
         self._held = None
         self._gripper_closed = False
+        new_task = getattr(self.perception, "new_task", None)
+        if new_task is not None:
+            new_task()
 
     @property
     def cancelled(self) -> bool:
@@ -779,18 +786,33 @@ def placement_outcome(held_label: str, dest, shape: TargetShape, seen=None, rele
     return f"{held_label} released near {dest.label} (not verified: not in view, released at {_xyz(released_at)})", ""
 
 
+def _point(value) -> tuple[float, float, float] | None:
+    """A label's `target` as (x, y, z) floats, or None when it is missing or not three finite numbers."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        return None
+    try:
+        point = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return point if all(math.isfinite(v) for v in point) else None
+
+
 def _xyz(p) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in p) + ")"
 
 
 class SegmentationPerception:
     """Where an object is, from the segmentation node (issue 13): the phrase goes out on
-    `segmentation/query` (std_msgs/String) and the answer is the object's 3D centroid on
-    `segmentation/target` (geometry_msgs/PointStamped) stamped after the query, in the camera optical
-    frame (transformed with the camera's mounting in base_link and the base pose from odometry) or
-    already in `odom`. The node's per-frame `segmentation/label` (JSON) tells "not in this view" fast:
-    `not_in_view_labels` labels for the query without a target (an empty mask, no depth), or an
-    `error` label (a refused query, a failed model call: a SkillError with the node's reason).
+    `segmentation/query` (std_msgs/String) and the answer is read from the node's per-frame
+    `segmentation/label` (JSON: the query, the frame's stamp, and the object's 3D centre `target` in
+    `target_frame`, the same point the node publishes on `segmentation/target`): the first label of
+    this query with a target, of a frame stamped after the query (`answer_frames_after_query`), in
+    the camera optical frame (transformed with the camera's mounting in base_link and the base pose
+    from odometry) or already in `odom`. The label names its query, so an answer to the previous
+    query cannot be taken for this one; a `PointStamped` alone could not tell. The labels also tell
+    "not in this view" fast: `not_in_view_labels` fresh labels for the query without a target (an
+    empty mask, no depth), or an `error` label (a refused query, a failed model call: a SkillError
+    with the node's reason).
 
     Like the in-process provider (`skills/segmenter_perception.py`), `locate(phrase)`:
     * furniture ("the table") comes from the map (`furniture_map`, a YAML file,
@@ -831,10 +853,8 @@ class SegmentationPerception:
         self._joints: dict[str, float] = {}
         self._last_phrase: str | None = None
         self._cond = threading.Condition()
-        self._answers: list[tuple[float, str, tuple[float, float, float]]] = []  # (arrival, frame, point)
         self._labels: list[tuple[float, dict]] = []  # (arrival, label)
         self.query_pub = node.create_publisher(String, SEGMENTATION_QUERY_TOPIC, COMMAND_QOS)
-        self._sub = node.create_subscription(PointStamped, SEGMENTATION_TARGET_TOPIC, self._on_target, COMMAND_QOS)
         self._label_sub = node.create_subscription(String, SEGMENTATION_LABEL_TOPIC, self._on_label, COMMAND_QOS)
         self._odom_sub = node.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS) if pose_fn is None else None
 
@@ -873,19 +893,21 @@ class SegmentationPerception:
             return TargetShape(is_object=False, box=(piece.xy_min, piece.xy_max, piece.top_z))
         return TargetShape()
 
+    def new_task(self) -> None:
+        """A task starts (`RosSkills.reset`): with `forget_between_tasks`, forget every sighting and
+        the held object. Why: a sighting from an earlier task may describe a world that has changed
+        since (measured: in the simulator each episode is a new world, and a "cyan cylinder" from the
+        previous episode, 0.54 m up on its table, was answered from memory in the next one)."""
+        if self.config.forget_between_tasks:
+            with self._cond:
+                self.memory = ObjectMemory()
+                self._last_phrase = None
+
     # -- subscriptions ----------------------------------------------------------------------------
     def _on_odom(self, msg) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         with self._cond:
             self._pose = (float(p.x), float(p.y), yaw_from_quaternion(q.x, q.y, q.z, q.w))
-
-    def _on_target(self, msg) -> None:
-        point = (float(msg.point.x), float(msg.point.y), float(msg.point.z))
-        if not all(math.isfinite(v) for v in point):
-            return
-        with self._cond:
-            self._answers = (self._answers + [(time.monotonic(), msg.header.frame_id, point)])[-20:]
-            self._cond.notify_all()
 
     def _on_label(self, msg) -> None:
         try:
@@ -988,25 +1010,42 @@ class SegmentationPerception:
         return self._pose_fn() if self._pose_fn is not None else self._pose
 
     def _query(self, phrase: str):
-        """(Detection in odom or None, the reason when None) for the current view."""
+        """(Detection in odom or None, the reason when None) for the current view.
+
+        Only a label of this query answers it (`segmentation/label` carries the query and the target),
+        and, with `answer_frames_after_query`, only one of a camera frame stamped after the query was
+        sent. Why: the node may still publish a result for the previous query, or segment a frame
+        captured before the last turn (or, in a simulator, before the episode was reset), after the
+        query left; measured through ROS with ground-truth masks, such answers put objects metres
+        from where they are."""
         from vlm_agent.skills.perception import Detection
 
         if self.query_pub.get_subscription_count() < 1:
             raise SkillError("no segmentation node is listening on segmentation/query")
         asked = time.monotonic()
+        asked_stamp = self.node.get_clock().now().nanoseconds * 1e-9
+        text = " ".join(phrase.split())  # the node's validated query
+        fresh_only = self.config.answer_frames_after_query
+
+        def fresh(label) -> bool:
+            stamp = label.get("stamp")
+            return not fresh_only or (isinstance(stamp, (int, float)) and stamp >= asked_stamp)
+
         self.query_pub.publish(String(data=phrase))
         end = asked + self.config.io_timeout_s
         needed = self.config.not_in_view_labels
         with self._cond:
             while True:
-                fresh = [a for a in self._answers if a[0] >= asked]
-                if fresh:
-                    _, frame, point = fresh[-1]
-                    break
-                labels = [lb for t, lb in self._labels if t >= asked and lb.get("query") == phrase]
+                labels = [lb for t, lb in self._labels if t >= asked and lb.get("query") == text]
                 errors = [lb for lb in labels if lb.get("error")]
                 if errors:
                     raise SkillError(f"the segmenter could not segment '{phrase}': {str(errors[-1]['error'])[:200]}")
+                labels = [lb for lb in labels if fresh(lb)]
+                answers = [lb for lb in labels if _point(lb.get("target")) is not None]
+                if answers:
+                    point = _point(answers[0]["target"])
+                    frame = str(answers[0].get("target_frame") or answers[0].get("frame_id") or "")
+                    break
                 empty = [lb for lb in labels if lb.get("target") is None]
                 if len(empty) >= needed:
                     why = empty[-1].get("target_reason") or ("empty mask" if not empty[-1].get("area") else "no target")

@@ -18,15 +18,16 @@ Publishes:
   "up") or the visible surface's centroid (`target_point: surface`), in the depth camera's optical
   frame (the colour optical frame for aligned depth), stamped with the colour frame's stamp.
 Names are relative (`segmentation/*` under the node's namespace; a namespace or `-r` moves them);
-`segmentation/query` -> `segmentation/target` is what the ROS skill adapter's `SegmentationPerception`
-(nodes/ros_skills.py) asks and reads.
+`segmentation/query` -> `segmentation/label` is what the ROS skill adapter's `SegmentationPerception`
+(nodes/ros_skills.py) asks and reads (the label names its query and frame stamp; a PointStamped cannot).
 
 A managed node: **configure** builds the segmenter (`backend`: `sa2va` loads `model_dir`; a load
 that fails fails the transition with the reason), **activate** starts segmenting, **deactivate**
 stops (frames are ignored), **cleanup** releases the model.
 
-Results computed for a query that has since been replaced are discarded (`stale_query`), so the
-first target after a query answers that query. Frames are never queued: the model runs on one worker thread, and a frame that arrives while it is
+Results computed for a query that has since been replaced are discarded (`stale_query`); one
+published just before a new query arrives can still reach its reader after that query was sent,
+so readers match the label's query and stamp. Frames are never queued: the model runs on one worker thread, and a frame that arrives while it is
 busy goes into a one-frame slot (replacing an older waiting frame, counted as `superseded` on
 /diagnostics). When the model is free it takes the newest frame, which the segmenter's tracker
 usually handles as a *tracked* frame (SAM 2's memory, no VLM call); the VLM runs only on its
@@ -397,7 +398,7 @@ class SegmenterNode(ManagedAgentNode):
             return
         if token != self._query_token:
             # The query changed while this frame was segmented: whoever asked the new one must not
-            # take this answer for theirs (the skill adapter reads the first target after its query).
+            # take this answer for theirs (results already published are matched by query and stamp).
             self.health.drop("stale_query", "a result for the previous query was discarded")
             return
         import numpy as np
