@@ -50,13 +50,13 @@ def test_model_flags_win_and_must_exist(tmp_path):
         demo.plan_suites(_args("--episodes", "0"), checkpoints)
 
 
-def test_manip_perception_is_ground_truth_unless_the_segmenter_is_asked_for_and_there(tmp_path):
+def test_manip_perception_is_the_segmenter_when_there_unless_ground_truth_is_asked_for(tmp_path):
     with_seg = _fake_checkpoints(tmp_path / "a", ["sa2va_nano", "palme_tiny"])
-    args = _args("--suites", "manip-palme", "--manip-perception", "segmenter")
+    args = _args("--suites", "manip-palme")
     plans = demo.plan_suites(args, with_seg)
     assert demo.seg_model_for_manip(args, plans, with_seg) == ("segmentation", str(tmp_path / "a" / "sa2va_nano"))
-    default = _args("--suites", "manip-palme")
-    assert demo.seg_model_for_manip(default, plans, with_seg) == ("ground_truth", "")
+    truth = _args("--suites", "manip-palme", "--manip-perception", "ground_truth")
+    assert demo.seg_model_for_manip(truth, plans, with_seg) == ("ground_truth", "")
     without = _fake_checkpoints(tmp_path / "b", ["palme_tiny"])
     assert demo.seg_model_for_manip(args, demo.plan_suites(args, without), without) == ("ground_truth", "")
 

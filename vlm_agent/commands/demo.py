@@ -17,13 +17,14 @@ one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in thi
 * `manip-palme`, `manip-octopus`: `mujoco_sim` (manip suite) + `task_planner` (PaLM-E style with
   `--palme-model`, default `checkpoints/palme_tiny`; Octopus style with `--octopus-model`, default
   `checkpoints/octopus_tiny`) + `motion_executor` + `safety_supervisor` from
-  `config/sim_manip.yaml`, the skills reading the simulator's ground truth (an upper bound; the table
-  says so), or with `--manip-perception segmenter` the `segmenter` node as the task planner's
-  perception (`perception: segmentation`: skills ask `segmentation/query` and read the object's 3D
-  point on `segmentation/target`; the episode's furniture as its map file, approaches planned on the
-  simulator's `map`). Ground truth is the default: through ROS the segmenter path reached 0.45 on
-  20 val episodes even with ground-truth masks (missed grasps, blocked approaches), and 0.10 with
-  the trained segmenter, which finds the wrong object more often than not. Scored by the simulator.
+  `config/sim_manip.yaml`, with the `segmenter` node (the shipped Sa2VA model) as the task planner's
+  perception (`perception: segmentation`, the default `--manip-perception segmenter`: skills ask
+  `segmentation/query` and read the object's 3D point in the node's `segmentation/label`; the
+  episode's furniture as its map file, approaches planned on the simulator's `map`), or with
+  `--manip-perception ground_truth` reading the simulator's ground truth (an upper bound; the table
+  says so; also what runs when no Sa2VA model is there). Through ROS, PaLM-E on 20 val episodes:
+  0.50 with the trained segmenter (0.55 in-process on the same episodes), 0.90 with ground-truth
+  masks. Scored by the simulator.
 
 A default checkpoint that is not there skips its suite with the reason printed; a model directory
 given on the command line must exist. Prints one results table (suite, planner and model,
@@ -70,10 +71,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seg-model", default="", help="Sa2VA model directory (default: the shipped checkpoints/sa2va_nano)")
     parser.add_argument("--palme-model", default="", help="PaLM-E-style model directory (default: the shipped checkpoints/palme_tiny)")
     parser.add_argument("--octopus-model", default="", help="Octopus-style model directory (default: the shipped checkpoints/octopus_tiny)")
-    parser.add_argument("--manip-perception", default="ground_truth", choices=("segmenter", "ground_truth"),
-                        help="where the task planner's skills find objects: the simulator's ground truth (default; an upper bound) "
-                             "or the segmenter node (ground truth when no Sa2VA model is there), which the skills query, remember "
-                             "and search by turning the base, as in-process")
+    parser.add_argument("--manip-perception", default="segmenter", choices=("segmenter", "ground_truth"),
+                        help="where the task planner's skills find objects: the segmenter node (default; ground truth when no Sa2VA "
+                             "model is there), which the skills query, remember and search by turning the base, as in-process; or "
+                             "the simulator's ground truth (an upper bound)")
     parser.add_argument("--config", default="", help="nav graph parameter YAML (default: the package's config/sim.yaml)")
     parser.add_argument("--max-steps", type=int, default=300,
                         help="nav: plans per episode before the planner stops itself (default 300, the horizon the model cards are measured at)")
