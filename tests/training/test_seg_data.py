@@ -262,3 +262,44 @@ def test_look_alikes_both_films_the_extra_look_alike_and_is_seg_only(shards, tmp
                            source="manip", look_alikes="both")
     with pytest.raises(ValueError, match="look_alikes"):
         collect_seg_shards(str(tmp_path / "bad2"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, look_alikes="x")
+
+
+def test_manip_look_alikes_stand_beside_the_filmed_object_and_apply_to_manip_only(tmp_path):
+    """`with_look_alikes`: one of the object's shape in a neighbouring colour and one of its colour in
+    another shape, 0.7-1.2 m from it, away from the camera, labels not duplicated, held-out pairs never
+    in train; `manip_look_alikes` films them (same queries and episodes as without)."""
+    import math
+
+    from vlm_agent.sim.episodes import HELD_OUT_PAIRS, make_episodes
+
+    added = 0
+    for split in ("train", "val"):
+        for ep in make_episodes("manip", split, 12, 3):
+            target = ep.goal_objects[0]
+            rng = np.random.default_rng(0)
+            out = seg_data.with_look_alikes(ep, target, rng, avoid=[ep.start_pose[:2]])
+            before = {o["name"] for o in ep.objects}
+            new = [o for o in out.objects if o["name"] not in before]
+            t = next(o for o in ep.objects if o["name"] == target)
+            assert out.objects[: len(ep.objects)] == ep.objects and len(new) <= 2
+            added += len(new)
+            old_labels = {(o["colour"], o["shape"]) for o in ep.objects}
+            new_labels = [(o["colour"], o["shape"]) for o in new]
+            assert len(new_labels) == len(set(new_labels)) and not old_labels & set(new_labels)  # no label added twice
+            for o in new:
+                assert (o["shape"] == t["shape"] and o["colour"] in seg_data.HUE_NEIGHBOURS[t["colour"]]) or \
+                       (o["colour"] == t["colour"] and o["shape"] != t["shape"])
+                d = math.dist(o["pos"][:2], t["pos"][:2])
+                assert seg_data.LOOK_ALIKE_RANGE_M[0] - 1e-9 <= d <= seg_data.LOOK_ALIKE_RANGE_M[1] + 1e-9
+                assert math.dist(o["pos"][:2], ep.start_pose[:2]) >= 0.6 and o["support"] == "floor"
+                assert split != "train" or (o["colour"], o["shape"]) not in HELD_OUT_PAIRS
+    assert added >= 20  # most episodes get both
+    plain, alike = tmp_path / "plain", tmp_path / "alike"
+    for d, flag in ((plain, False), (alike, True)):
+        collect_seg_shards(str(d), "val", episodes=3, episodes_per_shard=3, seed=0, image_size=SIZE, clip_frames=CLIP, progress=False,
+                           source="manip", manip_views="search", manip_look_alikes=flag)
+    a, b = load_seg_shards([str(plain)]), load_seg_shards([str(alike)])
+    np.testing.assert_array_equal(a["queries"], b["queries"])
+    assert not np.array_equal(a["frames"], b["frames"])  # look-alikes in view
+    with pytest.raises(ValueError, match="manip_look_alikes"):
+        collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, manip_look_alikes=True)

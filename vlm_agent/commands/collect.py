@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seg-look-alikes", default="shape", choices=["shape", "both"],
                         help="with --seg-source seg: the look-alikes beside a 'the <colour> <shape>' target: shape (one of its "
                              "shape in another colour, as val and test) or both (also one of its colour in another shape)")
+    parser.add_argument("--manip-look-alikes", action="store_true",
+                        help="with --seg-source manip: put look-alikes of the filmed object 0.7-1.2 m from it (one of its shape in a "
+                             "neighbouring colour, one of its colour in another shape)")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
@@ -67,8 +70,9 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
-    if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start" or args.seg_look_alikes != "shape") and args.suite != "seg":
-        raise ValueError("--absent-fraction, --seg-source, --manip-views and --seg-look-alikes apply to --suite seg")
+    if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start" or args.seg_look_alikes != "shape"
+            or args.manip_look_alikes) and args.suite != "seg":
+        raise ValueError("--absent-fraction, --seg-source, --manip-views, --seg-look-alikes and --manip-look-alikes apply to --suite seg")
     if args.expert_param and args.suite != "nav":
         raise ValueError("--expert-param applies to --suite nav (the explorer expert)")
     if args.suite == "manip":
@@ -85,7 +89,7 @@ def run(args) -> int:
         paths = collect_seg_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
                                    seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames,
                                    absent_fraction=args.absent_fraction, source=args.seg_source, manip_views=args.manip_views,
-                                   look_alikes=args.seg_look_alikes)
+                                   look_alikes=args.seg_look_alikes, manip_look_alikes=args.manip_look_alikes)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
     if args.override_learner_stop and not args.learner:

@@ -71,6 +71,42 @@ SEG_SOURCES = ("seg", "manip")
 MANIP_VIEW_JITTER_DEG = 12.0
 MANIP_VIEWS = ("start", "mixed", "search")
 MANIP_VIEW_NEAR_M = (0.9, 1.8)
+# Colours that render alike under the simulator's lights: what sa2va_nano version 4 confused most in
+# manipulation searches (val: red taken for orange 10 times, orange for red or yellow 12 times).
+HUE_NEIGHBOURS = {"red": ("orange", "purple"), "orange": ("red", "yellow"), "yellow": ("orange", "white", "green"),
+                  "green": ("cyan", "yellow"), "cyan": ("green", "blue"), "blue": ("cyan", "purple"),
+                  "purple": ("blue", "red"), "white": ("yellow", "cyan")}
+LOOK_ALIKE_RANGE_M = (0.7, 1.2)  # from the filmed object: in the same views as it
+
+
+def with_look_alikes(episode, target_name: str, rng: np.random.Generator, avoid=()):
+    """A copy of manip `episode` with up to two look-alikes of its object `target_name` on the floor
+    LOOK_ALIKE_RANGE_M from it: one of its shape in a neighbouring colour (`HUE_NEIGHBOURS`) and one
+    of its colour in another shape. A label already in the scene is not added again, a held-out
+    colour-shape pair never in the train split, and none within 0.6 m of a point in `avoid` (x, y)
+    (where the camera will stand). Why: the planners' searches take the first object the segmenter
+    marks, and its wrong first sightings were such look-alikes."""
+    import dataclasses
+
+    from vlm_agent.sim.episodes import HELD_OUT_PAIRS, _free_spot, _new_object
+    from vlm_agent.sim.world import SHAPES
+
+    world = episode.world()
+    objects = list(world.objects)
+    target = next(o for o in objects if o.name == target_name)
+    wanted = [(str(rng.choice(HUE_NEIGHBOURS[target.colour])), target.shape),
+              (target.colour, str(rng.choice([s for s in SHAPES if s != target.shape])))]
+    added = 0
+    for colour, shape in wanted:
+        if any((o.colour, o.shape) == (colour, shape) for o in objects) or (episode.split == "train" and (colour, shape) in HELD_OUT_PAIRS):
+            continue
+        for _ in range(10):
+            spot = _free_spot(rng, world, objects, clear=0.45, near=target.pos[:2], near_range=LOOK_ALIKE_RANGE_M, tries=50)
+            if spot is not None and all(math.dist(spot[:2], a[:2]) >= 0.6 for a in avoid):
+                objects.append(_new_object(f"obj_{200 + added}", colour, shape, *spot))
+                added += 1
+                break
+    return dataclasses.replace(episode, objects=[dataclasses.asdict(o) for o in objects])
 
 
 def manip_view_clip_poses(start_xy, target_xy, clip_frames: int, rng: np.random.Generator, yaw_offset: float = 0.0):
@@ -113,17 +149,21 @@ def _manip_view_subject(env, episode, rng: np.random.Generator, views: str):
     return target, start
 
 
-def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Generator, absent: bool = False, views: str = "start"):
+def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Generator, absent: bool = False, views: str = "start",
+                           look_alikes: bool = False):
     """(frames (T, H, W, 3), masks (T, H, W), query) of a manipulation view of manip `episode` (see
     the module docstring and `_manip_view_subject` for `views`), or, with `absent`, turned away from
     its object (the first hiding offset of ABSENT_YAW_OFFSETS_DEG in an order drawn from `rng`; None
-    when none hides it)."""
+    when none hides it). `look_alikes`: the filmed object gets look-alikes beside it (`with_look_alikes`)."""
     if views not in MANIP_VIEWS:
         raise ValueError(f"views must be one of {MANIP_VIEWS}, got {views!r}")
     env.reset(episode)
     if views == "search":
-        return None if absent else render_search_clip(env, episode, clip_frames, rng)
+        return None if absent else render_search_clip(env, episode, clip_frames, rng, look_alikes=look_alikes)
     target, start = _manip_view_subject(env, episode, rng, views)
+    if look_alikes:
+        env.reset(with_look_alikes(episode, target.name, rng, avoid=[start, episode.start_pose[:2]]))
+        target = env.world.object(target.name)
     query = ("the " if rng.random() < 0.5 else "") + target.label
     offsets = [0.0] if not absent else [math.radians(float(d)) for d in rng.permutation(ABSENT_YAW_OFFSETS_DEG)]
     draw = rng.bit_generator.state  # every offset sees the same jitter
@@ -140,13 +180,16 @@ def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Genera
     return None
 
 
-def render_search_clip(env, episode, clip_frames: int, rng: np.random.Generator):
+def render_search_clip(env, episode, clip_frames: int, rng: np.random.Generator, look_alikes: bool = False):
     """(frames, masks, query) of the views a full-circle search from manip `episode`'s start pose sees
-    (`env` already reset to it; see the module docstring, `manip_views="search"`)."""
+    (`env` already reset to it; see the module docstring, `manip_views="search"`). `look_alikes`: the
+    queried object gets look-alikes beside it (`with_look_alikes`)."""
     objects = {o.name for o in env.world.objects}
     names = [n for n in episode.goal_objects[:2] if n in objects]
     target = env.world.object(names[int(rng.integers(len(names)))])
     query = ("the " if rng.random() < 0.5 else "") + target.label
+    if look_alikes:
+        env.reset(with_look_alikes(episode, target.name, rng, avoid=[episode.start_pose[:2]]))
     x, y, yaw = (float(v) for v in env.pose)
     frames, masks = [], []
     for k in range(clip_frames):
@@ -187,14 +230,15 @@ def render_absent_clip(env, episode, clip_frames: int, rng: np.random.Generator)
 def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
                        image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None,
                        absent_fraction: float = 0.0, source: str = "seg", manip_views: str = "start",
-                       look_alikes: str = "shape") -> list[str]:
+                       look_alikes: str = "shape", manip_look_alikes: bool = False) -> list[str]:
     """Write the shards (see the module docstring); returns every shard's path, existing ones included.
     `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
     episodes filmed with the target out of view (drawn per episode from (seed, index)). `source`:
     "seg" (the seg suite's episodes) or "manip" (manipulation views of the manip suite's episodes);
     `manip_views`: which views for "manip" ("start" or "mixed", see `_manip_view_subject`; "search":
     `render_search_clip`); `look_alikes`: for "seg", which look-alikes stand beside the target
-    (`episodes._seg_episode`: "shape" as in val and test, "both" adds one of the target's colour)."""
+    (`episodes._seg_episode`: "shape" as in val and test, "both" adds one of the target's colour);
+    `manip_look_alikes`: for "manip", look-alikes of the filmed object beside it (`with_look_alikes`)."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
@@ -218,6 +262,8 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         raise ValueError(f"look_alikes must be one of {SEG_LOOK_ALIKES}, got {look_alikes!r}")
     if look_alikes != "shape" and source != "seg":
         raise ValueError("look_alikes applies to source 'seg' (the seg suite's framed views)")
+    if manip_look_alikes and source != "manip":
+        raise ValueError("manip_look_alikes applies to source 'manip' (the manipulation views)")
     os.makedirs(out_dir, exist_ok=True)
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
@@ -238,8 +284,9 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
                 want_absent = rng.random() < absent_fraction
                 if source == "manip":
                     ep = make_episode("manip", split, seed, i)
-                    absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True, views=manip_views) if want_absent else None
-                    frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng, views=manip_views)
+                    view = {"views": manip_views, "look_alikes": manip_look_alikes}
+                    absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True, **view) if want_absent else None
+                    frames, masks, query = absent if absent is not None else render_manip_view_clip(env, ep, clip_frames, rng, **view)
                     task = ABSENT_TASK if absent is not None else (MANIP_SEARCH_TASK if manip_views == "search" else MANIP_VIEW_TASK)
                 else:
                     ep = make_episode("seg", split, seed, i, look_alikes=look_alikes)
