@@ -217,3 +217,48 @@ def test_a_teardown_that_hangs_in_rclpy_ends_the_process_after_the_watchdog(tmp_
     else:
         assert "teardown still inside rclpy" not in err  # the Python watchdog could not run
         assert TEARDOWN_EXIT_S + TEARDOWN_NATIVE_GRACE_S - 1 <= took <= TEARDOWN_EXIT_S + TEARDOWN_NATIVE_GRACE_S + 15
+
+
+def test_a_composed_graph_whose_teardown_hangs_still_exits_after_the_zero_command(tmp_path):
+    """`vlm-agent up` (`run_graph`): a node whose destroy_node never returns, after the managed nodes'
+    exit transitions: the process still ends with code 0 at TEARDOWN_EXIT_S, the reason on stderr."""
+    import subprocess
+    import textwrap
+
+    from vlm_agent.commands.demo import default_config_path
+    from vlm_agent.nodes.base import TEARDOWN_EXIT_S
+
+    script = tmp_path / "hang_graph.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from vlm_agent.nodes import node_class
+        from vlm_agent.nodes.composition import run_graph
+
+        cls = node_class("safety_supervisor")
+        exit_transition = cls.on_exit
+
+        def on_exit(self):
+            exit_transition(self)
+            print("on_exit", flush=True)
+
+        def destroy_node(self):
+            time.sleep(600)
+
+        cls.on_exit, cls.destroy_node = on_exit, destroy_node
+        sys.exit(run_graph({default_config_path()!r}, only=["safety_supervisor"], logger=lambda m: print(m, flush=True)))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "started node" not in (line := proc.stdout.readline()):
+            assert line, proc.stderr.read()[-2000:]
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=TEARDOWN_EXIT_S + 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    took = time.monotonic() - t0
+    assert proc.returncode == 0, err
+    assert "on_exit" in out and "teardown still inside rclpy after 12 s" in err, (out, err)
+    assert TEARDOWN_EXIT_S - 1 <= took <= TEARDOWN_EXIT_S + 15

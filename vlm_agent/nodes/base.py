@@ -515,6 +515,25 @@ TEARDOWN_EXIT_S = 12.0
 TEARDOWN_NATIVE_GRACE_S = 2.0
 
 
+class TeardownWatchdog:
+    """Ends the process (exit 0) when a teardown is still inside rclpy TEARDOWN_EXIT_S after this was
+    made: a Python timer that says why, and a native exit timer TEARDOWN_NATIVE_GRACE_S later for a
+    hang that holds the GIL. Make it once the zero command has gone out; `cancel()` when done."""
+
+    def __init__(self):
+        self._timer = threading.Timer(TEARDOWN_EXIT_S, _teardown_hung)
+        self._timer.daemon = True
+        self._timer.start()
+        self._native = exit_timer.arm(TEARDOWN_EXIT_S + TEARDOWN_NATIVE_GRACE_S, 0)
+
+    def cancel(self) -> None:
+        if self._native is not None:
+            self._native.cancel()
+            self._native = None
+        self._timer.cancel()
+        self._timer.join(1.0)
+
+
 def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
     """Standard node `main`: init without rclpy's signal handlers, spin on a SingleThreadedExecutor
     until SIGINT/SIGTERM or an external shutdown, then `on_exit()` (zero goes out) and
@@ -544,17 +563,11 @@ def run_node(node_factory: typing.Callable[[], Node], args=None) -> int:
                     if rclpy.ok():
                         node.on_exit()
                 finally:
-                    watchdog = threading.Timer(TEARDOWN_EXIT_S, _teardown_hung)
-                    watchdog.daemon = True
-                    watchdog.start()
-                    native_watchdog = exit_timer.arm(TEARDOWN_EXIT_S + TEARDOWN_NATIVE_GRACE_S, 0)
+                    watchdog = TeardownWatchdog()
                     executor.remove_node(node)
                     node.destroy_node()
                     executor.shutdown()
-                    if native_watchdog is not None:
-                        native_watchdog.cancel()
                     watchdog.cancel()
-                    watchdog.join(1.0)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:

@@ -29,7 +29,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from vlm_agent.config import node_sections
 from vlm_agent.nodes import available_nodes, node_class
-from vlm_agent.nodes.base import ManagedAgentNode, stop_on_signals
+from vlm_agent.nodes.base import ManagedAgentNode, TeardownWatchdog, stop_on_signals
 from vlm_agent.ros_env import configure_ros_environment
 
 MANAGER = "lifecycle_manager"
@@ -71,10 +71,13 @@ class NodeGraph:
 
     Usage: `with NodeGraph(["safety_supervisor", ...], params_file=...) as graph: graph.spin(10.0)`.
     `namespace` (e.g. "/robot1") puts every node (and so every relative topic) under it.
+    `exit_on_hung_teardown`: once the managed nodes have exited (zero sent), a `TeardownWatchdog`
+    ends the process if destroying the nodes hangs inside rclpy (for `vlm-agent up`, never in a
+    process that hosts other work, such as a test run).
     """
 
     def __init__(self, node_names: list[str], params_file: str | None = None, ros_args: list[str] | None = None,
-                 logger=print, namespace: str = "", manage: bool = True):
+                 logger=print, namespace: str = "", manage: bool = True, exit_on_hung_teardown: bool = False):
         configure_ros_environment()
         names = list(dict.fromkeys(node_names))
         self.managed = managed_names(names) if manage else []
@@ -91,6 +94,7 @@ class NodeGraph:
         self.executor = None
         self._stop = threading.Event()
         self._log = logger
+        self.exit_on_hung_teardown = exit_on_hung_teardown
 
     def __enter__(self):
         rclpy.init(args=self._args, context=self.context, signal_handler_options=SignalHandlerOptions.NO)
@@ -143,6 +147,7 @@ class NodeGraph:
                     node.on_exit()
                 except Exception as exc:  # noqa: BLE001 (keep tearing down the others)
                     self._log(f"{name}: exit transition failed: {type(exc).__name__}: {exc}")
+        watchdog = TeardownWatchdog() if self.exit_on_hung_teardown and self.nodes else None
         for node in reversed(self.nodes):
             if self.executor is not None:
                 self.executor.remove_node(node)
@@ -151,6 +156,8 @@ class NodeGraph:
         if self.executor is not None:
             self.executor.shutdown()
             self.executor = None
+        if watchdog is not None:
+            watchdog.cancel()
         if self.context.ok():
             rclpy.shutdown(context=self.context)
         if self._params_file and os.path.exists(self._params_file):
@@ -172,7 +179,7 @@ def run_graph(config_path: str, only: list[str] | None = None, duration_s: float
         names = list(only)
     if not names:
         raise ValueError(f"{config_path}: no vlm_agent node sections (available: {', '.join(available_nodes())})")
-    graph = NodeGraph(names, params_file=config_path, logger=logger, namespace=namespace, ros_args=ros_args)
+    graph = NodeGraph(names, params_file=config_path, logger=logger, namespace=namespace, ros_args=ros_args, exit_on_hung_teardown=True)
     # Cooperative stop on Ctrl-C / SIGTERM (rclpy's handlers are off): the spin loop ends between
     # callbacks and close() takes the nodes down in order while the context is still valid. The
     # handlers stay installed until close() has finished, so a second signal cannot cut it short.
