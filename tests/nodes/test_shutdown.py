@@ -175,7 +175,6 @@ def test_a_teardown_that_hangs_in_rclpy_ends_the_process_after_the_watchdog(tmp_
     stopped in on_exit) -- by the Python watchdog at TEARDOWN_EXIT_S with the reason on stderr, or,
     when the hang holds the GIL, by the native exit timer TEARDOWN_NATIVE_GRACE_S later, after
     faulthandler has dumped every thread's stack."""
-    import subprocess
     import textwrap
 
     from vlm_agent.nodes.base import TEARDOWN_DUMP_S, TEARDOWN_EXIT_S, TEARDOWN_NATIVE_GRACE_S
@@ -199,17 +198,8 @@ def test_a_teardown_that_hangs_in_rclpy_ends_the_process_after_the_watchdog(tmp_
 
         sys.exit(run_node(Hanging))
     """).replace("HANG", HANGS[hang]))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "up"
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=TEARDOWN_EXIT_S + 20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    took = time.monotonic() - t0
-    assert proc.returncode == 0, err
+    returncode, out, err, took = _interrupt_when_up(script, "up", TEARDOWN_EXIT_S + 20)
+    assert returncode == 0, err
     assert "on_exit" in out and f"Timeout (0:00:{TEARDOWN_DUMP_S:02.0f})!" in err, err
     if hang == "gil_released":
         assert "teardown still inside rclpy after 12 s" in err
@@ -222,7 +212,6 @@ def test_a_teardown_that_hangs_in_rclpy_ends_the_process_after_the_watchdog(tmp_
 def test_a_composed_graph_whose_teardown_hangs_still_exits_after_the_zero_command(tmp_path):
     """`vlm-agent up` (`run_graph`): a node whose destroy_node never returns, after the managed nodes'
     exit transitions: the process still ends with code 0 at TEARDOWN_EXIT_S, the reason on stderr."""
-    import subprocess
     import textwrap
 
     from vlm_agent.commands.demo import default_config_path
@@ -247,18 +236,26 @@ def test_a_composed_graph_whose_teardown_hangs_still_exits_after_the_zero_comman
         cls.on_exit, cls.destroy_node = on_exit, destroy_node
         sys.exit(run_graph({default_config_path()!r}, only=["safety_supervisor"], logger=lambda m: print(m, flush=True)))
     """))
+    returncode, out, err, took = _interrupt_when_up(script, "started node", TEARDOWN_EXIT_S + 20, settle_s=1.0)
+    assert returncode == 0, err
+    assert "on_exit" in out and "teardown still inside rclpy after 12 s" in err, (out, err)
+    assert TEARDOWN_EXIT_S - 1 <= took <= TEARDOWN_EXIT_S + 15
+
+
+def _interrupt_when_up(script, ready: str, timeout_s: float, settle_s: float = 0.0):
+    """Run `script` in a second Python process, SIGINT it once a stdout line contains `ready` (and
+    `settle_s` later); returns (exit code, the rest of stdout, stderr, seconds from SIGINT to exit)."""
+    import subprocess
+
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while "started node" not in (line := proc.stdout.readline()):
+        while ready not in (line := proc.stdout.readline()):
             assert line, proc.stderr.read()[-2000:]
-        time.sleep(1.0)
+        time.sleep(settle_s)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=TEARDOWN_EXIT_S + 20)
+        out, err = proc.communicate(timeout=timeout_s)
     finally:
         if proc.poll() is None:
             proc.kill()
-    took = time.monotonic() - t0
-    assert proc.returncode == 0, err
-    assert "on_exit" in out and "teardown still inside rclpy after 12 s" in err, (out, err)
-    assert TEARDOWN_EXIT_S - 1 <= took <= TEARDOWN_EXIT_S + 15
+    return proc.returncode, out, err, time.monotonic() - t0

@@ -23,7 +23,7 @@ one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in thi
   episode's furniture as its map file, approaches planned on the simulator's `map`), or with
   `--manip-perception ground_truth` reading the simulator's ground truth (an upper bound; the table
   says so; also what runs when no Sa2VA model is there). Through ROS, PaLM-E on 20 val episodes:
-  0.50 with the trained segmenter (0.55 in-process on the same episodes), 0.90 with ground-truth
+  0.60 with the trained segmenter (0.70 in-process on the same episodes), 0.90 with ground-truth
   masks. Scored by the simulator.
 
 A default checkpoint that is not there skips its suite with the reason printed; a model directory
