@@ -163,12 +163,17 @@ def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node,
     # A stand-in segmenter: answers each query with a point 1.5 m in front of the camera, in its optical
     # frame, after a late result for another query and one of a frame captured before the query.
     answer = ros_node.create_publisher(String, f"{ns}/segmentation/label", COMMAND_QOS)
-    queries = []
+    queries, lag = [], {"s": 0.0}
 
     def on_query(msg):
         queries.append(msg.data)
         now = ros_node.get_clock().now().nanoseconds * 1e-9
         optical = "camera_color_optical_frame"
+        if lag["s"]:  # a camera clock behind this node's: every frame looks older than the query
+            for _ in range(3):
+                answer.publish(String(data=json.dumps({"query": msg.data, "stamp": now - lag["s"], "area": 30, "target": [0.0, 0.0, 1.0],
+                                                       "target_frame": optical})))
+            return
         for query, stamp, z in (("the blue ball", now, 3.0), (msg.data, now - 5.0, 2.5), (msg.data, now + 0.01, 1.5)):
             answer.publish(String(data=json.dumps({"query": query, "stamp": stamp, "area": 30, "target": [0.0, 0.0, z],
                                                    "target_frame": optical})))
@@ -186,6 +191,15 @@ def test_segmentation_perception_puts_the_camera_point_into_odom(spun, ros_node,
     assert bx > 1.0 and bz < 0.95
     assert det.position == pytest.approx((pose[0] - by, pose[1] + bx, bz), abs=1e-6)  # yaw 90 degrees: base x -> odom y
     assert perception.visible() == [] and not perception.upper_bound
+    # a camera whose stamps lag this node's clock: only stale labels, and a reason that says so
+    lagging = SegmentationPerception(spun, RosSkillsConfig(io_timeout_s=1.0), pose_fn=lambda: pose)
+    assert wait_for_subscribers(lagging.query_pub, timeout=15)
+    lag["s"], late = 3.0, {}
+    thread = threading.Thread(target=lambda: late.setdefault("answer", lagging._query("the blue ball")))
+    thread.start()
+    assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=15)
+    det, why = late["answer"]
+    assert det is None and "all of frames stamped before it" in why and "answer_frames_after_query false" in why
 
 
 @pytest.mark.ros

@@ -1040,6 +1040,7 @@ class SegmentationPerception:
                 errors = [lb for lb in labels if lb.get("error")]
                 if errors:
                     raise SkillError(f"the segmenter could not segment '{phrase}': {str(errors[-1]['error'])[:200]}")
+                stale = [lb for lb in labels if not fresh(lb)]
                 labels = [lb for lb in labels if fresh(lb)]
                 answers = [lb for lb in labels if _point(lb.get("target")) is not None]
                 if answers:
@@ -1052,6 +1053,13 @@ class SegmentationPerception:
                     return None, f"{len(empty)} frames without a target ({why})"
                 left = end - time.monotonic()
                 if left <= 0:
+                    if stale and not labels:
+                        # Only frames stamped before the query: on a robot, a camera clock that is not
+                        # this node's (hardware time stamps, another machine) looks exactly like this.
+                        behind = asked_stamp - max(float(lb.get("stamp") or 0.0) for lb in stale)
+                        return None, (f"no answer within {self.config.io_timeout_s:g} s: {len(stale)} labels of this query, all of "
+                                      f"frames stamped before it (the newest {behind:.2f} s before); if the camera's clock is "
+                                      "not this node's, set answer_frames_after_query false")
                     return None, f"no answer within {self.config.io_timeout_s:g} s"
                 self._cond.wait(min(left, 0.1))
             pose = self._current_pose()
