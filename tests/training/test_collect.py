@@ -115,9 +115,9 @@ def test_cli_collects_nav_shards_and_checks_the_dagger_flags(tmp_path, capsys):
     assert main(["collect", "--out", str(tmp_path / "x"), "--episodes", "1", "--override-learner-stop"]) == 2
     assert "--override-learner-stop applies to DAgger: give --learner" in capsys.readouterr().err
     assert main(["collect", "--out", str(tmp_path / "y"), "--episodes", "1", "--seg-look-alikes", "both"]) == 2
-    assert "--seg-look-alikes and --manip-look-alikes apply to --suite seg" in capsys.readouterr().err
+    assert "--manip-look-alikes and --manip-decoy-fraction apply to --suite seg" in capsys.readouterr().err
     assert main(["collect", "--out", str(tmp_path / "z"), "--episodes", "1", "--manip-look-alikes"]) == 2
-    assert "--manip-look-alikes apply to --suite seg" in capsys.readouterr().err
+    assert "--manip-decoy-fraction apply to --suite seg" in capsys.readouterr().err
 
 
 def test_expert_settings_change_its_labels(tmp_path, capsys):

@@ -303,3 +303,45 @@ def test_manip_look_alikes_stand_beside_the_filmed_object_and_apply_to_manip_onl
     assert not np.array_equal(a["frames"], b["frames"])  # look-alikes in view
     with pytest.raises(ValueError, match="manip_look_alikes"):
         collect_seg_shards(str(tmp_path / "bad"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False, manip_look_alikes=True)
+
+
+@pytest.mark.parametrize("views", ["mixed", "search"])
+def test_decoy_views_show_the_look_alikes_without_the_object(tmp_path, views):
+    """`manip_decoy_fraction`: those episodes are filmed with the object's look-alikes but without the
+    object (task manip_decoy, every mask empty, the query still naming it); the others are ordinary
+    look-alike views with their masks; fraction 0 keeps the old streams; the fraction is checked and
+    applies to the manip source only."""
+    from vlm_agent.sim.episodes import make_episode
+
+    kw = dict(episodes=8, episodes_per_shard=8, seed=4, image_size=SIZE, clip_frames=CLIP, progress=False, source="manip",
+              manip_views=views, manip_look_alikes=True)
+    decoy, plain = load_seg_shards([collect_seg_shards(str(tmp_path / "d"), "val", manip_decoy_fraction=0.5, **kw)[0]]), \
+        load_seg_shards([collect_seg_shards(str(tmp_path / "p"), "val", **kw)[0]])
+    tasks = list(decoy["tasks"])
+    assert 0 < tasks.count(seg_data.MANIP_DECOY_TASK) < len(tasks)
+    for e, task in enumerate(tasks):
+        rows = decoy["frame_episode"] == e
+        if task == seg_data.MANIP_DECOY_TASK:
+            assert not decoy["masks"][rows].any()
+            target = make_episode("manip", "val", 4, e)
+            names = {o["name"]: f'{o["colour"]} {o["shape"]}' for o in target.objects}
+            assert decoy["queries"][e].removeprefix("the ") in {names[n] for n in target.goal_objects[:2] if n in names}
+        else:
+            assert task == (seg_data.MANIP_SEARCH_TASK if views == "search" else seg_data.MANIP_VIEW_TASK)
+    assert decoy["masks"][np.isin(decoy["frame_episode"], [e for e, t in enumerate(tasks) if t != seg_data.MANIP_DECOY_TASK])].any()
+    # the same look-alikes, the object taken out
+    ep = make_episode("manip", "val", 4, 0)
+    target = ep.goal_objects[0]
+    with_obj = seg_data.with_look_alikes(ep, target, np.random.default_rng(1))
+    without = seg_data.with_look_alikes(ep, target, np.random.default_rng(1), drop_target=True)
+    assert len(with_obj.objects) > len(ep.objects)
+    assert without.objects == [o for o in with_obj.objects if o["name"] != target]
+    # fraction 0 (the default) is the collection without decoys, draw for draw
+    again = load_seg_shards([collect_seg_shards(str(tmp_path / "z"), "val", manip_decoy_fraction=0.0, **kw)[0]])
+    np.testing.assert_array_equal(again["frames"], plain["frames"])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="manip_decoy_fraction"):
+            collect_seg_shards(str(tmp_path / "bad"), "val", manip_decoy_fraction=bad, **kw)
+    with pytest.raises(ValueError, match="manip_decoy_fraction"):
+        collect_seg_shards(str(tmp_path / "bad2"), "val", episodes=1, image_size=SIZE, clip_frames=CLIP, progress=False,
+                           manip_decoy_fraction=0.5)

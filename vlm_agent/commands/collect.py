@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--manip-look-alikes", action="store_true",
                         help="with --seg-source manip: put look-alikes of the filmed object 0.7-1.2 m from it (one of its shape in a "
                              "neighbouring colour, one of its colour in another shape)")
+    parser.add_argument("--manip-decoy-fraction", type=float, default=0.0,
+                        help="with --seg-source manip: share of episodes filmed as decoy views: the look-alikes of "
+                             "--manip-look-alikes, but the named object itself taken out of the scene (all-empty masks: "
+                             "teaches 'that look-alike is not it')")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
@@ -71,8 +75,9 @@ def run(args) -> int:
     if args.episodes < 1:
         raise ValueError("--episodes must be >= 1")
     if (args.absent_fraction or args.seg_source != "seg" or args.manip_views != "start" or args.seg_look_alikes != "shape"
-            or args.manip_look_alikes) and args.suite != "seg":
-        raise ValueError("--absent-fraction, --seg-source, --manip-views, --seg-look-alikes and --manip-look-alikes apply to --suite seg")
+            or args.manip_look_alikes or args.manip_decoy_fraction) and args.suite != "seg":
+        raise ValueError("--absent-fraction, --seg-source, --manip-views, --seg-look-alikes, --manip-look-alikes and "
+                         "--manip-decoy-fraction apply to --suite seg")
     if args.expert_param and args.suite != "nav":
         raise ValueError("--expert-param applies to --suite nav (the explorer expert)")
     if args.suite == "manip":
@@ -89,7 +94,8 @@ def run(args) -> int:
         paths = collect_seg_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
                                    seed=args.seed, image_size=args.image_size or 128, clip_frames=args.clip_frames,
                                    absent_fraction=args.absent_fraction, source=args.seg_source, manip_views=args.manip_views,
-                                   look_alikes=args.seg_look_alikes, manip_look_alikes=args.manip_look_alikes)
+                                   look_alikes=args.seg_look_alikes, manip_look_alikes=args.manip_look_alikes,
+                                   manip_decoy_fraction=args.manip_decoy_fraction)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
     if args.override_learner_stop and not args.learner:

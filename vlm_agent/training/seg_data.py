@@ -66,6 +66,7 @@ def seg_sim_config(image_size: int):
 ABSENT_TASK = "seg_absent"
 MANIP_VIEW_TASK = "manip_view"
 MANIP_SEARCH_TASK = "manip_search"
+MANIP_DECOY_TASK = "manip_decoy"
 ABSENT_YAW_OFFSETS_DEG = (90.0, 180.0, 270.0)
 SEG_SOURCES = ("seg", "manip")
 MANIP_VIEW_JITTER_DEG = 12.0
@@ -79,13 +80,14 @@ HUE_NEIGHBOURS = {"red": ("orange", "purple"), "orange": ("red", "yellow"), "yel
 LOOK_ALIKE_RANGE_M = (0.7, 1.2)  # from the filmed object: in the same views as it
 
 
-def with_look_alikes(episode, target_name: str, rng: np.random.Generator, avoid=()):
+def with_look_alikes(episode, target_name: str, rng: np.random.Generator, avoid=(), drop_target: bool = False):
     """A copy of manip `episode` with up to two look-alikes of its object `target_name` on the floor
     LOOK_ALIKE_RANGE_M from it: one of its shape in a neighbouring colour (`HUE_NEIGHBOURS`) and one
     of its colour in another shape. A label already in the scene is not added again, a held-out
     colour-shape pair never in the train split, and none within 0.6 m of a point in `avoid` (x, y)
     (where the camera will stand). Why: the planners' searches take the first object the segmenter
-    marks, and its wrong first sightings were such look-alikes."""
+    marks, and its wrong first sightings were such look-alikes. `drop_target`: the object itself is
+    then taken out of the scene (a decoy view: only its look-alikes are there to be asked about)."""
     import dataclasses
 
     from vlm_agent.sim.episodes import HELD_OUT_PAIRS, _free_spot, _new_object
@@ -106,6 +108,8 @@ def with_look_alikes(episode, target_name: str, rng: np.random.Generator, avoid=
                 objects.append(_new_object(f"obj_{200 + added}", colour, shape, *spot))
                 added += 1
                 break
+    if drop_target:
+        objects = [o for o in objects if o.name != target_name]
     return dataclasses.replace(episode, objects=[dataclasses.asdict(o) for o in objects])
 
 
@@ -150,20 +154,24 @@ def _manip_view_subject(env, episode, rng: np.random.Generator, views: str):
 
 
 def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Generator, absent: bool = False, views: str = "start",
-                           look_alikes: bool = False):
+                           look_alikes: bool = False, decoys: bool = False):
     """(frames (T, H, W, 3), masks (T, H, W), query) of a manipulation view of manip `episode` (see
     the module docstring and `_manip_view_subject` for `views`), or, with `absent`, turned away from
     its object (the first hiding offset of ABSENT_YAW_OFFSETS_DEG in an order drawn from `rng`; None
-    when none hides it). `look_alikes`: the filmed object gets look-alikes beside it (`with_look_alikes`)."""
+    when none hides it). `look_alikes`: the filmed object gets look-alikes beside it (`with_look_alikes`).
+    `decoys`: the same views with the look-alikes, but the object itself taken out of the scene: the
+    query names what is not there, and every mask is empty."""
     if views not in MANIP_VIEWS:
         raise ValueError(f"views must be one of {MANIP_VIEWS}, got {views!r}")
+    if absent and decoys:
+        raise ValueError("absent and decoys are two kinds of clip; ask for one")
     env.reset(episode)
     if views == "search":
-        return None if absent else render_search_clip(env, episode, clip_frames, rng, look_alikes=look_alikes)
+        return None if absent else render_search_clip(env, episode, clip_frames, rng, look_alikes=look_alikes, decoys=decoys)
     target, start = _manip_view_subject(env, episode, rng, views)
-    if look_alikes:
-        env.reset(with_look_alikes(episode, target.name, rng, avoid=[start, episode.start_pose[:2]]))
-        target = env.world.object(target.name)
+    if look_alikes or decoys:
+        env.reset(with_look_alikes(episode, target.name, rng, avoid=[start, episode.start_pose[:2]], drop_target=decoys))
+        target = target if decoys else env.world.object(target.name)
     query = ("the " if rng.random() < 0.5 else "") + target.label
     offsets = [0.0] if not absent else [math.radians(float(d)) for d in rng.permutation(ABSENT_YAW_OFFSETS_DEG)]
     draw = rng.bit_generator.state  # every offset sees the same jitter
@@ -173,30 +181,39 @@ def render_manip_view_clip(env, episode, clip_frames: int, rng: np.random.Genera
         for pose in manip_view_clip_poses(start, target.pos[:2], clip_frames, rng, offset):
             env.set_pose(*pose)
             frames.append(np.asarray(env.observation().rgb, np.uint8))
-            masks.append(np.asarray(env.object_mask(target.name), bool))
+            masks.append(_target_mask(env, target.name, frames[-1]))
         frames, masks = np.stack(frames), np.stack(masks)
         if not absent or not masks.any():
             return frames, masks, query
     return None
 
 
-def render_search_clip(env, episode, clip_frames: int, rng: np.random.Generator, look_alikes: bool = False):
+def render_search_clip(env, episode, clip_frames: int, rng: np.random.Generator, look_alikes: bool = False, decoys: bool = False):
     """(frames, masks, query) of the views a full-circle search from manip `episode`'s start pose sees
     (`env` already reset to it; see the module docstring, `manip_views="search"`). `look_alikes`: the
-    queried object gets look-alikes beside it (`with_look_alikes`)."""
+    queried object gets look-alikes beside it (`with_look_alikes`); `decoys`: and is itself taken out
+    of the scene (every mask empty)."""
     objects = {o.name for o in env.world.objects}
     names = [n for n in episode.goal_objects[:2] if n in objects]
     target = env.world.object(names[int(rng.integers(len(names)))])
     query = ("the " if rng.random() < 0.5 else "") + target.label
-    if look_alikes:
-        env.reset(with_look_alikes(episode, target.name, rng, avoid=[episode.start_pose[:2]]))
+    if look_alikes or decoys:
+        env.reset(with_look_alikes(episode, target.name, rng, avoid=[episode.start_pose[:2]], drop_target=decoys))
     x, y, yaw = (float(v) for v in env.pose)
     frames, masks = [], []
     for k in range(clip_frames):
         env.set_pose(x, y, yaw + 2 * math.pi * k / clip_frames)
         frames.append(np.asarray(env.observation().rgb, np.uint8))
-        masks.append(np.asarray(env.object_mask(target.name), bool))
+        masks.append(_target_mask(env, target.name, frames[-1]))
     return np.stack(frames), np.stack(masks), query
+
+
+def _target_mask(env, name: str, frame: np.ndarray) -> np.ndarray:
+    """(H, W) bool: object `name`'s pixels in the frame just rendered; all False when `name` is not in
+    the scene (a decoy view)."""
+    if any(o.name == name for o in env.world.objects):
+        return np.asarray(env.object_mask(name), bool)
+    return np.zeros(frame.shape[:2], bool)
 
 
 def render_seg_clip(env, episode, clip_frames: int, yaw_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +247,7 @@ def render_absent_clip(env, episode, clip_frames: int, rng: np.random.Generator)
 def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000, episodes_per_shard: int = 250, seed: int = 0,
                        image_size: int = 128, clip_frames: int = 8, progress: bool = True, log=None,
                        absent_fraction: float = 0.0, source: str = "seg", manip_views: str = "start",
-                       look_alikes: str = "shape", manip_look_alikes: bool = False) -> list[str]:
+                       look_alikes: str = "shape", manip_look_alikes: bool = False, manip_decoy_fraction: float = 0.0) -> list[str]:
     """Write the shards (see the module docstring); returns every shard's path, existing ones included.
     `log(str)` gets one JSON line per written shard (default: none). `absent_fraction`: the share of
     episodes filmed with the target out of view (drawn per episode from (seed, index)). `source`:
@@ -238,7 +255,11 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
     `manip_views`: which views for "manip" ("start" or "mixed", see `_manip_view_subject`; "search":
     `render_search_clip`); `look_alikes`: for "seg", which look-alikes stand beside the target
     (`episodes._seg_episode`: "shape" as in val and test, "both" adds one of the target's colour);
-    `manip_look_alikes`: for "manip", look-alikes of the filmed object beside it (`with_look_alikes`)."""
+    `manip_look_alikes`: for "manip", look-alikes of the filmed object beside it (`with_look_alikes`);
+    `manip_decoy_fraction`: for "manip", the share of episodes filmed as decoy views (the look-alikes
+    there, the object itself taken out, every mask empty; task `manip_decoy`). Why: the planners'
+    wrong first sightings are look-alikes marked while the named object is out of view, and only a
+    view where a look-alike is the closest match but still the wrong answer teaches "not this one"."""
     import vlm_agent.sim  # noqa: F401  (MUJOCO_GL before mujoco)
     from tqdm import tqdm
 
@@ -264,6 +285,10 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
         raise ValueError("look_alikes applies to source 'seg' (the seg suite's framed views)")
     if manip_look_alikes and source != "manip":
         raise ValueError("manip_look_alikes applies to source 'manip' (the manipulation views)")
+    if not 0.0 <= float(manip_decoy_fraction) <= 1.0:
+        raise ValueError(f"manip_decoy_fraction must be in [0, 1], got {manip_decoy_fraction!r}")
+    if manip_decoy_fraction and source != "manip":
+        raise ValueError("manip_decoy_fraction applies to source 'manip' (the manipulation views)")
     os.makedirs(out_dir, exist_ok=True)
     n_shards = (episodes + episodes_per_shard - 1) // episodes_per_shard
     paths = [os.path.join(out_dir, f"shard_{k:05d}.npz") for k in range(n_shards)]
@@ -282,7 +307,14 @@ def collect_seg_shards(out_dir: str, split: str = "train", episodes: int = 3000,
             for row, i in enumerate(range(k * episodes_per_shard, min(episodes, (k + 1) * episodes_per_shard))):
                 rng = np.random.default_rng([seed, i, 0xAB5E])
                 want_absent = rng.random() < absent_fraction
-                if source == "manip":
+                # drawn only when asked for, so that collections without decoys keep their streams
+                want_decoy = bool(manip_decoy_fraction) and rng.random() < manip_decoy_fraction
+                if source == "manip" and want_decoy:
+                    ep = make_episode("manip", split, seed, i)
+                    absent = render_manip_view_clip(env, ep, clip_frames, rng, views=manip_views, decoys=True)
+                    frames, masks, query = absent
+                    task = MANIP_DECOY_TASK
+                elif source == "manip":
                     ep = make_episode("manip", split, seed, i)
                     view = {"views": manip_views, "look_alikes": manip_look_alikes}
                     absent = render_manip_view_clip(env, ep, clip_frames, rng, absent=True, **view) if want_absent else None
@@ -360,7 +392,7 @@ def load_seg_shards(paths) -> dict:
 
 
 __all__ = ["collect_seg_shards", "load_seg_shards", "render_seg_clip", "render_absent_clip", "seg_sim_config", "SEG_SHARD_KEYS",
-           "ABSENT_TASK", "MANIP_VIEW_TASK", "render_manip_view_clip", "manip_view_clip_poses", "SEG_SOURCES",
+           "ABSENT_TASK", "MANIP_VIEW_TASK", "MANIP_SEARCH_TASK", "MANIP_DECOY_TASK", "with_look_alikes", "render_manip_view_clip", "manip_view_clip_poses", "SEG_SOURCES",
            "MANIP_VIEWS"]
 
 
@@ -378,10 +410,14 @@ def main(argv=None) -> int:
     p.add_argument("--absent-fraction", type=float, default=0.0, help="share of episodes filmed with the target out of view")
     p.add_argument("--source", default="seg", choices=SEG_SOURCES, help="seg suite episodes, or manipulation views of manip episodes")
     p.add_argument("--manip-views", default="start", choices=MANIP_VIEWS, help="manip source: the object to move from the start, mixed, or search")
+    p.add_argument("--manip-look-alikes", action="store_true", help="manip source: look-alikes beside the filmed object")
+    p.add_argument("--manip-decoy-fraction", type=float, default=0.0,
+                   help="manip source: share of episodes filmed with the look-alikes but without the object itself (empty masks)")
     a = p.parse_args(argv)
     paths = collect_seg_shards(a.out, a.split, a.episodes, a.episodes_per_shard, a.seed, a.image_size, a.clip_frames,
                                log=lambda s: print(s, flush=True), absent_fraction=a.absent_fraction, source=a.source,
-                               manip_views=a.manip_views)
+                               manip_views=a.manip_views, manip_look_alikes=a.manip_look_alikes,
+                               manip_decoy_fraction=a.manip_decoy_fraction)
     print(json.dumps({"shards": len(paths), "out": a.out}))
     return 0
 
