@@ -292,11 +292,14 @@ def test_a_mask_where_no_object_is_is_refused_with_the_position(env, view, episo
 def test_an_empty_mask_is_a_failed_step_with_a_reason_not_a_crash(env, view, episode):
     _, target = episode
     pose = env.pose
-    skills = SimSkills(env, perception=SegmenterPerception(env, EmptySegmenter(), view=view))
+    skills = SimSkills(env, perception=SegmenterPerception(env, EmptySegmenter(), SegmenterPerceptionConfig(search_places=0), view=view))
     result = skills.execute(SkillCall("navigate_to", (target.label,)))
     assert not result.success and result.perception == "segmenter"
     assert f"found no '{target.label}' in any of 8 views" in result.feedback
     assert env.pose[:2] == pose[:2]
+    searching = SimSkills(env, perception=SegmenterPerception(env, EmptySegmenter(), view=view))  # the default: 2 places
+    result = searching.execute(SkillCall("navigate_to", (target.label,)))
+    assert not result.success and "nor from 2 other places on the map" in result.feedback
     out = evaluate_manip_planner("palme", 1, env=env, perception="segmenter", segmenter_factory=lambda e: EmptySegmenter(),
                                  palme_config=PalmeConfig(max_model_calls=2))
     assert out["success_rate"] == 0.0 and out["perception"] == "segmenter" and out["upper_bound"] is False
@@ -401,3 +404,42 @@ def test_a_saved_sa2va_model_runs_as_the_perception(env, tmp_path):
     out = evaluate_manip_planner("palme", 1, env=env, perception="segmenter", seg_model_dir=model, palme_config=PalmeConfig(max_model_calls=1))
     assert out["perception"] == "segmenter" and out["upper_bound"] is False and out["locate"]["calls"] >= 1
     assert out["locate"]["error"] == 0
+
+
+def test_an_object_in_no_view_from_here_is_searched_for_from_other_places(env, view, oracle):
+    """`ObjectNotFound` from the full circle at the start: with `search_places` the skills drive to
+    other places on the map and search again (and the object is reached); without, the call fails
+    where it stands. An absent phrase fails after every place, naming how many were tried, and the
+    places searched are remembered so that the next call goes elsewhere."""
+    from vlm_agent.sim.episodes import make_episode
+    from vlm_agent.skills.api import ObjectNotFound
+
+    ep = make_episode("manip", "val", 0, 3)  # its cyan cylinder covers at most 3 px of any view from the start
+    env.reset(ep)
+    target = env.world.object(ep.goal_objects[0])
+    start = tuple(env.pose)
+    stay = SimSkills(env, perception=SegmenterPerception(env, oracle, SegmenterPerceptionConfig(search_places=0), view=view))
+    with pytest.raises(ObjectNotFound, match=f"found no '{target.label}' in any of 8 views turning a full circle$"):
+        stay.navigate_to(target.label)
+    assert env.pose[:2] == pytest.approx(start[:2], abs=1e-6) and stay.searched_from == []
+
+    env.reset(ep)
+    p = SegmenterPerception(env, oracle, SegmenterPerceptionConfig(search_places=2), view=view)
+    skills = SimSkills(env, perception=p)
+    assert skills.search_places == 2
+    result = skills.navigate_to(target.label)
+    assert result.success and env.distance_to(target.name) < 0.8
+    assert p.records[0].outcome == "not_found"
+    assert p.records[-1].outcome in ("view", "turned") and p.records[-1].name == target.name
+    assert skills.searched_from == [pytest.approx(start[:2])]
+
+    present = {(o.colour, o.shape) for o in env.world.objects}
+    colour, shape = next((c, s) for c in ("red", "green", "blue", "yellow", "purple") for s in ("ball", "cube", "cylinder")
+                         if (c, s) not in present)
+    before = len(skills.searched_from)
+    with pytest.raises(ObjectNotFound, match=r"nor from 2 other places on the map"):
+        skills.navigate_to(f"{colour} {shape}")
+    assert len(skills.searched_from) == before + 3  # here, then both places
+    with pytest.raises(ValueError, match="search_places"):
+        SimSkills(env, search_places=-1)
+    assert SimSkills(env).search_places == 0  # ground truth never misses an object: nothing to search for

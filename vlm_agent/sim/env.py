@@ -277,12 +277,26 @@ class NavEnv:
         cells within `margin` more of it up to 5x: finite everywhere, so the oracle can label any state."""
         key = (goal, radius, margin)
         if key not in self._fields:
-            grid = self.grid
-            clear = grid.clearance
-            cost = np.where(clear <= ROBOT_RADIUS, 60.0, 1.0 + 4.0 * np.clip((ROBOT_RADIUS + margin - clear) / margin, 0.0, 1.0))
-            goal_mask = self._goal_region(goal, radius, clear > ROBOT_RADIUS + 0.05)
-            self._fields[key] = grid.distance_field(goal_mask, cost)
+            goal_mask = self._goal_region(goal, radius, self.grid.clearance > ROBOT_RADIUS + 0.05)
+            self._fields[key] = self.grid.distance_field(goal_mask, self._cell_cost(margin))
         return self._fields[key]
+
+    def point_cost_field(self, x: float, y: float, radius: float = 0.3, margin: float = 0.15) -> np.ndarray:
+        """`cost_field` towards the free cells within `radius` m of the point (x, y) (world frame, m),
+        or the nearest free cells to it when none is that close. Not cached."""
+        grid = self.grid
+        d = np.hypot(grid.gx - x, grid.gy - y)
+        free = grid.clearance > ROBOT_RADIUS + 0.05
+        goal_mask = (d <= radius) & free
+        if not goal_mask.any():
+            goal_mask = free & (d <= d[free].min() + 1e-9) if free.any() else d <= d.min() + 1e-9
+        return grid.distance_field(goal_mask, self._cell_cost(margin))
+
+    def _cell_cost(self, margin: float) -> np.ndarray:
+        """Per-cell cost of the fields: 60 closer than the robot radius to an obstacle, up to 5 within
+        `margin` more of it, else 1."""
+        clear = self.grid.clearance
+        return np.where(clear <= ROBOT_RADIUS, 60.0, 1.0 + 4.0 * np.clip((ROBOT_RADIUS + margin - clear) / margin, 0.0, 1.0))
 
     def _goal_region(self, goal: str, radius: float, free: np.ndarray) -> np.ndarray:
         grid = self.grid

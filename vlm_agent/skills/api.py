@@ -36,6 +36,11 @@ class SkillError(RuntimeError):
     """A skill call that could not be executed; the message is feedback for the planner."""
 
 
+class ObjectNotFound(SkillError):
+    """A perception looked for an object (in view, in memory, turning a full circle) and did not find
+    it. The skills may then search from other places on the map (`skills.search`)."""
+
+
 @dataclass
 class SkillResult:
     """What one skill call did.

@@ -56,7 +56,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vlm_agent.config import ConfigBase, param
-from vlm_agent.skills.api import SkillError
+from vlm_agent.skills.api import ObjectNotFound, SkillError
 from vlm_agent.skills.perception import Detection
 from vlm_agent.skills.object_memory import FurnitureMap, phrase_key
 from vlm_agent.skills.resolver import SceneEntity, normalise_phrase, resolve
@@ -89,6 +89,8 @@ class SegmenterPerceptionConfig(ConfigBase):
         first sightings were the wrong object). "best" helps only a segmenter whose score ranks the
         views of one phrase; sa2va_nano v2's does not (median 0.60 on right sightings, 0.57 on
         wrong ones; PaLM-E val100 0.11 with "best", 0.12 with "first"), so "first" stays the default.
+    search_places: read by the skills (`SimSkills`), which do the driving: when `locate` raises
+        `ObjectNotFound`, they search again from up to this many other places on the map.
     """
 
     width: int = param(128, "width (px) of the view rendered for the segmenter", min=16, max=1280)
@@ -103,6 +105,8 @@ class SegmenterPerceptionConfig(ConfigBase):
     target_point: str = param("centre", "centre: the object's centre estimated from its visible surface "
                               "(sensors.backprojection.visible_surface_centre); surface: the visible surface's centroid",
                               choices=("centre", "surface"))
+    search_places: int = param(2, "when a full circle here finds nothing, how many other places on the map the skills drive to "
+                               "and search from (skills.search.vantage_points; 0 = never move to search)", min=0, max=20)
     search: str = param("first", "first: take the first view with a mask; best: keep the highest-scoring sighting of a phrase "
                         "(a phrase never seen turns through every view)", choices=("first", "best"))
 
@@ -314,7 +318,7 @@ class SegmenterPerception:
         if best is None:
             self.records.append(LocateRecord(phrase, "not_found", turns=stops - 1, reason=reason))
             looked = f"in any of {stops} views turning a full circle" if stops > 1 else "in view"
-            raise SkillError(f"the segmenter found no '{phrase}' {looked}")
+            raise ObjectNotFound(f"the segmenter found no '{phrase}' {looked}")
         return self._associate(phrase, key, best[0], best[1], best[2], best[3])
 
     def _search_by_turning(self, phrase: str, key: str, first_reason: str) -> Detection:
@@ -334,7 +338,7 @@ class SegmenterPerception:
         if found is None:
             self.records.append(LocateRecord(phrase, "not_found", turns=turns, reason=first_reason))
             looked = f"in any of {stops} views turning a full circle" if stops > 1 else "in view"
-            raise SkillError(f"the segmenter found no '{phrase}' {looked}")
+            raise ObjectNotFound(f"the segmenter found no '{phrase}' {looked}")
         return self._associate(phrase, key, found, pixels, turns)
 
     def _turn(self, angle: float) -> None:

@@ -6,9 +6,13 @@ collision checks, not teleporting); pick/place_on move the arm with analytic inv
 attach-on-close approximation (see `NavEnv` and docs/simulator.md): an object whose centre is
 within reach of the grasp point while the fingers close attaches to the gripper, and on opening it
 settles on the highest support under it; there is no contact physics for objects.
-look_around turns the base through a full circle in place; locate does not move. Where objects are
+look_around turns the base through a full circle in place. Where objects are
 comes from a `Perception` provider (ground truth by default, labelled an upper bound; or
 `skills.segmenter_perception.SegmenterPerception`, which renders the camera through `SimCameraView`).
+When the perception finds an object in none of the views from where the robot stands
+(`ObjectNotFound`), the skills drive to up to `search_places` other places on the map and ask again
+from each (`skills.search.vantage_points`; the places already searched this episode are not picked
+again), so a call may move the base; otherwise locate does not move.
 Frames: positions (x, y, z) metres and yaw radians in the world frame (`odom`, REP-105).
 """
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 import numpy as np
 
 from vlm_agent.sim.env import ARM_STOW, CAMERA_NAME
-from vlm_agent.skills.api import PREDICATES, SkillAPI, SkillError, SkillResult
+from vlm_agent.skills.api import PREDICATES, ObjectNotFound, SkillAPI, SkillError, SkillResult
 # The arm and approach geometry is shared with the ROS adapter (nodes/ros_skills.py); the names stay
 # importable from here.
 from vlm_agent.skills.arm import (  # noqa: F401
@@ -44,12 +48,20 @@ class SimSkills(SkillAPI):
         provider that only returns positions (`Detection.name is None`) is refused with a SkillError
         until position-goal navigation exists.
     sim_dt: control period (s) of arm trajectories; max_nav_steps: navigation moves per call.
+    search_places: when the perception does not find an object from here, how many other places on
+        the map to drive to and look again from (0: never move to search; None: the perception's
+        `config.search_places`, else 0).
     """
 
-    def __init__(self, env, sim_dt: float = 0.05, max_nav_steps: int = 400, perception: Perception | None = None):
+    def __init__(self, env, sim_dt: float = 0.05, max_nav_steps: int = 400, perception: Perception | None = None,
+                 search_places: int | None = None):
+        if search_places is not None and (not isinstance(search_places, int) or isinstance(search_places, bool) or search_places < 0):
+            raise ValueError(f"search_places must be an int >= 0 or None, got {search_places!r}")
         self.env = env
         self.sim_dt = sim_dt
         self.max_nav_steps = max_nav_steps
+        self._search_places = search_places
+        self.searched_from: list[tuple[float, float]] = []  # (x, y) of searches that found nothing, this episode
         self.perception = perception if perception is not None else GroundTruthPerception(env)
         self.log: list[str] = []
         self.done_called = False
@@ -58,11 +70,48 @@ class SimSkills(SkillAPI):
     # -- object references -------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
         """Scene id (object or furniture name) for a reference like "red cube", "the table", "obj_3"."""
-        det = self.perception.locate(ref)
+        det = self._locate_searching(ref)
         if det.name is None:
             raise SkillError(f"'{ref}' was located at {_fmt(det.position)} but the simulator's skills need a scene id "
                              f"(position-only perception is not supported by SimSkills yet)")
         return det.name
+
+    @property
+    def search_places(self) -> int:
+        """The constructor's `search_places`, or (None) the current perception's `config.search_places`
+        (read at each search: evaluators swap the perception in after construction)."""
+        if self._search_places is not None:
+            return self._search_places
+        return int(getattr(getattr(self.perception, "config", None), "search_places", 0))
+
+    def _locate_searching(self, ref: str) -> Detection:
+        """`perception.locate(ref)`; when it finds nothing from here, from up to `search_places` other
+        places (see the module docstring). Raises `ObjectNotFound` when no place shows it."""
+        from vlm_agent.sim.world import ROBOT_RADIUS
+        from vlm_agent.skills.search import vantage_points
+
+        try:
+            return self.perception.locate(ref)
+        except ObjectNotFound as exc:
+            if not self.search_places:
+                raise
+            first = exc
+        env = self.env
+        self.searched_from.append(tuple(float(v) for v in env.pose[:2]))
+        grid = env.grid
+        places = vantage_points(grid.clearance, grid.gx, grid.gy, env.pose[:2], self.searched_from, count=self.search_places,
+                                robot_radius_m=ROBOT_RADIUS)
+        for xy in places:
+            try:
+                self._drive_to_point(xy)
+            except SkillError:
+                continue
+            try:
+                return self.perception.locate(ref)
+            except ObjectNotFound:
+                self.searched_from.append(tuple(float(v) for v in env.pose[:2]))
+        where = f"; nor from {len(places)} other place{'s' * (len(places) != 1)} on the map" if places else "; the map has nowhere new to look from"
+        raise ObjectNotFound(f"{first}{where}")
 
     def _label(self, name: str) -> str:
         try:
@@ -246,6 +295,20 @@ class SimSkills(SkillAPI):
             self._face(target)
         if env.distance_to(name) > standoff + NEAR_TOLERANCE_M:
             raise SkillError(f"blocked on the way to {name} ({env.distance_to(name):.2f} m away)")
+
+    def _drive_to_point(self, xy, radius: float = 0.3) -> None:
+        """Drive (the navigation oracle's moves on a field towards the point) until the base is within
+        `radius` + 0.1 m of `xy` (world x, y, m)."""
+        from vlm_agent.sim.oracle import NavOracle
+
+        env = self.env
+        field = env.point_cost_field(float(xy[0]), float(xy[1]), radius)
+        oracle = NavOracle(env)
+        for _ in range(self.max_nav_steps):
+            if math.dist(env.pose[:2], xy) <= radius + 0.1:
+                return
+            self._execute_primitive(oracle.best_move_on_field(field))
+        raise SkillError(f"could not reach {_fmt(xy)} within {self.max_nav_steps} moves")
 
     def _focus_point(self, name):
         env = self.env
