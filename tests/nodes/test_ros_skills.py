@@ -424,3 +424,88 @@ def test_placement_outcome_without_supports():
     with pytest.raises(SkillError, match="no longer in the gripper"):
         placement_outcome("red cube", table, box)
     assert placement_outcome("yellow cube", cube, TargetShape(), released_at=(3.02, 0.01, 0.25))[0] == "yellow cube is on green cube"
+
+
+@pytest.mark.ros
+def test_a_miss_everywhere_here_is_searched_for_from_places_on_the_map(spun, ros_node, ros_executor):
+    """`ObjectNotFound` from the provider: the adapter picks places on the map topic's grid, drives to
+    them with the map's navigator (whatever `navigation` says) and asks again there; what it found
+    is the answer. Without a map, or with search_places 0, the miss is reported as it was; an absent
+    object fails after every place, and a new task forgets the places searched."""
+    from nav_msgs.msg import OccupancyGrid
+
+    from vlm_agent.nodes.base import LATCHED_QOS
+    from vlm_agent.nodes.ros_skills import RosSkills, RosSkillsConfig
+    from vlm_agent.skills.api import ObjectNotFound
+    from vlm_agent.skills.grid_navigator import GridNavigator
+    from vlm_agent.skills.perception import Detection
+
+    robot = {"pose": (1.0, 1.0, 0.0)}
+
+    class SeesOnlyFromTheFarSide:
+        """Finds the red cube (at x 5.5, y 3.5) only from x > 4 m; never finds anything else."""
+
+        label, upper_bound = "far-side", False
+        asked: list = []
+
+        def locate(self, phrase):
+            self.asked.append((phrase, robot["pose"][:2]))
+            if phrase == "red cube" and robot["pose"][0] > 4.0:
+                return Detection("red cube", (5.5, 3.5, 0.08), "odom", None)
+            raise ObjectNotFound(f"the segmenter found no '{phrase}' in any of 8 views turning a full circle")
+
+        def visible(self):
+            return []
+
+    def make(config):
+        skills = RosSkills(spun, perception, config)
+        skills._observe = lambda block=True: None
+        skills.pose = lambda: robot["pose"]
+        drives = []
+
+        def drive(target, raw_text, navigator=None):
+            drives.append((target.position[:2], navigator))
+            robot["pose"] = (target.position[0], target.position[1], 0.0)
+
+        skills._drive_to = drive
+        return skills, drives
+
+    perception = SeesOnlyFromTheFarSide()
+    ns = spun.get_namespace()
+    skills, drives = make(RosSkillsConfig(search_places=2))
+    try:
+        assert not isinstance(skills.navigator, GridNavigator)  # navigation: executor
+        with pytest.raises(ObjectNotFound, match="no map to pick other places"):
+            skills._locate("red cube")
+        assert drives == []
+        pub = ros_node.create_publisher(OccupancyGrid, f"{ns}/map", LATCHED_QOS)
+        msg = OccupancyGrid()  # 8 x 5 m at 10 cm, walls round the edge
+        msg.header.frame_id = "odom"
+        msg.info.resolution, msg.info.width, msg.info.height = 0.1, 80, 50
+        msg.info.origin.orientation.w = 1.0
+        cells = np.zeros((50, 80), np.int8)
+        cells[:2, :] = cells[-2:, :] = cells[:, :2] = cells[:, -2:] = 100
+        msg.data = cells.ravel().tolist()
+        pub.publish(msg)
+        assert spin_until(ros_executor, lambda: skills._map is not None, timeout=10)
+        det = skills._locate("red cube")
+        assert det.position == (5.5, 3.5, 0.08)
+        assert len(drives) == 1 and drives[0][0][0] > 4.0 and drives[0][1] is skills._search_navigator
+        assert isinstance(skills._search_navigator, GridNavigator) and skills.searched_from == [(1.0, 1.0)]
+        robot["pose"] = (1.0, 1.0, 0.0)
+        with pytest.raises(ObjectNotFound, match="nor from 2 other places on the map"):
+            skills._locate("green ball")
+        assert len(skills.searched_from) == 4 and len(drives) == 3
+        assert math.dist(drives[1][0], drives[2][0]) >= 1.5 and min(math.dist(d[0], (1.0, 1.0)) for d in drives) >= 1.5
+        skills.reset("the next task")
+        assert skills.searched_from == []
+    finally:
+        skills.destroy()
+    robot["pose"] = (1.0, 1.0, 0.0)
+    still, drives = make(RosSkillsConfig(search_places=0))
+    try:
+        with pytest.raises(ObjectNotFound, match="turning a full circle$"):
+            still._locate("red cube")
+        assert drives == [] and not any(s.topic_name.endswith("/map") for s in still._subs)
+    finally:
+        still.destroy()

@@ -35,6 +35,12 @@ node (issue 13) for a 3D point, answers furniture from a map and the held object
 remembers sightings and searches by turning (`shape`, `observe_robot`, `observe_gripper`,
 `bind_turn`, `locate_in_view`); it knows positions only, not supports.
 
+A provider that raises `ObjectNotFound` (it looked in view, in memory and turning a full circle) is
+asked again from up to `search_places` other places on the map topic's OccupancyGrid
+(`skills.search.vantage_points`: reachable, open, far from every spot already searched in this task),
+driven to with a `GridNavigator` on that map whatever `navigation` says (crossing a room to look
+needs to go round its furniture). Without a map, the miss is reported as it is.
+
 Every skill call has a wall-clock deadline (`skill_timeout_s`), and every wait inside it a shorter
 one; `cancel(reason)` (any thread) makes the running and every later call fail at once until
 `reset()`. A timeout, a cancel or an aborted plan publishes a stop plan (the executor stops the
@@ -64,7 +70,7 @@ from vlm_agent.config import ConfigBase, param
 from vlm_agent.nodes.base import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from vlm_agent.planners.planner_loop import ExecutorState, PlanMessage
 from vlm_agent.sensors.frames import stamp_to_seconds, yaw_from_quaternion
-from vlm_agent.skills.api import PREDICATES, SkillAPI, SkillError, SkillResult
+from vlm_agent.skills.api import PREDICATES, ObjectNotFound, SkillAPI, SkillError, SkillResult
 from vlm_agent.skills.approach import NavTarget, Navigator, StraightLineNavigator, TargetShape, turn
 from vlm_agent.skills.arm import (
     APPROACH_ABOVE_M, ARM_CARRY, ARM_JOINTS, ARM_STOW, DEFAULT_ARM, GRIPPER_JOINTS, LIFT_M, PLACE_ABOVE_M, RETREAT_M,
@@ -85,6 +91,7 @@ SEGMENTATION_QUERY_TOPIC = "segmentation/query"
 SEGMENTATION_LABEL_TOPIC = "segmentation/label"
 DEFAULT_HALF_HEIGHT_M = 0.08  # an object's half height when perception does not know it
 LOOK_AROUND_STOPS = 12
+SEARCH_PLACE_STANDOFF_M = 0.3  # a search drives to within this of the place it picked
 
 
 @dataclass
@@ -135,6 +142,9 @@ class RosSkillsConfig(ConfigBase):
     answer_frames_after_query: bool = param(True, "segmentation perception: only a segmentation of a camera frame stamped after the "
                                                   "query answers it (frame stamps and this node's clock must agree: use_sim_time in a "
                                                   "simulator)")
+    search_places: int = param(2, "when the perception finds an object in no view from here, how many other places on the map "
+                                  "topic's grid to drive to and search from (0 = never move to search; needs the map topic)",
+                               min=0, max=20)
     forget_between_tasks: bool = param(True, "segmentation perception: a new task starts with no remembered sightings (objects "
                                              "may have moved since the last task, or, in a simulator, the world was replaced)")
 
@@ -165,13 +175,16 @@ class RosSkills(SkillAPI):
         self.config = config or RosSkillsConfig()
         self.perception = perception
         self.arm = arm
-        self._map = None  # OccupancyMap from the map topic (navigation: map)
+        self._map = None  # OccupancyMap from the map topic (navigation: map, or search_places > 0)
         final = StraightLineNavigator(**final_approach_kwargs(self.config))
-        if navigator is None and self.config.navigation == "map":
-            from vlm_agent.skills.grid_navigator import GridNavigator
+        from vlm_agent.skills.grid_navigator import GridNavigator
 
-            navigator = GridNavigator(lambda: self._map, final, max_forward_cm=self.config.max_forward_cm)
+        map_navigator = GridNavigator(lambda: self._map, final, max_forward_cm=self.config.max_forward_cm)
+        if navigator is None and self.config.navigation == "map":
+            navigator = map_navigator
         self.navigator = navigator or final
+        self._search_navigator = map_navigator  # drives to the places a search looks from
+        self.searched_from: list[tuple[float, float]] = []  # (x, y) odom of searches that found nothing, this task
         self.instruction = instruction
         self.done_called = False
         self.log: list[str] = []
@@ -198,7 +211,7 @@ class RosSkills(SkillAPI):
             # Volatile: the executor's reports from now on (its latched history is of earlier plans).
             node.create_subscription(String, EXECUTOR_STATE_TOPIC, self._on_state, COMMAND_QOS),
         ]
-        if self.config.navigation == "map":
+        if self.config.navigation == "map" or self.config.search_places:
             self._subs.append(node.create_subscription(OccupancyGrid, MAP_TOPIC, self._on_map, LATCHED_QOS))
         bind_turn = getattr(perception, "bind_turn", None)
         if bind_turn is not None:  # a provider that searches by turning the base (SegmentationPerception)
@@ -281,6 +294,7 @@ class RosSkills(SkillAPI):
         self.done_called = False
         self._held = None
         self._gripper_closed = False
+        self.searched_from = []
         new_task = getattr(self.perception, "new_task", None)
         if new_task is not None:
             new_task()
@@ -370,8 +384,43 @@ class RosSkills(SkillAPI):
             hook(pose, joints)
 
     def _locate(self, phrase: str):
+        """The provider's `locate`; on `ObjectNotFound`, again from other places (module docstring)."""
         self._observe()
-        return self.perception.locate(phrase)
+        try:
+            return self.perception.locate(phrase)
+        except ObjectNotFound as exc:
+            if not self.config.search_places:
+                raise
+            first = exc
+        grid = self._map
+        if grid is None:
+            raise ObjectNotFound(f"{first}; no map to pick other places to search from") from None
+        from vlm_agent.skills.search import vantage_points
+
+        pose = self.pose()
+        self.searched_from.append((float(pose[0]), float(pose[1])))
+        gx, gy = grid.centres()
+        places = vantage_points(grid.clearance, gx, gy, pose[:2], self.searched_from, count=self.config.search_places,
+                                robot_radius_m=self._search_navigator.robot_radius_m)
+        for x, y in places:
+            self._check_cancel()
+            try:
+                self._drive_to(NavTarget("a place to search from", (x, y, 0.0), SEARCH_PLACE_STANDOFF_M),
+                               f"locate({phrase!r}): searching from ({x:.2f}, {y:.2f})", navigator=self._search_navigator)
+            except SkillCancelled:
+                raise
+            except SkillError as exc:
+                self.log.append(f"search for {phrase!r}: could not reach ({x:.2f}, {y:.2f}): {exc}")
+                continue
+            self._observe()
+            try:
+                return self.perception.locate(phrase)
+            except ObjectNotFound:
+                pose = self.pose()
+                self.searched_from.append((float(pose[0]), float(pose[1])))
+        where = f"; nor from {len(places)} other place{'s' * (len(places) != 1)} on the map" if places else \
+            "; the map has nowhere new to look from"
+        raise ObjectNotFound(f"{first}{where}") from None
 
     def _shape(self, det) -> TargetShape:
         hook = getattr(self.perception, "shape", None)
@@ -586,16 +635,18 @@ class RosSkills(SkillAPI):
         except Exception:  # noqa: BLE001 (a context shut down under us: nothing left to stop)
             pass
 
-    def _drive_to(self, target: NavTarget, raw_text: str) -> None:
-        """Plan and execute until the navigator says arrived; SkillError when blocked, too slow or lost."""
-        if self.config.navigation == "nav2":
+    def _drive_to(self, target: NavTarget, raw_text: str, navigator: Navigator | None = None) -> None:
+        """Plan and execute until the navigator (default `self.navigator`) says arrived; SkillError when
+        blocked, too slow or lost."""
+        if self.config.navigation == "nav2" and navigator is None:
             self._nav2_goal(target)
+        navigator = navigator or self.navigator
         aborts = 0
         for _ in range(self.config.max_nav_plans):
             self._check_cancel()
             pose = self.pose()
             self._observe()
-            prims = self.navigator.plan(pose, target)
+            prims = navigator.plan(pose, target)
             if not prims:
                 break
             prims = prims[: self.config.max_primitives_per_plan]
@@ -968,7 +1019,7 @@ class SegmentationPerception:
             if turned:
                 self._turn(math.remainder(-turned, 2 * math.pi))  # back to the heading the search started from
         self._note(f"{phrase}: not found after {stops} views")
-        raise SkillError(f"the segmenter found no '{phrase}' in any of {stops} views turning a full circle")
+        raise ObjectNotFound(f"the segmenter found no '{phrase}' in any of {stops} views turning a full circle")
 
     def visible(self) -> list:
         return []
