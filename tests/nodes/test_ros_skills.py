@@ -285,6 +285,9 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     assert [q for q in queries] == [("red cube", 0), ("red cube", 45), ("red cube", 90)]
     assert locate("the red cube")["det"] == det and turns == [45, 45, -90]  # not in view: remembered
     assert perception.log[-1].startswith("the red cube: memory")
+    perception.forget("red cube")  # a grasp there missed: the next call looks again, from scratch
+    assert perception.log[-1] == "red cube: sighting forgotten (a grasp there closed on nothing)"
+    assert locate("red cube")["det"] == det and turns == [45, 45, -90, 45, 45, -90]
     # grasped: the grasp point (forward kinematics), not a query; released: forgotten, searched again
     joints = {**dict(zip(ARM_JOINTS, ARM_STOW)), **{n: 0.03 for n in GRIPPER_JOINTS}}
     perception.observe_gripper(1.0, (0.0, 0.0, 0.0), joints)

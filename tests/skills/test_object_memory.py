@@ -106,3 +106,25 @@ def test_memory_forgets_what_was_held_and_released():
     put = Detection("red cube", (3.0, 1.0, 0.53))
     named.released(at=put)  # where it was let go replaces where it was seen
     assert named.recall("red cube") == put and named.held is None
+
+
+def test_forget_drops_a_sighting_under_every_phrase_of_that_object():
+    """After a grasp that closed on nothing: the phrase's sighting and the same object's under other
+    phrases go (same scene id, or within same_object_m without one); other objects stay."""
+    from vlm_agent.skills.object_memory import ObjectMemory
+    from vlm_agent.skills.perception import Detection
+
+    mem = ObjectMemory()
+    cyl = Detection("cyan cylinder", (1.0, 2.0, 0.21), "odom", None)
+    mem.remember("the cyan cylinder", cyl)
+    mem.remember("cylinder", Detection("cyan cylinder", (1.02, 2.0, 0.21), "odom", None))
+    mem.remember("red cube", Detection("red cube", (3.0, 0.0, 0.08), "odom", None))
+    assert mem.forget("Cyan  Cylinder") is True
+    assert mem.recall("cyan cylinder") is None and mem.recall("cylinder") is None
+    assert mem.recall("red cube") is not None
+    assert mem.forget("cyan cylinder") is False  # nothing left to forget
+    named = ObjectMemory()
+    named.remember("a", Detection("x", (0.0, 0.0, 0.0), "odom", "obj_1"))
+    named.remember("b", Detection("x", (0.5, 0.0, 0.0), "odom", "obj_1"))
+    named.remember("c", Detection("y", (0.0, 0.0, 0.0), "odom", "obj_2"))
+    assert named.forget("a") and named.recall("b") is None and named.recall("c") is not None

@@ -28,7 +28,9 @@ offer, by duck typing:
 * `bind_turn(turn_fn)`: the adapter hands over `turn_fn(angle_rad)`, which turns the base in place
   through the executor, for a provider that searches by turning,
 * `locate_in_view(phrase) -> Detection | None`: the current view only; `place_on` looks there for
-  the released object when the provider cannot tell supports.
+  the released object when the provider cannot tell supports,
+* `forget(phrase)`: `pick` calls it after a grasp that closed on nothing, so the next call does not
+  reach for the same remembered point again.
 `SimGroundTruth` (nodes/sim_ground_truth.py) implements all but the last for the embedded simulator
 (an upper bound, labelled so in every result); `SegmentationPerception` below asks the segmentation
 node (issue 13) for a 3D point, answers furniture from a map and the held object from the grasp,
@@ -457,7 +459,13 @@ class RosSkills(SkillAPI):
         closed = self.close_gripper()
         if not self._holding_something():
             self._reach(offset(p, RETREAT_M))
-            raise SkillError(f"grasp of {det.label} missed ({closed.feedback})")
+            # The estimate was wrong (measured through ROS: a cylinder whose lower half a table hid was
+            # put 10 cm too high, and every retry reached for the same remembered point). Forget it,
+            # so the next call looks again, from here or from another place.
+            forget = getattr(self.perception, "forget", None)
+            if forget is not None:
+                forget(object)
+            raise SkillError(f"grasp of {det.label} missed ({closed.feedback})" + ("; its sighting is forgotten" if forget else ""))
         self._held = (det.label, det.name, shape.half_height if shape.half_height is not None else DEFAULT_HALF_HEIGHT_M)
         self._reach(offset(p, LIFT_M))
         self._move_arm(ARM_CARRY)
@@ -943,6 +951,13 @@ class SegmentationPerception:
         if piece is not None:
             return TargetShape(is_object=False, box=(piece.xy_min, piece.xy_max, piece.top_z))
         return TargetShape()
+
+    def forget(self, phrase: str) -> None:
+        """Drop the sighting of `phrase` (`RosSkills.pick` after a grasp that closed on nothing: the
+        next call segments again instead of reaching for the same wrong point)."""
+        with self._cond:
+            if self.memory.forget(phrase):
+                self._note(f"{phrase}: sighting forgotten (a grasp there closed on nothing)")
 
     def new_task(self) -> None:
         """A task starts (`RosSkills.reset`): with `forget_between_tasks`, forget every sighting and

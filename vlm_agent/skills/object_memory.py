@@ -165,6 +165,16 @@ class ObjectMemory:
     def grasped(self, phrase: str) -> None:
         self.held = phrase_key(phrase)
 
+    def forget(self, phrase: str) -> bool:
+        """Drop the sighting of `phrase` and every other phrase's sighting of the same object (a grasp
+        there closed on nothing: the estimate is wrong). True when there was one."""
+        gone = self.sightings.pop(phrase_key(phrase), None)
+        if gone is None:
+            return False
+        self.sightings = {k: d for k, d in self.sightings.items()
+                          if not (d.name == gone.name if gone.name is not None else _dist(d.position, gone.position) <= self.same_object_m)}
+        return True
+
     def released(self, at: Detection | None = None) -> None:
         """The gripper opened: the held object's old sightings are forgotten; `at` (where it was let
         go, when known) becomes its sighting under the phrase it was held by."""
