@@ -471,6 +471,7 @@ def test_a_miss_everywhere_here_is_searched_for_from_places_on_the_map(spun, ros
             robot["pose"] = (target.position[0], target.position[1], 0.0)
 
         skills._drive_to = drive
+        skills._face = lambda point, raw_text: drives.append(("face", tuple(point)))
         return skills, drives
 
     perception = SeesOnlyFromTheFarSide()
@@ -493,11 +494,18 @@ def test_a_miss_everywhere_here_is_searched_for_from_places_on_the_map(spun, ros
         assert spin_until(ros_executor, lambda: skills._map is not None, timeout=10)
         det = skills._locate("red cube")
         assert det.position == (5.5, 3.5, 0.08)
+        # it turns along the path first (a search may start facing an object the map does not hold)
+        assert drives[0][0] == "face" and 0.4 <= math.dist(drives[0][1], (1.0, 1.0)) <= 0.7
+        faced = math.atan2(drives[0][1][1] - 1.0, drives[0][1][0] - 1.0)
+        drives[:] = [d for d in drives if d[0] != "face"]
         assert len(drives) == 1 and drives[0][0][0] > 4.0 and drives[0][1] is skills._search_navigator
+        place = drives[0][0]
+        assert abs(math.remainder(faced - math.atan2(place[1] - 1.0, place[0] - 1.0), 2 * math.pi)) < math.radians(30)
         assert isinstance(skills._search_navigator, GridNavigator) and skills.searched_from == [(1.0, 1.0)]
         robot["pose"] = (1.0, 1.0, 0.0)
-        with pytest.raises(ObjectNotFound, match="nor from 2 other places on the map"):
+        with pytest.raises(ObjectNotFound, match="nor from 2 other places on the map$"):
             skills._locate("green ball")
+        drives[:] = [d for d in drives if d[0] != "face"]
         assert len(skills.searched_from) == 4 and len(drives) == 3
         assert math.dist(drives[1][0], drives[2][0]) >= 1.5 and min(math.dist(d[0], (1.0, 1.0)) for d in drives) >= 1.5
         skills.reset("the next task")

@@ -101,16 +101,22 @@ class SimSkills(SkillAPI):
         grid = env.grid
         places = vantage_points(grid.clearance, grid.gx, grid.gy, env.pose[:2], self.searched_from, count=self.search_places,
                                 robot_radius_m=ROBOT_RADIUS)
+        reached = 0
         for xy in places:
             try:
                 self._drive_to_point(xy)
             except SkillError:
                 continue
+            reached += 1
             try:
                 return self.perception.locate(ref)
             except ObjectNotFound:
                 self.searched_from.append(tuple(float(v) for v in env.pose[:2]))
-        where = f"; nor from {len(places)} other place{'s' * (len(places) != 1)} on the map" if places else "; the map has nowhere new to look from"
+        if not places:
+            where = "; the map has nowhere new to look from"
+        else:
+            where = f"; nor from {reached} other place{'s' * (reached != 1)} on the map" + \
+                (f" ({len(places) - reached} could not be reached)" if reached < len(places) else "")
         raise ObjectNotFound(f"{first}{where}")
 
     def _label(self, name: str) -> str:
