@@ -398,16 +398,12 @@ class RosSkills(SkillAPI):
         grid = self._map
         if grid is None:
             raise ObjectNotFound(f"{first}; no map to pick other places to search from") from None
-        from vlm_agent.skills.search import vantage_points
+        from vlm_agent.skills.search import search_from_places
 
-        pose = self.pose()
-        self.searched_from.append((float(pose[0]), float(pose[1])))
-        gx, gy = grid.centres()
-        places = vantage_points(grid.clearance, gx, gy, pose[:2], self.searched_from, count=self.config.search_places,
-                                robot_radius_m=self._search_navigator.robot_radius_m)
         logger = self.node.get_logger()
-        reached = 0
-        for x, y in places:
+
+        def drive(xy) -> bool:
+            x, y = xy
             self._check_cancel()
             logger.info(f"search for {phrase!r}: driving to ({x:.2f}, {y:.2f}) to look from there")
             target = NavTarget("a place to search from", (x, y, 0.0), SEARCH_PLACE_STANDOFF_M)
@@ -425,20 +421,14 @@ class RosSkills(SkillAPI):
             except SkillError as exc:
                 self.log.append(f"search for {phrase!r}: could not reach ({x:.2f}, {y:.2f}): {exc}")
                 logger.warning(self.log[-1])
-                continue
-            reached += 1
+                return False
             self._observe()
-            try:
-                return self.perception.locate(phrase)
-            except ObjectNotFound:
-                pose = self.pose()
-                self.searched_from.append((float(pose[0]), float(pose[1])))
-        if not places:
-            where = "; the map has nowhere new to look from"
-        else:
-            where = f"; nor from {reached} other place{'s' * (reached != 1)} on the map" + \
-                (f" ({len(places) - reached} could not be reached)" if reached < len(places) else "")
-        raise ObjectNotFound(f"{first}{where}") from None
+            return True
+
+        gx, gy = grid.centres()
+        return search_from_places(lambda: self.perception.locate(phrase), first, self.pose()[:2], grid.clearance, gx, gy,
+                                  self.searched_from, self.config.search_places, self._search_navigator.robot_radius_m, drive,
+                                  lambda: self.pose()[:2])
 
     def _shape(self, det) -> TargetShape:
         hook = getattr(self.perception, "shape", None)

@@ -171,9 +171,14 @@ class ObjectMemory:
         gone = self.sightings.pop(phrase_key(phrase), None)
         if gone is None:
             return False
-        self.sightings = {k: d for k, d in self.sightings.items()
-                          if not (d.name == gone.name if gone.name is not None else _dist(d.position, gone.position) <= self.same_object_m)}
+        self.sightings = {k: d for k, d in self.sightings.items() if not self._same_object(d, gone)}
         return True
+
+    def _same_object(self, a: Detection, b: Detection) -> bool:
+        """Two sightings of one object: the same scene id, or without one within `same_object_m`."""
+        if b.name is not None:
+            return a.name == b.name
+        return _dist(a.position, b.position) <= self.same_object_m
 
     def released(self, at: Detection | None = None) -> None:
         """The gripper opened: the held object's old sightings are forgotten; `at` (where it was let
@@ -183,12 +188,7 @@ class ObjectMemory:
         held = self.held
         gone = self.sightings.pop(self.held, None)
         if gone is not None:  # other phrases answered with the same object ("the cube" and "the red cube")
-            def same(d: Detection) -> bool:
-                if gone.name is not None:
-                    return d.name == gone.name
-                return _dist(d.position, gone.position) <= self.same_object_m
-
-            self.sightings = {k: d for k, d in self.sightings.items() if not same(d)}
+            self.sightings = {k: d for k, d in self.sightings.items() if not self._same_object(d, gone)}
         self.held = None
         if at is not None:
             self.sightings[held] = at

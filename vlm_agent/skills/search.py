@@ -11,8 +11,9 @@ far as possible from every spot already searched (greedy farthest-point sampling
 coverage heuristic), preferring cells with room around them so that a full circle of views looks
 across the room rather than into a wall.
 
-Plain Python over arrays, shared by the in-process skills (`SimSkills`, the simulator's grid) and
-the ROS skills (`RosSkills`, the `map` topic's `OccupancyMap`).
+`search_from_places` is the search itself (drive to each place, ask again), the same for the
+in-process skills (`SimSkills`, the simulator's grid) and the ROS skills (`RosSkills`, the `map`
+topic's `OccupancyMap`); each passes its own way of driving. Plain Python over arrays.
 """
 from __future__ import annotations
 
@@ -70,4 +71,35 @@ def vantage_points(clearance: np.ndarray, gx: np.ndarray, gy: np.ndarray, start_
     return picks
 
 
-__all__ = ["vantage_points"]
+def search_from_places(locate, first, here_xy, clearance, gx, gy, searched_from: list, count: int, robot_radius_m: float,
+                       drive, pose_xy):
+    """The answer of `locate()` from the first of up to `count` `vantage_points` where it finds the
+    object; `ObjectNotFound` (`first`'s message, then how many places were reached) when none does.
+
+    first: the `ObjectNotFound` raised where the robot stands (`here_xy`); searched_from: the (x, y)
+    of this episode's searches that found nothing, extended in place (here, and every place that
+    showed nothing); drive(xy) -> bool: drives there, False when it could not (it may raise to abort,
+    e.g. a cancel); pose_xy() -> (x, y): where the robot stands after a drive."""
+    from vlm_agent.skills.api import ObjectNotFound
+
+    searched_from.append((float(here_xy[0]), float(here_xy[1])))
+    places = vantage_points(clearance, gx, gy, here_xy, searched_from, count=count, robot_radius_m=robot_radius_m)
+    reached = 0
+    for xy in places:
+        if not drive(xy):
+            continue
+        reached += 1
+        try:
+            return locate()
+        except ObjectNotFound:
+            x, y = pose_xy()
+            searched_from.append((float(x), float(y)))
+    if not places:
+        where = "; the map has nowhere new to look from"
+    else:
+        where = f"; nor from {reached} other place{'s' * (reached != 1)} on the map" + \
+            (f" ({len(places) - reached} could not be reached)" if reached < len(places) else "")
+    raise ObjectNotFound(f"{first}{where}") from None
+
+
+__all__ = ["vantage_points", "search_from_places"]

@@ -88,7 +88,7 @@ class SimSkills(SkillAPI):
         """`perception.locate(ref)`; when it finds nothing from here, from up to `search_places` other
         places (see the module docstring). Raises `ObjectNotFound` when no place shows it."""
         from vlm_agent.sim.world import ROBOT_RADIUS
-        from vlm_agent.skills.search import vantage_points
+        from vlm_agent.skills.search import search_from_places
 
         try:
             return self.perception.locate(ref)
@@ -97,27 +97,17 @@ class SimSkills(SkillAPI):
                 raise
             first = exc
         env = self.env
-        self.searched_from.append(tuple(float(v) for v in env.pose[:2]))
-        grid = env.grid
-        places = vantage_points(grid.clearance, grid.gx, grid.gy, env.pose[:2], self.searched_from, count=self.search_places,
-                                robot_radius_m=ROBOT_RADIUS)
-        reached = 0
-        for xy in places:
+
+        def drive(xy) -> bool:
             try:
                 self._drive_to_point(xy)
             except SkillError:
-                continue
-            reached += 1
-            try:
-                return self.perception.locate(ref)
-            except ObjectNotFound:
-                self.searched_from.append(tuple(float(v) for v in env.pose[:2]))
-        if not places:
-            where = "; the map has nowhere new to look from"
-        else:
-            where = f"; nor from {reached} other place{'s' * (reached != 1)} on the map" + \
-                (f" ({len(places) - reached} could not be reached)" if reached < len(places) else "")
-        raise ObjectNotFound(f"{first}{where}")
+                return False
+            return True
+
+        grid = env.grid
+        return search_from_places(lambda: self.perception.locate(ref), first, env.pose[:2], grid.clearance, grid.gx, grid.gy,
+                                  self.searched_from, self.search_places, ROBOT_RADIUS, drive, lambda: env.pose[:2])
 
     def _label(self, name: str) -> str:
         try:
