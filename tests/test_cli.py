@@ -88,3 +88,42 @@ def test_graph_applies_yaml_parameters_in_process(tmp_path):
         graph.spin(0.2)
         assert graph.nodes[0].config.output_encoding == "mono8"
     assert not graph.context.ok()
+
+
+def test_collect_and_train_offer_the_verifier_suite_and_family():
+    from vlm_agent.cli import build_parser
+    from vlm_agent.commands.train import FAMILIES
+
+    args = build_parser(["collect"]).parse_args(["collect", "--suite", "verifier", "--views", "3", "--out", "o"])
+    assert args.suite == "verifier" and args.views == 3
+    assert build_parser(["collect"]).parse_args(["collect", "--out", "o"]).views == 6  # the default
+    assert FAMILIES["verifier"] == ("vlm_agent.training.verifier_train", {})  # its flags: tests/training/test_verifier_train.py
+
+
+def test_collect_views_applies_to_the_verifier_suite_only(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from vlm_agent.cli import build_parser
+    from vlm_agent.commands import collect
+    from vlm_agent.training import collect as nav_collect, manip, seg_data
+
+    def must_not_collect(*a, **k):
+        raise AssertionError("collected despite a flag of another suite")
+
+    for module, name in ((nav_collect, "collect_shards"), (manip, "collect_manip_shards"), (seg_data, "collect_seg_shards")):
+        monkeypatch.setattr(module, name, must_not_collect)
+    for suite in ("nav", "manip", "seg"):
+        args = build_parser(["collect"]).parse_args(["collect", "--suite", suite, "--views", "3", "--episodes", "1",
+                                                     "--out", str(tmp_path / suite)])
+        with pytest.raises(ValueError, match="--views applies to --suite verifier"):
+            collect.run(args)
+    assert main(["collect", "--suite", "nav", "--views", "3", "--episodes", "1", "--out", str(tmp_path / "n")]) == 2
+    assert "--views applies to --suite verifier" in capsys.readouterr().err
+    # the verifier suite: its views and image size reach the shards (default 128 px)
+    out = tmp_path / "verifier"
+    assert main(["collect", "--suite", "verifier", "--views", "2", "--episodes", "1", "--image-size", "32", "--out", str(out)]) == 0
+    assert "wrote 1 shards" in capsys.readouterr().out
+    with np.load(out / "shard_00000.npz") as d:
+        assert d["frames"].shape == (2, 32, 32, 3) and int(d["image_size"]) == 32
+    assert main(["collect", "--suite", "verifier", "--episodes", "1", "--seg-look-alikes", "both", "--out", str(out)]) == 2
+    assert "apply to --suite seg" in capsys.readouterr().err

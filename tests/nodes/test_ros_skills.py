@@ -333,6 +333,60 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
 
 
 @pytest.mark.ros
+def test_segmentation_perception_counts_a_rejected_mask_as_not_in_view(spun, ros_node, ros_executor):
+    """Labels the segmenter node's attribute verifier emptied (`source: rejected`, area 0, no target,
+    `rejected`: why) are "not in this view": the search turns on, and the verifier's reason reaches
+    the not-found message (with and without a way to turn)."""
+    import json
+
+    from std_msgs.msg import String
+
+    from vlm_agent.nodes.base import COMMAND_QOS
+    from vlm_agent.nodes.ros_skills import RosSkillsConfig, SegmentationPerception
+    from vlm_agent.skills.api import SkillError
+
+    ns = spun.get_namespace()
+    reason = "the mask shows a red cube, not a red ball (match 0.00)"
+    labels = ros_node.create_publisher(String, f"{ns}/segmentation/label", COMMAND_QOS)
+
+    def on_query(msg):
+        now = ros_node.get_clock().now().nanoseconds * 1e-9
+        for _ in range(3):
+            labels.publish(String(data=json.dumps({"query": msg.data, "stamp": now, "area": 0, "score": 0.0, "source": "rejected",
+                                                   "target": None, "rejected": reason, "rejected_area": 90,
+                                                   "target_reason": f"the attribute verifier rejected the mask: {reason}"})))
+
+    ros_node.create_subscription(String, f"{ns}/segmentation/query", on_query, COMMAND_QOS)
+    perception = SegmentationPerception(spun, RosSkillsConfig(io_timeout_s=5.0, search_turn_stops=4), pose_fn=lambda: (0.0, 0.0, 0.0))
+    turns = []
+    perception.bind_turn(turns.append)
+    assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(labels, timeout=15)
+
+    def locate():
+        out = {}
+
+        def run():
+            try:
+                out["det"] = perception.locate("red ball")
+            except SkillError as exc:
+                out["error"] = str(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=30)
+        return out
+
+    t0 = time.monotonic()
+    lost = locate()["error"]
+    assert time.monotonic() - t0 < 4.0 and len(turns) == 4  # three turns and back: answered by the labels, not the timeout
+    assert "found no 'red ball' in any of 4 views" in lost and f"rejected the mask in 4 of them (last: {reason})" in lost
+    assert "rejected the mask in 4 of them" in perception.log[-1]
+    perception.bind_turn(None)  # no way to turn: the first view's reason is the error
+    assert f"did not find 'red ball' in view: 3 frames without a target (the attribute verifier rejected the mask: {reason})" \
+        in locate()["error"]
+
+
+@pytest.mark.ros
 def test_map_mode_plans_on_the_map_topic(spun, ros_node, ros_executor):
     from nav_msgs.msg import OccupancyGrid
 

@@ -6,14 +6,17 @@
                    (--perturb: a perturbed answer, so failures, feedback and recoveries are in the
                    data; --learner: a trained planner drives), Octopus round rewards
     --suite seg    referring-segmentation clips: frames, the query, ground-truth masks
+    --suite verifier  camera views of manip scenes with every object's mask, colour and shape (the
+                   attribute verifier's data, `training/verifier_data.py`)
 """
 from __future__ import annotations
 
-HELP = "collect expert-labelled data from the embedded sim: navigation (BC / DAgger), manipulation planner records, segmentation clips"
+HELP = ("collect expert-labelled data from the embedded sim: navigation (BC / DAgger), manipulation planner records, segmentation clips, "
+        "attribute-verifier views")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--suite", default="nav", choices=["nav", "manip", "seg"], help="episode suite")
+    parser.add_argument("--suite", default="nav", choices=["nav", "manip", "seg", "verifier"], help="episode suite")
     parser.add_argument("--style", default="palme", choices=["palme", "octopus"], help="manip: the planner loop whose calls are recorded")
     parser.add_argument("--perturb", type=float, default=0.3,
                         help="manip: probability that a call executes a perturbed oracle answer (failures and recoveries in the data)")
@@ -37,6 +40,7 @@ def add_arguments(parser) -> None:
                         help="with --seg-source manip: share of episodes filmed as decoy views: the look-alikes of "
                              "--manip-look-alikes, but the named object itself taken out of the scene (all-empty masks: "
                              "teaches 'that look-alike is not it')")
+    parser.add_argument("--views", type=int, default=6, help="verifier: camera views per manip episode")
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
     parser.add_argument("--episodes", type=int, default=200, help="number of episodes")
     parser.add_argument("--episodes-per-shard", type=int, default=250, help="episodes per .npz shard (existing shards are skipped: resumable)")
@@ -80,12 +84,21 @@ def run(args) -> int:
                          "--manip-decoy-fraction apply to --suite seg")
     if args.expert_param and args.suite != "nav":
         raise ValueError("--expert-param applies to --suite nav (the explorer expert)")
+    if args.views != 6 and args.suite != "verifier":
+        raise ValueError("--views applies to --suite verifier")
     if args.suite == "manip":
         from vlm_agent.training.manip import collect_manip_shards
 
         paths = collect_manip_shards(args.out, args.style, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
                                      seed=args.seed, image_size=args.image_size or 64, perturb=args.perturb, learner_dir=args.learner,
                                      device=args.device)
+        print(f"wrote {len(paths)} shards to {args.out}")
+        return 0
+    if args.suite == "verifier":
+        from vlm_agent.training.verifier_data import collect_verifier_shards
+
+        paths = collect_verifier_shards(args.out, split=args.split, episodes=args.episodes, episodes_per_shard=args.episodes_per_shard,
+                                        seed=args.seed, views=args.views, image_size=args.image_size or 128)
         print(f"wrote {len(paths)} shards to {args.out}")
         return 0
     if args.suite == "seg":

@@ -228,8 +228,10 @@ def manip_demo_parameters(episode, style: str, model_dir: str, perception: str =
     supervisor of the manip eval) with task_planner in `style` on the builtin backend over
     `model_dir`, its `perception`, its episode timeout and (`max_steps` > 0) its skill-call budgets;
     for `perception` "segmentation" the segmenter node (config/segmentation.yaml's section, backend
-    sa2va on `seg_model_dir`, queries only from `segmentation/query`) joins the graph, and the task
-    planner reads the furniture from `furniture_map` (a file the client rewrites for each episode)."""
+    sa2va on `seg_model_dir`, queries only from `segmentation/query`, the attribute verifier as the
+    in-process perception's defaults set it: `seg_client.perception_segmenter_parameters`) joins the
+    graph, and the task planner reads the furniture from `furniture_map` (a file the client rewrites
+    for each episode)."""
     from vlm_agent.nodes.manip_client import task_planner_graph_parameters
     from vlm_agent.sim.env import SimConfig
 
@@ -247,9 +249,11 @@ def manip_demo_parameters(episode, style: str, model_dir: str, perception: str =
     nodes = MANIP_NODES
     if perception == "segmentation":
         from vlm_agent.nodes.manip_client import _segmentation_section
+        from vlm_agent.nodes.seg_client import perception_segmenter_parameters
 
         seg = _segmentation_section()
-        seg.update(backend="sa2va", model_dir=seg_model_dir, use_sim_time=True, use_instruction=False, query="", publish_overlay=False)
+        seg.update(backend="sa2va", model_dir=seg_model_dir, use_sim_time=True, use_instruction=False, query="", publish_overlay=False,
+                   **perception_segmenter_parameters())
         params["segmenter"] = {"ros__parameters": seg}
         if furniture_map:
             tp["furniture_map"] = furniture_map
@@ -394,7 +398,9 @@ def _run_manip(args, plan: SuitePlan, perception: str, seg_model: str, camera: t
             "perception_model": seg_model if perception == "segmentation" else "", "episodes": len(rows),
             "metrics": aggregate_manip(rows), "sim_time_s": spans.sim[1] - spans.sim[0], "wall_time_s": spans.wall[1] - spans.wall[0],
             "per_episode": rows, "task_planner": {k: v for k, v in planner.items() if k in (
-                "style", "backend", "model_dir", "perception", "palme_max_steps", "octopus_max_rounds", "episode_timeout_s")}}
+                "style", "backend", "model_dir", "perception", "palme_max_steps", "octopus_max_rounds", "episode_timeout_s")},
+            **({"segmenter": {k: v for k, v in params["segmenter"]["ros__parameters"].items()
+                              if k in ("backend", "model_dir", "verifier_model_dir", "verifier_min_match")}} if "segmenter" in params else {})}
 
 
 def score_text(suite: str, summary: dict) -> str:

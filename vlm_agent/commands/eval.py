@@ -37,7 +37,8 @@ def add_arguments(parser) -> None:
                              "furniture from the map)")
     parser.add_argument("--seg-model", default=None, help="with --perception segmenter: the saved sa2va model directory")
     parser.add_argument("--perception-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="with --perception segmenter: a SegmenterPerceptionConfig field (e.g. min_score=0.3); repeatable")
+                        help="with --perception segmenter: a SegmenterPerceptionConfig field (e.g. min_score=0.3); repeatable; "
+                             "with --ros only verifier=DIR|default and verifier_min_match=X (the segmenter node's attribute verifier)")
     parser.add_argument("--seg-backend", default="sa2va", choices=["sa2va", "sa2va_official", "oracle"],
                         help="with --perception segmenter: sa2va (--seg-model, the default), sa2va_official (--seg-model) or oracle "
                              "(ground-truth masks: the upper bound of the segmenter path, privileged)")
@@ -53,15 +54,21 @@ def _perception_kwargs(args) -> dict:
     if args.suite != "manip" or args.policy not in ("palme", "octopus"):
         raise ValueError("--perception segmenter applies to --suite manip with --policy palme or octopus")
     out = {"perception": perception, "seg_model_dir": getattr(args, "seg_model", None), "seg_backend": getattr(args, "seg_backend", "sa2va")}
-    if args.ros:
-        if getattr(args, "perception_param", None):
-            raise ValueError("--perception-param applies in-process (through ROS the task_planner's parameters set the perception)")
-        if out["seg_backend"] == "sa2va_official":
-            raise ValueError("--ros --perception segmenter runs the segmenter node with --seg-backend sa2va or oracle")
-        return out
     from vlm_agent.config import parse_key_values
 
     seg_params = parse_key_values(getattr(args, "perception_param", None) or [], "--perception-param")
+    if args.ros:
+        from vlm_agent.nodes.seg_client import ROS_PERCEPTION_PARAMS, perception_segmenter_parameters
+
+        if set(seg_params) - set(ROS_PERCEPTION_PARAMS):
+            raise ValueError("--perception-param applies in-process (through ROS the task_planner's parameters set the perception), "
+                             f"except {' and '.join(ROS_PERCEPTION_PARAMS)} (the segmenter node's attribute verifier)")
+        if out["seg_backend"] == "sa2va_official":
+            raise ValueError("--ros --perception segmenter runs the segmenter node with --seg-backend sa2va or oracle")
+        perception_segmenter_parameters(seg_params)  # bad values fail here, before a graph starts
+        if seg_params:
+            out["seg_params"] = seg_params
+        return out
     if seg_params:
         out["seg_params"] = seg_params
     return out
@@ -105,7 +112,7 @@ def _run_ros(args, episodes, policy, config):
                "ros_config": ros_config,
                "model_dir": args.model, "backend": args.backend, "device": args.device,
                "remote_url": getattr(args, "remote_url", None), "remote_model": getattr(args, "remote_model", None),
-               **({k: v for k, v in _perception_kwargs(args).items() if k in ("perception", "seg_backend", "seg_model_dir")}
+               **({k: v for k, v in _perception_kwargs(args).items() if k in ("perception", "seg_backend", "seg_model_dir", "seg_params")}
                   if args.suite == "manip" else {})}
     params = inspect.signature(run_ros_episodes).parameters
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -4,6 +4,7 @@
     vlm-agent train --family palme   --data outputs/palme_bc ...
     vlm-agent train --family octopus --data outputs/octopus_bc ... [--rlef-weight 1]
     vlm-agent train --family sa2va   --data outputs/seg ...
+    vlm-agent train --family verifier --data outputs/verifier/train --val-data outputs/verifier/val ...
 
 Each family's flags are the fields of its training config (`TrainConfig` in its module under
 `vlm_agent/training/`); a flag another family has but this one does not is an error, not ignored.
@@ -14,7 +15,7 @@ import argparse
 import dataclasses
 import importlib
 
-HELP = "train a built-in model (NaVid, PaLM-E, Octopus or Sa2VA family) on shards from `vlm-agent collect` (closed-loop model selection)"
+HELP = "train a built-in model (NaVid, PaLM-E, Octopus or Sa2VA family, or the attribute verifier) on shards from `vlm-agent collect` (closed-loop model selection)"
 
 # family -> (training module, fixed config values)
 FAMILIES = {
@@ -22,6 +23,7 @@ FAMILIES = {
     "palme": ("vlm_agent.training.manip", {"family": "palme"}),
     "octopus": ("vlm_agent.training.manip", {"family": "octopus"}),
     "sa2va": ("vlm_agent.training.sa2va_train", {}),
+    "verifier": ("vlm_agent.training.verifier_train", {}),
 }
 
 
@@ -56,7 +58,7 @@ def add_arguments(parser) -> None:
         owners = seen[name]
         where = "" if len(owners) == len(fields) else f" [{', '.join(owners)}]"
         kw = {"help": f.metadata["description"] + where, "default": argparse.SUPPRESS}
-        if name == "data":
+        if name in ("data", "val_data"):
             parser.add_argument(flag, nargs="+", **kw)
         elif f.type in (int, "int"):
             parser.add_argument(flag, type=int, **kw)

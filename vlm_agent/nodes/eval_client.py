@@ -383,7 +383,7 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
                      env=None, seed: int | None = None, ros_config: RosEvalConfig | None = None, logger=None,
                      model_dir: str | None = None, backend: str | None = None, device: str | None = None,
                      remote_url: str | None = None, remote_model: str | None = None, perception: str = "ground_truth",
-                     seg_backend: str = "sa2va", seg_model_dir: str | None = None) -> dict:
+                     seg_backend: str = "sa2va", seg_model_dir: str | None = None, seg_params: dict | None = None) -> dict:
     """Run `policy` on `episodes` through ROS; returns the fields of `vlm_agent.evaluation.rollouts.EvalResult`.
 
     Navigation runs here; the manip suite goes to `manip_client.run_task_planner_episodes` (the
@@ -391,7 +391,8 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
     and the seg suite to `seg_client.run_segmenter_episodes` (the segmenter node; `policy_name` picks
     its backend). `model_dir`, `backend`, `device`, `remote_url`, `remote_model`: those nodes' model.
     manip only: `perception` "segmenter" puts the segmenter node (`seg_backend` sa2va from
-    `seg_model_dir` or oracle) in the graph as the task planner's perception.
+    `seg_model_dir` or oracle) in the graph as the task planner's perception; `seg_params`: its
+    perception settings that apply through ROS (the attribute verifier; `seg_client.ROS_PERCEPTION_PARAMS`).
 
     Args:
         episodes: episodes from `make_episodes` (ids encode seed and index).
@@ -412,8 +413,8 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
         if suite == "manip":
             from vlm_agent.nodes.manip_client import run_task_planner_episodes as run_suite
 
-            model.update(perception=perception, seg_backend=seg_backend, seg_model_dir=seg_model_dir)
-        elif perception != "ground_truth":
+            model.update(perception=perception, seg_backend=seg_backend, seg_model_dir=seg_model_dir, seg_params=seg_params)
+        elif perception != "ground_truth" or seg_params:
             raise ValueError("perception segmenter applies to the manip suite")
         else:
             from vlm_agent.nodes.seg_client import run_segmenter_episodes as run_suite

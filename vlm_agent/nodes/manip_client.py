@@ -317,13 +317,16 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
                               logger=None, model_dir: str | None = None, backend: str | None = None, device: str | None = None,
                               remote_url: str | None = None, remote_model: str | None = None, base_config: str | None = None,
                               episode_timeout_s: float = 900.0, perception: str = "ground_truth", seg_backend: str = "sa2va",
-                              seg_model_dir: str | None = None) -> dict:
+                              seg_model_dir: str | None = None, seg_params: dict | None = None) -> dict:
     """`vlm-agent eval --suite manip --ros`: each episode through the task_planner node.
 
     `perception` "segmenter" (`--perception segmenter`): the segmenter node joins the graph
     (`seg_backend` sa2va from `seg_model_dir`, default the shipped checkpoint, or oracle: ground-truth
     masks from its mirror of the episode, privileged) and the task planner locates objects through it
     (`SegmentationPerception`), with the episode's furniture as its map file (rewritten per episode).
+    `seg_params`: the perception settings that apply through ROS (`seg_client.ROS_PERCEPTION_PARAMS`:
+    the attribute verifier), the others at `SegmenterPerceptionConfig()`'s defaults as in-process
+    (`seg_client.perception_segmenter_parameters`); the result's "segmenter" records them.
 
     The graph (`GraphProcess`: mujoco_sim on the manip suite, motion_executor, safety_supervisor,
     task_planner; `task_planner_graph_parameters`). Per episode: the episode's parameters and
@@ -348,18 +351,21 @@ def run_task_planner_episodes(episodes, policy_name: str = "oracle", *, config=N
     log = logger or (lambda text: print(text, file=sys.stderr))
     planner = task_planner_parameters(policy_name, model_dir, backend, device, remote_url, remote_model)
     params = task_planner_graph_parameters(episodes[0], planner, config, base_config, ros_config.real_time_factor)
+    perception_params = seg_params
     nodes, furniture_map, seg_params = TASK_PLANNER_GRAPH_NODES, "", None
     if perception not in ("ground_truth", "segmenter"):
         raise ValueError(f"perception: ground_truth or segmenter, not {perception!r}")
+    if perception_params and perception != "segmenter":
+        raise ValueError("segmenter perception settings apply to perception segmenter only")
     if perception == "segmenter":
         import tempfile
 
-        from vlm_agent.nodes.seg_client import segmenter_parameters
+        from vlm_agent.nodes.seg_client import perception_segmenter_parameters, segmenter_parameters
         from vlm_agent.skills.object_memory import write_furniture_map
 
         if planner["backend"] == "sim_oracle":
             raise ValueError("the sim_oracle backend reads the simulator's ground truth: --perception segmenter needs --policy palme or octopus")
-        seg_params = segmenter_parameters(seg_backend, seg_model_dir, device)
+        seg_params = {**segmenter_parameters(seg_backend, seg_model_dir, device), **perception_segmenter_parameters(perception_params)}
         furniture_map = os.path.join(tempfile.mkdtemp(prefix="vlm_agent_manip_"), "furniture_map.yaml")
         write_furniture_map(furniture_map, episodes[0].world().furniture)
         params["segmenter"] = {"ros__parameters": {**_segmentation_section(), **seg_params, "use_sim_time": True, "use_instruction": False,

@@ -888,7 +888,8 @@ class SegmentationPerception:
     from odometry) or already in `odom`. The label names its query, so an answer to the previous
     query cannot be taken for this one; a `PointStamped` alone could not tell. The labels also tell
     "not in this view" fast: `not_in_view_labels` fresh labels for the query without a target (an
-    empty mask, no depth), or an `error` label (a refused query, a failed model call: a SkillError
+    empty mask, a mask the node's attribute verifier rejected, whose reason then reaches the
+    not-found message, no depth), or an `error` label (a refused query, a failed model call: a SkillError
     with the node's reason).
 
     Like the in-process provider (`skills/segmenter_perception.py`), `locate(phrase)`:
@@ -931,6 +932,7 @@ class SegmentationPerception:
         self._last_phrase: str | None = None
         self._cond = threading.Condition()
         self._labels: list[tuple[float, dict]] = []  # (arrival, label)
+        self._rejections: list[str] = []  # the verifier's reasons for the views of the current locate call
         self.query_pub = node.create_publisher(String, SEGMENTATION_QUERY_TOPIC, COMMAND_QOS)
         self._label_sub = node.create_subscription(String, SEGMENTATION_LABEL_TOPIC, self._on_label, COMMAND_QOS)
         self._odom_sub = node.create_subscription(Odometry, ODOM_TOPIC, self._on_odom, SENSOR_QOS) if pose_fn is None else None
@@ -1027,6 +1029,7 @@ class SegmentationPerception:
                 self._note(f"{phrase}: held, at {_xyz(det.position)}")
                 return det
         self._last_phrase = phrase
+        self._rejections = []
         det, reason = self._query(phrase)
         if det is not None:
             self._note(f"{phrase}: view, at {_xyz(det.position)}")
@@ -1051,8 +1054,10 @@ class SegmentationPerception:
         finally:
             if turned:
                 self._turn(math.remainder(-turned, 2 * math.pi))  # back to the heading the search started from
-        self._note(f"{phrase}: not found after {stops} views")
-        raise ObjectNotFound(f"the segmenter found no '{phrase}' in any of {stops} views turning a full circle")
+        rejected = (f"; the attribute verifier rejected the mask in {len(self._rejections)} of them (last: {self._rejections[-1]})"
+                    if self._rejections else "")
+        self._note(f"{phrase}: not found after {stops} views{rejected}")
+        raise ObjectNotFound(f"the segmenter found no '{phrase}' in any of {stops} views turning a full circle{rejected}")
 
     def visible(self) -> list:
         return []
@@ -1133,7 +1138,12 @@ class SegmentationPerception:
                     break
                 empty = [lb for lb in labels if lb.get("target") is None]
                 if len(empty) >= needed:
-                    why = empty[-1].get("target_reason") or ("empty mask" if not empty[-1].get("area") else "no target")
+                    rejected = [lb for lb in empty if lb.get("rejected")]  # the node's attribute verifier emptied the mask
+                    if rejected:
+                        self._rejections.append(str(rejected[-1]["rejected"])[:200])
+                        why = f"the attribute verifier rejected the mask: {str(rejected[-1]['rejected'])[:200]}"
+                    else:
+                        why = empty[-1].get("target_reason") or ("empty mask" if not empty[-1].get("area") else "no target")
                     return None, f"{len(empty)} frames without a target ({why})"
                 left = end - time.monotonic()
                 if left <= 0:

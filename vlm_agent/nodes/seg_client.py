@@ -49,6 +49,27 @@ def segmenter_parameters(policy_name: str, model_dir: str | None = None, device:
     return params
 
 
+# The in-process perception's settings (`SegmenterPerceptionConfig` fields, `--perception-param`) that
+# also apply through ROS, and the segmenter node parameter each one sets.
+ROS_PERCEPTION_PARAMS = {"verifier": "verifier_model_dir", "verifier_min_match": "verifier_min_match"}
+
+
+def perception_segmenter_parameters(perception_params: dict | None = None) -> dict:
+    """The segmenter node's parameters for the segmenter perception through ROS (`eval --suite manip
+    --ros --perception segmenter`, the demo's manip graphs): the `ROS_PERCEPTION_PARAMS` settings in
+    `perception_params`, the others at `SegmenterPerceptionConfig()`'s defaults, the in-process
+    path's, so both paths run the same verifier unless told otherwise. ValueError for another key or
+    a bad value."""
+    from vlm_agent.skills.segmenter_perception import SegmenterPerceptionConfig
+
+    perception_params = dict(perception_params or {})
+    other = sorted(set(perception_params) - set(ROS_PERCEPTION_PARAMS))
+    if other:
+        raise ValueError(f"through ROS only {', '.join(ROS_PERCEPTION_PARAMS)} of the perception settings apply, not {', '.join(other)}")
+    config = SegmenterPerceptionConfig(**perception_params)
+    return {node: getattr(config, key) for key, node in ROS_PERCEPTION_PARAMS.items()}
+
+
 def seg_graph_parameters(episode, segmenter: dict, sim_config=None, base_config: str | None = None,
                          real_time_factor: float = 0.0) -> dict:
     """`base_config` (default config/segmentation.yaml) with the simulator of `graph_parameters` (the

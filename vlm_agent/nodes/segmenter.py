@@ -9,7 +9,7 @@ Publishes:
 * `segmentation/mask`: sensor_msgs/Image mono8 (255 = object), the source frame's header;
 * `segmentation/overlay`: rgb8, the frame with the mask tinted (for people; `publish_overlay`);
 * `segmentation/label`: std_msgs/String JSON {query, score, bbox [x0, y0, x1, y1] (max
-  exclusive), area, source (detected / re-detected / tracked / held / oracle), tracked, frame_index,
+  exclusive), area, source (detected / re-detected / tracked / held / oracle / rejected), tracked, frame_index,
   latency_ms, stamp, frame_id, target [x, y, z] or null, target_frame, target_reason}; errors (a bad
   query, a failed model call) are labels with an `error` field;
 * `segmentation/target`: geometry_msgs/PointStamped, where the object is (depth back-projection,
@@ -41,6 +41,15 @@ mirror of the simulator's episode (`oracle_episode_id`, or asked from `oracle_re
 after every new query, so a simulator reset followed by a query is mirrored: what `vlm-agent eval
 --suite seg --ros` does per episode), posed from `odom`, renders the target's mask
 (`vlm_agent.evaluation.oracle_segmenter`).
+
+`verifier_model_dir` (off by default) adds a second look at every mask, whatever the backend (the
+oracle's included, to measure the verifier's false rejections): the attribute verifier
+(`vlm_agent.skills.verification.VerifiedSegmenter`) reads the mask's crop and, when it does not show
+the colour and shape the query names (match below `verifier_min_match`), the frame publishes an
+empty mask and a label with `source: "rejected"`, score 0, `rejected` (why, e.g. "the mask shows a
+red cube, not a red ball (match 0.00)"), `rejected_area` and the verdict (`verifier`); accepted
+masks pass with the verdict in the label. A reader sees the object as not in this view. A verifier
+that fails to load fails **configure** with the reason.
 """
 from __future__ import annotations
 
@@ -106,6 +115,11 @@ class SegmenterNodeConfig(ConfigBase):
     camera_pitch_rad: float = param(0.0, "target_point centre: the camera's pitch (positive = looking down), for 'up'", min=-math.pi, max=math.pi)
     oracle_episode_id: str = param("", "backend oracle: the simulator's episode id (empty: ask oracle_result_service)", read_only=True)
     oracle_result_service: str = param("mujoco_sim/result", "backend oracle: the simulator's result service (its JSON names episode_id)", read_only=True)
+    verifier_model_dir: str = param("", "attribute verifier (skills.verification): a mask it does not read as the query's colour and shape "
+                                    "is published empty (label source 'rejected', with the reason); '' = off, 'default' = the shipped "
+                                    "checkpoints/attribute_verifier, else a model directory", read_only=True)
+    verifier_min_match: float = param(0.1, "the verifier's smallest accepted match: P(colour) x P(shape) of the words the query names",
+                                      min=0.0, max=1.0, read_only=True)
 
 
 @dataclass
@@ -124,6 +138,7 @@ class SegmenterNode(ManagedAgentNode):
         super().__init__("segmenter", SegmenterNodeConfig, **kwargs)
         self._injected = segmenter
         self._segmenter = None
+        self._verifier = None  # skills.verification.AttributeVerifier (verifier_model_dir)
         self._worker = None
         self._entities: list = []
         self._query: str | None = None
@@ -147,7 +162,8 @@ class SegmenterNode(ManagedAgentNode):
     # -- lifecycle ------------------------------------------------------------------------------
     def configure_node(self) -> None:
         cfg = self.config
-        self._segmenter = self._injected if self._injected is not None else self._build_segmenter()
+        self._verifier = self._build_verifier() if cfg.verifier_model_dir else None
+        self._segmenter = self._verified(self._injected if self._injected is not None else self._build_segmenter())
         self._worker = ModelWorker("segmenter_model", max_queued=4)
         self._results = queue.SimpleQueue()
         self._slot, self._busy, self._applied_token = None, False, -1
@@ -200,6 +216,28 @@ class SegmenterNode(ManagedAgentNode):
         self.health.set_level(self.health.OK, "segmenter ready")
         return segmenter
 
+    def _build_verifier(self):
+        """The attribute verifier of `verifier_model_dir` ("default": the shipped checkpoint); a load
+        that fails fails configure with the reason, as a model that cannot load does."""
+        cfg = self.config
+        model_dir = None if cfg.verifier_model_dir == "default" else cfg.verifier_model_dir
+        try:
+            from vlm_agent.skills.verification import AttributeVerifier
+
+            return AttributeVerifier(model_dir, device=cfg.device, min_match=cfg.verifier_min_match)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.health.set_level(self.health.ERROR, f"verifier unavailable: {reason}")
+            raise RuntimeError(f"could not load the attribute verifier ({cfg.verifier_model_dir}): {reason}") from exc
+
+    def _verified(self, segmenter):
+        """`segmenter` behind the verifier when one is configured (None, the oracle before its mirror is built, stays None)."""
+        if segmenter is None or self._verifier is None:
+            return segmenter
+        from vlm_agent.skills.verification import VerifiedSegmenter
+
+        return VerifiedSegmenter(segmenter, self._verifier)
+
     def activate_node(self) -> None:
         self._slot = None
 
@@ -213,10 +251,14 @@ class SegmenterNode(ManagedAgentNode):
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
             self._worker = None
-        close = getattr(self._segmenter, "close", None)
-        if callable(close) and self._segmenter is not self._injected:
+        from vlm_agent.skills.verification import VerifiedSegmenter
+
+        inner = self._segmenter.inner if isinstance(self._segmenter, VerifiedSegmenter) else self._segmenter
+        close = getattr(inner, "close", None)
+        if callable(close) and inner is not self._injected:
             close()
         self._segmenter = None
+        self._verifier = None
         self._busy = False
 
     def destroy_node(self):
@@ -332,7 +374,9 @@ class SegmenterNode(ManagedAgentNode):
             self._applied_token = -1  # the tracker may be half-updated: start over from a detection
             raise
         target, reason = None, ""
-        if depth is None:
+        if result.source == "rejected":  # skills.verification.VerifiedSegmenter: an empty mask
+            reason = f"the attribute verifier rejected the mask: {result.extra.get('rejected', '')}"
+        elif depth is None:
             reason = "no depth image or depth camera_info paired with this frame"
         elif not result.mask.any():
             reason = "empty mask"
@@ -503,7 +547,7 @@ class SegmenterNode(ManagedAgentNode):
 
             seg = self._segmenter
             if seg is None:
-                seg = OracleSegmenter(width, height, fov)
+                seg = self._verified(OracleSegmenter(width, height, fov))  # the verifier's false rejections on true masks
             seg.load_episode(episode_id)
             self._segmenter = seg
             self._applied_token = -1
@@ -545,6 +589,7 @@ class SegmenterNode(ManagedAgentNode):
             "frames_segmented": str(self._processed),
             "busy": str(self._busy),
             "model": "ready" if self._segmenter is not None else "not loaded",
+            "verifier": self.config.verifier_model_dir or "off",
         }
         if last is not None:
             values.update(last_source=last.source, last_score=f"{last.score:.3f}", last_area=str(last.area), last_latency_ms=f"{1e3 * last.latency_s:.1f}")

@@ -91,6 +91,10 @@ class SegmenterPerceptionConfig(ConfigBase):
         wrong ones; PaLM-E val100 0.11 with "best", 0.12 with "first"), so "first" stays the default.
     search_places: read by the skills (`SimSkills`), which do the driving: when `locate` raises
         `ObjectNotFound`, they search again from up to this many other places on the map.
+    verifier / verifier_min_match: a second look at every mask (`skills.verification.VerifiedSegmenter`
+        around the segmenter, made by `SegmenterPerceptionFactory`): a mask whose crop the attribute
+        verifier does not read as the phrase's colour and shape is dropped, so the search goes on
+        instead of walking to a look-alike.
     """
 
     width: int = param(128, "width (px) of the view rendered for the segmenter", min=16, max=1280)
@@ -109,6 +113,9 @@ class SegmenterPerceptionConfig(ConfigBase):
                                "and search from (skills.search.vantage_points; 0 = never move to search)", min=0, max=20)
     search: str = param("first", "first: take the first view with a mask; best: keep the highest-scoring sighting of a phrase "
                         "(a phrase never seen turns through every view)", choices=("first", "best"))
+    verifier: str = param("", "attribute verifier model directory (`skills.verification`): masks whose colour and shape do not "
+                          "match the phrase count as not found in that view; 'default' = checkpoints/attribute_verifier, '' = none")
+    verifier_min_match: float = param(0.1, "the verifier's smallest accepted match (P(colour) x P(shape) of the named words)", min=0.0, max=1.0)
 
 
 @dataclass
@@ -117,7 +124,8 @@ class LocateRecord:
     after `turns` turns, "memory", "held", "map", "not_found", "no_object": segmented where no
     object is, "error": the segmenter refused); pixels: mask size in the view used; centroid
     (x, y, z) m in odom; name/label: the associated scene object; error_m: 3D distance from the
-    centroid to that object's true centre (for evaluation; the provider never uses it)."""
+    centroid to that object's true centre (for evaluation; the provider never uses it); rejected: masks
+    the attribute verifier dropped during the call (`SegmenterPerceptionConfig.verifier`)."""
 
     phrase: str
     outcome: str
@@ -129,19 +137,22 @@ class LocateRecord:
     error_m: float | None = None
     reason: str = ""
     score: float | None = None
+    rejected: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def summarise_locates(records) -> dict:
-    """{"calls", one count per outcome, "segmented" (view + turned), "mean_turns" (of those),
+    """{"calls", one count per outcome, "segmented" (view + turned), "rejected" (masks the verifier
+    dropped), "mean_turns" (of those),
     "mean_error_m" / "max_error_m" (centroid vs the associated object's true centre, segmented calls)}."""
     records = list(records)
     out: dict = {"calls": len(records), **{k: sum(r.outcome == k for r in records) for k in OUTCOMES}}
     seg = [r for r in records if r.outcome in ("view", "turned")]
     errors = [r.error_m for r in seg if r.error_m is not None]
     out["segmented"] = len(seg)
+    out["rejected"] = sum(r.rejected for r in records)
     out["mean_turns"] = float(np.mean([r.turns for r in seg])) if seg else float("nan")
     out["mean_error_m"] = float(np.mean(errors)) if errors else float("nan")
     out["max_error_m"] = float(np.max(errors)) if errors else float("nan")
@@ -153,7 +164,7 @@ def merge_locate_summaries(summaries) -> dict:
     summaries = [s for s in summaries if s]
     if not summaries:
         return {}
-    out: dict = {k: sum(s.get(k, 0) for s in summaries) for k in ("calls", "segmented", *OUTCOMES)}
+    out: dict = {k: sum(s.get(k, 0) for s in summaries) for k in ("calls", "segmented", "rejected", *OUTCOMES)}
     seg = [s for s in summaries if s["segmented"]]
     n = sum(s["segmented"] for s in seg)
     out["mean_turns"] = sum(s["mean_turns"] * s["segmented"] for s in seg) / n if n else float("nan")
@@ -194,9 +205,19 @@ class SegmenterPerception:
         self.memory: dict[str, Detection] = {}  # phrase_key -> last detection made by segmenting it
         self.memory_score: dict[str, float] = {}  # phrase_key -> segmenter score of that detection (search="best")
         self._held_seen: str | None = None
+        self._rejected = 0  # verifier rejections in the current locate call
 
     # -- Perception ------------------------------------------------------------------------------
     def locate(self, phrase: str) -> Detection:
+        self._rejected = 0
+        n = len(self.records)
+        try:
+            return self._locate(phrase)
+        finally:
+            if len(self.records) > n:
+                self.records[-1].rejected = self._rejected
+
+    def _locate(self, phrase: str) -> Detection:
         if not isinstance(phrase, str):
             raise SkillError(f"an object must be named by a string, got {type(phrase).__name__}")
         key = phrase_key(phrase)
@@ -276,6 +297,9 @@ class SegmenterPerception:
         mask = np.asarray(result.mask, dtype=bool) if getattr(result, "mask", None) is not None else np.zeros(depth.shape, bool)
         pixels = int(mask.sum())
         nan = float("nan")
+        if getattr(result, "source", "") == "rejected":  # skills.verification.VerifiedSegmenter
+            self._rejected += 1
+            return None, pixels, str(result.extra.get("rejected", "the verifier rejected the mask")), nan
         if pixels < cfg.min_mask_pixels:
             return None, pixels, "empty mask" if pixels == 0 else f"mask of {pixels} px (< {cfg.min_mask_pixels})", nan
         score = float(getattr(result, "score", 1.0))
@@ -427,7 +451,8 @@ class GroundTruthMaskSegmenter:
 class SegmenterPerceptionFactory:
     """One `SegmenterPerception` per episode over a long-lived segmenter and camera view:
     `factory(env)` after `env.reset(episode)`. `segmenter_factory(env)` is called once, on the first
-    episode (a model loads once; the oracle needs the env). `perceptions`: every one made, in order."""
+    episode (a model loads once; the oracle needs the env), and wrapped in a `VerifiedSegmenter` when
+    the config names a `verifier`. `perceptions`: every one made, in order."""
 
     def __init__(self, segmenter_factory, config: SegmenterPerceptionConfig | None = None):
         self.segmenter_factory = segmenter_factory
@@ -441,6 +466,11 @@ class SegmenterPerceptionFactory:
 
         if self.segmenter is None:
             self.segmenter = self.segmenter_factory(env)
+            if self.config.verifier:
+                from vlm_agent.skills.verification import AttributeVerifier, VerifiedSegmenter
+
+                model_dir = None if self.config.verifier == "default" else self.config.verifier
+                self.segmenter = VerifiedSegmenter(self.segmenter, AttributeVerifier(model_dir, min_match=self.config.verifier_min_match))
         if self._view is None or self._view.env is not env:
             if self._view is not None:
                 self._view.close()
