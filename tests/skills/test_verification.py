@@ -235,10 +235,14 @@ def test_the_perception_factory_wraps_its_segmenter_and_a_rejected_mask_is_not_f
         x, y, _ = env.pose
         env.set_pose(x, y, math.atan2(target.pos[1] - y, target.pos[0] - x))
 
-    plain = SegmenterPerceptionFactory(GroundTruthMaskSegmenter)
+    plain = SegmenterPerceptionFactory(GroundTruthMaskSegmenter, SegmenterPerceptionConfig(verifier=""))
     plain(env)
     assert isinstance(plain.segmenter, GroundTruthMaskSegmenter)
     plain.close()
+    default = SegmenterPerceptionFactory(GroundTruthMaskSegmenter)  # the shipped verifier is on by default
+    default(env)
+    assert isinstance(default.segmenter, VerifiedSegmenter) and default.segmenter.verifier.min_match == SegmenterPerceptionConfig().verifier_min_match
+    default.close()
 
     factory = SegmenterPerceptionFactory(GroundTruthMaskSegmenter, SegmenterPerceptionConfig(verifier=right, verifier_min_match=0.3))
     try:
@@ -262,3 +266,44 @@ def test_the_perception_factory_wraps_its_segmenter_and_a_rejected_mask_is_not_f
         assert p.records[-1].outcome == "not_found"
     finally:
         factory.close()
+
+
+def test_the_shipped_verifier_accepts_the_named_object_and_rejects_its_look_alikes():
+    """`checkpoints/attribute_verifier` at its default min match on fresh val views (not its
+    validation set: val seed 3) of objects of >= 40 px: the object's own name passes, the names of
+    its look-alikes (its colour with another shape, its shape with another colour) do not."""
+    from vlm_agent.models.registry import default_checkpoint_dir
+    from vlm_agent.sim.env import NavEnv, SimConfig
+    from vlm_agent.sim.episodes import make_episode
+    from vlm_agent.skills.segmenter_perception import SegmenterPerceptionConfig
+    from vlm_agent.skills.sim_skills import SimCameraView
+    from vlm_agent.training.verifier_data import render_verifier_views
+
+    model_dir = default_checkpoint_dir("attribute_verifier")
+    verifier = AttributeVerifier(model_dir, min_match=SegmenterPerceptionConfig().verifier_min_match)
+    colours, shapes = verifier.model.config.colours, [s for s in verifier.model.config.shapes if s != "other"]
+    env = NavEnv(SimConfig(width=64, height=64, render_depth=False))
+    view = SimCameraView(env, 128, 128)
+    right = wrong = total = false_accepts = 0
+    try:
+        for i in range(6):
+            frames, maps, rows = render_verifier_views(env, view, make_episode("manip", "val", 3, i), 2, np.random.default_rng(i))
+            first = {}
+            for k, row in enumerate(rows):
+                first.setdefault(row["view"], k)
+                if row["colour"] < 0 or row["pixels"] < 40:
+                    continue
+                mask = maps[row["view"]] == k - first[row["view"]]
+                colour, shape = colours[row["colour"]], shapes[row["shape"]]
+                total += 1
+                right += verifier.check(frames[row["view"]], mask, f"the {colour} {shape}").accepted
+                for other in shapes:
+                    if other != shape:
+                        wrong += 1
+                        false_accepts += verifier.check(frames[row["view"]], mask, f"the {colour} {other}").accepted
+    finally:
+        view.close()
+        env.close()
+    assert total >= 15
+    assert right / total >= 0.9, f"the named object passed {right} of {total} times"
+    assert false_accepts / wrong <= 0.05, f"a look-alike name passed {false_accepts} of {wrong} times"

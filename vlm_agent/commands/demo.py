@@ -22,8 +22,9 @@ one graph per suite (`vlm-agent up` in a second process, `GraphProcess`), in thi
   `segmentation/query` and read the object's 3D point in the node's `segmentation/label`; the
   episode's furniture as its map file, approaches planned on the simulator's `map`), or with
   `--manip-perception ground_truth` reading the simulator's ground truth (an upper bound; the table
-  says so; also what runs when no Sa2VA model is there). Through ROS, PaLM-E on 20 val episodes:
-  0.60 with the trained segmenter (0.70 in-process on the same episodes), 0.90 with ground-truth
+  says so; also what runs when no Sa2VA model is there). The segmenter node checks every mask with
+  the attribute verifier (`SegmenterPerceptionConfig`'s defaults). Through ROS, on 20 val episodes:
+  1.00 with PaLM-E and with Octopus (0.65 / 0.70 without the verifier), PaLM-E 0.90 with ground-truth
   masks. Scored by the simulator.
 
 A default checkpoint that is not there skips its suite with the reason printed; a model directory
@@ -433,7 +434,9 @@ def print_table(report: dict) -> None:
         times = f"{s.get('sim_time_s', math.nan):.0f} / {s['wall_s']:.0f}"
         perception = s.get("perception", "")
         if s.get("perception_model"):
-            perception += f" ({os.path.basename(os.path.normpath(s['perception_model']))})"
+            verifier = (s.get("segmenter") or {}).get("verifier_model_dir")
+            checked = f" + {'attribute_verifier' if verifier == 'default' else os.path.basename(os.path.normpath(verifier))}" if verifier else ""
+            perception += f" ({os.path.basename(os.path.normpath(s['perception_model']))}{checked})"
         table.add_row(suite, f"{s.get('planner', '')}\n{s.get('model', '')}", perception, str(s.get("episodes", 0)),
                       score_text(suite, s), times)
     table.add_row("all", "", "", "", "", f"wall {report['wall_s']:.0f}")

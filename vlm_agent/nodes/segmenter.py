@@ -248,14 +248,21 @@ class SegmenterNode(ManagedAgentNode):
         for kind, entity in reversed(self._entities):
             getattr(self, f"destroy_{kind}")(entity)
         self._entities = []
-        if self._worker is not None:
-            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
-            self._worker = None
         from vlm_agent.skills.verification import VerifiedSegmenter
 
         inner = self._segmenter.inner if isinstance(self._segmenter, VerifiedSegmenter) else self._segmenter
-        close = getattr(inner, "close", None)
-        if callable(close) and inner is not self._injected:
+        close = getattr(inner, "close", None) if inner is not self._injected else None
+        if self._worker is not None:
+            if callable(close):
+                # on the worker: the oracle mirror's GL context belongs to the thread that made it
+                try:
+                    self._worker.submit(close).result(timeout=WORKER_EXIT_WAIT_S)
+                except Exception as exc:  # noqa: BLE001 (a hung or failed close is logged; cleanup goes on)
+                    self.get_logger().warning(f"closing the segmenter on its worker failed: {type(exc).__name__}: {exc}")
+                close = None
+            self._worker.shutdown(wait=True, cancel_futures=True, timeout=WORKER_EXIT_WAIT_S)
+            self._worker = None
+        if callable(close):
             close()
         self._segmenter = None
         self._verifier = None

@@ -187,11 +187,11 @@ class EpisodeBatcher:
 
 
 def plot_training_curves(log_path: str, png_path: str, series: tuple = (("success_rate", "SR"), ("spl", "SPL")),
-                         log_loss: bool = False) -> None:
+                         log_loss: bool = False, val_label: str = "closed-loop val") -> None:
     """Loss (EMA) and closed-loop val metrics against optimiser steps, from a trainer's
     `train_log.jsonl` (records with `loss_ema`, and records with a `val` dict), as a PNG. `series`:
     (key in `val`, legend label) per plotted metric (all in [0, 1]); default NaVid's SR and SPL.
-    Every family's trainer writes its curves with this."""
+    `val_label`: the right panel's axis label. Every family's trainer writes its curves with this."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,7 +218,7 @@ def plot_training_curves(log_path: str, png_path: str, series: tuple = (("succes
             b.plot(steps, values, marker + "-", label=label)
         b.legend()
     b.set_xlabel("step")
-    b.set_ylabel("closed-loop val")
+    b.set_ylabel(val_label)
     b.set_ylim(0, 1.02)
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)

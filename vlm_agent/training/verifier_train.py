@@ -234,7 +234,8 @@ def train(cfg: VerifierTrainConfig, progress: bool = True) -> dict:
             processor.save_pretrained(cfg.out_dir)
         save_train_state(state_path, model, opt, step, ema, best, time.monotonic() - t0)
         plot_training_curves(log_path, os.path.join(cfg.out_dir, "training_curves.png"),
-                             series=(("verify_auc", "verify AUC"), ("object_shape_acc", "shape acc"), ("colour_acc", "colour acc")), log_loss=True)
+                             series=(("verify_auc", "verify AUC"), ("object_shape_acc", "shape acc"), ("colour_acc", "colour acc")), log_loss=True,
+                             val_label="offline val (ground-truth masks)")
         bar.write(f"step {step}: val verify AUC {res['verify_auc']:.4f} shape {res['object_shape_acc']:.3f} colour {res['colour_acc']:.3f} "
                   f"(best {best['verify_auc']:.4f} @ {best['step']})")
 
