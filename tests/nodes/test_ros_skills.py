@@ -22,6 +22,25 @@ import pytest
 from tests.ros_harness import spin_until, wait_for_subscribers
 
 
+def _locate_while_spinning(perception, phrase, executor) -> dict:
+    """{"det": Detection} or {"error": the SkillError's text} of `perception.locate(phrase)`, run on a
+    thread while `executor` spins (the perception waits for labels the executor delivers)."""
+    from vlm_agent.skills.api import SkillError
+
+    out = {}
+
+    def run():
+        try:
+            out["det"] = perception.locate(phrase)
+        except SkillError as exc:
+            out["error"] = str(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert spin_until(executor, lambda: not thread.is_alive(), timeout=30)
+    return out
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_oracle_program_through_the_ros_adapter_succeeds_on_10_val_episodes():
@@ -253,18 +272,7 @@ def test_segmentation_perception_searches_remembers_and_follows_the_grasp(spun, 
     assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(labels, timeout=15)
 
     def locate(phrase):
-        out = {}
-
-        def run():
-            try:
-                out["det"] = perception.locate(phrase)
-            except SkillError as exc:
-                out["error"] = str(exc)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=30)
-        return out
+        return _locate_while_spinning(perception, phrase, ros_executor)
 
     table = locate("the table")["det"]
     assert table.name == "table_0" and table.position == (3.0, 0.0, 0.45) and queries == []  # from the map
@@ -363,18 +371,7 @@ def test_segmentation_perception_counts_a_rejected_mask_as_not_in_view(spun, ros
     assert wait_for_subscribers(perception.query_pub, timeout=15) and wait_for_subscribers(labels, timeout=15)
 
     def locate():
-        out = {}
-
-        def run():
-            try:
-                out["det"] = perception.locate("red ball")
-            except SkillError as exc:
-                out["error"] = str(exc)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        assert spin_until(ros_executor, lambda: not thread.is_alive(), timeout=30)
-        return out
+        return _locate_while_spinning(perception, "red ball", ros_executor)
 
     t0 = time.monotonic()
     lost = locate()["error"]

@@ -442,7 +442,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
 
     from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
     from vlm_agent.models.registry import get_processor_class, load_model_and_processor, new_model
-    from vlm_agent.training.navid import load_train_state, plot_training_curves, save_checkpoint, save_train_state
+    from vlm_agent.training.navid import resume_train_state, plot_training_curves, save_checkpoint, save_train_state
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -474,13 +474,10 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
     t0 = time.monotonic()
     step, ema, best = 0, None, {"success_rate": -1.0, "step": 0}
     bar = tqdm(total=cfg.max_steps, desc=f"train {cfg.family}", disable=not progress, unit="step")
-    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    state = resume_train_state(state_path, model, opt, device, batcher, cfg.seed, bar, cfg.resume)
     if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
-        batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
-        bar.update(step)
-        bar.write(f"resumed from {state_path} at step {step} ({state['elapsed_s'] / 60:.1f} min in)")
     log_f = open(log_path, "a")
 
     def evaluate_and_keep():

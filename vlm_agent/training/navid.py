@@ -249,6 +249,18 @@ def load_train_state(path: str, model, optimizer, device) -> dict | None:
     return {k: state[k] for k in ("step", "ema", "best", "elapsed_s")}
 
 
+def resume_train_state(path: str, model, optimizer, device, batcher, seed: int, bar, enabled: bool = True) -> dict | None:
+    """`load_train_state` for a trainer's loop (every family's): when `enabled` and a state is at
+    `path`, the batcher's rng is re-seeded from (seed, step) so a resumed run draws fresh batches,
+    and the progress bar is advanced and told. Returns the state (None: start from step 0)."""
+    state = load_train_state(path, model, optimizer, device) if enabled else None
+    if state is not None:
+        batcher.rng = np.random.default_rng([seed, state["step"]])
+        bar.update(state["step"])
+        bar.write(f"resumed from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min in)")
+    return state
+
+
 def _map_fields(cfg: NavidTrainConfig, data: dict) -> dict:
     """Config fields of a new model's map memory: the shards' map settings when they have maps and
     `cfg.ego_map` is on, else none."""
@@ -318,13 +330,10 @@ def train(cfg: NavidTrainConfig, progress: bool = True) -> dict:
     bar = tqdm(total=total_steps, desc="train navid", disable=not progress, unit="step")
     step = 0
     state_path = os.path.join(work_dir, "train_state.pt")
-    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    state = resume_train_state(state_path, model, opt, device, batcher, cfg.seed, bar, cfg.resume)
     if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
-        batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
-        bar.update(step)
-        bar.write(f"resumed from {state_path} at step {step} ({state['elapsed_s'] / 60:.1f} min in)")
 
     def evaluate_and_keep(step):
         nonlocal best

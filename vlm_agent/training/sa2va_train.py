@@ -415,7 +415,7 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    from vlm_agent.training.navid import load_train_state, plot_training_curves, save_checkpoint, save_train_state
+    from vlm_agent.training.navid import resume_train_state, plot_training_curves, save_checkpoint, save_train_state
     from vlm_agent.training.seg_data import load_seg_shards
 
     torch.set_num_threads(cfg.threads)
@@ -440,13 +440,10 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
     ema: dict[str, float] = {}
     step = 0
     bar = tqdm(total=cfg.max_steps, desc="train sa2va", disable=not progress, unit="step")
-    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    state = resume_train_state(state_path, model, opt, device, batcher, cfg.seed, bar, cfg.resume)
     if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
-        batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
-        bar.update(step)
-        bar.write(f"resumed from {state_path} at step {step} ({state['elapsed_s'] / 60:.1f} min in)")
     log_f = open(log_path, "a")
 
     def evaluate_and_keep(step: int) -> None:

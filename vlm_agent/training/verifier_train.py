@@ -171,7 +171,7 @@ def evaluate_verifier(model, data: dict, batch_size: int = 512) -> dict:
         wins += int((true[sel] > f).sum()); ties += int((true[sel] == f).sum()); total += int(sel.sum()); wrong_scores.append(f)
     wrong = np.concatenate(wrong_scores)
     res["verify_auc"] = (wins + 0.5 * ties) / max(1, total)
-    for t in (0.05, 0.1, 0.2, 0.5):
+    for t in (0.05, 0.1, 0.2, 0.3, 0.5):
         res[f"accept_true@{t:g}"] = float((true >= t).mean())
         res[f"accept_lookalike@{t:g}"] = float((wrong >= t).mean())
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
@@ -184,7 +184,7 @@ def train(cfg: VerifierTrainConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from vlm_agent.models.attribute_verifier import AttributeVerifierConfig, AttributeVerifierModel, AttributeVerifierProcessor
-    from vlm_agent.training.navid import load_train_state, plot_training_curves, save_train_state
+    from vlm_agent.training.navid import resume_train_state, plot_training_curves, save_train_state
     from vlm_agent.training.verifier_data import load_verifier_shards
 
     torch.set_num_threads(cfg.threads)
@@ -214,12 +214,10 @@ def train(cfg: VerifierTrainConfig, progress: bool = True) -> dict:
     ema: dict[str, float] = {}
     step = 0
     bar = tqdm(total=cfg.max_steps, desc="train verifier", disable=not progress, unit="step")
-    state = load_train_state(state_path, model, opt, device) if cfg.resume else None
+    state = resume_train_state(state_path, model, opt, device, batcher, cfg.seed, bar, cfg.resume)
     if state is not None:
         step, ema, best = state["step"], state["ema"], state["best"]
-        batcher.rng = np.random.default_rng([cfg.seed, step])
         t0 -= state["elapsed_s"]
-        bar.update(step)
     log_f = open(log_path, "a")
 
     def evaluate_and_keep(step: int) -> None:
