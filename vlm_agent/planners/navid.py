@@ -96,15 +96,6 @@ class NavidPlannerConfig(EncoderParams):
     camera_pitch_rad: float = param(0.349066, "map memory: camera pitch below horizontal, rad", min=-1.6, max=1.6)
     camera_x_m: float = param(-0.07, "map memory: camera position ahead of base_link, m", min=-5.0, max=5.0)
     camera_vertical_fov_deg: float = param(60.0, "map memory: vertical field of view used for the depth intrinsics until set_intrinsics() gives the camera's own", min=1.0, max=179.0)
-    # Off by default: an experiment of issue 16 (planners/stop_check.py), measured in the navid_map card.
-    stop_check: bool = param(False, "check every planned stop with the referring segmenter and the attribute verifier: a stop "
-                             "next to a look-alike of the goal (the segmenter marks something the verifier says is not it) "
-                             "becomes a turn of stop_check_turn_deg")
-    stop_check_segmenter_dir: str = param("", "stop check: Sa2VA model directory (empty = checkpoints/sa2va_nano)")
-    stop_check_verifier_dir: str = param("", "stop check: attribute verifier directory (empty = checkpoints/attribute_verifier)")
-    stop_check_min_match: float = param(0.3, "stop check: the verifier's smallest accepted match", min=0.0, max=1.0)
-    stop_check_turn_deg: float = param(90.0, "stop check: the turn (degrees, to the left) that replaces a refused stop", min=1.0, max=180.0)
-    stop_check_max_refusals: int = param(3, "stop check: refused stops per episode at most (then stops pass)", min=0, max=1000)
     device: str = param("cpu", "torch device for local backends")
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
@@ -179,8 +170,6 @@ class NavidPlanner:
         self.ego_map = None  # EgoMap when the model reads one (built at the first frame: intrinsics)
         self._intrinsics = None
         self._mapped = None  # (depth, pose) of the frame last added to the map: each frame once
-        self.stop_checker = None  # planners.stop_check.StopChecker, made at the first stop when config.stop_check
-        self._refusals = 0
 
     @property
     def needs_depth(self) -> bool:
@@ -226,7 +215,6 @@ class NavidPlanner:
         with self._lock:
             self.backend.reset(text)
             self.instruction, self.steps, self._turned_deg, self._forward_view = text, 0, 0.0, None
-            self._refusals = 0
             if self.ego_map is not None:
                 self.ego_map.reset()
             self._mapped = None
@@ -254,8 +242,6 @@ class NavidPlanner:
             primitives, recovery = self._blocked_recovery(list(parsed.primitives), view)
             primitives, spin = self._spin_recovery(primitives, may_replace=recovery is None)  # a blocked view is no place to go forward
             recovery = recovery or spin
-            if recovery is None:
-                primitives, recovery = self._stop_check(primitives, rgb)
             self._forward_view = view if any(p.kind == "forward" for p in primitives) else None
         if parsed.error:
             log.warning("NaVid output unparsable, stopping: %s", parsed.error)
@@ -304,21 +290,6 @@ class NavidPlanner:
             elif p.kind in ("turn_left", "turn_right"):
                 self._turned_deg += p.value
         return primitives, recovery
-
-    def _stop_check(self, primitives: list[NavPrimitive], rgb: np.ndarray) -> tuple[list[NavPrimitive], str | None]:
-        """A planned stop beside a look-alike of the goal becomes a turn (`stop_check`, planners/stop_check.py)."""
-        c = self.config
-        if not c.stop_check or not primitives or primitives[0].kind != "stop" or self._refusals >= c.stop_check_max_refusals:
-            return primitives, None
-        if self.stop_checker is None:
-            from vlm_agent.planners.stop_check import StopChecker
-
-            self.stop_checker = StopChecker(c.stop_check_segmenter_dir, c.stop_check_verifier_dir, c.stop_check_min_match, c.device)
-        verdict = self.stop_checker.check(rgb, self.instruction)
-        if not verdict.refuse:
-            return primitives, None
-        self._refusals += 1
-        return [NavPrimitive.turn_left(c.stop_check_turn_deg)], verdict.reason
 
     def _require_instruction(self):
         if self.instruction is None:
