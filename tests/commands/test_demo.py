@@ -81,8 +81,10 @@ def test_demo_segments_and_manipulates_through_ros(tmp_path):
     assert results["suites"]["manip-palme"]["per_episode"][0]["skill_calls"] <= 2  # --manip-max-steps
 
     table = proc.stdout[proc.stdout.index("vlm-agent demo: the agent"):]
-    for text in ("seg", "manip-palme", "manip-octopus", "mIoU", "success", "segmenter (sa2va)"):
+    # the segmenter node checks masks with the attribute verifier (SegmenterPerceptionConfig's default), and the table says so
+    for text in ("seg", "manip-palme", "manip-octopus", "mIoU", "success", "segmenter (sa2va + attribute_verifier)"):
         assert text in table, table
+    assert all(results["suites"][s]["segmenter"]["verifier_model_dir"] == "default" for s in ("manip-palme", "manip-octopus"))
 
 
 def test_demo_rejects_bad_arguments(tmp_path):
