@@ -1,6 +1,8 @@
 """NavidPlanner contract with the built-in backend, history caching, and the eval policy's queue."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -238,3 +240,100 @@ def test_a_blocked_turn_counts_towards_the_spin_recovery_but_is_never_replaced_b
     blocked = planner.plan(view)
     assert blocked.primitives[0].kind == "turn_left" and blocked.primitives[0].value == 180 and "blocked" in blocked.recovery
     assert planner._turned_deg == 180
+
+
+class _SquareSegmenter:
+    """A Segmenter that marks a fixed square of every frame (or nothing), and records its queries."""
+
+    label = "square"
+
+    def __init__(self, marks: bool = True):
+        self.marks, self.queries = marks, []
+
+    def reset(self, query):
+        self.queries.append(query)
+
+    def step(self, rgb):
+        from vlm_agent.skills.segmentation import SegResult
+
+        mask = np.zeros(np.asarray(rgb).shape[:2], bool)
+        if self.marks:
+            mask[8:16, 10:20] = True
+        return SegResult(mask, 1.0, "detected", self.queries[-1])
+
+
+def _forced_verifier(colour: str, shape: str):
+    """An AttributeVerifier whose model reads every crop as a `colour` `shape`."""
+    from vlm_agent.models.attribute_verifier import AttributeVerifierConfig, AttributeVerifierModel
+    from vlm_agent.skills.verification import AttributeVerifier
+
+    model = AttributeVerifierModel(AttributeVerifierConfig(crop_size=16, channels=(4, 8), colour_channels=(4,)))
+    with torch.no_grad():
+        for head, words, word in ((model.colour_head, model.config.colours, colour), (model.shape_head, model.config.shapes, shape)):
+            head.weight.zero_()
+            head.bias.zero_()
+            head.bias[words.index(word)] = 20.0
+    return AttributeVerifier(model=model.eval(), min_match=0.3)
+
+
+def test_goal_sightings_read_the_goal_phrase_and_need_the_segmenter_and_the_verifier_to_agree():
+    from vlm_agent.planners.stop_check import GoalSightings
+
+    seg = _SquareSegmenter()
+    sightings = GoalSightings(segmenter=seg, verifier=_forced_verifier("red", "plate"))
+    assert sightings.goal_phrase("go to the red cube next to the table") == "the red cube"
+    assert sightings.goal_phrase("walk to the red cube left of the blue ball and stop") == "the red cube"
+    assert sightings.goal_phrase("first go to the red cube, then to the blue ball") == "the blue ball"
+    assert sightings.goal_phrase("visit the red cube first and finish at the green plate") == "the green plate"
+    assert sightings.goal_phrase("go to the table") is None and sightings.goal_phrase("go to the cube") is None
+    seen, why = sightings.sees_goal(frame(0), "the red plate")
+    assert seen and "the red plate" in why and seg.queries[-1] == "the red plate"
+    seen, why = sightings.sees_goal(frame(0), "the red cube")  # the segmenter marks a red plate: a look-alike
+    assert not seen and "red plate" in why
+    blind = GoalSightings(segmenter=_SquareSegmenter(marks=False), verifier=_forced_verifier("red", "plate"))
+    assert blind.sees_goal(frame(0), "the red plate") == (False, "the segmenter marks no 'the red plate' in view")
+
+
+def test_the_stop_gate_turns_instead_of_stopping_until_the_goal_has_been_seen():
+    from vlm_agent.planners.stop_check import GoalSightings
+
+    config = NavidPlannerConfig(stop_gate="always", stop_gate_turn_deg=90, stop_gate_max_refusals=2, blocked_frame_delta=0)
+    planner = NavidPlanner(config, backend=ScriptedBackend(["stop"] * 8))
+    planner.goal_sightings = GoalSightings(segmenter=_SquareSegmenter(), verifier=_forced_verifier("red", "plate"))
+    planner.reset("go to the red cube")  # never in view (the segmenter marks a red plate)
+    results = [planner.plan(frame(0)) for _ in range(3)]
+    assert [(p.kind, p.value) for p in results[0].primitives] == [("turn_left", 90.0)] and "stop gate" in results[0].recovery
+    assert results[1].primitives[0].kind == "turn_left" and results[1].raw_text == "stop" and planner.goal_seen is None
+    assert results[2].primitives == [NavPrimitive.stop()] and results[2].recovery is None  # two refusals, then the stop passes
+    planner.reset("go to the red plate")  # a new episode: in view at once, so its stop passes
+    assert planner.plan(frame(0)).primitives == [NavPrimitive.stop()] and "red plate" in planner.goal_seen
+    planner.reset("go to the kitchen")  # nothing the verifier can check: not gated
+    assert planner.plan(frame(0)).primitives == [NavPrimitive.stop()] and "not gated" in planner.goal_seen
+    # a move passes unchanged; seen once is seen for the episode
+    moving = NavidPlanner(config, backend=ScriptedBackend(["move forward 25 cm", "stop"]))
+    moving.goal_sightings = planner.goal_sightings
+    moving.reset("go to the red plate")
+    assert [moving.plan(frame(0)).primitives[0].kind for _ in range(2)] == ["forward", "stop"]
+
+
+def test_the_stop_gate_follows_the_model_directory_unless_told(tiny_navid_dir, tmp_path):
+    import json
+    import shutil
+
+    from vlm_agent.planners.navid import PLANNER_CONFIG_NAME
+
+    assert NavidPlannerConfig().stop_gate == "model"
+    # the shipped default asks for it; a directory without planner_config.json and an injected backend do not
+    with open(os.path.join(NavidPlannerConfig().resolved_model_dir(), PLANNER_CONFIG_NAME)) as f:
+        assert json.load(f)["stop_gate"] is True
+    assert NavidPlanner(NavidPlannerConfig(model_dir=tiny_navid_dir)).stop_gate is False
+    assert NavidPlanner(NavidPlannerConfig(), backend=ScriptedBackend([])).stop_gate is False
+    gated = tmp_path / "gated"
+    shutil.copytree(tiny_navid_dir, gated)
+    (gated / PLANNER_CONFIG_NAME).write_text(json.dumps({"stop_gate": True}))
+    assert NavidPlanner(NavidPlannerConfig(model_dir=str(gated))).stop_gate is True
+    assert NavidPlanner(NavidPlannerConfig(model_dir=str(gated), stop_gate="never")).stop_gate is False
+    assert NavidPlanner(NavidPlannerConfig(model_dir=tiny_navid_dir, stop_gate="always")).stop_gate is True
+    off = NavidPlanner(NavidPlannerConfig(stop_gate="never"), backend=ScriptedBackend(["stop"]))
+    off.reset("go to the red cube")
+    assert off.plan(frame(0)).primitives == [NavPrimitive.stop()] and off.goal_sightings is None

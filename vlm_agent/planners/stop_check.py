@@ -1,0 +1,65 @@
+"""Has the navigator seen its goal yet? `GoalSightings`, the check behind `NavidPlanner`'s stop gate.
+
+A learnt navigator's most common failure is a `stop` before it has ever seen the goal: on
+`navid_map`'s val seed 1, 31 of 58 failed episodes never had 2 goal pixels in any frame, and most
+of them still ended with a stop, often beside an object of the goal's colour or shape
+(`benchmarks/navid_failure_modes.py`). The explorer expert the model imitates never stops before it
+has seen the goal; the model cannot remember whether it has.
+
+`GoalSightings.sees_goal(rgb, instruction)` asks the referring segmenter for the instruction's goal
+object in the frame and the attribute verifier whether the mask shows it (`skills.verification`).
+The planner asks on every plan until the answer is yes once, and refuses a `stop` until then
+(`NavidPlannerConfig.stop_gate`).
+
+The goal phrase is the instruction's "<colour> <shape>" pair in the verifier's vocabulary: the first
+one, or for a sequence ("first ... then ...", "... and finish at ...") the last one. An instruction
+naming none cannot be checked, and its stops pass.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+SEQUENCE_WORDS = ("then", "finish", "first")
+
+
+class GoalSightings:
+    """Segmenter + attribute verifier on a navigator's frames (module docstring). `segmenter` /
+    `verifier` inject ready objects (tests); otherwise they load from `segmenter_dir` (default
+    `checkpoints/sa2va_nano`) and `verifier_dir` (default `checkpoints/attribute_verifier`)."""
+
+    def __init__(self, segmenter_dir: str = "", verifier_dir: str = "", min_match: float = 0.3, device: str = "cpu",
+                 segmenter=None, verifier=None):
+        from vlm_agent.skills.verification import AttributeVerifier
+
+        if segmenter is None:
+            from vlm_agent.skills.segmentation import Sa2VASegmenter
+
+            segmenter = Sa2VASegmenter(segmenter_dir or None, device=device)
+        self.segmenter = segmenter
+        self.verifier = verifier if verifier is not None else AttributeVerifier(verifier_dir or None, device=device, min_match=min_match)
+
+    def goal_phrase(self, instruction: str) -> str | None:
+        """'the <colour> <shape>' of the instruction's goal (module docstring), or None."""
+        cfg = self.verifier.model.config
+        words = re.findall(r"[a-z]+", instruction.lower())
+        pairs = [f"{a} {b}" for a, b in zip(words, words[1:]) if a in cfg.colours and b in cfg.shapes and b != "other"]
+        if not pairs:
+            return None
+        return "the " + (pairs[-1] if any(w in SEQUENCE_WORDS for w in words) else pairs[0])
+
+    def sees_goal(self, rgb: np.ndarray, phrase: str) -> tuple[bool, str]:
+        """(whether `phrase` is in the frame, segmented and verified; why)."""
+        self.segmenter.reset(phrase)
+        result = self.segmenter.step(np.asarray(rgb, np.uint8))
+        mask = np.asarray(result.mask, bool) if result.mask is not None else None
+        if mask is None or not mask.any():
+            return False, f"the segmenter marks no '{phrase}' in view"
+        verdict = self.verifier.check(rgb, mask, phrase)
+        if not verdict.accepted:
+            return False, verdict.reason()
+        return True, f"'{phrase}' in view (match {verdict.match:.2f})"
+
+
+__all__ = ["GoalSightings"]
