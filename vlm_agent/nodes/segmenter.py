@@ -118,7 +118,7 @@ class SegmenterNodeConfig(ConfigBase):
     verifier_model_dir: str = param("", "attribute verifier (skills.verification): a mask it does not read as the query's colour and shape "
                                     "is published empty (label source 'rejected', with the reason); '' = off, 'default' = the shipped "
                                     "checkpoints/attribute_verifier, else a model directory", read_only=True)
-    verifier_min_match: float = param(0.1, "the verifier's smallest accepted match: P(colour) x P(shape) of the words the query names",
+    verifier_min_match: float = param(0.3, "the verifier's smallest accepted match: P(colour) x P(shape) of the words the query names",
                                       min=0.0, max=1.0, read_only=True)
 
 

@@ -48,7 +48,7 @@ class Verdict:
 class AttributeVerifier:
     """The attribute-verifier model on one device. `model`/`processor` inject a ready pair (tests)."""
 
-    def __init__(self, model_dir: str | None = None, device: str = "cpu", min_match: float = 0.1, model=None, processor=None):
+    def __init__(self, model_dir: str | None = None, device: str = "cpu", min_match: float = 0.3, model=None, processor=None):
         from vlm_agent.models.attribute_verifier import AttributeVerifierModel, AttributeVerifierProcessor
 
         if not 0.0 <= float(min_match) <= 1.0:

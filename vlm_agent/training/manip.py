@@ -442,7 +442,7 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
 
     from vlm_agent.models.embodied_vlm.processing_embodied_vlm import train_tokenizer
     from vlm_agent.models.registry import get_processor_class, load_model_and_processor, new_model
-    from vlm_agent.training.navid import resume_train_state, plot_training_curves, save_checkpoint, save_train_state
+    from vlm_agent.training.navid import start_training_run, plot_training_curves, save_checkpoint, save_train_state
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -466,18 +466,10 @@ def train(cfg: ManipTrainConfig, progress: bool = True) -> dict:
     model.train()
     batcher = ManipBatcher(cfg.family, processor, images, records, examples, seed=cfg.seed, augment=cfg.augment, nonce=cfg.nonce)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    work_dir = cfg.out_dir.rstrip("/") + ".work"
-    log_path = os.path.join(cfg.out_dir, "train_log.jsonl")
-    state_path = os.path.join(work_dir, "train_state.pt")
     budget_s = cfg.minutes * 60
-    t0 = time.monotonic()
-    step, ema, best = 0, None, {"success_rate": -1.0, "step": 0}
     bar = tqdm(total=cfg.max_steps, desc=f"train {cfg.family}", disable=not progress, unit="step")
-    state = resume_train_state(state_path, model, opt, device, batcher, cfg.seed, bar, cfg.resume)
-    if state is not None:
-        step, ema, best = state["step"], state["ema"], state["best"]
-        t0 -= state["elapsed_s"]
+    run = start_training_run(cfg.out_dir, model, opt, device, batcher, cfg.seed, bar, cfg.resume, best={"success_rate": -1.0, "step": 0})
+    work_dir, log_path, state_path, step, ema, best, t0 = run
     log_f = open(log_path, "a")
 
     def evaluate_and_keep():

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import typing
 
 import numpy as np
 import torch
@@ -259,6 +260,35 @@ def resume_train_state(path: str, model, optimizer, device, batcher, seed: int, 
         bar.update(state["step"])
         bar.write(f"resumed from {path} at step {state['step']} ({state['elapsed_s'] / 60:.1f} min in)")
     return state
+
+
+class TrainingRun(typing.NamedTuple):
+    """Where a trainer writes (`start_training_run`) and where it starts: step 0 or a resumed state.
+    t0: the monotonic time the run counts its budget from (earlier by the resumed run's seconds)."""
+
+    work_dir: str
+    log_path: str
+    state_path: str
+    step: int
+    ema: object
+    best: dict
+    t0: float
+
+
+def start_training_run(out_dir: str, model, optimizer, device, batcher, seed: int, bar, resume: bool, best: dict, ema=None) -> TrainingRun:
+    """`out_dir` and its `.work` sibling made, the log and state paths, and the state to start from:
+    `resume_train_state` when `resume` finds one, else step 0 with `best` / `ema` as given.
+    What the PaLM-E / Octopus, Sa2VA and verifier trainers share."""
+    os.makedirs(out_dir, exist_ok=True)
+    work_dir = out_dir.rstrip("/") + ".work"
+    os.makedirs(work_dir, exist_ok=True)
+    state_path = os.path.join(work_dir, "train_state.pt")
+    t0, step = time.monotonic(), 0
+    state = resume_train_state(state_path, model, optimizer, device, batcher, seed, bar, resume)
+    if state is not None:
+        step, ema, best = state["step"], state["ema"], state["best"]
+        t0 -= state["elapsed_s"]
+    return TrainingRun(work_dir, os.path.join(out_dir, "train_log.jsonl"), state_path, step, ema, best, t0)
 
 
 def _map_fields(cfg: NavidTrainConfig, data: dict) -> dict:

@@ -415,7 +415,7 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
 
     from tqdm import tqdm
 
-    from vlm_agent.training.navid import resume_train_state, plot_training_curves, save_checkpoint, save_train_state
+    from vlm_agent.training.navid import start_training_run, plot_training_curves, save_checkpoint, save_train_state
     from vlm_agent.training.seg_data import load_seg_shards
 
     torch.set_num_threads(cfg.threads)
@@ -429,21 +429,10 @@ def train(cfg: Sa2VATrainConfig, progress: bool = True) -> dict:
     model.train()
     batcher = ClipBatcher(data, processor, cfg.window_frames, cfg.seed, query_noise=cfg.query_noise)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    work_dir = cfg.out_dir.rstrip("/") + ".work"
-    os.makedirs(work_dir, exist_ok=True)
-    log_path = os.path.join(cfg.out_dir, "train_log.jsonl")
-    state_path = os.path.join(work_dir, "train_state.pt")
     budget_s = cfg.minutes * 60
-    t0 = time.monotonic()
-    best = {"clip_miou": -1.0}
-    ema: dict[str, float] = {}
-    step = 0
     bar = tqdm(total=cfg.max_steps, desc="train sa2va", disable=not progress, unit="step")
-    state = resume_train_state(state_path, model, opt, device, batcher, cfg.seed, bar, cfg.resume)
-    if state is not None:
-        step, ema, best = state["step"], state["ema"], state["best"]
-        t0 -= state["elapsed_s"]
+    run = start_training_run(cfg.out_dir, model, opt, device, batcher, cfg.seed, bar, cfg.resume, best={"clip_miou": -1.0}, ema={})
+    work_dir, log_path, state_path, step, ema, best, t0 = run
     log_f = open(log_path, "a")
 
     def evaluate_and_keep(step: int) -> None:
