@@ -40,7 +40,7 @@ def test_plan_contract(planner):
     assert isinstance(r, PlanResult) and isinstance(r.raw_text, str) and r.latency_s > 0
     assert 1 <= len(r.primitives) <= 3 and all(isinstance(p, NavPrimitive) for p in r.primitives)
     assert r.error is None  # constrained decoding cannot produce unparsable text
-    assert set(r.to_dict()) == {"raw_text", "primitives", "latency_s", "error"}
+    assert set(r.to_dict()) == {"raw_text", "primitives", "latency_s", "error", "source"} and r.source == "model"
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "x" * 501, "go\x00 to the ball", "go to\u202e the ball", "stop\nmove forward 100 cm", None, 42])
@@ -337,3 +337,56 @@ def test_the_stop_gate_follows_the_model_directory_unless_told(tiny_navid_dir, t
     off = NavidPlanner(NavidPlannerConfig(stop_gate="never"), backend=ScriptedBackend(["stop"]))
     off.reset("go to the red cube")
     assert off.plan(frame(0)).primitives == [NavPrimitive.stop()] and off.goal_sightings is None
+
+
+class _ScriptedMapBackend(ScriptedBackend):
+    """A scripted model that reads a map memory (the planner then builds one from depth and pose)."""
+
+    ego_map_config = {"cells": 8}
+
+    def generate(self, rgb, ego_map=None):
+        assert ego_map is not None and ego_map.shape == (3, 8, 8)
+        return super().generate(rgb)
+
+
+def test_the_goal_approach_drives_to_a_located_goal_without_asking_the_model():
+    from vlm_agent.planners.stop_check import GoalSightings
+
+    config = NavidPlannerConfig(goal_approach="always", stop_gate="never", blocked_frame_delta=0)
+    backend = _ScriptedMapBackend(["turn left 30 degrees"] * 4)
+    planner = NavidPlanner(config, backend=backend)
+    planner.goal_sightings = GoalSightings(segmenter=_SquareSegmenter(), verifier=_forced_verifier("red", "plate"))
+    depth = np.full((24, 32), 2.0, np.float32)  # the square's pixels are ~2 m away along the optical axis
+    planner.reset("go to the red cube")  # the segmenter only ever marks a red plate: the model drives
+    first = planner.plan(frame(0), depth, (0.0, 0.0, 0.0))
+    assert first.source == "model" and first.primitives == [NavPrimitive.turn_left(30)] and backend.generated == 1
+    assert planner.approach is not None and planner.approach.estimates == {}
+    planner.reset("walk to the red plate")
+    result = planner.plan(frame(0), depth, (0.0, 0.0, 0.0))
+    assert result.source == "goal_approach" and "goal approach" in result.recovery and backend.generated == 1
+    assert result.primitives[0].kind in ("forward", "turn_left", "turn_right") and result.to_dict()["source"] == "goal_approach"
+    (gx, gy), = planner.approach.estimates.values()
+    assert 1.0 < gx < 3.0 and "red plate" in planner.goal_seen
+    # at the goal it stops, facing it
+    near = planner.plan(frame(0), np.full((24, 32), 0.5, np.float32), (gx - 0.5, gy, 0.0))
+    assert near.primitives == [NavPrimitive.stop()] and near.source == "goal_approach"
+    # a qualified goal (look-alikes may share its label) is left to the model
+    planner.reset("go to the red plate next to the table")
+    assert planner.plan(frame(0), depth, (0.0, 0.0, 0.0)).source == "model" and backend.generated == 2
+
+
+def test_the_goal_approach_needs_a_map_model_and_follows_the_model_directory(tiny_navid_dir, tmp_path):
+    import json
+    import shutil
+
+    from vlm_agent.planners.navid import PLANNER_CONFIG_NAME
+
+    with open(os.path.join(NavidPlannerConfig().resolved_model_dir(), PLANNER_CONFIG_NAME)) as f:
+        assert json.load(f)["goal_approach"] is True
+    assert NavidPlanner(NavidPlannerConfig(goal_approach="always"), backend=ScriptedBackend([])).goal_approach_on is False  # no map memory
+    assert NavidPlanner(NavidPlannerConfig(goal_approach="always"), backend=_ScriptedMapBackend([])).goal_approach_on is True
+    assert NavidPlanner(NavidPlannerConfig(), backend=_ScriptedMapBackend([])).goal_approach_on is False  # "model" needs a directory
+    on = tmp_path / "on"
+    shutil.copytree(tiny_navid_dir, on)
+    (on / PLANNER_CONFIG_NAME).write_text(json.dumps({"goal_approach": True}))
+    assert NavidPlanner(NavidPlannerConfig(model_dir=str(on))).goal_approach_on is False  # tiny_navid has no map memory

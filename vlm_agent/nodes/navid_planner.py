@@ -495,7 +495,9 @@ class NavidPlannerNode(InstructionInputMixin, ManagedAgentNode):
         _, job_request, result, stamp = future.result()
         self._last_observed_stamp = max(self._last_observed_stamp, stamp)
         self.health.latency("model", result.latency_s)
-        if getattr(result, "recovery", None):
+        if getattr(result, "source", "model") != "model":
+            self.get_logger().info(f"plan {job_request.plan_id}: {result.recovery}")
+        elif getattr(result, "recovery", None):
             self.get_logger().info(f"plan {job_request.plan_id}: {result.recovery}; the model's answer was {result.raw_text!r}")
         try:
             plan = self.loop.on_result(job_request, result.raw_text, result.primitives, result.latency_s, result.error)

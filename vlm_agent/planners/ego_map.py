@@ -105,6 +105,20 @@ class EgoMap:
         inside = (col >= 0) & (col < c.world_cells) & (row >= 0) & (row < c.world_cells)
         return row, col, inside
 
+    def world_to_cell(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """World points (m, `odom`) -> (row, col, inside) of the accumulated grid `self.grid` (row = y)."""
+        if self.origin is None:
+            raise ValueError("EgoMap: no update yet, the grid has no origin")
+        return self._cells(np.asarray(x, float), np.asarray(y, float))
+
+    def cell_to_world(self, row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centres (x, y) m in `odom` of grid cells (inverse of `world_to_cell`)."""
+        c = self.config
+        half = c.world_cells / 2.0
+        x = self.origin[0] + (np.asarray(col, float) + 0.5 - half) * c.world_resolution_m
+        y = self.origin[1] + (np.asarray(row, float) + 0.5 - half) * c.world_resolution_m
+        return x, y
+
     def depth_points(self, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """depth (H, W) m along the optical axis -> base_link points (X ahead, Y left, Z up), each (P,),
         of the finite, positive pixels on the `pixel_stride` lattice."""
@@ -115,8 +129,14 @@ class EgoMap:
         if depth.ndim != 2:
             raise ValueError(f"depth must be (H, W), got shape {depth.shape}")
         h, w = depth.shape
-        sx, sy = w / float(k.width), h / float(k.height)
         vs, us = np.mgrid[0:h:c.pixel_stride, 0:w:c.pixel_stride]
+        return self._project(depth, vs.ravel(), us.ravel())
+
+    def _project(self, depth: np.ndarray, vs: np.ndarray, us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels (row `vs`, column `us`) of `depth` -> base_link (X, Y, Z) of the finite, positive ones."""
+        c, k = self.config, self.intrinsics
+        h, w = depth.shape
+        sx, sy = w / float(k.width), h / float(k.height)
         d = depth[vs, us]
         ok = np.isfinite(d) & (d > 0.05)
         d, us, vs = d[ok], us[ok] + 0.5, vs[ok] + 0.5
@@ -127,6 +147,25 @@ class EgoMap:
         Y = -xo
         Z = c.camera_height_m - d * sp - yo * cp
         return X, Y, Z
+
+    def mask_points(self, depth: np.ndarray, mask: np.ndarray, pose: tuple[float, float, float]) -> np.ndarray:
+        """(P, 2) world (x, y) m in `odom` of the pixels of `mask` (any size: sampled at the depth
+        image's resolution) with a valid depth, seen from base pose (x, y, yaw)."""
+        if self.intrinsics is None:
+            raise ValueError("EgoMap needs camera intrinsics")
+        depth = np.asarray(depth, dtype=np.float32)
+        mask = np.asarray(mask, bool)
+        if depth.ndim != 2 or mask.ndim != 2:
+            raise ValueError(f"depth and mask must be 2-D, got {depth.shape} and {mask.shape}")
+        h, w = depth.shape
+        # Nearest-neighbour: the mask pixel under each depth pixel (an RGB and a depth image may differ in size).
+        rows = (np.arange(h) * mask.shape[0]) // h
+        cols = (np.arange(w) * mask.shape[1]) // w
+        vs, us = np.nonzero(mask[rows][:, cols])
+        X, Y, _ = self._project(depth, vs, us)
+        x, y, yaw = (float(v) for v in pose)
+        cy, sy = math.cos(yaw), math.sin(yaw)
+        return np.stack([x + X * cy - Y * sy, y + X * sy + Y * cy], axis=1)
 
     # -- memory --------------------------------------------------------------------------------
     def update(self, depth: np.ndarray | None, pose: tuple[float, float, float]) -> None:
@@ -169,6 +208,14 @@ class EgoMap:
         ok = (rr >= 0) & (rr < c.world_cells) & (cc >= 0) & (cc < c.world_cells)
         self.grid[2, rr[ok], cc[ok]] = True
         self.updates += 1
+
+    def mark_obstacle(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Mark world points (m, `odom`) as obstacles: what a bumper or a blocked move found where the
+        camera saw nothing (an obstacle under the camera's view or too thin for its depth image)."""
+        if self.origin is None:
+            return
+        r, col, inside = self._cells(np.asarray(x, float), np.asarray(y, float))
+        self.grid[1, r[inside], col[inside]] = True
 
     def egocentric(self, pose: tuple[float, float, float]) -> np.ndarray:
         """(3, N, N) uint8 {0, 1}: the memory around base pose (x, y, yaw), ahead up (see module doc).

@@ -110,6 +110,13 @@ class NavidPlannerConfig(EncoderParams):
     stop_gate_min_match: float = param(0.3, "stop gate: the verifier's smallest accepted match", min=0.0, max=1.0)
     stop_gate_turn_deg: float = param(90.0, "stop gate: the turn (degrees, to the left) that replaces a refused stop", min=1.0, max=180.0)
     stop_gate_max_refusals: int = param(5, "stop gate: refused stops per episode at most (then stops pass)", min=0, max=1000)
+    # The goal approach (planners/goal_approach.py): once the goal is located, drive to it on the map memory.
+    goal_approach: str = param("model", "once the instruction's goal (a colour-shape pair with no qualifier; each leg of a sequence) is segmented "
+                               "and verified in view, locate it with depth and odometry and drive to it on the map memory instead of asking "
+                               "the model (models with a map only): always, never, or model (as planner_config.json says; off without one)",
+                               choices=("model", "always", "never"))
+    goal_approach_stop_radius_m: float = param(0.7, "goal approach: stop this close to the located goal, m", min=0.1, max=5.0)
+    goal_approach_max_plans: int = param(60, "goal approach: plans spent on one located goal before it is forgotten", min=1, max=10000)
     device: str = param("cpu", "torch device for local backends")
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
@@ -126,10 +133,12 @@ class PlanResult:
     primitives: list[NavPrimitive]
     latency_s: float
     error: str | None = None
-    recovery: str | None = None  # set when a recovery behaviour replaced the model's primitives (why)
+    recovery: str | None = None  # set when a recovery behaviour replaced the model's primitives, or the goal approach planned (why)
+    source: str = "model"  # "model", or "goal_approach" when the located goal's path planned and the model was not asked
 
     def to_dict(self) -> dict:
-        out = {"raw_text": self.raw_text, "primitives": [p.to_dict() for p in self.primitives], "latency_s": self.latency_s, "error": self.error}
+        out = {"raw_text": self.raw_text, "primitives": [p.to_dict() for p in self.primitives], "latency_s": self.latency_s, "error": self.error,
+               "source": self.source}
         if self.recovery:
             out["recovery"] = self.recovery
         return out
@@ -184,8 +193,13 @@ class NavidPlanner:
         self.ego_map = None  # EgoMap when the model reads one (built at the first frame: intrinsics)
         self._intrinsics = None
         self._mapped = None  # (depth, pose) of the frame last added to the map: each frame once
-        self.stop_gate = self._resolve_stop_gate(backend is None)
-        self.goal_sightings = None  # planners.stop_check.GoalSightings, made at the first plan when the stop gate is on
+        self.stop_gate = self._resolve_model_option("stop_gate", backend is None)
+        self.goal_approach_on = self._resolve_model_option("goal_approach", backend is None)
+        if self.goal_approach_on and self._map_settings is None:
+            log.info("goal_approach needs a model with a map memory (depth and odometry); %s has none: off", self.config.resolved_model_dir())
+            self.goal_approach_on = False
+        self.goal_sightings = None  # planners.stop_check.GoalSightings, made at the first plan when the stop gate or approach is on
+        self.approach = None  # planners.goal_approach.GoalApproach of this episode (goal approach on)
         self.goal_seen: str | None = None  # why the goal counts as seen this episode (None: not yet)
         self._refusals = 0
 
@@ -233,7 +247,7 @@ class NavidPlanner:
         with self._lock:
             self.backend.reset(text)
             self.instruction, self.steps, self._turned_deg, self._forward_view = text, 0, 0.0, None
-            self.goal_seen, self._refusals = None, 0
+            self.goal_seen, self._refusals, self.approach = None, 0, None
             if self.ego_map is not None:
                 self.ego_map.reset()
             self._mapped = None
@@ -253,6 +267,15 @@ class NavidPlanner:
             self._require_instruction()
             t0 = time.perf_counter()
             ego = self._update_map(depth, pose)
+            if self.stop_gate or self.goal_approach_on:
+                self._look_for_goal(rgb, depth, pose)
+            step = self.approach.plan(pose, self.ego_map) if self.approach is not None and ego is not None else None
+            if step is not None:
+                # The goal is located: geometry drives, the model is not asked (planners/goal_approach.py).
+                self.steps += 1
+                self._turned_deg, self._forward_view = 0.0, None
+                text = ", ".join(p.to_text() for p in step.primitives)
+                return PlanResult(text, step.primitives, time.perf_counter() - t0, None, step.reason, source="goal_approach")
             raw = self.backend.generate(rgb) if ego is None else self.backend.generate(rgb, ego_map=ego)
             parsed = parse_primitives(raw, self.config.max_primitives, self.config.max_forward_cm, self.config.max_turn_deg)
             latency = time.perf_counter() - t0
@@ -261,10 +284,8 @@ class NavidPlanner:
             primitives, recovery = self._blocked_recovery(list(parsed.primitives), view)
             primitives, spin = self._spin_recovery(primitives, may_replace=recovery is None)  # a blocked view is no place to go forward
             recovery = recovery or spin
-            if self.stop_gate:
-                self._look_for_goal(rgb)
-                if recovery is None:
-                    primitives, recovery = self._stop_gate(primitives)
+            if self.stop_gate and recovery is None:
+                primitives, recovery = self._stop_gate(primitives)
             self._forward_view = view if any(p.kind == "forward" for p in primitives) else None
         if parsed.error:
             log.warning("NaVid output unparsable, stopping: %s", parsed.error)
@@ -314,36 +335,52 @@ class NavidPlanner:
                 self._turned_deg += p.value
         return primitives, recovery
 
-    def _resolve_stop_gate(self, own_backend: bool) -> bool:
-        """`stop_gate` as a bool: "model" reads `planner_config.json` in the model directory of a backend
-        this planner built itself (an injected backend has no directory to read)."""
+    def _resolve_model_option(self, name: str, own_backend: bool) -> bool:
+        """A "model" / "always" / "never" setting (`stop_gate`, `goal_approach`) as a bool: "model" reads
+        `planner_config.json` in the model directory of a backend this planner built itself (an
+        injected backend has no directory to read)."""
         c = self.config
-        if c.stop_gate != "model":
-            return c.stop_gate == "always"
+        value = getattr(c, name)
+        if value != "model":
+            return value == "always"
         if not own_backend or c.backend == "remote":
             return False
         path = os.path.join(c.resolved_model_dir(), PLANNER_CONFIG_NAME)
         if not os.path.isfile(path):
             return False
         with open(path) as f:
-            return bool(json.load(f).get("stop_gate", False))
+            return bool(json.load(f).get(name, False))
 
-    def _look_for_goal(self, rgb: np.ndarray) -> None:
-        """Until the goal has been seen this episode, ask whether it is in this frame (`stop_gate`)."""
-        if self.goal_seen is not None:
-            return
+    def _look_for_goal(self, rgb: np.ndarray, depth, pose) -> None:
+        """Segment and verify the goals worth looking for in this frame: with the goal approach, every
+        leg not yet done (each sighting re-locates its goal on the map); for the stop gate, the last
+        goal until it has been seen once."""
         c = self.config
         if self.goal_sightings is None:
             from vlm_agent.planners.stop_check import GoalSightings
 
             self.goal_sightings = GoalSightings(c.stop_gate_segmenter_dir, c.stop_gate_verifier_dir, c.stop_gate_min_match, c.device)
-        phrase = self.goal_sightings.goal_phrase(self.instruction)
-        if phrase is None:
-            self.goal_seen = "the instruction names no colour and shape the verifier knows: stops are not gated"
+        phrases, unique = self.goal_sightings.goal_phrases(self.instruction)
+        if not phrases:
+            self.goal_seen = self.goal_seen or "the instruction names no colour and shape the verifier knows: stops are not gated"
             return
-        seen, why = self.goal_sightings.sees_goal(rgb, phrase)
-        if seen:
-            self.goal_seen = f"{why} at plan {self.steps}"
+        if self.goal_approach_on and unique and self.ego_map is not None:
+            if self.approach is None:
+                from vlm_agent.planners.goal_approach import GoalApproach
+
+                self.approach = GoalApproach(phrases, unique, stop_radius_m=c.goal_approach_stop_radius_m, max_plans=c.goal_approach_max_plans)
+            for phrase in self.approach.pending_phrases:
+                mask, why = self.goal_sightings.find_goal(rgb, phrase)
+                if mask is None:
+                    continue
+                self.approach.observe(phrase, self.ego_map.mask_points(depth, mask, pose), pose)
+                if phrase == phrases[-1] and self.goal_seen is None:
+                    self.goal_seen = f"{why} at plan {self.steps}"
+            return
+        if self.stop_gate and self.goal_seen is None:
+            seen, why = self.goal_sightings.sees_goal(rgb, phrases[-1])
+            if seen:
+                self.goal_seen = f"{why} at plan {self.steps}"
 
     def _stop_gate(self, primitives: list[NavPrimitive]) -> tuple[list[NavPrimitive], str | None]:
         """A stop before the goal has been seen becomes a turn, at most `stop_gate_max_refusals` times an episode.

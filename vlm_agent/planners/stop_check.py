@@ -17,11 +17,7 @@ naming none cannot be checked, and its stops pass.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
-
-SEQUENCE_WORDS = ("then", "finish", "first")
 
 
 class GoalSightings:
@@ -40,26 +36,34 @@ class GoalSightings:
         self.segmenter = segmenter
         self.verifier = verifier if verifier is not None else AttributeVerifier(verifier_dir or None, device=device, min_match=min_match)
 
-    def goal_phrase(self, instruction: str) -> str | None:
-        """'the <colour> <shape>' of the instruction's goal (module docstring), or None."""
-        cfg = self.verifier.model.config
-        words = re.findall(r"[a-z]+", instruction.lower())
-        pairs = [f"{a} {b}" for a, b in zip(words, words[1:]) if a in cfg.colours and b in cfg.shapes and b != "other"]
-        if not pairs:
-            return None
-        return "the " + (pairs[-1] if any(w in SEQUENCE_WORDS for w in words) else pairs[0])
+    def goal_phrases(self, instruction: str) -> tuple[list[str], bool]:
+        """The instruction's goals in the verifier's vocabulary (`goal_approach.instruction_goals`)."""
+        from vlm_agent.planners.goal_approach import instruction_goals
 
-    def sees_goal(self, rgb: np.ndarray, phrase: str) -> tuple[bool, str]:
-        """(whether `phrase` is in the frame, segmented and verified; why)."""
+        cfg = self.verifier.model.config
+        return instruction_goals(instruction, cfg.colours, cfg.shapes)
+
+    def goal_phrase(self, instruction: str) -> str | None:
+        """'the <colour> <shape>' of the instruction's (last) goal (module docstring), or None."""
+        phrases, _ = self.goal_phrases(instruction)
+        return phrases[-1] if phrases else None
+
+    def find_goal(self, rgb: np.ndarray, phrase: str) -> tuple[np.ndarray | None, str]:
+        """(the (H, W) bool mask of `phrase` in the frame if segmented and verified, else None; why)."""
         self.segmenter.reset(phrase)
         result = self.segmenter.step(np.asarray(rgb, np.uint8))
         mask = np.asarray(result.mask, bool) if result.mask is not None else None
         if mask is None or not mask.any():
-            return False, f"the segmenter marks no '{phrase}' in view"
+            return None, f"the segmenter marks no '{phrase}' in view"
         verdict = self.verifier.check(rgb, mask, phrase)
         if not verdict.accepted:
-            return False, verdict.reason()
-        return True, f"'{phrase}' in view (match {verdict.match:.2f})"
+            return None, verdict.reason()
+        return mask, f"'{phrase}' in view (match {verdict.match:.2f})"
+
+    def sees_goal(self, rgb: np.ndarray, phrase: str) -> tuple[bool, str]:
+        """(whether `phrase` is in the frame, segmented and verified; why)."""
+        mask, why = self.find_goal(rgb, phrase)
+        return mask is not None, why
 
 
 __all__ = ["GoalSightings"]
