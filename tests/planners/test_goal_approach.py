@@ -167,3 +167,20 @@ def test_mask_points_locate_a_simulated_object():
         assert located >= 10  # 18 sightings of 8 objects
     finally:
         env.close()
+
+
+def test_the_best_verified_candidate_is_approached_and_a_better_sighting_redirects():
+    m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
+    m.update(None, (0.0, 0.0, 0.0))
+    approach = GoalApproach(["the purple cube"], unique=True)
+    pose = (0.0, 0.0, 0.0)
+    approach.observe("the purple cube", np.array([[3.0, 0.0]]), pose, match=0.88)  # a look-alike, seen twice
+    approach.observe("the purple cube", np.array([[3.1, 0.1]]), pose, match=0.82)
+    assert len(approach.candidates["the purple cube"]) == 1 and approach.candidates["the purple cube"][0].sightings == 2
+    assert approach.choose("the purple cube").match == pytest.approx(0.88)
+    assert approach.plan(pose, m).primitives[0].kind == "forward"  # heads for it
+    approach.observe("the purple cube", np.array([[0.0, 3.0]]), pose, match=0.99)  # the object itself, once, confidently
+    assert len(approach.candidates["the purple cube"]) == 2
+    gx, gy = approach.estimates["the purple cube"]
+    assert gx == pytest.approx(0.0, abs=0.01) and gy == pytest.approx(3.1, abs=0.01)
+    assert approach.plan(pose, m).primitives[0].kind == "turn_left"  # redirected, to the left

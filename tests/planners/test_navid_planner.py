@@ -390,3 +390,15 @@ def test_the_goal_approach_needs_a_map_model_and_follows_the_model_directory(tin
     shutil.copytree(tiny_navid_dir, on)
     (on / PLANNER_CONFIG_NAME).write_text(json.dumps({"goal_approach": True}))
     assert NavidPlanner(NavidPlannerConfig(model_dir=str(on))).goal_approach_on is False  # tiny_navid has no map memory
+
+
+def test_with_the_goal_approach_a_sequence_stop_is_refused_until_the_earlier_leg_is_done():
+    from vlm_agent.planners.stop_check import GoalSightings
+
+    config = NavidPlannerConfig(goal_approach="always", stop_gate="always", stop_gate_max_refusals=3, blocked_frame_delta=0)
+    planner = NavidPlanner(config, backend=_ScriptedMapBackend(["stop"] * 4))
+    planner.goal_sightings = GoalSightings(segmenter=_SquareSegmenter(), verifier=_forced_verifier("blue", "plate"))
+    planner.reset("first go to the red cube, then to the blue plate")  # only the last goal is ever in view
+    result = planner.plan(frame(0), np.full((24, 32), 2.0, np.float32), (0.0, 0.0, 0.0))
+    assert result.source == "model" and "blue plate" in planner.goal_seen  # the first leg is not located: the model drives
+    assert result.primitives[0].kind == "turn_left" and "leg 1 of 2 (the red cube) is not done" in result.recovery

@@ -92,6 +92,9 @@ class EgoMap:
         """Forget everything (a new episode)."""
         w = self.config.world_cells
         self.grid = np.zeros((len(CHANNELS), w, w), dtype=bool)
+        # The highest obstacle point seen in each cell, m above the floor (-inf: none). Not part of the
+        # model's view: the goal approach reads it to tell walls (tall) from tables (low) apart.
+        self.top = np.full((w, w), -np.inf, dtype=np.float32)
         self.origin: tuple[float, float] | None = None
         self.updates = 0
 
@@ -202,6 +205,7 @@ class EgoMap:
             near_obs = obstacle & (dist <= c.max_range_m)
             r, col, inside = self._cells(px[near_obs], py[near_obs])
             self.grid[1, r[inside], col[inside]] = True
+            np.maximum.at(self.top, (r[inside], col[inside]), Z[near_obs][inside].astype(np.float32))
         # Visited: a disc of the robot's radius.
         r0, c0, _ = self._cells(np.array([x]), np.array([y]))
         rr, cc = r0[0] + self._disc_rows, c0[0] + self._disc_cols

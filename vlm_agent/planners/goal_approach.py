@@ -56,6 +56,17 @@ def instruction_goals(instruction: str, colours, shapes) -> tuple[list[str], boo
 
 
 @dataclasses.dataclass
+class Candidate:
+    """One located object that a goal phrase was confirmed on: where ((x, y) m, `odom`), the
+    verifier's best match over its sightings, and how many sightings."""
+
+    x: float
+    y: float
+    match: float
+    sightings: int = 1
+
+
+@dataclasses.dataclass
 class ApproachStep:
     """What `GoalApproach.plan` decided: primitives (1..3) and why, in words."""
 
@@ -68,20 +79,23 @@ class GoalApproach:
 
     stop_radius_m: the final leg ends with a stop this close to the goal's estimate (the success radius
     is 1.0 m from the object's centre); leg_radius_m: an earlier leg is done this close.
-    max_plans: plans spent on one estimate before it is dropped (a path that never closes in).
+    max_plans: plans spent on one candidate before it is dropped (a path that never closes in).
+    Every phrase keeps its candidates (`Candidate`, one per object it was confirmed on); the approach
+    heads for the one `choose` prefers, so a better sighting of the right object redirects it.
     """
 
     def __init__(self, phrases: list[str], unique: bool, stop_radius_m: float = 0.7, leg_radius_m: float = 0.6,
                  max_plans: int = 60, robot_radius_m: float = 0.2, clearance_m: float = 0.05, object_depth_m: float = 0.1,
-                 turn_cost_m: float = 0.12):
+                 turn_cost_m: float = 0.12, merge_radius_m: float = 0.75):
         self.phrases = list(phrases)
         self.unique = bool(unique) and bool(self.phrases)
         self.stop_radius_m, self.leg_radius_m, self.max_plans = stop_radius_m, leg_radius_m, max_plans
         self.robot_radius_m, self.clearance_m, self.object_depth_m = robot_radius_m, clearance_m, object_depth_m
-        self.turn_cost_m = turn_cost_m
+        self.turn_cost_m, self.merge_radius_m = turn_cost_m, merge_radius_m
         self.leg = 0
-        self.estimates: dict[str, tuple[float, float]] = {}
-        self._plans_on_estimate = 0
+        self.candidates: dict[str, list[Candidate]] = {p: [] for p in self.phrases}
+        self._plans_on_estimate = 0  # plans spent on the current target candidate
+        self._target: Candidate | None = None
         self._forward_from: tuple[float, float, float] | None = None  # pose a forward step was planned at
         self.bumps = 0  # forward steps that did not move the robot (their cells became obstacles)
         self._bumped = False  # the last forward step did not move the robot: the next move is a turn
@@ -95,13 +109,27 @@ class GoalApproach:
         """Goals of this and later legs: the ones worth looking for."""
         return self.phrases[self.leg:] if self.unique else []
 
-    def observe(self, phrase: str, points_xy: np.ndarray, pose) -> tuple[float, float] | None:
-        """Locate `phrase` from its mask's world points (P, 2) seen from base pose (x, y, yaw).
+    @property
+    def estimates(self) -> dict[str, tuple[float, float]]:
+        """The chosen candidate's (x, y) of every located phrase (`choose`)."""
+        return {p: (c.x, c.y) for p in self.phrases if (c := self.choose(p)) is not None}
 
-        The estimate is the median of the points on the surface nearest the robot (within 0.3 m of the
+    def choose(self, phrase: str) -> Candidate | None:
+        """The candidate the verifier liked best (then the most seen). The verifier accepts a look-alike
+        now and then (a purple cylinder for the purple cube at 3-4 m, match 0.8-0.9), rarely as
+        confidently as the object itself, seen once from close by (0.99)."""
+        found = self.candidates.get(phrase) or []
+        return max(found, key=lambda c: (c.match, c.sightings)) if found else None
+
+    def observe(self, phrase: str, points_xy: np.ndarray, pose, match: float = 1.0) -> tuple[float, float] | None:
+        """Locate `phrase` from its mask's world points (P, 2) seen from base pose (x, y, yaw), with the
+        verifier's `match`; returns the sighting's (x, y), or None (no points, or not a goal here).
+
+        The position is the median of the points on the surface nearest the robot (within 0.3 m of the
         10th percentile of their distance: a mask that spills onto the floor behind the object adds
         far points), pushed `object_depth_m` farther along the view ray towards the object's centre.
-        A later sighting replaces an earlier one (closer views are more accurate). None: no points."""
+        A sighting within `merge_radius_m` of a candidate is that object again: the later (usually
+        closer, more accurate) position replaces the earlier one. Otherwise it is a new candidate."""
         pts = np.asarray(points_xy, float).reshape(-1, 2)
         pts = pts[np.isfinite(pts).all(axis=1)]
         if phrase not in self.phrases or len(pts) == 0:
@@ -113,9 +141,13 @@ class GoalApproach:
         d = math.hypot(gx - x, gy - y)
         if d > 1e-6:
             gx, gy = gx + (gx - x) / d * self.object_depth_m, gy + (gy - y) / d * self.object_depth_m
-        if phrase == self.current_phrase and phrase not in self.estimates:
-            self._plans_on_estimate = 0
-        self.estimates[phrase] = (gx, gy)
+        found = self.candidates[phrase]
+        same = [c for c in found if math.hypot(c.x - gx, c.y - gy) <= self.merge_radius_m]
+        if same:
+            c = min(same, key=lambda c: math.hypot(c.x - gx, c.y - gy))
+            c.x, c.y, c.match, c.sightings = gx, gy, max(c.match, float(match)), c.sightings + 1
+        else:
+            found.append(Candidate(gx, gy, float(match)))
         return gx, gy
 
     def plan(self, pose, ego_map) -> ApproachStep | None:
@@ -125,20 +157,22 @@ class GoalApproach:
         self._check_bump(ego_map, (x, y, yaw))
         while True:
             phrase = self.current_phrase
-            if phrase is None or phrase not in self.estimates:
+            target = self.choose(phrase) if phrase is not None else None
+            if target is None:
                 return None
-            gx, gy = self.estimates[phrase]
+            if target is not self._target:
+                self._target, self._plans_on_estimate = target, 0
+            gx, gy = target.x, target.y
             dist = math.hypot(gx - x, gy - y)
             last = self.leg == len(self.phrases) - 1
             if not last and dist <= self.leg_radius_m:
                 self.leg += 1
-                self._plans_on_estimate = 0
                 continue
             break
         self._plans_on_estimate += 1
         if self._plans_on_estimate > self.max_plans:
-            del self.estimates[phrase]
-            self._plans_on_estimate = 0
+            self.candidates[phrase].remove(target)
+            self._target, self._plans_on_estimate = None, 0
             return None
         bearing = math.degrees(_wrap(math.atan2(gy - y, gx - x) - yaw))
         if last and dist <= self.stop_radius_m:
@@ -272,4 +306,4 @@ def _turn_towards(bearing_deg: float) -> NavPrimitive:
     return NavPrimitive.turn_left(deg) if bearing_deg > 0 else NavPrimitive.turn_right(deg)
 
 
-__all__ = ["ApproachStep", "GoalApproach", "instruction_goals"]
+__all__ = ["ApproachStep", "Candidate", "GoalApproach", "instruction_goals"]

@@ -370,10 +370,10 @@ class NavidPlanner:
 
                 self.approach = GoalApproach(phrases, unique, stop_radius_m=c.goal_approach_stop_radius_m, max_plans=c.goal_approach_max_plans)
             for phrase in self.approach.pending_phrases:
-                mask, why = self.goal_sightings.find_goal(rgb, phrase)
+                mask, why, match = self.goal_sightings.find_goal(rgb, phrase)
                 if mask is None:
                     continue
-                self.approach.observe(phrase, self.ego_map.mask_points(depth, mask, pose), pose)
+                self.approach.observe(phrase, self.ego_map.mask_points(depth, mask, pose), pose, match)
                 if phrase == phrases[-1] and self.goal_seen is None:
                     self.goal_seen = f"{why} at plan {self.steps}"
             return
@@ -383,17 +383,24 @@ class NavidPlanner:
                 self.goal_seen = f"{why} at plan {self.steps}"
 
     def _stop_gate(self, primitives: list[NavPrimitive]) -> tuple[list[NavPrimitive], str | None]:
-        """A stop before the goal has been seen becomes a turn, at most `stop_gate_max_refusals` times an episode.
+        """A stop before the goal has been seen (or, with the goal approach, before a sequence's earlier
+        legs are done) becomes a turn, at most `stop_gate_max_refusals` times an episode.
 
         The explorer expert never stops before it has seen the goal; the model, which cannot remember
         whether it has, often does (planners/stop_check.py). A turn gives it a new view to plan from.
         """
         c = self.config
-        if self.goal_seen is not None or not primitives or primitives[0].kind != "stop" or self._refusals >= c.stop_gate_max_refusals:
+        if not primitives or primitives[0].kind != "stop" or self._refusals >= c.stop_gate_max_refusals:
+            return primitives, None
+        if self.goal_seen is None:
+            why = "the goal has not been in view yet"
+        elif self.approach is not None and self.approach.leg < len(self.approach.phrases) - 1:
+            # A sequence's earlier goal not reached yet (the goal approach counts legs): stopping at the last one fails.
+            why = f"leg {self.approach.leg + 1} of {len(self.approach.phrases)} ({self.approach.current_phrase}) is not done yet"
+        else:
             return primitives, None
         self._refusals += 1
-        return ([NavPrimitive.turn_left(c.stop_gate_turn_deg)],
-                f"stop gate: the goal has not been in view yet (refusal {self._refusals} of at most {c.stop_gate_max_refusals})")
+        return ([NavPrimitive.turn_left(c.stop_gate_turn_deg)], f"stop gate: {why} (refusal {self._refusals} of at most {c.stop_gate_max_refusals})")
 
     def _require_instruction(self):
         if self.instruction is None:

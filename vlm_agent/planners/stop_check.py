@@ -48,21 +48,22 @@ class GoalSightings:
         phrases, _ = self.goal_phrases(instruction)
         return phrases[-1] if phrases else None
 
-    def find_goal(self, rgb: np.ndarray, phrase: str) -> tuple[np.ndarray | None, str]:
-        """(the (H, W) bool mask of `phrase` in the frame if segmented and verified, else None; why)."""
+    def find_goal(self, rgb: np.ndarray, phrase: str) -> tuple[np.ndarray | None, str, float]:
+        """(the (H, W) bool mask of `phrase` in the frame if segmented and verified, else None; why;
+        the verifier's match in [0, 1], 0 when nothing was segmented)."""
         self.segmenter.reset(phrase)
         result = self.segmenter.step(np.asarray(rgb, np.uint8))
         mask = np.asarray(result.mask, bool) if result.mask is not None else None
         if mask is None or not mask.any():
-            return None, f"the segmenter marks no '{phrase}' in view"
+            return None, f"the segmenter marks no '{phrase}' in view", 0.0
         verdict = self.verifier.check(rgb, mask, phrase)
         if not verdict.accepted:
-            return None, verdict.reason()
-        return mask, f"'{phrase}' in view (match {verdict.match:.2f})"
+            return None, verdict.reason(), float(verdict.match)
+        return mask, f"'{phrase}' in view (match {verdict.match:.2f})", float(verdict.match)
 
     def sees_goal(self, rgb: np.ndarray, phrase: str) -> tuple[bool, str]:
         """(whether `phrase` is in the frame, segmented and verified; why)."""
-        mask, why = self.find_goal(rgb, phrase)
+        mask, why, _ = self.find_goal(rgb, phrase)
         return mask is not None, why
 
 
