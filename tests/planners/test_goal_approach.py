@@ -8,30 +8,36 @@ import pytest
 
 from vlm_agent.actions import NavPrimitive
 from vlm_agent.planners.ego_map import EgoMap, EgoMapConfig
-from vlm_agent.planners.goal_approach import GoalApproach, instruction_goals
+from vlm_agent.planners.goal_approach import GoalApproach, GoalSpec, crosses_room_boundary, instruction_goals, near_low_furniture
 from vlm_agent.sensors.camera_model import CameraIntrinsics
 
 COLOURS = ("red", "green", "blue", "yellow", "cyan", "purple", "orange", "white")
 SHAPES = ("cube", "ball", "cylinder", "plate", "other")
 
 
-@pytest.mark.parametrize("text, phrases, unique", [
-    ("go to the red ball", ["the red ball"], True),
-    ("find the cyan plate and stop next to it", ["the cyan plate"], True),
-    ("move to the yellow ball and stop there", ["the yellow ball"], True),
-    ("first go to the purple cube, then to the cyan ball", ["the purple cube", "the cyan ball"], True),
-    ("go to the red cube and then to the white plate", ["the red cube", "the white plate"], True),
-    ("visit the yellow plate first and finish at the green cylinder", ["the yellow plate", "the green cylinder"], True),
-    # Qualified goals may have same-label look-alikes: located, never approached.
-    ("walk to the blue cube next to the table and stop", ["the blue cube"], False),
-    ("approach the blue cube beside the table", ["the blue cube"], False),
-    ("go into the other room and stop at the cyan plate", ["the cyan plate"], False),
-    ("go to the red ball left of the blue cube", ["the red ball"], False),
-    ("go to the chair", [], False),
-    ("go to the other thing", [], False),
+@pytest.mark.parametrize("text, spec", [
+    ("go to the red ball", GoalSpec(["the red ball"], True)),
+    ("find the cyan plate and stop next to it", GoalSpec(["the cyan plate"], True)),
+    ("move to the yellow ball and stop there", GoalSpec(["the yellow ball"], True)),
+    ("first go to the purple cube, then to the cyan ball", GoalSpec(["the purple cube", "the cyan ball"], True)),
+    ("go to the red cube and then to the white plate", GoalSpec(["the red cube", "the white plate"], True)),
+    ("visit the yellow plate first and finish at the green cylinder", GoalSpec(["the yellow plate", "the green cylinder"], True)),
+    # Qualifiers the map can check pick among same-label look-alikes.
+    ("walk to the blue cube next to the table and stop", GoalSpec(["the blue cube"], True, "table")),
+    ("approach the blue cube beside the table", GoalSpec(["the blue cube"], True, "table")),
+    ("go into the other room and stop at the cyan plate", GoalSpec(["the cyan plate"], True, "room")),
+    ("walk to the blue plate that is in the other room", GoalSpec(["the blue plate"], True, "room")),
+    ("go to the red ball left of the blue cube", GoalSpec(["the red ball"], True, "left", "the blue cube")),
+    ("head to the orange cylinder that is right of the orange ball", GoalSpec(["the orange cylinder"], True, "right", "the orange ball")),
+    # ... and others it cannot check are left to the model.
+    ("go to the red ball next to the sofa", GoalSpec(["the red ball"], False)),
+    ("go to the red ball behind the blue cube", GoalSpec(["the red ball"], False)),
+    ("go to the red ball near the blue cube", GoalSpec(["the red ball"], False)),
+    ("go to the chair", GoalSpec([], False)),
+    ("go to the other thing", GoalSpec([], False)),
 ])
-def test_instruction_goals(text, phrases, unique):
-    assert instruction_goals(text, COLOURS, SHAPES) == (phrases, unique)
+def test_instruction_goals(text, spec):
+    assert instruction_goals(text, COLOURS, SHAPES) == spec
 
 
 def _map_with_wall() -> EgoMap:
@@ -67,7 +73,7 @@ def _drive(approach: GoalApproach, m: EgoMap, pose, wall_x: float | None = 1.5, 
 
 def test_the_approach_goes_around_a_mapped_wall_and_stops_near_the_goal():
     m = _map_with_wall()
-    approach = GoalApproach(["the red ball"], unique=True)
+    approach = GoalApproach(GoalSpec(["the red ball"], True))
     assert approach.plan((0.0, 0.0, 0.0), m) is None  # nothing located yet: the model drives
     approach.observe("the red ball", np.array([[2.9, 0.0], [3.0, 0.05], [2.95, -0.05]]), (0.0, 0.0, 0.0))
     pose, kinds, path = _drive(approach, m, (0.0, 0.0, 0.0))
@@ -80,7 +86,7 @@ def test_the_approach_goes_around_a_mapped_wall_and_stops_near_the_goal():
 def test_an_unmapped_obstacle_that_stops_a_forward_step_is_marked_and_avoided():
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
-    approach = GoalApproach(["the red ball"], unique=True)
+    approach = GoalApproach(GoalSpec(["the red ball"], True))
     approach.observe("the red ball", np.array([[3.0, 0.0]]), (0.0, 0.0, 0.0))
     # The same wall as above, but the map does not know it: the first blocked step teaches it.
     pose, kinds, path = _drive(approach, m, (0.0, 0.0, 0.0))
@@ -91,7 +97,7 @@ def test_an_unmapped_obstacle_that_stops_a_forward_step_is_marked_and_avoided():
 def test_a_sequence_visits_its_legs_in_order_and_stops_only_at_the_last():
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
-    approach = GoalApproach(["the red ball", "the blue cube"], unique=True)
+    approach = GoalApproach(GoalSpec(["the red ball", "the blue cube"], True))
     approach.observe("the blue cube", np.array([[0.0, 3.0]]), (0.0, 0.0, 0.0))
     assert approach.plan((0.0, 0.0, 0.0), m) is None  # the first leg's goal is not located: the model drives
     approach.observe("the red ball", np.array([[2.0, 0.0]]), (0.0, 0.0, 0.0))
@@ -104,7 +110,7 @@ def test_a_sequence_visits_its_legs_in_order_and_stops_only_at_the_last():
 def test_a_goal_is_faced_before_the_stop():
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
-    approach = GoalApproach(["the red ball"], unique=True)
+    approach = GoalApproach(GoalSpec(["the red ball"], True))
     approach.observe("the red ball", np.array([[0.0, 0.4]]), (0.0, 0.0, 0.0))  # 0.5 m to the left
     step = approach.plan((0.0, 0.0, 0.0), m)
     assert step.primitives == [NavPrimitive.turn_left(90)]
@@ -112,7 +118,7 @@ def test_a_goal_is_faced_before_the_stop():
 
 
 def test_the_estimate_ignores_mask_pixels_spilling_onto_the_floor_behind():
-    approach = GoalApproach(["the red ball"], unique=True, object_depth_m=0.1)
+    approach = GoalApproach(GoalSpec(["the red ball"], True), object_depth_m=0.1)
     near = np.array([[2.0, -0.05], [2.0, 0.0], [2.02, 0.05], [2.05, 0.0]] * 5)
     spill = np.array([[4.0, 0.0], [5.0, 0.1], [6.0, 0.0]])
     gx, gy = approach.observe("the red ball", np.concatenate([near, spill]), (0.0, 0.0, 0.0))
@@ -124,14 +130,14 @@ def test_the_estimate_ignores_mask_pixels_spilling_onto_the_floor_behind():
 def test_an_estimate_that_never_closes_in_is_dropped():
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
-    approach = GoalApproach(["the red ball"], unique=True, max_plans=3)
+    approach = GoalApproach(GoalSpec(["the red ball"], True), max_plans=3)
     approach.observe("the red ball", np.array([[3.0, 0.0]]), (0.0, 0.0, 0.0))
     assert all(approach.plan((0.0, 0.0, 0.0), m) is not None for _ in range(3))
     assert approach.plan((0.0, 0.0, 0.0), m) is None and not approach.estimates
 
 
 def test_a_qualified_goal_is_never_approached():
-    approach = GoalApproach(["the red ball"], unique=False)
+    approach = GoalApproach(GoalSpec(["the red ball"], False))
     assert approach.pending_phrases == [] and approach.current_phrase is None
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
@@ -158,7 +164,7 @@ def test_mask_points_locate_a_simulated_object():
                     continue
                 # The mask at twice the depth image's size: mask_points samples it at the depth's resolution.
                 big = np.kron(mask, np.ones((2, 2), bool))
-                approach = GoalApproach(["the red ball"], unique=True)
+                approach = GoalApproach(GoalSpec(["the red ball"], True))
                 gx, gy = approach.observe("the red ball", m.mask_points(obs.depth, big, obs.pose), obs.pose)
                 ox, oy, _ = env.object_position(name)
                 assert math.hypot(gx - ox, gy - oy) < 0.2, name  # measured: 0.01-0.15 m
@@ -172,7 +178,7 @@ def test_mask_points_locate_a_simulated_object():
 def test_the_best_verified_candidate_is_approached_and_a_better_sighting_redirects():
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
-    approach = GoalApproach(["the purple cube"], unique=True)
+    approach = GoalApproach(GoalSpec(["the purple cube"], True))
     pose = (0.0, 0.0, 0.0)
     approach.observe("the purple cube", np.array([[3.0, 0.0]]), pose, match=0.88)  # a look-alike, seen twice
     approach.observe("the purple cube", np.array([[3.1, 0.1]]), pose, match=0.82)
@@ -184,3 +190,67 @@ def test_the_best_verified_candidate_is_approached_and_a_better_sighting_redirec
     gx, gy = approach.estimates["the purple cube"]
     assert gx == pytest.approx(0.0, abs=0.01) and gy == pytest.approx(3.1, abs=0.01)
     assert approach.plan(pose, m).primitives[0].kind == "turn_left"  # redirected, to the left
+
+
+def _rooms_map() -> EgoMap:
+    """Two rooms side by side, seen: a wall along x = 2 m (1.6 m tall) with a 1.1 m doorway at y in
+    [1.0, 2.1], and a table top (0.45 m) around (-1.5, -1.5)."""
+    m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
+    m.update(None, (0.0, 0.0, 0.0))
+    ys = np.concatenate([np.arange(-3.0, 1.0, 0.05), np.arange(2.1, 4.0, 0.05)])
+    r, c, _ = m.world_to_cell(np.full_like(ys, 2.0), ys)
+    m.grid[1, r, c] = True
+    m.top[r, c] = 1.2
+    tx, ty = np.meshgrid(np.arange(-1.8, -1.2, 0.1), np.arange(-1.8, -1.2, 0.1))
+    r, c, _ = m.world_to_cell(tx.ravel(), ty.ravel())
+    m.grid[1, r, c] = True
+    m.top[r, c] = 0.45
+    return m
+
+
+def test_room_boundaries_are_walls_or_doorways_between_start_and_goal():
+    m = _rooms_map()
+    assert crosses_room_boundary(m, (0.0, 0.0), (3.0, 0.0))  # through the wall
+    assert crosses_room_boundary(m, (0.0, 1.5), (3.5, 1.6))  # through the doorway: walls on both sides
+    assert crosses_room_boundary(m, (-1.0, 2.5), (4.0, 0.9))  # through the doorway at a slant
+    assert not crosses_room_boundary(m, (0.0, 0.0), (1.2, 2.5))  # the start room
+    assert not crosses_room_boundary(m, (0.0, 0.0), (-1.5, -2.5))
+
+
+def test_table_height_obstacles_mark_a_goal_next_to_a_table():
+    m = _rooms_map()
+    assert near_low_furniture(m, (-1.5, -0.8))  # 0.4 m from the table's edge
+    assert not near_low_furniture(m, (0.5, 1.0))  # 2 m away
+    assert not near_low_furniture(m, (2.3, 0.0))  # beside the wall: tall, not a table
+
+
+@pytest.mark.parametrize("spec, start, want", [
+    (GoalSpec(["the red ball"], True, "room"), (0.0, 0.0, 0.0), (3.0, 0.5)),
+    (GoalSpec(["the red ball"], True, "table"), (0.0, 0.0, 0.0), (-1.5, -0.9)),
+    # The reference at (1, 0), seen from a start facing +x: left is +y.
+    (GoalSpec(["the red ball"], True, "left", "the blue cube"), (0.0, 0.0, 0.0), (1.0, 1.0)),
+    (GoalSpec(["the red ball"], True, "right", "the blue cube"), (0.0, 0.0, 0.0), (1.0, -1.0)),
+    (GoalSpec(["the red ball"], True, "left", "the blue cube"), (2.0, 0.0, math.pi), (1.0, -1.0)),  # facing -x: left is -y
+])
+def test_the_qualifier_picks_the_look_alike_it_names(spec, start, want):
+    m = _rooms_map()
+    approach = GoalApproach(spec, ego_map=m, object_depth_m=0.0)
+    assert approach.pending_phrases == ["the red ball"] + ([spec.reference] if spec.reference else [])
+    # Look-alikes, all confirmed with the same confidence; the decoy seen more often.
+    for xy, times in (((3.0, 0.5), 1), ((-1.5, -0.9), 1), ((1.0, 1.0), 1), ((1.0, -1.0), 1), ((-1.0, 2.0), 3)):
+        for _ in range(times):
+            approach.observe("the red ball", np.array([xy]), start, match=0.9)
+    assert approach.choose("the red ball") is None or spec.reference is None  # a relation needs its reference first
+    if spec.reference:
+        approach.observe(spec.reference, np.array([[1.0, 0.0]]), start, match=0.9)
+    chosen = approach.choose("the red ball")
+    assert (chosen.x, chosen.y) == pytest.approx(want)
+
+
+def test_a_qualified_goal_with_no_qualifying_candidate_is_not_approached():
+    m = _rooms_map()
+    approach = GoalApproach(GoalSpec(["the red ball"], True, "room"), ego_map=m)
+    approach.observe("the red ball", np.array([[-1.0, 2.0]]), (0.0, 0.0, 0.0))  # the start room's look-alike
+    assert approach.choose("the red ball") is None and approach.plan((0.0, 0.0, 0.0), m) is None
+    with pytest.raises(ValueError):
+        GoalApproach(GoalSpec(["the red ball"], True, "left"))  # a relation needs a reference

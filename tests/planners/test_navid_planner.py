@@ -370,8 +370,8 @@ def test_the_goal_approach_drives_to_a_located_goal_without_asking_the_model():
     # at the goal it stops, facing it
     near = planner.plan(frame(0), np.full((24, 32), 0.5, np.float32), (gx - 0.5, gy, 0.0))
     assert near.primitives == [NavPrimitive.stop()] and near.source == "goal_approach"
-    # a qualified goal (look-alikes may share its label) is left to the model
-    planner.reset("go to the red plate next to the table")
+    # a goal qualified by something the map cannot check (look-alikes may share its label) is left to the model
+    planner.reset("go to the red plate next to the sofa")
     assert planner.plan(frame(0), depth, (0.0, 0.0, 0.0)).source == "model" and backend.generated == 2
 
 

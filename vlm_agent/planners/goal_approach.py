@@ -9,15 +9,17 @@ shortest path on that map gets there. Classical object-goal navigation stacks do
 exploration": learnt search, geometric approach); the learnt model keeps the part it is needed for,
 looking for the goal.
 
-    approach = GoalApproach(["the red ball"], unique=True)
+    approach = GoalApproach(instruction_goals("go to the red ball", colours, shapes))
     approach.observe("the red ball", ego_map.mask_points(depth, mask, pose), pose)
     step = approach.plan(pose, ego_map)   # None: no goal located (the model drives), else ApproachStep
 
-Goals: `instruction_goals` reads the instruction's "<colour> <shape>" pairs. A sequence ("first ...
-then ...", "... and finish at ...") has one leg per pair, visited in order. An instruction that
-qualifies its goal ("next to the table", "in the other room", "left of the blue cube") names an
-object that may have look-alikes of the same colour and shape in the scene, which this module cannot
-tell apart: it is not approached (`unique` False), and the model drives as before.
+Goals: `instruction_goals` reads the instruction's "<colour> <shape>" pairs into a `GoalSpec`. A
+sequence ("first ... then ...", "... and finish at ...") has one leg per pair, visited in order. A
+goal qualified by where it is may have look-alikes of the same colour and shape in the scene; the
+qualifiers the map can check pick among them ("in the other room": beyond a wall or doorway from the
+start; "next to the table": beside a table-height obstacle; "left of the blue cube": on that side of
+the located reference, as seen from the start pose). Any other qualifier is not approached, and the
+model drives as before.
 
 Map frame: `odom` (x, y m, yaw rad CCW). The path is planned on the map's accumulated grid: obstacle
 cells grown by the robot's radius plus a margin are blocked; unknown cells are traversable (the map
@@ -34,25 +36,56 @@ import numpy as np
 from vlm_agent.actions import FORWARD_STEP_CM, TURN_STEP_DEG, NavPrimitive
 
 SEQUENCE_WORDS = ("then", "finish", "first")
-# Words that qualify a goal by where it is: such a goal may have same-label look-alikes in the scene.
-QUALIFIER_WORDS = ("beside", "near", "behind", "between", "front", "left", "right", "room", "table", "other")
+# Where-words this module can check on the map (`GoalSpec.qualifier`), and others it cannot: a goal
+# qualified by one of those may have same-label look-alikes it cannot tell apart, so it is not approached.
+UNCHECKED_QUALIFIER_WORDS = ("near", "behind", "between", "front", "under", "above", "corner")
+QUALIFIERS = (None, "room", "table", "left", "right")
 
 
-def instruction_goals(instruction: str, colours, shapes) -> tuple[list[str], bool]:
-    """(goal phrases "the <colour> <shape>" in visiting order, whether each names a single object).
+@dataclasses.dataclass
+class GoalSpec:
+    """What an instruction asks the approach for.
 
-    A sequence instruction gives every pair in order; any other gives its first pair (a relation's
-    second pair is its reference). `unique` is False for a qualified goal (module docstring) and for an
-    instruction naming no pair the vocabulary knows (then the phrase list is empty)."""
+    phrases: the goals "the <colour> <shape>" in visiting order (a sequence has several).
+    approachable: whether the approach may drive to them (False: nothing it can check names the goal).
+    qualifier: which of the goal's same-label look-alikes is meant, checked on the map:
+      None (the phrase names one object), "room" (not in the room the robot started in),
+      "table" (next to a table), "left" / "right" (of `reference`, as seen from the start pose).
+    reference: the relation's reference object phrase ("left" / "right" only).
+    """
+
+    phrases: list[str]
+    approachable: bool
+    qualifier: str | None = None
+    reference: str | None = None
+
+
+def instruction_goals(instruction: str, colours, shapes) -> GoalSpec:
+    """Read an instruction's goals in the verifier's vocabulary (`GoalSpec`).
+
+    A sequence ("first ... then ...", "... and finish at ...") gives every pair in order; any other
+    gives its first pair. "left of" / "right of" a second pair makes a relation; "room" a goal in
+    the other room; "table" a goal next to a table. An instruction naming no pair the vocabulary knows
+    gives no phrase and is not approachable."""
     text = instruction.lower()
     words = re.findall(r"[a-z]+", text)
     pairs = [f"the {a} {b}" for a, b in zip(words, words[1:]) if a in colours and b in shapes and b != "other"]
     if not pairs:
-        return [], False
+        return GoalSpec([], False)
     if any(w in SEQUENCE_WORDS for w in words) and len(pairs) > 1:
-        return pairs, True
-    qualified = any(w in QUALIFIER_WORDS for w in words) or "next to the" in text
-    return pairs[:1], len(pairs) == 1 and not qualified
+        return GoalSpec(pairs, True)
+    side = [w for w in ("left", "right") if w in words]
+    if len(side) == 1 and len(pairs) == 2:
+        return GoalSpec(pairs[:1], True, side[0], pairs[1])
+    if any(w in UNCHECKED_QUALIFIER_WORDS for w in words) or side or len(pairs) > 1:
+        return GoalSpec(pairs[:1], False)
+    if "room" in words:
+        return GoalSpec(pairs[:1], True, "room")
+    if "table" in words:
+        return GoalSpec(pairs[:1], True, "table")
+    if "next to the" in text or "beside" in words:  # next to something this module cannot see
+        return GoalSpec(pairs[:1], False)
+    return GoalSpec(pairs[:1], True)
 
 
 @dataclasses.dataclass
@@ -84,16 +117,21 @@ class GoalApproach:
     heads for the one `choose` prefers, so a better sighting of the right object redirects it.
     """
 
-    def __init__(self, phrases: list[str], unique: bool, stop_radius_m: float = 0.7, leg_radius_m: float = 0.6,
+    def __init__(self, spec: GoalSpec, stop_radius_m: float = 0.7, leg_radius_m: float = 0.6,
                  max_plans: int = 60, robot_radius_m: float = 0.2, clearance_m: float = 0.05, object_depth_m: float = 0.1,
-                 turn_cost_m: float = 0.12, merge_radius_m: float = 0.75):
-        self.phrases = list(phrases)
-        self.unique = bool(unique) and bool(self.phrases)
+                 turn_cost_m: float = 0.12, merge_radius_m: float = 0.75, ego_map=None):
+        if spec.qualifier not in QUALIFIERS or (spec.qualifier in ("left", "right")) != (spec.reference is not None):
+            raise ValueError(f"GoalApproach: bad goal spec {spec}")
+        self.spec = spec
+        self.phrases = list(spec.phrases)
+        self.approachable = bool(spec.approachable) and bool(self.phrases)  # False: never approaches
+        self.start_pose: tuple[float, float, float] | None = None  # the first pose seen (relations and rooms refer to it)
+        self._map = ego_map  # the EgoMap qualifiers are checked on (the one of the last plan)
         self.stop_radius_m, self.leg_radius_m, self.max_plans = stop_radius_m, leg_radius_m, max_plans
         self.robot_radius_m, self.clearance_m, self.object_depth_m = robot_radius_m, clearance_m, object_depth_m
         self.turn_cost_m, self.merge_radius_m = turn_cost_m, merge_radius_m
         self.leg = 0
-        self.candidates: dict[str, list[Candidate]] = {p: [] for p in self.phrases}
+        self.candidates: dict[str, list[Candidate]] = {p: [] for p in self.phrases + ([spec.reference] if spec.reference else [])}
         self._plans_on_estimate = 0  # plans spent on the current target candidate
         self._target: Candidate | None = None
         self._forward_from: tuple[float, float, float] | None = None  # pose a forward step was planned at
@@ -102,12 +140,14 @@ class GoalApproach:
 
     @property
     def current_phrase(self) -> str | None:
-        return self.phrases[self.leg] if self.unique and self.leg < len(self.phrases) else None
+        return self.phrases[self.leg] if self.approachable and self.leg < len(self.phrases) else None
 
     @property
     def pending_phrases(self) -> list[str]:
-        """Goals of this and later legs: the ones worth looking for."""
-        return self.phrases[self.leg:] if self.unique else []
+        """Goals of this and later legs, and a relation's reference: the ones worth looking for."""
+        if not self.approachable:
+            return []
+        return self.phrases[self.leg:] + ([self.spec.reference] if self.spec.reference else [])
 
     @property
     def estimates(self) -> dict[str, tuple[float, float]]:
@@ -115,11 +155,33 @@ class GoalApproach:
         return {p: (c.x, c.y) for p in self.phrases if (c := self.choose(p)) is not None}
 
     def choose(self, phrase: str) -> Candidate | None:
-        """The candidate the verifier liked best (then the most seen). The verifier accepts a look-alike
-        now and then (a purple cylinder for the purple cube at 3-4 m, match 0.8-0.9), rarely as
-        confidently as the object itself, seen once from close by (0.99)."""
+        """Of the candidates that meet the goal's qualifier (`qualifies`; a relation's reference and
+        sequence legs have none), the one the verifier liked best, then the most seen. The verifier
+        accepts a look-alike now and then (a purple cylinder for the purple cube at 3-4 m, match
+        0.8-0.9), rarely as confidently as the object itself, seen once from close by (0.99)."""
         found = self.candidates.get(phrase) or []
+        if self.spec.qualifier is not None and phrase == self.phrases[-1]:
+            found = [c for c in found if self.qualifies(c)]
         return max(found, key=lambda c: (c.match, c.sightings)) if found else None
+
+    def qualifies(self, c: Candidate) -> bool:
+        """Whether candidate `c` meets the instruction's qualifier, on what the map shows now."""
+        q, m = self.spec.qualifier, self._map
+        if q is None:
+            return True
+        if q in ("left", "right"):
+            ref = self.choose(self.spec.reference)
+            if ref is None or self.start_pose is None:
+                return False
+            yaw = self.start_pose[2]
+            side = (c.x - ref.x) * -math.sin(yaw) + (c.y - ref.y) * math.cos(yaw)  # along the start pose's left
+            beside = math.hypot(c.x - ref.x, c.y - ref.y) <= 2.0  # "left of X" is next to X, not anywhere on that side
+            return beside and (side > 0.3 if q == "left" else side < -0.3)
+        if m is None or m.origin is None or self.start_pose is None:
+            return False
+        if q == "room":
+            return crosses_room_boundary(m, self.start_pose[:2], (c.x, c.y))
+        return near_low_furniture(m, (c.x, c.y))
 
     def observe(self, phrase: str, points_xy: np.ndarray, pose, match: float = 1.0) -> tuple[float, float] | None:
         """Locate `phrase` from its mask's world points (P, 2) seen from base pose (x, y, yaw), with the
@@ -132,8 +194,10 @@ class GoalApproach:
         closer, more accurate) position replaces the earlier one. Otherwise it is a new candidate."""
         pts = np.asarray(points_xy, float).reshape(-1, 2)
         pts = pts[np.isfinite(pts).all(axis=1)]
-        if phrase not in self.phrases or len(pts) == 0:
+        if phrase not in self.candidates or len(pts) == 0:
             return None
+        if self.start_pose is None:
+            self.start_pose = tuple(float(v) for v in pose)
         x, y = float(pose[0]), float(pose[1])
         dist = np.hypot(pts[:, 0] - x, pts[:, 1] - y)
         near = pts[dist <= np.percentile(dist, 10) + 0.3]
@@ -154,6 +218,9 @@ class GoalApproach:
         """The next primitives towards the current leg's goal, or None when it has not been located
         (or no path to it is known): then the model drives. Advances past legs that are done."""
         x, y, yaw = (float(v) for v in pose)
+        if self.start_pose is None:
+            self.start_pose = (x, y, yaw)
+        self._map = ego_map
         self._check_bump(ego_map, (x, y, yaw))
         while True:
             phrase = self.current_phrase
@@ -295,6 +362,65 @@ class GoalApproach:
         return field, to_cell
 
 
+# Heights (m above the floor) of the highest obstacle point in a map cell (`EgoMap.top`): the
+# simulator's walls are 1.6 m (the camera sees them up to ~1-1.3 m), cabinets 0.9 m, tables 0.45 m,
+# sofas 0.4 m and the objects at most 0.22 m.
+WALL_MIN_TOP_M = 1.05
+LOW_FURNITURE_TOP_M = (0.3, 0.6)
+
+
+def crosses_room_boundary(ego_map, start_xy, goal_xy, doorway_half_width_m: float = 0.75) -> bool:
+    """Whether the straight segment start -> goal leaves the start's room, on the map: it meets a wall
+    cell (an obstacle seen above `WALL_MIN_TOP_M`), or passes a doorway (wall cells beside one of its
+    points, within 0.3 m along it and `doorway_half_width_m` across, on both sides of it). Rooms are
+    convex, so a segment between two points of one room meets neither; walls not yet seen make this
+    False (the approach then waits)."""
+    res = ego_map.config.world_resolution_m
+    (sx, sy), (gx, gy) = start_xy, goal_xy
+    length = math.hypot(gx - sx, gy - sy)
+    if length < 1e-6:
+        return False
+    ux, uy = (gx - sx) / length, (gy - sy) / length
+    t = np.arange(0.0, max(length - 0.3, 0.0), res / 2)  # not the last 0.3 m: the goal's own surroundings
+    if t.size == 0:
+        return False
+    px, py = sx + ux * t, sy + uy * t
+    rows, cols = np.nonzero(ego_map.top > WALL_MIN_TOP_M)
+    if rows.size == 0:
+        return False
+    wx, wy = ego_map.cell_to_world(rows, cols)
+    reach = doorway_half_width_m + res
+    keep = (wx >= min(sx, gx) - reach) & (wx <= max(sx, gx) + reach) & (wy >= min(sy, gy) - reach) & (wy <= max(sy, gy) + reach)
+    wx, wy = wx[keep], wy[keep]
+    if wx.size == 0:
+        return False
+    dx, dy = wx[None, :] - px[:, None], wy[None, :] - py[:, None]  # (samples, wall cells)
+    along, across = dx * ux + dy * uy, ux * dy - uy * dx  # across > 0: left of the segment
+    if (np.hypot(dx, dy) <= res * 0.75).any():  # the segment runs through a wall cell
+        return True
+    beside = np.abs(along) <= 0.3
+    left = (beside & (across > 0) & (across <= doorway_half_width_m)).any(axis=1)
+    right = (beside & (across < 0) & (across >= -doorway_half_width_m)).any(axis=1)
+    return bool((left & right).any())
+
+
+def near_low_furniture(ego_map, goal_xy, within_m: float = 0.9, min_cells: int = 3) -> bool:
+    """Whether at least `min_cells` map cells within `within_m` of the goal hold an obstacle whose top
+    is table height (`LOW_FURNITURE_TOP_M`: tables, also sofas; not walls, cabinets or objects)."""
+    lo, hi = LOW_FURNITURE_TOP_M
+    res = ego_map.config.world_resolution_m
+    k = int(math.ceil(within_m / res))
+    r0, c0, inside = ego_map.world_to_cell(np.array([goal_xy[0]]), np.array([goal_xy[1]]))
+    if not inside[0]:
+        return False
+    n = ego_map.top.shape[0]
+    rs, cs = slice(max(0, r0[0] - k), min(n, r0[0] + k + 1)), slice(max(0, c0[0] - k), min(n, c0[0] + k + 1))
+    top = ego_map.top[rs, cs]
+    cx, cy = ego_map.cell_to_world(np.arange(rs.start, rs.stop)[:, None], np.arange(cs.start, cs.stop)[None, :])
+    near = np.hypot(cx - goal_xy[0], cy - goal_xy[1]) <= within_m
+    return int((near & (top > lo) & (top <= hi)).sum()) >= min_cells
+
+
 def _wrap(a: float) -> float:
     return (a + math.pi) % (2 * math.pi) - math.pi
 
@@ -306,4 +432,4 @@ def _turn_towards(bearing_deg: float) -> NavPrimitive:
     return NavPrimitive.turn_left(deg) if bearing_deg > 0 else NavPrimitive.turn_right(deg)
 
 
-__all__ = ["ApproachStep", "Candidate", "GoalApproach", "instruction_goals"]
+__all__ = ["ApproachStep", "Candidate", "GoalApproach", "GoalSpec", "crosses_room_boundary", "instruction_goals", "near_low_furniture"]

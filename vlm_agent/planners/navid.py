@@ -360,23 +360,28 @@ class NavidPlanner:
             from vlm_agent.planners.stop_check import GoalSightings
 
             self.goal_sightings = GoalSightings(c.stop_gate_segmenter_dir, c.stop_gate_verifier_dir, c.stop_gate_min_match, c.device)
-        phrases, unique = self.goal_sightings.goal_phrases(self.instruction)
-        if not phrases:
+        spec = self.goal_sightings.goal_spec(self.instruction)
+        if not spec.phrases:
             self.goal_seen = self.goal_seen or "the instruction names no colour and shape the verifier knows: stops are not gated"
             return
-        if self.goal_approach_on and unique and self.ego_map is not None:
+        if self.goal_approach_on and spec.approachable and self.ego_map is not None:
             if self.approach is None:
                 from vlm_agent.planners.goal_approach import GoalApproach
 
-                self.approach = GoalApproach(phrases, unique, stop_radius_m=c.goal_approach_stop_radius_m, max_plans=c.goal_approach_max_plans)
+                self.approach = GoalApproach(spec, stop_radius_m=c.goal_approach_stop_radius_m, max_plans=c.goal_approach_max_plans,
+                                             ego_map=self.ego_map)
+            why = ""
             for phrase in self.approach.pending_phrases:
-                mask, why, match = self.goal_sightings.find_goal(rgb, phrase)
+                mask, seen, match = self.goal_sightings.find_goal(rgb, phrase)
                 if mask is None:
                     continue
                 self.approach.observe(phrase, self.ego_map.mask_points(depth, mask, pose), pose, match)
-                if phrase == phrases[-1] and self.goal_seen is None:
-                    self.goal_seen = f"{why} at plan {self.steps}"
+                why = seen if phrase == spec.phrases[-1] else why
+            # Seen = a candidate that meets the qualifier (a look-alike in the start room does not count for "the other room").
+            if self.goal_seen is None and self.approach.choose(spec.phrases[-1]) is not None:
+                self.goal_seen = f"{why or 'the goal located'} at plan {self.steps}"
             return
+        phrases = spec.phrases
         if self.stop_gate and self.goal_seen is None:
             seen, why = self.goal_sightings.sees_goal(rgb, phrases[-1])
             if seen:

@@ -36,7 +36,7 @@ class GoalSightings:
         self.segmenter = segmenter
         self.verifier = verifier if verifier is not None else AttributeVerifier(verifier_dir or None, device=device, min_match=min_match)
 
-    def goal_phrases(self, instruction: str) -> tuple[list[str], bool]:
+    def goal_spec(self, instruction: str):
         """The instruction's goals in the verifier's vocabulary (`goal_approach.instruction_goals`)."""
         from vlm_agent.planners.goal_approach import instruction_goals
 
@@ -45,7 +45,7 @@ class GoalSightings:
 
     def goal_phrase(self, instruction: str) -> str | None:
         """'the <colour> <shape>' of the instruction's (last) goal (module docstring), or None."""
-        phrases, _ = self.goal_phrases(instruction)
+        phrases = self.goal_spec(instruction).phrases
         return phrases[-1] if phrases else None
 
     def find_goal(self, rgb: np.ndarray, phrase: str) -> tuple[np.ndarray | None, str, float]:
