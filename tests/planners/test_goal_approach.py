@@ -194,11 +194,15 @@ def test_the_best_verified_candidate_is_approached_and_a_better_sighting_redirec
 
 def _rooms_map() -> EgoMap:
     """Two rooms side by side, seen: a wall along x = 2 m (1.6 m tall) with a 1.1 m doorway at y in
-    [1.0, 2.1], and a table top (0.45 m) around (-1.5, -1.5)."""
+    [1.0, 2.1], the start room's corner at (-3, -3), and a table top (0.45 m) around (-1.5, -1.5)."""
     m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
     m.update(None, (0.0, 0.0, 0.0))
     ys = np.concatenate([np.arange(-3.0, 1.0, 0.05), np.arange(2.1, 4.0, 0.05)])
     r, c, _ = m.world_to_cell(np.full_like(ys, 2.0), ys)
+    m.grid[1, r, c] = True
+    m.top[r, c] = 1.2
+    corner = np.arange(-3.0, 0.0, 0.05)  # the start room's south-west corner at (-3, -3)
+    r, c, _ = m.world_to_cell(np.concatenate([np.full_like(corner, -3.0), corner]), np.concatenate([corner, np.full_like(corner, -3.0)]))
     m.grid[1, r, c] = True
     m.top[r, c] = 1.2
     tx, ty = np.meshgrid(np.arange(-1.8, -1.2, 0.1), np.arange(-1.8, -1.2, 0.1))
@@ -215,6 +219,7 @@ def test_room_boundaries_are_walls_or_doorways_between_start_and_goal():
     assert crosses_room_boundary(m, (-1.0, 2.5), (4.0, 0.9))  # through the doorway at a slant
     assert not crosses_room_boundary(m, (0.0, 0.0), (1.2, 2.5))  # the start room
     assert not crosses_room_boundary(m, (0.0, 0.0), (-1.5, -2.5))
+    assert not crosses_room_boundary(m, (-2.5, -2.4), (1.0, 0.5))  # out of a corner: walls on both sides, but not one wall
 
 
 def test_table_height_obstacles_mark_a_goal_next_to_a_table():

@@ -369,12 +369,13 @@ WALL_MIN_TOP_M = 1.05
 LOW_FURNITURE_TOP_M = (0.3, 0.6)
 
 
-def crosses_room_boundary(ego_map, start_xy, goal_xy, doorway_half_width_m: float = 0.75) -> bool:
+def crosses_room_boundary(ego_map, start_xy, goal_xy, doorway_half_width_m: float = 1.1, beside_m: float = 0.45) -> bool:
     """Whether the straight segment start -> goal leaves the start's room, on the map: it meets a wall
-    cell (an obstacle seen above `WALL_MIN_TOP_M`), or passes a doorway (wall cells beside one of its
-    points, within 0.3 m along it and `doorway_half_width_m` across, on both sides of it). Rooms are
-    convex, so a segment between two points of one room meets neither; walls not yet seen make this
-    False (the approach then waits)."""
+    cell (an obstacle seen above `WALL_MIN_TOP_M`), or passes a doorway: wall cells beside one of its
+    points (within `beside_m` along it and `doorway_half_width_m` across) on both sides of it, the
+    nearest of each on one straight wall with the gap between them (not a room corner's two walls).
+    Rooms are convex, so a segment between two points of one room meets neither; walls not yet seen
+    make this False (the approach then waits)."""
     res = ego_map.config.world_resolution_m
     (sx, sy), (gx, gy) = start_xy, goal_xy
     length = math.hypot(gx - sx, gy - sy)
@@ -398,10 +399,28 @@ def crosses_room_boundary(ego_map, start_xy, goal_xy, doorway_half_width_m: floa
     along, across = dx * ux + dy * uy, ux * dy - uy * dx  # across > 0: left of the segment
     if (np.hypot(dx, dy) <= res * 0.75).any():  # the segment runs through a wall cell
         return True
-    beside = np.abs(along) <= 0.3
-    left = (beside & (across > 0) & (across <= doorway_half_width_m)).any(axis=1)
-    right = (beside & (across < 0) & (across >= -doorway_half_width_m)).any(axis=1)
-    return bool((left & right).any())
+    beside = np.abs(along) <= beside_m
+    left_ok = beside & (across > 0) & (across <= doorway_half_width_m)
+    right_ok = beside & (across < 0) & (across >= -doorway_half_width_m)
+    for i in np.flatnonzero(left_ok.any(axis=1) & right_ok.any(axis=1)):
+        # A doorway's two jambs lie on one straight wall; a room corner's two walls are perpendicular.
+        jl = np.flatnonzero(left_ok[i])[np.argmin(across[i, left_ok[i]])]
+        jr = np.flatnonzero(right_ok[i])[np.argmax(across[i, right_ok[i]])]
+        gap = np.array([wx[jr] - wx[jl], wy[jr] - wy[jl]])
+        gap /= max(float(np.hypot(*gap)), 1e-9)
+        if all(abs(float(_wall_direction(wx, wy, j) @ gap)) > 0.9 for j in (jl, jr)):
+            return True
+    return False
+
+
+def _wall_direction(wx: np.ndarray, wy: np.ndarray, j: int, radius_m: float = 0.35) -> np.ndarray:
+    """Unit direction of the wall through wall cell `j`: the principal axis of the wall cells near it."""
+    near = np.hypot(wx - wx[j], wy - wy[j]) <= radius_m
+    pts = np.stack([wx[near], wy[near]], axis=1)
+    if len(pts) < 2:
+        return np.zeros(2)
+    _, _, vt = np.linalg.svd(pts - pts.mean(axis=0), full_matrices=False)
+    return vt[0]
 
 
 def near_low_furniture(ego_map, goal_xy, within_m: float = 0.9, min_cells: int = 3) -> bool:
