@@ -259,3 +259,49 @@ def test_a_qualified_goal_with_no_qualifying_candidate_is_not_approached():
     assert approach.choose("the red ball") is None and approach.plan((0.0, 0.0, 0.0), m) is None
     with pytest.raises(ValueError):
         GoalApproach(GoalSpec(["the red ball"], True, "left"))  # a relation needs a reference
+
+
+def _corridor_map() -> EgoMap:
+    """Seen: free floor x in [-1, 3], y in [-1, 1], walled on three sides; open (unseen) beyond x = 3."""
+    m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
+    m.update(None, (0.0, 0.0, 0.0))
+    fx, fy = np.meshgrid(np.arange(-0.95, 3.0, 0.05), np.arange(-0.95, 1.0, 0.05))
+    r, c, _ = m.world_to_cell(fx.ravel(), fy.ravel())
+    m.grid[0, r, c] = True
+    xs, ys = np.arange(-1.1, 3.0, 0.05), np.arange(-1.1, 1.1, 0.05)
+    for wx, wy in ((xs, np.full_like(xs, -1.05)), (xs, np.full_like(xs, 1.05)), (np.full_like(ys, -1.05), ys)):
+        m.mark_obstacle(wx, wy)
+    return m
+
+
+def test_exploration_heads_for_the_unseen_end_of_the_map():
+    m = _corridor_map()
+    approach = GoalApproach(GoalSpec(["the red ball"], True), stall_plans=3)
+    assert approach.plan((0.0, 0.0, math.pi / 2), m) is None  # nothing located
+    approach.start_exploring("a stop was refused")
+    step = approach.explore((0.0, 0.0, math.pi / 2), m)  # facing a wall: turn towards +x
+    assert step.primitives[0].kind == "turn_right" and "frontier" in step.reason
+    assert approach.explore((0.0, 0.0, 0.0), m).primitives[0].kind == "forward"
+    # a fully seen, closed room has no frontier: the model drives again
+    closed = _corridor_map()
+    closed.mark_obstacle(np.full(44, 3.05), np.linspace(-1.1, 1.1, 44))
+    assert approach.explore((0.0, 0.0, 0.0), closed) is None and approach.exploring is None
+
+
+def test_exploration_takes_over_when_the_model_stops_finding_new_floor():
+    m = _corridor_map()
+    approach = GoalApproach(GoalSpec(["the red ball"], True), stall_plans=3, stall_min_new_m2=0.5)
+    for _ in range(4):
+        approach.note_model_plan(m)  # nothing new seen in 3 plans
+    assert approach.exploring and "new floor" in approach.exploring
+    growing = GoalApproach(GoalSpec(["the red ball"], True), stall_plans=3, stall_min_new_m2=0.5)
+    g = _corridor_map()
+    for k in range(6):
+        g.grid[0, 10:20, 20 + 4 * k: 24 + 4 * k] = True  # 40 new cells (0.6 m2) a plan
+        growing.note_model_plan(g)
+    assert growing.exploring is None
+    never = GoalApproach(GoalSpec(["the red ball"], True))  # stall_plans 0: off
+    for _ in range(5):
+        never.note_model_plan(m)
+    never.start_exploring("a stop was refused")
+    assert never.exploring is None

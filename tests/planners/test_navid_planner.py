@@ -1,6 +1,7 @@
 """NavidPlanner contract with the built-in backend, history caching, and the eval policy's queue."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -402,3 +403,23 @@ def test_with_the_goal_approach_a_sequence_stop_is_refused_until_the_earlier_leg
     result = planner.plan(frame(0), np.full((24, 32), 2.0, np.float32), (0.0, 0.0, 0.0))
     assert result.source == "model" and "blue plate" in planner.goal_seen  # the first leg is not located: the model drives
     assert result.primitives[0].kind == "turn_left" and "leg 1 of 2 (the red cube) is not done" in result.recovery
+
+
+def test_a_refused_stop_hands_the_search_to_frontier_exploration():
+    from vlm_agent.planners.stop_check import GoalSightings
+
+    config = NavidPlannerConfig(goal_approach="always", stop_gate="always", explore_stall_plans=10, blocked_frame_delta=0)
+    backend = _ScriptedMapBackend(["stop"] * 3)
+    planner = NavidPlanner(config, backend=backend)
+    planner.goal_sightings = GoalSightings(segmenter=_SquareSegmenter(marks=False), verifier=_forced_verifier("red", "plate"))
+    planner.reset("go to the red plate")  # never in view
+    depth = np.full((24, 32), 2.0, np.float32)
+    first = planner.plan(frame(0), depth, (0.0, 0.0, 0.0))
+    assert first.source == "model" and "stop gate" in first.recovery and "refused" in planner.approach.exploring
+    second = planner.plan(frame(1), depth, (0.0, 0.0, math.radians(90)))
+    assert second.source == "goal_approach" and second.recovery.startswith("exploring") and backend.generated == 1
+    off = NavidPlanner(NavidPlannerConfig(goal_approach="always", stop_gate="always", blocked_frame_delta=0), backend=_ScriptedMapBackend(["stop"] * 2))
+    off.goal_sightings = planner.goal_sightings
+    off.reset("go to the red plate")
+    off.plan(frame(0), depth, (0.0, 0.0, 0.0))
+    assert off.approach.exploring is None and off.plan(frame(1), depth, (0.0, 0.0, 1.0)).source == "model"  # explore_stall_plans 0: off

@@ -27,6 +27,7 @@ updates every plan, so a path through unseen space is re-planned once it is seen
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
@@ -119,7 +120,8 @@ class GoalApproach:
 
     def __init__(self, spec: GoalSpec, stop_radius_m: float = 0.7, leg_radius_m: float = 0.6,
                  max_plans: int = 60, robot_radius_m: float = 0.2, clearance_m: float = 0.05, object_depth_m: float = 0.1,
-                 turn_cost_m: float = 0.12, merge_radius_m: float = 0.75, ego_map=None):
+                 turn_cost_m: float = 0.12, merge_radius_m: float = 0.75, ego_map=None,
+                 stall_plans: int = 0, stall_min_new_m2: float = 0.5):
         if spec.qualifier not in QUALIFIERS or (spec.qualifier in ("left", "right")) != (spec.reference is not None):
             raise ValueError(f"GoalApproach: bad goal spec {spec}")
         self.spec = spec
@@ -130,6 +132,9 @@ class GoalApproach:
         self.stop_radius_m, self.leg_radius_m, self.max_plans = stop_radius_m, leg_radius_m, max_plans
         self.robot_radius_m, self.clearance_m, self.object_depth_m = robot_radius_m, clearance_m, object_depth_m
         self.turn_cost_m, self.merge_radius_m = turn_cost_m, merge_radius_m
+        self.stall_plans, self.stall_min_new_m2 = int(stall_plans), float(stall_min_new_m2)
+        self.exploring: str | None = None  # why frontier exploration has taken over from the model (None: it has not)
+        self._seen_counts: collections.deque[int] = collections.deque(maxlen=max(1, self.stall_plans + 1))
         self.leg = 0
         self.candidates: dict[str, list[Candidate]] = {p: [] for p in self.phrases + ([spec.reference] if spec.reference else [])}
         self._plans_on_estimate = 0  # plans spent on the current target candidate
@@ -247,11 +252,40 @@ class GoalApproach:
                 return ApproachStep([_turn_towards(bearing)], f"goal approach: facing {phrase} ({dist:.2f} m, {bearing:+.0f} deg) before stopping")
             return ApproachStep([NavPrimitive.stop()], f"goal approach: {phrase} is {dist:.2f} m away (<= {self.stop_radius_m:g})")
         radius = self.stop_radius_m if last else self.leg_radius_m
-        move = self._best_move(ego_map, (x, y, yaw), (gx, gy), radius)
+        move = self._best_move((x, y, yaw), *self.cost_to_go(ego_map, (x, y), (gx, gy), radius))
         if move is None:
             return None
         self._forward_from = (x, y, yaw) if move[0].kind == "forward" else None
         return ApproachStep(move, f"goal approach: {phrase} at ({gx:.2f}, {gy:.2f}), {dist:.2f} m away, leg {self.leg + 1} of {len(self.phrases)}")
+
+    # -- exploring when the model does not ------------------------------------------------------
+    def note_model_plan(self, ego_map) -> None:
+        """Record a plan the model made: when its last `stall_plans` plans together added less than
+        `stall_min_new_m2` of seen floor, it is going round in what it knows, and frontier
+        exploration takes over (`explore`) until the goal is located."""
+        if self.stall_plans <= 0 or self.exploring:
+            return
+        self._seen_counts.append(int(ego_map.grid[0].sum()))
+        if len(self._seen_counts) == self._seen_counts.maxlen:
+            new_m2 = (self._seen_counts[-1] - self._seen_counts[0]) * ego_map.config.world_resolution_m ** 2
+            if new_m2 < self.stall_min_new_m2:
+                self.start_exploring(f"the model's last {self.stall_plans} plans saw {new_m2:.2f} m2 of new floor")
+
+    def start_exploring(self, why: str) -> None:
+        """Hand the search to frontier exploration (`explore`), e.g. after a refused stop."""
+        if self.stall_plans > 0 and self.exploring is None:
+            self.exploring = why
+
+    def explore(self, pose, ego_map) -> ApproachStep | None:
+        """One step towards the nearest frontier (`frontier_field`), or None when none is reachable
+        (the model drives again). Call after `plan` returned None in the same planning step."""
+        x, y, yaw = (float(v) for v in pose)
+        move = self._best_move((x, y, yaw), *self.frontier_field(ego_map, (x, y)))
+        if move is None:
+            self.exploring, self._seen_counts = None, collections.deque(maxlen=self._seen_counts.maxlen)
+            return None
+        self._forward_from = (x, y, yaw) if move[0].kind == "forward" else None
+        return ApproachStep(move, f"exploring: to the nearest frontier ({self.exploring})")
 
     def _check_bump(self, ego_map, pose) -> None:
         """If the last forward step planned here left the robot where it was, something the camera
@@ -270,13 +304,12 @@ class GoalApproach:
         self.bumps += 1
 
     # -- planning on the map -------------------------------------------------------------------
-    def _best_move(self, ego_map, pose, goal, radius) -> list[NavPrimitive] | None:
+    def _best_move(self, pose, field, to_cell) -> list[NavPrimitive] | None:
         """The oracle's rule (sim/oracle.py) on the robot's own map: of the 12 headings 30 degrees
-        apart, the one whose 50 cm ray ends nearest the goal along the shortest path, plus a small
-        cost per turn; one forward step or one turn (a turn right after a forward step that did not move
-        the robot). None when no path is known."""
+        apart, the one whose 50 cm ray ends nearest the goal along the shortest path (`field`, from
+        `cost_to_go`), plus a small cost per turn; one forward step or one turn (a turn right after a
+        forward step that did not move the robot). None when no path is known."""
         x, y, yaw = pose
-        field, to_cell = self.cost_to_go(ego_map, (x, y), goal, radius)
         if field is None:
             return None
         blocked = ~np.isfinite(field)
@@ -308,6 +341,30 @@ class GoalApproach:
         the map's grid to the free cells within `radius` of the goal (inf = blocked or cut off), and a
         function world (x, y) arrays -> (row, col) of that crop (clipped to it). (None, None) when
         no goal cell is reachable."""
+        def near_goal(cx, cy, known, free):
+            return np.hypot(cx - goal_xy[0], cy - goal_xy[1]) <= radius
+
+        return self._field(ego_map, robot_xy, goal_xy, radius + 1.0, near_goal)
+
+    def frontier_field(self, ego_map, robot_xy, min_distance_m: float = 1.0, min_cells: int = 4):
+        """`cost_to_go` towards the nearest frontier: seen free floor next to unseen cells (Yamauchi's
+        frontier exploration), in groups of at least `min_cells`, at least `min_distance_m` from the robot."""
+        from scipy import ndimage
+
+        def frontier(cx, cy, known, free):
+            unknown = ~known
+            edge = free & ndimage.binary_dilation(unknown, structure=np.ones((3, 3), bool))
+            labels, n = ndimage.label(edge, structure=np.ones((3, 3), bool))
+            if n:
+                sizes = np.bincount(labels.ravel())
+                edge &= sizes[labels] >= min_cells
+            return edge & (np.hypot(cx - robot_xy[0], cy - robot_xy[1]) >= min_distance_m)
+
+        return self._field(ego_map, robot_xy, robot_xy, 1.0, frontier)
+
+    def _field(self, ego_map, robot_xy, goal_xy, margin_m, goal_cells_of):
+        """The shortest-path field of `cost_to_go` towards `goal_cells_of(cx, cy, known, free)` (cell
+        centres and the map's known / free masks over the crop -> bool goal cells)."""
         from scipy import ndimage
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import dijkstra
@@ -319,7 +376,7 @@ class GoalApproach:
         if not inside.all():
             return None, None
         rows, cols = np.nonzero(known)
-        margin = int(math.ceil((radius + 1.0) / res))
+        margin = int(math.ceil(margin_m / res))
         n_cells = ego_map.grid.shape[1]
         r0 = max(0, min(rows.min(initial=pr.min()), pr.min()) - margin)
         r1 = min(n_cells, max(rows.max(initial=pr.max()), pr.max()) + margin + 1)
@@ -334,8 +391,8 @@ class GoalApproach:
         blocked[max(0, rr - 1):rr + 2, max(0, rc - 1):rc + 2] = False
         h, w = blocked.shape
         cx, cy = ego_map.cell_to_world(np.arange(r0, r1)[:, None], np.arange(c0, c1)[None, :])
-        near_goal = np.hypot(cx - goal_xy[0], cy - goal_xy[1]) <= radius
-        goal_cells = near_goal & ~blocked
+        free = ego_map.grid[0, r0:r1, c0:c1] & ~ego_map.grid[1, r0:r1, c0:c1]
+        goal_cells = goal_cells_of(cx, cy, known[r0:r1, c0:c1], free) & ~blocked
         if not goal_cells.any():
             return None, None
         idx = np.arange(h * w).reshape(h, w)

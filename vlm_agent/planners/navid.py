@@ -117,6 +117,10 @@ class NavidPlannerConfig(EncoderParams):
                                choices=("model", "always", "never"))
     goal_approach_stop_radius_m: float = param(0.7, "goal approach: stop this close to the located goal, m", min=0.1, max=5.0)
     goal_approach_max_plans: int = param(60, "goal approach: plans spent on one located goal before it is forgotten", min=1, max=10000)
+    explore_stall_plans: int = param(0, "goal approach: frontier exploration takes over the search (until the goal is located) when the model's "
+                                     "last this many plans saw less than explore_stall_m2 of new floor, or a stop was refused (0 = never)",
+                                     min=0, max=10000)
+    explore_stall_m2: float = param(0.5, "goal approach: new floor (m2) the model's last explore_stall_plans plans must see", min=0.0, max=1000.0)
     device: str = param("cpu", "torch device for local backends")
     num_threads: int = param(0, "torch CPU threads for local backends (0 = leave torch's setting)", min=0, max=256)
 
@@ -270,6 +274,8 @@ class NavidPlanner:
             if self.stop_gate or self.goal_approach_on:
                 self._look_for_goal(rgb, depth, pose)
             step = self.approach.plan(pose, self.ego_map) if self.approach is not None and ego is not None else None
+            if step is None and self.approach is not None and self.approach.exploring and ego is not None:
+                step = self.approach.explore(pose, self.ego_map)
             if step is not None:
                 # The goal is located: geometry drives, the model is not asked (planners/goal_approach.py).
                 self.steps += 1
@@ -286,6 +292,10 @@ class NavidPlanner:
             recovery = recovery or spin
             if self.stop_gate and recovery is None:
                 primitives, recovery = self._stop_gate(primitives)
+                if recovery is not None and self.approach is not None:
+                    self.approach.start_exploring(f"a stop was refused ({recovery})")
+            if self.approach is not None and ego is not None:
+                self.approach.note_model_plan(self.ego_map)
             self._forward_view = view if any(p.kind == "forward" for p in primitives) else None
         if parsed.error:
             log.warning("NaVid output unparsable, stopping: %s", parsed.error)
@@ -369,7 +379,7 @@ class NavidPlanner:
                 from vlm_agent.planners.goal_approach import GoalApproach
 
                 self.approach = GoalApproach(spec, stop_radius_m=c.goal_approach_stop_radius_m, max_plans=c.goal_approach_max_plans,
-                                             ego_map=self.ego_map)
+                                             ego_map=self.ego_map, stall_plans=c.explore_stall_plans, stall_min_new_m2=c.explore_stall_m2)
             why = ""
             for phrase in self.approach.pending_phrases:
                 mask, seen, match = self.goal_sightings.find_goal(rgb, phrase)
