@@ -149,6 +149,9 @@ def test_policy_queues_up_to_three_and_observes_every_step():
     acts = [policy.act(Obs()) for _ in range(4)]
     assert acts == [NavPrimitive.forward(25), NavPrimitive.turn_left(30), NavPrimitive.forward(25), NavPrimitive.stop()]
     assert backend.generated == 2 and backend.observed == 4
+    assert policy.episode_stats() == {"plans_model": 2, "plans_goal_approach": 0, "plans_explore": 0}
+    policy.reset(Ep())
+    assert policy.episode_stats()["plans_model"] == 0  # per episode
 
 
 def test_make_navid_policy(tiny_navid_dir):
@@ -417,9 +420,23 @@ def test_a_refused_stop_hands_the_search_to_frontier_exploration():
     first = planner.plan(frame(0), depth, (0.0, 0.0, 0.0))
     assert first.source == "model" and "stop gate" in first.recovery and "refused" in planner.approach.exploring
     second = planner.plan(frame(1), depth, (0.0, 0.0, math.radians(90)))
-    assert second.source == "goal_approach" and second.recovery.startswith("exploring") and backend.generated == 1
-    off = NavidPlanner(NavidPlannerConfig(goal_approach="always", stop_gate="always", blocked_frame_delta=0), backend=_ScriptedMapBackend(["stop"] * 2))
+    assert second.source == "explore" and second.recovery.startswith("exploring") and backend.generated == 1
+    assert NavidPlannerConfig().explore_stall_plans == 15
+    off = NavidPlanner(NavidPlannerConfig(goal_approach="always", stop_gate="always", explore_stall_plans=0, blocked_frame_delta=0),
+                       backend=_ScriptedMapBackend(["stop"] * 2))
     off.goal_sightings = planner.goal_sightings
     off.reset("go to the red plate")
     off.plan(frame(0), depth, (0.0, 0.0, 0.0))
     assert off.approach.exploring is None and off.plan(frame(1), depth, (0.0, 0.0, 1.0)).source == "model"  # explore_stall_plans 0: off
+
+
+def test_search_frontier_explores_from_the_first_plan():
+    from vlm_agent.planners.stop_check import GoalSightings
+
+    config = NavidPlannerConfig(goal_approach="always", stop_gate="always", search="frontier", blocked_frame_delta=0)
+    backend = _ScriptedMapBackend(["stop"])
+    planner = NavidPlanner(config, backend=backend)
+    planner.goal_sightings = GoalSightings(segmenter=_SquareSegmenter(marks=False), verifier=_forced_verifier("red", "plate"))
+    planner.reset("go to the red plate")
+    first = planner.plan(frame(0), np.full((24, 32), 2.0, np.float32), (0.0, 0.0, 0.0))
+    assert first.source == "explore" and backend.generated == 0

@@ -122,7 +122,10 @@ def _run_nav(env, policy, ep, frames):
         obs = env.step(action)
         if frames is not None:
             frames.append(obs.rgb)
-    return env.metrics()
+    m = env.metrics()
+    if hasattr(policy, "episode_stats"):  # e.g. the NaVid planner's plans by source
+        m.update(policy.episode_stats())
+    return m
 
 
 def _run_manip(env, policy, ep, frames, max_rounds: int = 3):
