@@ -305,3 +305,19 @@ def test_exploration_takes_over_when_the_model_stops_finding_new_floor():
         never.note_model_plan(m)
     never.start_exploring("a stop was refused")
     assert never.exploring is None
+
+
+def test_a_forward_step_cut_short_just_before_the_goal_ends_there():
+    """A safety supervisor's stop zone (or the object itself) holds the robot ~0.9 m from the goal:
+    that is as close as it gets, so it stops (or, on an earlier leg, moves on) instead of pushing."""
+    m = EgoMap(EgoMapConfig(), CameraIntrinsics.from_fov(64, 64, 60.0))
+    m.update(None, (0.0, 0.0, 0.0))
+    approach = GoalApproach(GoalSpec(["the red ball"], True), object_depth_m=0.0)
+    approach.observe("the red ball", np.array([[0.95, 0.0]]), (0.0, 0.0, 0.0))
+    assert approach.plan((0.0, 0.0, 0.0), m).primitives[0].kind == "forward"
+    held = approach.plan((0.03, 0.0, 0.0), m)  # moved 3 cm of the planned 25-50
+    assert held.primitives == [NavPrimitive.stop()] and "as close as it gets" in held.reason and approach.bumps == 1
+    far = GoalApproach(GoalSpec(["the red ball"], True), object_depth_m=0.0)
+    far.observe("the red ball", np.array([[3.0, 0.0]]), (0.0, 0.0, 0.0))
+    far.plan((0.0, 0.0, 0.0), m)
+    assert far.plan((0.0, 0.0, 0.0), m).primitives[0].kind in ("turn_left", "turn_right")  # far from it: go around

@@ -224,4 +224,4 @@ def test_demo_and_eval_ros_use_the_shared_rule():
     assert client._episode_finished("go").startswith("3 primitives aborted in a row")
     client.plans.append({"plan_id": 4, "instruction": "go", "error": None})
     client.latest.states.append({"plan_id": 4, "state": "done", "reason": "stop"})
-    assert client._episode_finished("go") == "model said stop"
+    assert client._episode_finished("go") == "planner said stop"

@@ -146,7 +146,7 @@ class NavDemoClient(RosEvalClient):
         for plan_id in sorted(final):
             state = final[plan_id]
             if state["state"] == "done" and state.get("reason") == "stop":
-                stopped_by = ours[plan_id].get("error") or "model said stop"
+                stopped_by = ours[plan_id].get("error") or "planner said stop"  # the model, or the goal approach once the goal was located
             if state["state"] == "aborted":
                 aborts_in_row, last_abort = aborts_in_row + 1, str(state.get("reason") or "")
             else:

@@ -140,6 +140,7 @@ class _Latest:
     rgb: np.ndarray | None = None
     depth: np.ndarray | None = None
     rgb_time: float = -math.inf
+    depth_time: float = -math.inf
     pose: tuple[float, float, float] | None = None
     pose_time: float = -math.inf
     states: list[dict] = field(default_factory=list)
@@ -255,6 +256,7 @@ class RosEvalClient:
 
         try:
             self.latest.depth = depth_to_metres(msg)
+            self.latest.depth_time = time.monotonic()
         except ValueError:
             pass
 
@@ -353,7 +355,10 @@ class RosEvalClient:
         from vlm_agent.sim.env import NavObservation
 
         lt = self.latest
-        self.spin_until(lambda: lt.rgb_time > since and lt.pose_time > since, self.config.frame_timeout_s, "fresh camera frame and odometry", graph)
+        # Depth too, once the simulator has sent any: a map memory fed the previous episode's last depth
+        # image with this episode's first pose marks walls and floor that are not there.
+        self.spin_until(lambda: lt.rgb_time > since and lt.pose_time > since and (lt.depth_time == -math.inf or lt.depth_time > since),
+                        self.config.frame_timeout_s, "fresh camera frame, depth and odometry", graph)
         return NavObservation(lt.rgb, lt.depth, lt.pose, instruction, step, False)
 
     def execute(self, primitive, instruction: str, step: int, graph=None) -> dict:
@@ -474,6 +479,8 @@ def run_ros_episodes(episodes, policy, suite: str = "nav", policy_name: str = "?
                 episode_id=ep.episode_id, task=ep.task, held_out=ep.held_out, instruction=ep.instruction,
                 steps=len(actions), ros_aborted_primitives=aborted, actions=actions, end_reason=end_reason or "no steps",
             )
+            if hasattr(policy, "episode_stats"):  # e.g. the NaVid planner's plans by source
+                metrics.update(policy.episode_stats())
             per.append(metrics)
             log(f"{ep.episode_id}: success={metrics['success']:.0f} nav_error={metrics['navigation_error']:.2f} m steps={len(actions)}")
             if video_dir and frames:

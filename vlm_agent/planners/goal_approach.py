@@ -139,9 +139,10 @@ class GoalApproach:
         self.candidates: dict[str, list[Candidate]] = {p: [] for p in self.phrases + ([spec.reference] if spec.reference else [])}
         self._plans_on_estimate = 0  # plans spent on the current target candidate
         self._target: Candidate | None = None
-        self._forward_from: tuple[float, float, float] | None = None  # pose a forward step was planned at
-        self.bumps = 0  # forward steps that did not move the robot (their cells became obstacles)
-        self._bumped = False  # the last forward step did not move the robot: the next move is a turn
+        # (x, y, yaw, metres) where forward steps were planned and how far they should take the robot
+        self._forward_from: tuple[float, float, float, float] | None = None
+        self.bumps = 0  # forward plans cut short (the cells ahead became obstacles)
+        self._bumped = False  # the last forward plan was cut short: the next move is a turn
 
     @property
     def current_phrase(self) -> str | None:
@@ -247,6 +248,13 @@ class GoalApproach:
             self._target, self._plans_on_estimate = None, 0
             return None
         bearing = math.degrees(_wrap(math.atan2(gy - y, gx - x) - yaw))
+        if self._bumped and dist <= self.stop_radius_m + 0.3 and abs(bearing) <= 60.0:
+            # Cut short just before the goal: the object itself (or what it stands by) is in the way,
+            # as a safety supervisor's stop zone says; this is as close as it gets.
+            if not last:
+                self.leg += 1
+                return self.plan(pose, ego_map)
+            return ApproachStep([NavPrimitive.stop()], f"goal approach: blocked {dist:.2f} m from {phrase}: as close as it gets")
         if last and dist <= self.stop_radius_m:
             if abs(bearing) > 60.0:  # face it first: the frame the stop is decided on shows the goal
                 return ApproachStep([_turn_towards(bearing)], f"goal approach: facing {phrase} ({dist:.2f} m, {bearing:+.0f} deg) before stopping")
@@ -255,7 +263,7 @@ class GoalApproach:
         move = self._best_move((x, y, yaw), *self.cost_to_go(ego_map, (x, y), (gx, gy), radius))
         if move is None:
             return None
-        self._forward_from = (x, y, yaw) if move[0].kind == "forward" else None
+        self._forward_from = (x, y, yaw, sum(p.distance_m for p in move)) if move[0].kind == "forward" else None
         return ApproachStep(move, f"goal approach: {phrase} at ({gx:.2f}, {gy:.2f}), {dist:.2f} m away, leg {self.leg + 1} of {len(self.phrases)}")
 
     # -- exploring when the model does not ------------------------------------------------------
@@ -284,18 +292,19 @@ class GoalApproach:
         if move is None:
             self.exploring, self._seen_counts = None, collections.deque(maxlen=self._seen_counts.maxlen)
             return None
-        self._forward_from = (x, y, yaw) if move[0].kind == "forward" else None
+        self._forward_from = (x, y, yaw, sum(p.distance_m for p in move)) if move[0].kind == "forward" else None
         return ApproachStep(move, f"exploring: to the nearest frontier ({self.exploring})")
 
     def _check_bump(self, ego_map, pose) -> None:
-        """If the last forward step planned here left the robot where it was, something the camera
-        did not map blocks it (e.g. below its view, which starts ~0.8 m ahead): mark a strip just ahead
-        as an obstacle, so the next path goes around it."""
+        """If the last forward plan fell 10 cm or more short (a collision, or a safety supervisor's
+        stop zone), something the map does not show blocks the way (e.g. below the camera's view, which
+        starts ~0.8 m ahead): mark a strip just ahead of where the robot stopped as an obstacle, so the
+        next path goes around it."""
         start, self._forward_from = self._forward_from, None
-        self._bumped = start is not None and math.hypot(pose[0] - start[0], pose[1] - start[1]) <= 0.05
+        self._bumped = start is not None and math.hypot(pose[0] - start[0], pose[1] - start[1]) < start[3] - 0.1
         if not self._bumped:
             return
-        x, y, yaw = start
+        x, y, yaw = pose
         ahead = np.array([0.3, 0.35])[:, None]
         side = np.linspace(-self.robot_radius_m, self.robot_radius_m, 5)[None, :]
         px = x + ahead * math.cos(yaw) - side * math.sin(yaw)
