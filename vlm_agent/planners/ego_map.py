@@ -160,11 +160,10 @@ class EgoMap:
         mask = np.asarray(mask, bool)
         if depth.ndim != 2 or mask.ndim != 2:
             raise ValueError(f"depth and mask must be 2-D, got {depth.shape} and {mask.shape}")
-        h, w = depth.shape
-        # Nearest-neighbour: the mask pixel under each depth pixel (an RGB and a depth image may differ in size).
-        rows = (np.arange(h) * mask.shape[0]) // h
-        cols = (np.arange(w) * mask.shape[1]) // w
-        vs, us = np.nonzero(mask[rows][:, cols])
+        from vlm_agent.sensors.backprojection import resize_mask_nearest
+
+        # The mask pixel under each depth pixel (an RGB and a depth image may differ in size).
+        vs, us = np.nonzero(resize_mask_nearest(mask, depth.shape))
         X, Y, _ = self._project(depth, vs, us)
         x, y, yaw = (float(v) for v in pose)
         cy, sy = math.cos(yaw), math.sin(yaw)

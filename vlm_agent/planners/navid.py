@@ -209,6 +209,7 @@ class NavidPlanner:
             self.goal_approach_on = False
         self.goal_sightings = None  # planners.stop_check.GoalSightings, made at the first plan when the stop gate or approach is on
         self.approach = None  # planners.goal_approach.GoalApproach of this episode (goal approach on)
+        self._goal_spec = None  # planners.goal_approach.GoalSpec of this episode's instruction (read at its first plan)
         self.goal_seen: str | None = None  # why the goal counts as seen this episode (None: not yet)
         self._refusals = 0
 
@@ -256,7 +257,7 @@ class NavidPlanner:
         with self._lock:
             self.backend.reset(text)
             self.instruction, self.steps, self._turned_deg, self._forward_view = text, 0, 0.0, None
-            self.goal_seen, self._refusals, self.approach = None, 0, None
+            self.goal_seen, self._refusals, self.approach, self._goal_spec = None, 0, None, None
             if self.ego_map is not None:
                 self.ego_map.reset()
             self._mapped = None
@@ -376,7 +377,9 @@ class NavidPlanner:
             from vlm_agent.planners.stop_check import GoalSightings
 
             self.goal_sightings = GoalSightings(c.stop_gate_segmenter_dir, c.stop_gate_verifier_dir, c.stop_gate_min_match, c.device)
-        spec = self.goal_sightings.goal_spec(self.instruction)
+        if self._goal_spec is None:  # once an episode: the instruction does not change
+            self._goal_spec = self.goal_sightings.goal_spec(self.instruction)
+        spec = self._goal_spec
         if not spec.phrases:
             self.goal_seen = self.goal_seen or "the instruction names no colour and shape the verifier knows: stops are not gated"
             return

@@ -27,7 +27,7 @@ class GoalSightings:
 
     def __init__(self, segmenter_dir: str = "", verifier_dir: str = "", min_match: float = 0.3, device: str = "cpu",
                  segmenter=None, verifier=None):
-        from vlm_agent.skills.verification import AttributeVerifier
+        from vlm_agent.skills.verification import AttributeVerifier, VerifiedSegmenter
 
         if segmenter is None:
             from vlm_agent.skills.segmentation import Sa2VASegmenter
@@ -35,6 +35,7 @@ class GoalSightings:
             segmenter = Sa2VASegmenter(segmenter_dir or None, device=device)
         self.segmenter = segmenter
         self.verifier = verifier if verifier is not None else AttributeVerifier(verifier_dir or None, device=device, min_match=min_match)
+        self._verified = VerifiedSegmenter(segmenter, self.verifier)  # the skills' segment-then-verify
 
     def goal_spec(self, instruction: str):
         """The instruction's goals in the verifier's vocabulary (`goal_approach.instruction_goals`)."""
@@ -51,15 +52,16 @@ class GoalSightings:
     def find_goal(self, rgb: np.ndarray, phrase: str) -> tuple[np.ndarray | None, str, float]:
         """(the (H, W) bool mask of `phrase` in the frame if segmented and verified, else None; why;
         the verifier's match in [0, 1], 0 when nothing was segmented)."""
-        self.segmenter.reset(phrase)
-        result = self.segmenter.step(np.asarray(rgb, np.uint8))
+        self._verified.reset(phrase)
+        result = self._verified.step(np.asarray(rgb, np.uint8))
+        verdict = result.extra.get("verifier") if result.extra else None
+        if "rejected" in (result.extra or {}):
+            return None, result.extra["rejected"], float(verdict["match"])
         mask = np.asarray(result.mask, bool) if result.mask is not None else None
         if mask is None or not mask.any():
             return None, f"the segmenter marks no '{phrase}' in view", 0.0
-        verdict = self.verifier.check(rgb, mask, phrase)
-        if not verdict.accepted:
-            return None, verdict.reason(), float(verdict.match)
-        return mask, f"'{phrase}' in view (match {verdict.match:.2f})", float(verdict.match)
+        match = float(verdict["match"]) if verdict else 1.0
+        return mask, f"'{phrase}' in view (match {match:.2f})", match
 
     def sees_goal(self, rgb: np.ndarray, phrase: str) -> tuple[bool, str]:
         """(whether `phrase` is in the frame, segmented and verified; why)."""
