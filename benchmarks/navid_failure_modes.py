@@ -21,14 +21,15 @@ markdown table by task type (with the machine) and a JSON file with one row per 
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import datetime
 import json
 import math
 import os
-import platform
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.nav_closed_loop import episode_parser, run_line, start  # noqa: E402
 
 MODES = ("success", "goal never in view", "seen, never reached", "reached, not stopped there")
 
@@ -98,29 +99,16 @@ def run(model_dir: str, episodes, size: int = 64, max_steps: int = 0, min_pixels
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = episode_parser(__doc__.split("\n")[0], "benchmarks/navid_failure_modes_results.md")
     parser.add_argument("models", nargs="+", help="NaVid model directories")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the episode's, 300, as eval)")
     parser.add_argument("--min-pixels", type=int, default=2, help="goal pixels that count as in view (the explorer expert's default)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="benchmarks/navid_failure_modes_results.md")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-
-    import torch
-
-    from vlm_agent.sim.episodes import make_episodes
-
-    torch.set_num_threads(args.threads)
-    episodes = make_episodes("nav", args.split, args.episodes, args.seed)
+    episodes = start(args)
     results = {m: run(m, episodes, max_steps=args.max_steps, min_pixels=args.min_pixels) for m in args.models}
     tasks = sorted({e.task for e in episodes})
     lines = [f"# Why NaVid episodes fail ({args.split} seed {args.seed}, the first {args.episodes} episodes)", "",
-             f"Run {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"{args.threads} torch thread(s); `{' '.join(['benchmarks/navid_failure_modes.py', *argv])}`.", ""]
+             run_line("benchmarks/navid_failure_modes.py", argv, args.threads), ""]
     for model, rows in results.items():
         lines += [f"## {model}", "", "| task | episodes | " + " | ".join(MODES) + " | failures ended by stop | look-alike stops |",
                   "| --- | ---: |" + " ---: |" * (len(MODES) + 2)]

@@ -12,17 +12,16 @@ like with like on a shared machine. Written as a markdown table with the machine
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.nav_closed_loop import episode_parser, run_line, start  # noqa: E402
 
 SOURCES = ("model", "goal_approach", "explore")
 
@@ -58,29 +57,16 @@ def run(model_dir: str, episodes, size: int = 64, max_steps: int = 0) -> tuple[d
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = episode_parser(__doc__.split("\n")[0], "benchmarks/navid_plan_sources_results.md", seed=0, episodes=10)
     parser.add_argument("--model", default="checkpoints/navid_map")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the episode's, 300, as eval)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="benchmarks/navid_plan_sources_results.md")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-
-    import torch
-
-    from vlm_agent.sim.episodes import make_episodes
-
-    torch.set_num_threads(args.threads)
-    episodes = make_episodes("nav", args.split, args.episodes, args.seed)
+    episodes = start(args)
     times, rows = run(args.model, episodes, max_steps=args.max_steps)
     total = sum(len(v) for v in times.values()) or 1
     lines = [f"# Who plans the navigator's steps, and at what cost ({args.split} seed {args.seed}, the first {args.episodes} episodes)", "",
-             f"Run {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"{args.threads} torch thread(s), model `{args.model}`; `{' '.join(['benchmarks/navid_plan_sources.py', *argv])}`. "
-             f"SR on these episodes: {sum(r['success'] for r in rows)}/{len(rows)}.", "",
+             run_line("benchmarks/navid_plan_sources.py", argv, args.threads)
+             + f" Model `{args.model}`; SR on these episodes: {sum(r['success'] for r in rows)}/{len(rows)}.", "",
              "| source | plans | share | mean ms | median ms | p95 ms |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for source in SOURCES:
         t = sorted(times.get(source, []))

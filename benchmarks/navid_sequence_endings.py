@@ -20,14 +20,15 @@ the final pose. Written as a markdown table (with the machine) and a JSON file b
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import datetime
 import json
 import math
 import os
-import platform
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.nav_closed_loop import episode_parser, run_line, start  # noqa: E402
 
 ENDINGS = ("success", "step limit", "stopped at Y, X never reached", "stopped at X", "X reached, stopped elsewhere",
            "stopped elsewhere, X never reached")
@@ -67,27 +68,15 @@ def run(model_dir: str, episodes, size: int = 64, max_steps: int = 0) -> list[di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = episode_parser(__doc__.split("\n")[0], "benchmarks/navid_sequence_results.md",
+                            episodes_help="episodes of (split, seed) to draw the sequence ones from")
     parser.add_argument("models", nargs="+", help="NaVid model directories")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--episodes", type=int, default=100, help="episodes of (split, seed) to draw the sequence ones from")
-    parser.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the episode's, 300, as eval)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="benchmarks/navid_sequence_results.md")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-
-    import torch
-
-    from vlm_agent.sim.episodes import make_episodes
-
-    torch.set_num_threads(args.threads)
-    episodes = [e for e in make_episodes("nav", args.split, args.episodes, args.seed) if e.task == "sequence"]
+    episodes = [e for e in start(args) if e.task == "sequence"]
     results = {m: run(m, episodes, max_steps=args.max_steps) for m in args.models}
     lines = [f"# Where sequence episodes end ({args.split} seed {args.seed}: the {len(episodes)} sequence episodes among the first {args.episodes})",
-             "", f"Run {datetime.date.today()} on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-             f"{args.threads} torch thread(s); `{' '.join(['benchmarks/navid_sequence_endings.py', *argv])}`.", "",
+             "", run_line("benchmarks/navid_sequence_endings.py", argv, args.threads), "",
              "| model | " + " | ".join(ENDINGS) + " |", "| --- |" + " ---: |" * len(ENDINGS)]
     for model, rows in results.items():
         counts = collections.Counter(r["ending"] for r in rows)

@@ -2,22 +2,13 @@
 writes its table and JSON with one row per episode and ground truth read beside the model."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("navid_failure_modes", ROOT / "benchmarks" / "navid_failure_modes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+from benchmarks import navid_failure_modes as bench
 
 
 def test_failures_are_classified_by_what_the_robot_saw_and_reached():
-    c = _bench().classify
+    c = bench.classify
     assert c(True, 0, 5.0, 1.0) == "success"  # success wins whatever was seen
     assert c(False, 1, 0.5, 1.0) == "goal never in view"  # 1 px is not "in view" at the default 2
     assert c(False, 1, 0.5, 1.0, min_pixels=1) == "reached, not stopped there"
@@ -31,12 +22,12 @@ def test_a_run_writes_one_row_per_episode_with_the_ground_truth(tmp_path):
 
     model = save_untrained_navid(tmp_path / "m", seed=0)
     out = tmp_path / "modes.md"
-    assert _bench().main([model, "--episodes", "4", "--max-steps", "3", "--out", str(out)]) == 0
+    assert bench.main([model, "--episodes", "4", "--max-steps", "3", "--out", str(out)]) == 0
     rows = json.loads((tmp_path / "modes.json").read_text())["models"][model]
     eps = make_episodes("nav", "val", 4, 1)
     assert [r["episode_id"] for r in rows] == [e.episode_id for e in eps]
     for r, ep in zip(rows, eps):
-        assert r["mode"] in _bench().MODES and r["task"] == ep.task and r["steps"] <= 3
+        assert r["mode"] in bench.MODES and r["task"] == ep.task and r["steps"] <= 3
         assert r["min_distance_m"] <= r["final_distance_m"] + 0.01  # the final pose is one of those looked at
         assert r["max_goal_pixels"] >= 0 and r["ended_by"] in ("stop", "step limit")
     text = out.read_text()

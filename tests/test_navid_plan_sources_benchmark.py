@@ -2,18 +2,10 @@
 every plan timed under the source that made it."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("navid_plan_sources", ROOT / "benchmarks" / "navid_plan_sources.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+from benchmarks import navid_plan_sources as bench
 
 
 def test_a_run_times_every_plan_under_its_source(tmp_path):
@@ -23,7 +15,7 @@ def test_a_run_times_every_plan_under_its_source(tmp_path):
                                  ego_map={"cells": 8})
     (Path(model) / "planner_config.json").write_text(json.dumps({"stop_gate": True, "goal_approach": True}))
     out = tmp_path / "sources.md"
-    assert _bench().main(["--model", model, "--episodes", "2", "--max-steps", "6", "--out", str(out)]) == 0
+    assert bench.main(["--model", model, "--episodes", "2", "--max-steps", "6", "--out", str(out)]) == 0
     result = json.loads((tmp_path / "sources.json").read_text())
     assert len(result["episodes"]) == 2
     plans = sum(r[k] for r in result["episodes"] for k in ("model", "goal_approach", "explore"))

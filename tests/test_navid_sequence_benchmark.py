@@ -2,22 +2,13 @@
 writes its table and JSON with one row per sequence episode."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("navid_sequence_endings", ROOT / "benchmarks" / "navid_sequence_endings.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+from benchmarks import navid_sequence_endings as bench
 
 
 def test_endings_are_classified_from_the_final_state():
-    c = _bench().classify
+    c = bench.classify
     assert c(True, 40, 300, 1, 3.0, 0.5) == "success"
     assert c(False, 300, 300, 0, 3.0, 3.0) == "step limit"
     assert c(False, 20, 300, 0, 3.0, 0.7) == "stopped at Y, X never reached"
@@ -31,11 +22,11 @@ def test_a_run_writes_one_row_per_sequence_episode(tmp_path):
 
     model = save_untrained_navid(tmp_path / "m", seed=0)
     out = tmp_path / "seq.md"
-    assert _bench().main([model, "--episodes", "12", "--max-steps", "4", "--out", str(out)]) == 0
+    assert bench.main([model, "--episodes", "12", "--max-steps", "4", "--out", str(out)]) == 0
     got = json.loads((tmp_path / "seq.json").read_text())
     from vlm_agent.sim.episodes import make_episodes
 
     want = [e.episode_id for e in make_episodes("nav", "val", 12, 1) if e.task == "sequence"]
     assert want and [r["episode_id"] for r in got["models"][model]] == want
-    assert all(r["ending"] in _bench().ENDINGS for r in got["models"][model])
+    assert all(r["ending"] in bench.ENDINGS for r in got["models"][model])
     assert f"| {model} |" in out.read_text()
